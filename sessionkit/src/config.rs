@@ -1,0 +1,420 @@
+//! [`Config`]: every setting in one builder, validated once at start-up.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sessionkit::{Config, SameSite};
+//!
+//! let config = Config::builder()
+//!     .cookie_name("__Host-sid")
+//!     .idle_timeout(Duration::from_secs(15 * 60))
+//!     .absolute_lifetime(Duration::from_secs(8 * 3600))
+//!     .same_site(SameSite::Strict)
+//!     .build()
+//!     .expect("valid configuration");
+//! assert_eq!(config.cookie().name(), "__Host-sid");
+//!
+//! // Every problem is reported at once.
+//! let err = Config::builder()
+//!     .cookie_name("bad name;")
+//!     .idle_timeout(Duration::ZERO)
+//!     .build()
+//!     .unwrap_err();
+//! assert_eq!(err.problems().len(), 2);
+//! ```
+//!
+//! Defaults are the secure ones: cookie `id`, `HttpOnly`, `Secure`,
+//! `SameSite=Lax`, `Path=/`, no `Domain`; 30 minutes idle (sliding) and
+//! 12 hours absolute. Turning `Secure` off needs
+//! [`ConfigBuilder::dangerously_allow_insecure_http`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::{Callbacks, SessionEvent};
+use crate::expiry::{Clock, ExpiryPolicy, SystemClock};
+
+/// The `SameSite` cookie attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent on same-site requests only.
+    Strict,
+    /// Also sent on top-level cross-site navigations (the default).
+    Lax,
+    /// Sent on every request; requires `Secure`.
+    None,
+}
+
+/// Cookie attributes of the session cookie.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+}
+
+impl CookieConfig {
+    /// The cookie name, matched exactly on requests.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Whether the cookie carries `Secure`.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+    /// Whether the cookie carries `HttpOnly`.
+    pub fn http_only(&self) -> bool {
+        self.http_only
+    }
+    /// The `SameSite` attribute.
+    pub fn same_site(&self) -> SameSite {
+        self.same_site
+    }
+    /// The `Path` attribute.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// The `Domain` attribute, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+}
+
+/// A validated configuration. Build one with [`Config::builder`].
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: ExpiryPolicy,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) callbacks: Callbacks,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("cookie", &self.cookie)
+            .field("expiry", &self.expiry)
+            .field("callbacks", &self.callbacks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Starts a builder with the secure defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+    /// The cookie attributes.
+    pub fn cookie(&self) -> &CookieConfig {
+        &self.cookie
+    }
+    /// The expiry rules.
+    pub fn expiry(&self) -> &ExpiryPolicy {
+        &self.expiry
+    }
+    /// The clock sessions are timed with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::builder().build().expect("the defaults are valid")
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// The cookie name is empty or holds characters a cookie name cannot hold.
+    #[error(
+        "cookie name {0:?} is not a valid cookie name (use letters, digits and !#$%&'*+-.^_`|~)"
+    )]
+    CookieName(String),
+    /// A duration that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+    /// The idle timeout is longer than the absolute lifetime.
+    #[error("idle_timeout ({idle:?}) is longer than absolute_lifetime ({absolute:?})")]
+    IdleLongerThanAbsolute {
+        /// The idle timeout.
+        idle: Duration,
+        /// The absolute lifetime.
+        absolute: Duration,
+    },
+    /// `SameSite=None` was asked for without `Secure`; browsers reject such cookies.
+    #[error("SameSite=None requires Secure; browsers reject the cookie otherwise")]
+    SameSiteNoneWithoutSecure,
+    /// A `__Host-` cookie must be Secure, have Path=/ and no Domain.
+    #[error("a __Host- cookie must be Secure, use Path=/ and have no Domain (use __Secure- with a Domain)")]
+    HostPrefix,
+    /// A `__Secure-` cookie must be Secure.
+    #[error("a __Secure- cookie must be Secure")]
+    SecurePrefix,
+    /// The path does not start with `/` or holds control characters or `;`.
+    #[error("cookie path {0:?} must start with '/' and hold no ';' or control characters")]
+    Path(String),
+    /// The domain holds characters a domain cannot hold.
+    #[error("cookie domain {0:?} is not a valid domain")]
+    Domain(String),
+}
+
+/// Every problem found in a configuration, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    /// The problems, in the order they were found.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid session configuration:")?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+impl std::error::Error for ConfigError {}
+
+/// Builder for [`Config`]; methods consume and return the builder.
+#[must_use = "call .build() to get a Config"]
+pub struct ConfigBuilder {
+    cookie: CookieConfig,
+    expiry: ExpiryPolicy,
+    clock: Arc<dyn Clock>,
+    callbacks: Callbacks,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        ConfigBuilder {
+            cookie: CookieConfig {
+                name: "id".into(),
+                secure: true,
+                http_only: true,
+                same_site: SameSite::Lax,
+                path: "/".into(),
+                domain: None,
+            },
+            expiry: ExpiryPolicy::default(),
+            clock: Arc::new(SystemClock),
+            callbacks: Callbacks::default(),
+        }
+    }
+}
+
+macro_rules! callback_setter {
+    ($(#[$doc:meta])* $name:ident, $slot:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, f: impl Fn(&SessionEvent) + Send + Sync + 'static) -> Self {
+            self.callbacks.$slot = Some(Arc::new(f));
+            self
+        }
+    };
+}
+
+impl ConfigBuilder {
+    /// The session cookie's name (default `id`). `__Host-` and `__Secure-`
+    /// prefixes are validated against the other attributes.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie.name = name.into();
+        self
+    }
+    /// The `SameSite` attribute (default `Lax`).
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.cookie.same_site = same_site;
+        self
+    }
+    /// The `Path` attribute (default `/`).
+    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.cookie.path = path.into();
+        self
+    }
+    /// The `Domain` attribute (default none: host-only).
+    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie.domain = Some(domain.into());
+        self
+    }
+    /// Drops `HttpOnly`, letting page scripts read the session cookie (and
+    /// any injected script steal it). Only for applications that must.
+    pub fn dangerously_allow_script_access(mut self) -> Self {
+        self.cookie.http_only = false;
+        self
+    }
+    /// Drops `Secure`, so the cookie also travels over plain HTTP where
+    /// anyone on the path can read it. For local development only.
+    pub fn dangerously_allow_insecure_http(mut self) -> Self {
+        self.cookie.secure = false;
+        self
+    }
+    /// Time without activity after which a session is dead (default 30 min).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.expiry.idle_timeout = d;
+        self
+    }
+    /// Time after creation after which a session is dead whatever the activity (default 12 h).
+    pub fn absolute_lifetime(mut self, d: Duration) -> Self {
+        self.expiry.absolute_lifetime = d;
+        self
+    }
+    /// Whether activity moves the idle deadline (default true).
+    pub fn sliding_expiration(mut self, on: bool) -> Self {
+        self.expiry.sliding = on;
+        self
+    }
+    /// The clock (default the system clock); tests inject [`crate::ManualClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    callback_setter!(
+        /// Called when a new session is saved for the first time.
+        on_started, started);
+    callback_setter!(
+        /// Called when a request loads an existing session.
+        on_loaded, loaded);
+    callback_setter!(
+        /// Called for every deletion: destroy, expiry, bulk delete, owner revoke, eviction.
+        on_deleted, deleted);
+    callback_setter!(
+        /// Called when a session gets a new id.
+        on_regenerated, regenerated);
+    callback_setter!(
+        /// Called when a load finds a session past a deadline.
+        on_expired, expired);
+
+    /// Validates everything and returns the configuration, or every problem found.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let c = &self.cookie;
+        if !is_cookie_name(&c.name) {
+            problems.push(ConfigProblem::CookieName(c.name.clone()));
+        }
+        if !c.path.starts_with('/') || c.path.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+            problems.push(ConfigProblem::Path(c.path.clone()));
+        }
+        if let Some(d) = &c.domain {
+            let ok = !d.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                problems.push(ConfigProblem::Domain(d.clone()));
+            }
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            problems.push(ConfigProblem::SameSiteNoneWithoutSecure);
+        }
+        if c.name.starts_with("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
+            problems.push(ConfigProblem::HostPrefix);
+        }
+        if c.name.starts_with("__Secure-") && !c.secure {
+            problems.push(ConfigProblem::SecurePrefix);
+        }
+        let e = &self.expiry;
+        if e.idle_timeout.is_zero() {
+            problems.push(ConfigProblem::ZeroDuration("idle_timeout"));
+        }
+        if e.absolute_lifetime.is_zero() {
+            problems.push(ConfigProblem::ZeroDuration("absolute_lifetime"));
+        }
+        if e.idle_timeout > e.absolute_lifetime && !e.absolute_lifetime.is_zero() {
+            problems.push(ConfigProblem::IdleLongerThanAbsolute {
+                idle: e.idle_timeout,
+                absolute: e.absolute_lifetime,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Config {
+            cookie: self.cookie,
+            expiry: self.expiry,
+            clock: self.clock,
+            callbacks: self.callbacks,
+        })
+    }
+}
+
+/// RFC 6265 cookie-name token.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_secure() {
+        let c = Config::default();
+        assert!(c.cookie().secure() && c.cookie().http_only());
+        assert_eq!(c.cookie().same_site(), SameSite::Lax);
+        assert_eq!(c.cookie().path(), "/");
+        assert!(c.expiry().sliding);
+    }
+
+    #[test]
+    fn host_prefix_with_a_domain_is_rejected() {
+        let err = Config::builder()
+            .cookie_name("__Host-id")
+            .cookie_domain("example.com")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems(), &[ConfigProblem::HostPrefix]);
+    }
+
+    #[test]
+    fn same_site_none_needs_secure() {
+        let err = Config::builder()
+            .same_site(SameSite::None)
+            .dangerously_allow_insecure_http()
+            .build()
+            .unwrap_err();
+        assert!(err
+            .problems()
+            .contains(&ConfigProblem::SameSiteNoneWithoutSecure));
+    }
+
+    #[test]
+    fn hostile_names_paths_and_domains_are_rejected() {
+        for name in ["", "a b", "a;b", "a=b", "é", "a\r\n"] {
+            assert!(
+                Config::builder().cookie_name(name).build().is_err(),
+                "{name:?}"
+            );
+        }
+        assert!(Config::builder().cookie_path("x").build().is_err());
+        assert!(Config::builder().cookie_path("/;x").build().is_err());
+        assert!(Config::builder().cookie_domain("a b").build().is_err());
+    }
+
+    #[test]
+    fn idle_longer_than_absolute_is_rejected() {
+        let err = Config::builder()
+            .idle_timeout(Duration::from_secs(10))
+            .absolute_lifetime(Duration::from_secs(5))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err.problems()[0],
+            ConfigProblem::IdleLongerThanAbsolute { .. }
+        ));
+        assert!(err.to_string().contains("idle_timeout"));
+    }
+}

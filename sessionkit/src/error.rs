@@ -1,0 +1,72 @@
+//! Errors: what a store reports, and what the HTTP edge turns them into.
+
+use std::time::Duration;
+
+/// An error from a session store.
+///
+/// [`StoreError::is_transient`] tells retry logic and circuit breakers which
+/// errors are worth another try; [`StoreError::kind`] is a stable label for
+/// metrics. Messages never contain session ids or session data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend could not be reached or dropped the connection.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The operation did not finish within its time bound.
+    #[error("session store operation timed out after {0:?}")]
+    Timeout(Duration),
+    /// The circuit breaker is open: the store is failing and is not being called.
+    #[error("session store circuit is open; failing fast")]
+    CircuitOpen,
+    /// A stored value could not be decoded (corrupt, foreign, or from an incompatible version).
+    #[error("stored session could not be decoded: {0}")]
+    Decode(String),
+    /// The session could not be encoded.
+    #[error("session could not be encoded: {0}")]
+    Encode(String),
+    /// The sealed cookie would exceed the browser limit.
+    #[error("session cookie would be {size} bytes, over the {limit}-byte limit")]
+    CookieTooLarge {
+        /// Size of the full `Set-Cookie` value in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The store cannot do this (e.g. listing sessions of a cookie store).
+    #[error("this session store does not support {0}")]
+    Unsupported(&'static str),
+    /// The backend refused the operation (a non-transient server error).
+    #[error("session store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (connection trouble, timeouts).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+    }
+
+    /// Whether the error says something about the store's health (for circuit
+    /// breakers). Bad data and size limits are about one value, not the store.
+    pub fn is_store_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Backend(_)
+        )
+    }
+
+    /// A stable, low-cardinality label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::CircuitOpen => "circuit_open",
+            StoreError::Decode(_) => "decode",
+            StoreError::Encode(_) => "encode",
+            StoreError::CookieTooLarge { .. } => "cookie_too_large",
+            StoreError::Unsupported(_) => "unsupported",
+            StoreError::Backend(_) => "backend",
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Lifecycle events: user callbacks, `metrics` counters, and what they carry.
+//!
+//! Events never carry the session id or the session data; they carry the
+//! owner (if the application set one), so an audit log can say "alice was
+//! logged out" without holding anything an attacker could replay.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use sessionkit::{Config, SessionEvent};
+//!
+//! let started = Arc::new(AtomicUsize::new(0));
+//! let seen = started.clone();
+//! let config = Config::builder()
+//!     .on_started(move |_e: &SessionEvent| { seen.fetch_add(1, Ordering::Relaxed); })
+//!     .build()
+//!     .unwrap();
+//! # let _ = config;
+//! ```
+//!
+//! Metrics (through the `metrics` facade; install any recorder):
+//! `sessionkit_sessions_total{event}` with event = created, loaded, deleted,
+//! regenerated, expired; `sessionkit_invalid_lookups_total` (a cookie that
+//! names no live session); `sessionkit_store_errors_total{op,kind}`;
+//! `sessionkit_store_duration_seconds{op}` (histogram).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::expiry::ExpiryKind;
+
+/// Why a session was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteReason {
+    /// The application called [`crate::Session::destroy`].
+    Destroyed,
+    /// A load found the session past a deadline.
+    Expired(ExpiryKind),
+    /// A bulk delete through the query API.
+    BulkDelete,
+    /// Every session of one owner was revoked.
+    OwnerRevoked,
+    /// The store swept it after expiry or evicted it to stay within bounds.
+    Evicted,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A new session was saved for the first time.
+    Started,
+    /// An existing session was loaded by a request.
+    Loaded,
+    /// A session was deleted.
+    Deleted(DeleteReason),
+    /// A session got a new id (the old one is dead).
+    Regenerated,
+    /// A load found the session expired.
+    Expired(ExpiryKind),
+}
+
+/// A lifecycle event, as passed to callbacks.
+#[derive(Debug, Clone)]
+pub struct SessionEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The session's owner, if the application set one.
+    pub owner: Option<String>,
+}
+
+type Callback = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
+
+/// The registered callbacks, one slot per event kind.
+#[derive(Clone, Default)]
+pub(crate) struct Callbacks {
+    pub started: Option<Callback>,
+    pub loaded: Option<Callback>,
+    pub deleted: Option<Callback>,
+    pub regenerated: Option<Callback>,
+    pub expired: Option<Callback>,
+}
+
+impl fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("started", &self.started.is_some())
+            .field("loaded", &self.loaded.is_some())
+            .field("deleted", &self.deleted.is_some())
+            .field("regenerated", &self.regenerated.is_some())
+            .field("expired", &self.expired.is_some())
+            .finish()
+    }
+}
+
+impl Callbacks {
+    /// Records the metric and runs the matching callback.
+    pub(crate) fn emit(&self, kind: EventKind, owner: Option<&str>) {
+        let (slot, label) = match kind {
+            EventKind::Started => (&self.started, "created"),
+            EventKind::Loaded => (&self.loaded, "loaded"),
+            EventKind::Deleted(_) => (&self.deleted, "deleted"),
+            EventKind::Regenerated => (&self.regenerated, "regenerated"),
+            EventKind::Expired(_) => (&self.expired, "expired"),
+        };
+        metrics::counter!("sessionkit_sessions_total", "event" => label).increment(1);
+        if let Some(cb) = slot {
+            cb(&SessionEvent {
+                kind,
+                owner: owner.map(str::to_owned),
+            });
+        }
+    }
+}

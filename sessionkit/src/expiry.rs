@@ -1,0 +1,196 @@
+//! Time: the injectable [`Clock`] and the expiry rules.
+//!
+//! Every session has two deadlines, both kept in the record and checked on
+//! every load, whatever the store's own TTL says:
+//! - the **idle deadline**, `idle_timeout` after the last recorded activity;
+//! - the **absolute deadline**, `absolute_lifetime` after creation, never moved.
+//!
+//! With sliding expiration, activity moves the idle deadline. To avoid a
+//! store write on every read, activity is recorded only once less than half
+//! of the idle window is left ([`ExpiryPolicy::needs_touch`]): a session then
+//! lives at least `idle_timeout / 2` and at most `idle_timeout` after the
+//! last request. This is the price of one store command per read.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sessionkit::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new();
+//! let t0 = clock.now();
+//! clock.advance(Duration::from_secs(60));
+//! assert_eq!(clock.now().duration_since(t0).unwrap(), Duration::from_secs(60));
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+/// A source of wall-clock time. Inject [`ManualClock`] in tests to move time.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<SystemTime>>);
+
+impl ManualClock {
+    /// A clock standing at the current real time.
+    pub fn new() -> Self {
+        ManualClock(Arc::new(Mutex::new(SystemTime::now())))
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock() += by;
+    }
+    /// Sets the clock to a given time.
+    pub fn set(&self, to: SystemTime) {
+        *self.0.lock() = to;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock()
+    }
+}
+
+/// Which deadline ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryKind {
+    /// No activity within the idle timeout.
+    Idle,
+    /// The absolute lifetime since creation is over.
+    Absolute,
+}
+
+/// The expiry settings, validated by [`crate::ConfigBuilder`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryPolicy {
+    /// Time without activity after which a session is dead.
+    pub idle_timeout: Duration,
+    /// Time after creation after which a session is dead, whatever the activity.
+    pub absolute_lifetime: Duration,
+    /// Whether activity moves the idle deadline.
+    pub sliding: bool,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        ExpiryPolicy {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_lifetime: Duration::from_secs(12 * 60 * 60),
+            sliding: true,
+        }
+    }
+}
+
+impl ExpiryPolicy {
+    /// The idle deadline for activity at `now`, never past the absolute deadline.
+    pub fn idle_deadline(&self, now: SystemTime, absolute: SystemTime) -> SystemTime {
+        (now + self.idle_timeout).min(absolute)
+    }
+
+    /// Whether a session whose idle deadline is `idle_deadline` should record
+    /// activity at `now` (sliding only; less than half the window left).
+    pub fn needs_touch(
+        &self,
+        now: SystemTime,
+        idle_deadline: SystemTime,
+        absolute: SystemTime,
+    ) -> bool {
+        if !self.sliding || idle_deadline >= absolute {
+            return false;
+        }
+        match idle_deadline.duration_since(now) {
+            Ok(left) => left < self.idle_timeout / 2,
+            Err(_) => false, // already expired: the load path handles it
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, saturating (times before 1970 are 0).
+pub(crate) fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+/// The inverse of [`to_millis`], saturating instead of overflowing.
+pub(crate) fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH + Duration::from_secs(u32::MAX as u64))
+}
+
+/// Serde adapter: `SystemTime` as integer milliseconds since the epoch.
+pub(crate) mod millis {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(to_millis(*t))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        Ok(from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touch_is_needed_only_in_the_second_half_of_the_idle_window() {
+        let p = ExpiryPolicy {
+            idle_timeout: Duration::from_secs(100),
+            absolute_lifetime: Duration::from_secs(1000),
+            sliding: true,
+        };
+        let t0 = SystemTime::now();
+        let abs = t0 + p.absolute_lifetime;
+        let idle = p.idle_deadline(t0, abs);
+        assert!(!p.needs_touch(t0 + Duration::from_secs(40), idle, abs));
+        assert!(p.needs_touch(t0 + Duration::from_secs(60), idle, abs));
+        let fixed = ExpiryPolicy {
+            sliding: false,
+            ..p
+        };
+        assert!(!fixed.needs_touch(t0 + Duration::from_secs(60), idle, abs));
+    }
+
+    #[test]
+    fn idle_deadline_never_passes_the_absolute_deadline() {
+        let p = ExpiryPolicy::default();
+        let t0 = SystemTime::now();
+        assert_eq!(
+            p.idle_deadline(t0, t0 + Duration::from_secs(5)),
+            t0 + Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn millis_round_trip_and_saturate() {
+        let t = from_millis(1_700_000_000_123);
+        assert_eq!(to_millis(t), 1_700_000_000_123);
+        let _ = from_millis(u64::MAX); // no panic
+    }
+}

@@ -1,0 +1,165 @@
+//! [`Record<T>`]: one session as a store keeps it.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::expiry::{millis, ExpiryKind, ExpiryPolicy};
+use crate::flash::FlashMessage;
+use crate::id::SessionId;
+
+/// Blanket trait for the application's own session data: derive
+/// `Serialize, Deserialize, Default, Clone` on a struct and it qualifies.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+/// struct MyData { user_id: Option<u64>, visits: u32 }
+/// fn takes<T: sessionkit::SessionData>() {}
+/// takes::<MyData>();
+/// ```
+pub trait SessionData:
+    Serialize + for<'de> Deserialize<'de> + Default + Clone + Send + Sync + 'static
+{
+}
+impl<T> SessionData for T where
+    T: Serialize + for<'de> Deserialize<'de> + Default + Clone + Send + Sync + 'static
+{
+}
+
+/// One session: the typed data plus everything needed to enforce expiry,
+/// deliver flash messages, index by owner and detect concurrent updates.
+///
+/// `Debug` prints only metadata: neither the data nor the full id.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
+pub struct Record<T> {
+    /// The session id (what the cookie carries for server-side stores).
+    pub id: SessionId,
+    /// The application's data.
+    pub data: T,
+    /// Flash messages waiting for a later request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flash: Vec<FlashMessage>,
+    /// When the session was created.
+    #[serde(with = "millis")]
+    pub created_at: SystemTime,
+    /// When activity was last recorded.
+    #[serde(with = "millis")]
+    pub last_access: SystemTime,
+    /// Dead after this instant unless activity moves it (sliding expiration).
+    #[serde(with = "millis")]
+    pub idle_deadline: SystemTime,
+    /// Dead after this instant, whatever the activity.
+    #[serde(with = "millis")]
+    pub absolute_deadline: SystemTime,
+    /// The owner (usually a user id) for the per-owner index; `None` for anonymous sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Incremented by the store on every successful write; 0 = never written.
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl<T> Record<T> {
+    /// A new record created at `now` under `policy`.
+    pub fn new(id: SessionId, data: T, now: SystemTime, policy: &ExpiryPolicy) -> Self {
+        let absolute_deadline = now + policy.absolute_lifetime;
+        Record {
+            id,
+            data,
+            flash: Vec::new(),
+            created_at: now,
+            last_access: now,
+            idle_deadline: policy.idle_deadline(now, absolute_deadline),
+            absolute_deadline,
+            owner: None,
+            version: 0,
+        }
+    }
+
+    /// The instant the session dies if nothing happens: the earlier deadline.
+    pub fn expires_at(&self) -> SystemTime {
+        self.idle_deadline.min(self.absolute_deadline)
+    }
+
+    /// `Some(kind)` if the session is dead at `now`. A deadline is exclusive:
+    /// at the deadline itself the session is already dead.
+    pub fn expired(&self, now: SystemTime) -> Option<ExpiryKind> {
+        if now >= self.absolute_deadline {
+            Some(ExpiryKind::Absolute)
+        } else if now >= self.idle_deadline {
+            Some(ExpiryKind::Idle)
+        } else {
+            None
+        }
+    }
+
+    /// Time left before expiry at `now` (zero when expired).
+    pub fn time_until_expiry(&self, now: SystemTime) -> Duration {
+        self.expires_at()
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Records activity at `now`: moves the idle deadline (capped by the absolute one).
+    pub fn touch(&mut self, now: SystemTime, policy: &ExpiryPolicy) {
+        self.last_access = now;
+        self.idle_deadline = policy.idle_deadline(now, self.absolute_deadline);
+    }
+}
+
+impl<T> fmt::Debug for Record<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .field("idle_deadline", &self.idle_deadline)
+            .field("absolute_deadline", &self.absolute_deadline)
+            .field("owner", &self.owner.as_ref().map(|_| "<set>"))
+            .field("flash", &self.flash.len())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_dies_at_whichever_deadline_comes_first() {
+        let policy = ExpiryPolicy {
+            idle_timeout: Duration::from_secs(10),
+            absolute_lifetime: Duration::from_secs(25),
+            sliding: true,
+        };
+        let t0 = SystemTime::now();
+        let mut r = Record::new(SessionId::generate(), (), t0, &policy);
+        assert_eq!(r.expired(t0 + Duration::from_secs(9)), None);
+        assert_eq!(
+            r.expired(t0 + Duration::from_secs(10)),
+            Some(ExpiryKind::Idle)
+        );
+        r.touch(t0 + Duration::from_secs(9), &policy);
+        r.touch(t0 + Duration::from_secs(18), &policy);
+        assert_eq!(r.idle_deadline, t0 + Duration::from_secs(25));
+        assert_eq!(
+            r.expired(t0 + Duration::from_secs(25)),
+            Some(ExpiryKind::Absolute)
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_data_and_no_full_id() {
+        let r = Record::new(
+            SessionId::generate(),
+            "secret-data",
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("secret-data"));
+        assert!(!dbg.contains(&r.id.encode()));
+    }
+}

@@ -1,0 +1,367 @@
+//! [`Sessions`]: a store plus its configuration — the framework-free core.
+//!
+//! It turns a cookie value into a [`Session`] (checking expiry and firing
+//! events) and a finished session back into a [`CookieAction`] (saving,
+//! regenerating or deleting in the store). The tower layer and any other
+//! adapter only move headers in and out; all session logic lives here.
+//! It also carries the query and bulk operations, so that every deletion
+//! fires `on_deleted`, whichever path it takes.
+//!
+//! ```
+//! use sessionkit::{Config, Sessions, store::memory::MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let sessions: Sessions<u32, _> = Sessions::new(MemoryStore::new(), Config::default());
+//! let s = sessions.load(None).await.unwrap();   // no cookie: a fresh session
+//! *s.data_mut() = 7;
+//! let action = sessions.commit(&s, None).await.unwrap();
+//! let cookie = action.value().unwrap().to_owned();
+//! let again = sessions.load(Some(&cookie)).await.unwrap();
+//! assert_eq!(*again.data(), 7);
+//! assert_eq!(sessions.count().await.unwrap(), 1);
+//! # }
+//! ```
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::events::{DeleteReason, EventKind};
+use crate::record::{Record, SessionData};
+use crate::session::Session;
+use crate::store::{Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store};
+
+enum Plan<T> {
+    Nothing(bool),
+    Delete(Option<crate::SessionId>, Option<String>),
+    Save(Record<T>, Option<T>, SaveKind),
+}
+
+/// What to do with the session cookie once a request is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieAction {
+    /// Send nothing.
+    None,
+    /// Set the cookie to this value, living `max_age`.
+    Set {
+        /// The cookie value.
+        value: String,
+        /// How long the browser should keep it (the session's absolute deadline).
+        max_age: Duration,
+    },
+    /// Expire the cookie in the browser.
+    Remove,
+}
+
+impl CookieAction {
+    /// The value to set, if any.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            CookieAction::Set { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// A store and its configuration. Cheap to clone.
+pub struct Sessions<T, S> {
+    inner: Arc<Core<T, S>>,
+}
+
+impl<T, S> Clone for Sessions<T, S> {
+    fn clone(&self) -> Self {
+        Sessions {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct Core<T, S> {
+    store: S,
+    config: Config,
+    _data: PhantomData<fn() -> T>,
+}
+
+/// Object-safe view of [`Sessions`] used by the HTTP adapters, so request
+/// extensions need not name the store type.
+#[async_trait]
+pub(crate) trait Engine<T: SessionData>: Send + Sync + 'static {
+    fn config(&self) -> &Config;
+    async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError>;
+    async fn commit(
+        &self,
+        session: &Session<T>,
+        incoming: Option<&str>,
+    ) -> Result<CookieAction, StoreError>;
+}
+
+fn observe(op: &'static str, started: Instant, result: Result<(), &StoreError>) {
+    metrics::histogram!("sessionkit_store_duration_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(e) = result {
+        metrics::counter!("sessionkit_store_errors_total", "op" => op, "kind" => e.kind())
+            .increment(1);
+        tracing::warn!(op, error = %e, "session store operation failed");
+    }
+}
+
+impl<T: SessionData, S: Store<T>> Sessions<T, S> {
+    /// Puts a store and a configuration together.
+    pub fn new(store: S, config: Config) -> Self {
+        let callbacks = config.callbacks.clone();
+        store.on_removed(Arc::new(move |r: &Removed| {
+            callbacks.emit(
+                EventKind::Deleted(DeleteReason::Evicted),
+                r.owner.as_deref(),
+            )
+        }));
+        Sessions {
+            inner: Arc::new(Core {
+                store,
+                config,
+                _data: PhantomData,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn engine(&self) -> Arc<dyn Engine<T>> {
+        self.inner.clone()
+    }
+
+    /// Loads the session a cookie value names, or starts a fresh one when
+    /// there is no cookie or it names no live session. Only a store failure
+    /// is an error.
+    pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError> {
+        self.inner.load(cookie_value).await
+    }
+
+    /// Saves, regenerates or deletes as the request left the session, and
+    /// says what to do with the cookie. `incoming` is the cookie value the
+    /// request carried.
+    pub async fn commit(
+        &self,
+        session: &Session<T>,
+        incoming: Option<&str>,
+    ) -> Result<CookieAction, StoreError> {
+        self.inner.commit(session, incoming).await
+    }
+
+    /// Deletes one session by id (an admin action); fires `on_deleted`.
+    pub async fn delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
+        let existed = self.inner.store.delete(id).await?;
+        if existed {
+            self.inner
+                .config
+                .callbacks
+                .emit(EventKind::Deleted(DeleteReason::Destroyed), None);
+        }
+        Ok(existed)
+    }
+}
+
+impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
+    /// Every live session of one owner (through the store's index).
+    pub async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+        self.inner.store.by_owner(owner).await
+    }
+
+    /// Deletes every session of one owner ("log out everywhere"); returns how
+    /// many were deleted. Fires `on_deleted` for each.
+    pub async fn revoke_owner(&self, owner: &str) -> Result<usize, StoreError> {
+        let removed = self.inner.store.delete_owner(owner).await?;
+        Ok(self.emit_removed(&removed, DeleteReason::OwnerRevoked))
+    }
+
+    /// The sessions matching a predicate.
+    pub async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+        self.inner.store.find_by(predicate).await
+    }
+
+    /// The number of live sessions.
+    pub async fn count(&self) -> Result<usize, StoreError> {
+        self.inner.store.count().await
+    }
+
+    /// Deletes every session matching a predicate; fires `on_deleted` for each.
+    pub async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<usize, StoreError> {
+        let removed = self.inner.store.bulk_delete(predicate).await?;
+        Ok(self.emit_removed(&removed, DeleteReason::BulkDelete))
+    }
+
+    fn emit_removed(&self, removed: &[Removed], reason: DeleteReason) -> usize {
+        for r in removed {
+            self.inner
+                .config
+                .callbacks
+                .emit(EventKind::Deleted(reason), r.owner.as_deref());
+        }
+        removed.len()
+    }
+}
+
+#[async_trait]
+impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError> {
+        let cfg = &self.config;
+        let clock = cfg.clock.clone();
+        let Some(value) = cookie_value else {
+            return Ok(Session::fresh(clock, cfg.expiry, false));
+        };
+        let started = Instant::now();
+        let loaded = self
+            .store
+            .load(value)
+            .instrument(tracing::debug_span!("sessionkit.store.load"))
+            .await;
+        observe("load", started, loaded.as_ref().map(|_| ()));
+        let Some(record) = loaded? else {
+            metrics::counter!("sessionkit_invalid_lookups_total").increment(1);
+            return Ok(Session::fresh(clock, cfg.expiry, true));
+        };
+        let now = clock.now();
+        if let Some(kind) = record.expired(now) {
+            // The store may still hold it (a cookie store cannot delete);
+            // deleting is best effort, the deadline already makes it dead.
+            if let Err(e) = self.store.delete(&record.id).await {
+                tracing::debug!(error = %e, "could not delete an expired session");
+            }
+            cfg.callbacks
+                .emit(EventKind::Expired(kind), record.owner.as_deref());
+            cfg.callbacks.emit(
+                EventKind::Deleted(DeleteReason::Expired(kind)),
+                record.owner.as_deref(),
+            );
+            return Ok(Session::fresh(clock, cfg.expiry, true));
+        }
+        cfg.callbacks
+            .emit(EventKind::Loaded, record.owner.as_deref());
+        Ok(Session::loaded(record, clock, cfg.expiry))
+    }
+
+    async fn commit(
+        &self,
+        session: &Session<T>,
+        incoming: Option<&str>,
+    ) -> Result<CookieAction, StoreError> {
+        let cfg = &self.config;
+        let now = cfg.clock.now();
+        // Decide under the lock, act after it: no guard lives across an await.
+        let plan = {
+            let mut s = session.shared.state.lock();
+            if s.destroyed {
+                let victim = if s.is_new {
+                    None
+                } else {
+                    Some(s.regenerated_from.unwrap_or(s.record.id))
+                };
+                Plan::Delete(victim, s.record.owner.clone())
+            } else {
+                let needs_touch = !s.is_new
+                    && cfg.expiry.needs_touch(
+                        now,
+                        s.record.idle_deadline,
+                        s.record.absolute_deadline,
+                    );
+                if needs_touch {
+                    s.record.touch(now, &cfg.expiry);
+                }
+                let changed = s.dirty || (!s.is_new && (s.touched || needs_touch));
+                if !changed {
+                    Plan::Nothing(s.stale_cookie)
+                } else {
+                    let mut record = s.record.clone();
+                    // Unread flash from earlier requests stays; new flash goes after it.
+                    let mut flash = s.visible_flash[..s.incoming_flash].to_vec();
+                    flash.append(&mut record.flash);
+                    record.flash = flash;
+                    let kind = if s.is_new {
+                        SaveKind::Create
+                    } else if let Some(old) = s.regenerated_from {
+                        SaveKind::Regenerate { old }
+                    } else {
+                        SaveKind::Update
+                    };
+                    Plan::Save(record, s.base.clone(), kind)
+                }
+            }
+        };
+        let (record, base, kind) = match plan {
+            Plan::Nothing(stale) => {
+                return Ok(if stale {
+                    CookieAction::Remove
+                } else {
+                    CookieAction::None
+                })
+            }
+            Plan::Delete(victim, owner) => {
+                if let Some(id) = victim {
+                    let started = Instant::now();
+                    let r = self.store.delete(&id).await;
+                    observe("delete", started, r.as_ref().map(|_| ()));
+                    r?;
+                    cfg.callbacks.emit(
+                        EventKind::Deleted(DeleteReason::Destroyed),
+                        owner.as_deref(),
+                    );
+                }
+                return Ok(if incoming.is_some() {
+                    CookieAction::Remove
+                } else {
+                    CookieAction::None
+                });
+            }
+            Plan::Save(record, base, kind) => (record, base, kind),
+        };
+        let owner = record.owner.clone();
+        let started = Instant::now();
+        let outcome = self
+            .store
+            .save(Save {
+                record: &record,
+                base: base.as_ref(),
+                kind,
+            })
+            .instrument(tracing::debug_span!("sessionkit.store.save"))
+            .await;
+        observe("save", started, outcome.as_ref().map(|_| ()));
+        match outcome? {
+            SaveOutcome::Gone => Ok(CookieAction::Remove),
+            SaveOutcome::Saved(value) => {
+                match kind {
+                    SaveKind::Create => cfg.callbacks.emit(EventKind::Started, owner.as_deref()),
+                    SaveKind::Regenerate { .. } => {
+                        cfg.callbacks.emit(EventKind::Regenerated, owner.as_deref())
+                    }
+                    SaveKind::Update => {}
+                }
+                if kind == SaveKind::Update && incoming == Some(value.as_str()) {
+                    return Ok(CookieAction::None);
+                }
+                let max_age = record
+                    .absolute_deadline
+                    .duration_since(now)
+                    .unwrap_or(Duration::ZERO);
+                Ok(CookieAction::Set { value, max_age })
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! [`MemoryStore`]: sessions in this process's memory, typed, sharded and bounded.
+//!
+//! - **Typed**: records are kept as `Record<T>`, never serialized; a load is a
+//!   clone of your struct.
+//! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's first
+//!   byte (ids are uniformly random, so shards fill evenly).
+//! - **Bounded**: at most `max_entries` sessions (default 100 000). When a
+//!   shard is full, a new session first drops the shard's expired sessions,
+//!   then evicts the session closest to its deadline (the one with the least
+//!   life left to lose). Eviction scans one shard: O(max_entries / 64), and
+//!   only when full.
+//! - **Expiry**: every load is checked against the record's deadlines by
+//!   [`crate::Sessions`]; a background task (spawned when the store is built
+//!   inside a Tokio runtime) sweeps expired sessions every `sweep_interval`.
+//! - **Owner index**: owner → ids, so listing or revoking one user's sessions
+//!   costs O(that user's sessions).
+//!
+//! Everything is lost on restart and not shared between processes: use it for
+//! one-box deployments, development and tests.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sessionkit::store::memory::MemoryStore;
+//!
+//! let store = MemoryStore::<String>::builder()
+//!     .max_entries(10_000)
+//!     .sweep_interval(Duration::from_secs(30))
+//!     .build::<String>();
+//! # let _ = store;
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use parking_lot::Mutex;
+
+use crate::error::StoreError;
+use crate::expiry::{Clock, SystemClock};
+use crate::id::SessionId;
+use crate::merge::reapply_changes;
+use crate::record::{Record, SessionData};
+use crate::store::{QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store};
+
+const SHARDS: usize = 64;
+const OWNER_SHARDS: usize = 16;
+
+/// An in-process session store. Cheap to clone; clones share the sessions.
+pub struct MemoryStore<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for MemoryStore<T> {
+    fn clone(&self) -> Self {
+        MemoryStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<T> {
+    shards: Vec<Mutex<HashMap<SessionId, Record<T>>>>,
+    owners: Vec<Mutex<HashMap<String, HashSet<SessionId>>>>,
+    owner_hasher: RandomState,
+    per_shard: usize,
+    clock: Arc<dyn Clock>,
+    listener: OnceLock<RemovalListener>,
+}
+
+/// Builder for [`MemoryStore`].
+pub struct MemoryStoreBuilder {
+    max_entries: usize,
+    sweep_interval: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStoreBuilder {
+    /// The most sessions kept (default 100 000). Values below 64 are raised to 64.
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+    /// How often expired sessions are swept (default 60 s).
+    pub fn sweep_interval(mut self, d: Duration) -> Self {
+        self.sweep_interval = d;
+        self
+    }
+    /// The clock used to decide what is expired; use the one given to [`crate::Config`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+    /// Builds the store; inside a Tokio runtime this also starts the sweeper,
+    /// which stops when the last clone of the store is dropped.
+    pub fn build<T: SessionData>(self) -> MemoryStore<T> {
+        let per_shard = self.max_entries.max(SHARDS).div_ceil(SHARDS);
+        let inner = Arc::new(Inner {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            owners: (0..OWNER_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            owner_hasher: RandomState::new(),
+            per_shard,
+            clock: self.clock,
+            listener: OnceLock::new(),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&inner);
+            let every = self.sweep_interval.max(Duration::from_millis(10));
+            rt.spawn(sweeper(weak, every));
+        }
+        MemoryStore { inner }
+    }
+}
+
+async fn sweeper<T: SessionData>(weak: Weak<Inner<T>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let swept = inner.sweep();
+        if swept > 0 {
+            tracing::debug!(swept, "swept expired sessions");
+        }
+    }
+}
+
+impl<T: SessionData> Default for MemoryStore<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: SessionData> MemoryStore<T> {
+    /// A store with the defaults (100 000 sessions, sweep every 60 s, system clock).
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to set the bound, the sweep interval and the clock.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_entries: 100_000,
+            sweep_interval: Duration::from_secs(60),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Removes every expired session now; returns how many.
+    pub fn sweep(&self) -> usize {
+        self.inner.sweep()
+    }
+
+    /// The number of sessions held, expired or not (no lock held across shards).
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: SessionData> Inner<T> {
+    fn shard(&self, id: &SessionId) -> usize {
+        id.as_bytes()[0] as usize % SHARDS
+    }
+
+    fn owner_shard(&self, owner: &str) -> &Mutex<HashMap<String, HashSet<SessionId>>> {
+        &self.owners[self.owner_hasher.hash_one(owner) as usize % OWNER_SHARDS]
+    }
+
+    fn index_add(&self, owner: &str, id: SessionId) {
+        self.owner_shard(owner)
+            .lock()
+            .entry(owner.to_owned())
+            .or_default()
+            .insert(id);
+    }
+
+    fn index_remove(&self, owner: &str, id: &SessionId) {
+        let mut map = self.owner_shard(owner).lock();
+        if let Some(set) = map.get_mut(owner) {
+            set.remove(id);
+            if set.is_empty() {
+                map.remove(owner);
+            }
+        }
+    }
+
+    fn reindex(&self, id: SessionId, old: Option<&str>, new: Option<&str>) {
+        if old == new {
+            return;
+        }
+        if let Some(o) = old {
+            self.index_remove(o, &id);
+        }
+        if let Some(n) = new {
+            self.index_add(n, id);
+        }
+    }
+
+    fn removed(&self, r: &Record<T>) {
+        if let Some(o) = &r.owner {
+            self.index_remove(o, &r.id);
+        }
+        if let Some(listener) = self.listener.get() {
+            listener(&Removed {
+                id: r.id,
+                owner: r.owner.clone(),
+            });
+        }
+    }
+
+    fn sweep(&self) -> usize {
+        let now = self.clock.now();
+        let mut gone = Vec::new();
+        for shard in &self.shards {
+            shard.lock().retain(|_, r| {
+                let keep = r.expired(now).is_none();
+                if !keep {
+                    gone.push((r.id, r.owner.clone()));
+                }
+                keep
+            });
+        }
+        for (id, owner) in &gone {
+            if let Some(o) = owner {
+                self.index_remove(o, id);
+            }
+            if let Some(listener) = self.listener.get() {
+                listener(&Removed {
+                    id: *id,
+                    owner: owner.clone(),
+                });
+            }
+        }
+        gone.len()
+    }
+
+    /// Makes room in a full shard; returns the records dropped.
+    fn make_room(&self, map: &mut HashMap<SessionId, Record<T>>) -> Vec<Record<T>> {
+        let mut dropped = Vec::new();
+        if map.len() < self.per_shard {
+            return dropped;
+        }
+        let now = self.clock.now();
+        let expired: Vec<SessionId> = map
+            .values()
+            .filter(|r| r.expired(now).is_some())
+            .map(|r| r.id)
+            .collect();
+        for id in expired {
+            dropped.extend(map.remove(&id));
+        }
+        if map.len() >= self.per_shard {
+            if let Some(victim) = map.values().min_by_key(|r| r.expires_at()).map(|r| r.id) {
+                dropped.extend(map.remove(&victim));
+            }
+        }
+        dropped
+    }
+}
+
+#[async_trait]
+impl<T: SessionData> Store<T> for MemoryStore<T> {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
+        let Ok(id) = SessionId::parse(cookie_value) else {
+            return Ok(None);
+        };
+        let inner = &self.inner;
+        Ok(inner.shards[inner.shard(&id)].lock().get(&id).cloned())
+    }
+
+    async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        let inner = &self.inner;
+        let rec = save.record;
+        let cookie = rec.id.encode();
+        match save.kind {
+            SaveKind::Create => {
+                let dropped = {
+                    let mut map = inner.shards[inner.shard(&rec.id)].lock();
+                    if map.contains_key(&rec.id) {
+                        return Err(StoreError::Backend("session id collision on create".into()));
+                    }
+                    let dropped = inner.make_room(&mut map);
+                    let mut stored = rec.clone();
+                    stored.version = 1;
+                    map.insert(rec.id, stored);
+                    dropped
+                };
+                for r in &dropped {
+                    inner.removed(r);
+                }
+                inner.reindex(rec.id, None, rec.owner.as_deref());
+                Ok(SaveOutcome::Saved(cookie))
+            }
+            SaveKind::Update => {
+                let old_owner = {
+                    let mut map = inner.shards[inner.shard(&rec.id)].lock();
+                    let Some(current) = map.get_mut(&rec.id) else {
+                        return Ok(SaveOutcome::Gone);
+                    };
+                    let mut next = rec.clone();
+                    if current.version != rec.version {
+                        // Someone saved since we loaded: keep their data and
+                        // reapply only what this request changed.
+                        next.data = match save.base {
+                            Some(base) => reapply_changes(base, &rec.data, &current.data),
+                            None => current.data.clone(),
+                        };
+                    }
+                    next.version = current.version + 1;
+                    let old_owner = current.owner.take();
+                    *current = next;
+                    old_owner
+                };
+                inner.reindex(rec.id, old_owner.as_deref(), rec.owner.as_deref());
+                Ok(SaveOutcome::Saved(cookie))
+            }
+            SaveKind::Regenerate { old } => {
+                let (a, b) = (inner.shard(&old), inner.shard(&rec.id));
+                // Lock both shards (in index order) so no reader sees neither
+                // or both records.
+                let (old_rec, dropped) = if a == b {
+                    let mut map = inner.shards[a].lock();
+                    let Some(old_rec) = map.remove(&old) else {
+                        return Ok(SaveOutcome::Gone);
+                    };
+                    let dropped = inner.make_room(&mut map);
+                    let mut stored = rec.clone();
+                    stored.version = old_rec.version + 1;
+                    map.insert(rec.id, stored);
+                    (old_rec, dropped)
+                } else {
+                    let (first, second) = (a.min(b), a.max(b));
+                    let mut g1 = inner.shards[first].lock();
+                    let mut g2 = inner.shards[second].lock();
+                    let (old_map, new_map) = if a < b {
+                        (&mut *g1, &mut *g2)
+                    } else {
+                        (&mut *g2, &mut *g1)
+                    };
+                    let Some(old_rec) = old_map.remove(&old) else {
+                        return Ok(SaveOutcome::Gone);
+                    };
+                    let dropped = inner.make_room(new_map);
+                    let mut stored = rec.clone();
+                    stored.version = old_rec.version + 1;
+                    new_map.insert(rec.id, stored);
+                    (old_rec, dropped)
+                };
+                if let Some(o) = &old_rec.owner {
+                    inner.index_remove(o, &old);
+                }
+                if let Some(n) = &rec.owner {
+                    inner.index_add(n, rec.id);
+                }
+                for r in &dropped {
+                    inner.removed(r);
+                }
+                Ok(SaveOutcome::Saved(cookie))
+            }
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let removed = inner.shards[inner.shard(id)].lock().remove(id);
+        if let Some(r) = &removed {
+            if let Some(o) = &r.owner {
+                inner.index_remove(o, id);
+            }
+        }
+        Ok(removed.is_some())
+    }
+
+    fn on_removed(&self, listener: RemovalListener) {
+        let _ = self.inner.listener.set(listener);
+    }
+}
+
+#[async_trait]
+impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+        // One shard at a time: never more than one lock held, and a shard's
+        // records are cloned out before the next is visited.
+        let now = self.inner.clock.now();
+        stream::iter(0..SHARDS)
+            .flat_map(move |i| {
+                let live: Vec<_> = self.inner.shards[i]
+                    .lock()
+                    .values()
+                    .filter(|r| r.expired(now).is_none())
+                    .cloned()
+                    .map(Ok)
+                    .collect();
+                stream::iter(live)
+            })
+            .boxed()
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        let now = self.inner.clock.now();
+        Ok(self
+            .inner
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .values()
+                    .filter(|r| r.expired(now).is_none())
+                    .count()
+            })
+            .sum())
+    }
+
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+        let ids: Vec<SessionId> = self
+            .inner
+            .owner_shard(owner)
+            .lock()
+            .get(owner)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        let now = self.inner.clock.now();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                self.inner.shards[self.inner.shard(id)]
+                    .lock()
+                    .get(id)
+                    .cloned()
+            })
+            .filter(|r| r.expired(now).is_none() && r.owner.as_deref() == Some(owner))
+            .collect())
+    }
+
+    async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+        let ids = self
+            .inner
+            .owner_shard(owner)
+            .lock()
+            .remove(owner)
+            .unwrap_or_default();
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut map = self.inner.shards[self.inner.shard(&id)].lock();
+            // The index can briefly hold an id whose owner changed; only
+            // delete records that still belong to this owner.
+            if map
+                .get(&id)
+                .is_some_and(|r| r.owner.as_deref() == Some(owner))
+            {
+                map.remove(&id);
+                removed.push(Removed {
+                    id,
+                    owner: Some(owner.to_owned()),
+                });
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,164 @@
+//! The store abstraction: [`Store`] for every backend, [`QueryStore`] for
+//! those that can list their sessions.
+//!
+//! The HTTP layer hands a store the cookie value exactly as received and gets
+//! back the cookie value to send. For server-side stores that value is the
+//! session id; for the cookie store it is the sealed record. One trait covers
+//! both, so neither the layer nor the decorators (retry, caching) have a
+//! special case per store.
+//!
+//! Stores that cannot list sessions (the cookie store) do not implement
+//! [`QueryStore`]: asking one to revoke a user's sessions is a compile error.
+//!
+//! # Writing a store
+//! Implement [`Store`] (and [`QueryStore`] if you can), then run the
+//! conformance suite from [`crate::testing`] (feature `testing`) against it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use crate::error::StoreError;
+use crate::id::SessionId;
+use crate::record::{Record, SessionData};
+
+pub mod memory;
+
+/// What kind of write a [`Save`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveKind {
+    /// The first write of a new session. Must not overwrite an existing record
+    /// (an id collision must never replace another user's session).
+    Create,
+    /// A write of a session that was loaded. Must not recreate it if it was
+    /// deleted meanwhile (no resurrection of a logged-out session).
+    Update,
+    /// The session now lives under a new id (`record.id`); `old` must be dead
+    /// when the call returns, and the new record exist before the old is gone.
+    Regenerate {
+        /// The id the session had when it was loaded.
+        old: SessionId,
+    },
+}
+
+/// One write, as the layer hands it to a store.
+#[derive(Debug)]
+pub struct Save<'a, T> {
+    /// The record to write. Its `version` is the version that was loaded
+    /// (0 for a new session); the store writes `version + 1`.
+    pub record: &'a Record<T>,
+    /// The data as it was loaded, when this request changed it: on a version
+    /// conflict the store reapplies the changed fields onto the latest data
+    /// with [`crate::merge::reapply_changes`]. `None` when the data is unchanged.
+    pub base: Option<&'a T>,
+    /// Create, update or regenerate.
+    pub kind: SaveKind,
+}
+
+/// The result of a [`Store::save`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Written. The value is the cookie value for this session; the layer
+    /// sends `Set-Cookie` if it differs from what the browser sent.
+    Saved(String),
+    /// The session was deleted meanwhile (logout, revoke, expiry) and was not
+    /// written back.
+    Gone,
+}
+
+/// A session store. Implementations must be safe to share between threads
+/// and must never panic on stored data: undecodable values are
+/// [`StoreError::Decode`] or `Ok(None)`, never a crash.
+#[async_trait]
+pub trait Store<T: SessionData>: Send + Sync + 'static {
+    /// Loads the session a cookie value designates. `Ok(None)` when the value
+    /// is malformed, unknown, or not authentic. Expiry is checked by the caller
+    /// from the record's deadlines; a store may also drop expired records.
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError>;
+
+    /// Writes a session (see [`SaveKind`] for the rules each kind must keep).
+    async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError>;
+
+    /// Deletes a session. Returns whether it existed.
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
+
+    /// Registers a listener for sessions the store removes on its own
+    /// (background expiry sweeps, eviction to stay within bounds), so that
+    /// `on_deleted` fires for them too. [`crate::Sessions::new`] calls it.
+    /// Stores that never remove sessions on their own keep the default no-op;
+    /// decorators forward it to the store they wrap.
+    fn on_removed(&self, listener: RemovalListener) {
+        let _ = listener;
+    }
+}
+
+/// Called for each session a store removes on its own (see [`Store::on_removed`]).
+pub type RemovalListener = Arc<dyn Fn(&Removed) + Send + Sync>;
+
+/// A predicate over records, for [`QueryStore::find_by`] and [`QueryStore::bulk_delete`].
+pub type Predicate<'a, T> = &'a (dyn Fn(&Record<T>) -> bool + Send + Sync);
+
+/// A session removed by a bulk operation (for events).
+#[derive(Debug, Clone)]
+pub struct Removed {
+    /// Its id.
+    pub id: SessionId,
+    /// Its owner, if it had one.
+    pub owner: Option<String>,
+}
+
+/// Listing and bulk operations, for stores that keep sessions server-side.
+#[async_trait]
+pub trait QueryStore<T: SessionData>: Store<T> {
+    /// Every live session, in no particular order. The stream may be lazy
+    /// (a Redis store scans in batches).
+    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>>;
+
+    /// The sessions matching `predicate`.
+    async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        let mut s = self.iter();
+        while let Some(r) = s.next().await {
+            let r = r?;
+            if predicate(&r) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The number of live sessions.
+    async fn count(&self) -> Result<usize, StoreError> {
+        use futures_util::StreamExt;
+        let mut n = 0;
+        let mut s = self.iter();
+        while let Some(r) = s.next().await {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Deletes the sessions matching `predicate`; returns what was deleted.
+    async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
+        let found = self.find_by(predicate).await?;
+        let mut removed = Vec::with_capacity(found.len());
+        for r in found {
+            if self.delete(&r.id).await? {
+                removed.push(Removed {
+                    id: r.id,
+                    owner: r.owner,
+                });
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every live session of one owner, through an index: O(that owner's sessions).
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError>;
+
+    /// Deletes every session of one owner; returns what was deleted.
+    async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError>;
+}

@@ -1,0 +1,456 @@
+//! The store conformance suite (feature `testing`): one behavioural suite that
+//! every [`Store`] must pass, exported so third-party stores can run it too.
+//!
+//! ```ignore
+//! // in your store crate's tests/conformance.rs
+//! sessionkit::store_conformance_tests!(my_store, async { MyStore::connect("…").await });
+//! sessionkit::server_store_conformance_tests!(my_store_server, async { MyStore::connect("…").await });
+//! sessionkit::query_store_conformance_tests!(my_store_query, async { MyStore::connect("…").await });
+//! ```
+//!
+//! - [`store_conformance_tests!`]: every store (including stores that seal the
+//!   session in the cookie).
+//! - [`server_store_conformance_tests!`]: stores that keep sessions server-side:
+//!   no overwrite on create, no resurrection after delete, atomic regenerate,
+//!   no lost update between concurrent requests.
+//! - [`query_store_conformance_tests!`]: the [`QueryStore`] operations and the owner index.
+//!
+//! The suite uses its own data type, [`TestData`]: a store under test must be
+//! a `Store<TestData>`. Each case takes a fresh store from the given expression
+//! and must not depend on what other tests left there (server stores may share
+//! a backend: the cases count only sessions they created, by a unique owner).
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::expiry::{to_millis, ExpiryPolicy};
+use crate::flash::FlashMessage;
+use crate::id::SessionId;
+use crate::record::Record;
+use crate::store::{QueryStore, Save, SaveKind, SaveOutcome, Store};
+
+/// The data type the suite stores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestData {
+    /// A user name.
+    pub name: Option<String>,
+    /// A counter.
+    pub counter: u64,
+    /// Some tags.
+    pub tags: Vec<String>,
+}
+
+fn record(owner: Option<&str>) -> Record<TestData> {
+    let mut r = Record::new(
+        SessionId::generate(),
+        TestData {
+            name: Some("alice".into()),
+            counter: 1,
+            tags: vec!["a".into()],
+        },
+        SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+    r.owner = owner.map(str::to_owned);
+    r
+}
+
+fn unique_owner() -> String {
+    format!("owner-{}", &SessionId::generate().encode()[..16])
+}
+
+async fn create<S: Store<TestData>>(store: &S, r: &Record<TestData>) -> String {
+    match store
+        .save(Save {
+            record: r,
+            base: None,
+            kind: SaveKind::Create,
+        })
+        .await
+    {
+        Ok(SaveOutcome::Saved(v)) => v,
+        other => panic!("create failed: {other:?}"),
+    }
+}
+
+async fn load<S: Store<TestData>>(store: &S, cookie: &str) -> Option<Record<TestData>> {
+    store
+        .load(cookie)
+        .await
+        .expect("load must not fail on a healthy store")
+}
+
+/// Behaviours every store keeps.
+pub mod cases {
+    use super::*;
+
+    /// Data, owner, flash and deadlines (to the millisecond) survive a round trip.
+    pub async fn created_session_loads_back_intact<S: Store<TestData>>(store: S) {
+        let mut r = record(Some("alice"));
+        r.flash.push(FlashMessage {
+            key: "notice".into(),
+            value: "hi".into(),
+        });
+        let cookie = create(&store, &r).await;
+        let got = load(&store, &cookie)
+            .await
+            .expect("created session must load");
+        assert_eq!(got.id, r.id);
+        assert_eq!(got.data, r.data);
+        assert_eq!(got.owner.as_deref(), Some("alice"));
+        assert_eq!(got.flash, r.flash);
+        assert_eq!(to_millis(got.created_at), to_millis(r.created_at));
+        assert_eq!(to_millis(got.idle_deadline), to_millis(r.idle_deadline));
+        assert_eq!(
+            to_millis(got.absolute_deadline),
+            to_millis(r.absolute_deadline)
+        );
+        assert!(got.version >= 1, "a written record has a version");
+    }
+
+    /// Malformed, hostile or unknown cookie values load as `None`, never an error.
+    pub async fn unknown_and_hostile_values_load_as_none<S: Store<TestData>>(store: S) {
+        let long = "A".repeat(10_000);
+        let unknown = SessionId::generate().encode();
+        for v in [
+            "",
+            "*",
+            "a\r\nb",
+            "sessionkit:*",
+            "\0",
+            long.as_str(),
+            unknown.as_str(),
+        ] {
+            assert!(
+                load(&store, v).await.is_none(),
+                "value {:?}… loaded",
+                &v[..v.len().min(8)]
+            );
+        }
+    }
+
+    /// An update replaces the data; loading shows the new data.
+    pub async fn update_replaces_data<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let mut loaded = load(&store, &cookie).await.unwrap();
+        let base = loaded.data.clone();
+        loaded.data.counter = 42;
+        let out = store
+            .save(Save {
+                record: &loaded,
+                base: Some(&base),
+                kind: SaveKind::Update,
+            })
+            .await
+            .unwrap();
+        let SaveOutcome::Saved(cookie2) = out else {
+            panic!("update of a live session must save")
+        };
+        assert_eq!(load(&store, &cookie2).await.unwrap().data.counter, 42);
+    }
+}
+
+/// Behaviours of stores that keep sessions server-side.
+pub mod server_cases {
+    use super::*;
+
+    /// The cookie value is the session id, not the data.
+    pub async fn cookie_value_is_the_session_id<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        assert_eq!(create(&store, &r).await, r.id.encode());
+    }
+
+    /// Creating with an existing id never overwrites the existing session.
+    pub async fn create_never_overwrites<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let mut other = r.clone();
+        other.data.counter = 999;
+        let second = store
+            .save(Save {
+                record: &other,
+                base: None,
+                kind: SaveKind::Create,
+            })
+            .await;
+        assert!(
+            !matches!(second, Ok(SaveOutcome::Saved(_))),
+            "second create with one id must fail"
+        );
+        assert_eq!(load(&store, &cookie).await.unwrap().data.counter, 1);
+    }
+
+    /// A deleted session is gone; deleting again reports it was not there.
+    pub async fn delete_removes_the_session<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        assert!(store.delete(&r.id).await.unwrap());
+        assert!(load(&store, &cookie).await.is_none());
+        assert!(!store.delete(&r.id).await.unwrap());
+    }
+
+    /// A save of a session deleted meanwhile does not bring it back.
+    pub async fn update_after_delete_does_not_resurrect<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let mut loaded = load(&store, &cookie).await.unwrap();
+        store.delete(&r.id).await.unwrap();
+        let base = loaded.data.clone();
+        loaded.data.counter = 5;
+        let out = store
+            .save(Save {
+                record: &loaded,
+                base: Some(&base),
+                kind: SaveKind::Update,
+            })
+            .await;
+        assert_eq!(out.unwrap(), SaveOutcome::Gone);
+        assert!(load(&store, &cookie).await.is_none());
+    }
+
+    /// Regenerate: the new id holds the data, the old id is dead.
+    pub async fn regenerate_moves_the_session_to_a_new_id<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let old_cookie = create(&store, &r).await;
+        let mut loaded = load(&store, &old_cookie).await.unwrap();
+        let old = loaded.id;
+        loaded.id = SessionId::generate();
+        let out = store
+            .save(Save {
+                record: &loaded,
+                base: None,
+                kind: SaveKind::Regenerate { old },
+            })
+            .await
+            .unwrap();
+        let SaveOutcome::Saved(new_cookie) = out else {
+            panic!("regenerate must save")
+        };
+        assert_ne!(new_cookie, old_cookie);
+        assert!(
+            load(&store, &old_cookie).await.is_none(),
+            "old id must be dead"
+        );
+        assert_eq!(load(&store, &new_cookie).await.unwrap().data, r.data);
+    }
+
+    /// Regenerating a session deleted meanwhile does not create it under the new id.
+    pub async fn regenerate_after_delete_is_gone<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let mut loaded = load(&store, &cookie).await.unwrap();
+        store.delete(&r.id).await.unwrap();
+        loaded.id = SessionId::generate();
+        let out = store
+            .save(Save {
+                record: &loaded,
+                base: None,
+                kind: SaveKind::Regenerate { old: r.id },
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, SaveOutcome::Gone);
+        assert!(load(&store, &loaded.id.encode()).await.is_none());
+    }
+
+    /// Two requests that loaded the same version and changed different fields both survive.
+    pub async fn concurrent_updates_of_different_fields_both_survive<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let a = load(&store, &cookie).await.unwrap();
+        let b = a.clone();
+        let (mut a2, mut b2) = (a.clone(), b.clone());
+        a2.data.counter = 10;
+        b2.data.tags.push("b".into());
+        store
+            .save(Save {
+                record: &a2,
+                base: Some(&a.data),
+                kind: SaveKind::Update,
+            })
+            .await
+            .unwrap();
+        store
+            .save(Save {
+                record: &b2,
+                base: Some(&b.data),
+                kind: SaveKind::Update,
+            })
+            .await
+            .unwrap();
+        let got = load(&store, &cookie).await.unwrap();
+        assert_eq!(got.data.counter, 10, "first writer's change lost");
+        assert_eq!(
+            got.data.tags,
+            vec!["a".to_string(), "b".to_string()],
+            "second writer's change lost"
+        );
+    }
+
+    /// Session data and ids are not stored under the raw id (a dump yields no cookie).
+    pub async fn versions_increase_on_every_write<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let v1 = load(&store, &cookie).await.unwrap();
+        store
+            .save(Save {
+                record: &v1,
+                base: None,
+                kind: SaveKind::Update,
+            })
+            .await
+            .unwrap();
+        let v2 = load(&store, &cookie).await.unwrap();
+        assert!(v2.version > v1.version);
+    }
+}
+
+/// Behaviours of [`QueryStore`]s.
+pub mod query_cases {
+    use super::*;
+
+    /// count, find_by and bulk_delete see the sessions that exist.
+    pub async fn find_count_and_bulk_delete<S: QueryStore<TestData>>(store: S) {
+        let owner = unique_owner();
+        let before = store.count().await.unwrap();
+        for _ in 0..3 {
+            create(&store, &record(Some(&owner))).await;
+        }
+        assert_eq!(store.count().await.unwrap(), before + 3);
+        let o = owner.clone();
+        let found = store
+            .find_by(&move |r| r.owner.as_deref() == Some(o.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 3);
+        let o = owner.clone();
+        let removed = store
+            .bulk_delete(&move |r| r.owner.as_deref() == Some(o.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(removed.len(), 3);
+        assert!(store.by_owner(&owner).await.unwrap().is_empty());
+    }
+
+    /// by_owner lists exactly the owner's sessions; delete_owner revokes them all.
+    pub async fn owner_index_lists_and_revokes<S: QueryStore<TestData>>(store: S) {
+        let (alice, bob) = (unique_owner(), unique_owner());
+        let a1 = record(Some(&alice));
+        let a2 = record(Some(&alice));
+        let b1 = record(Some(&bob));
+        let c_a1 = create(&store, &a1).await;
+        let c_a2 = create(&store, &a2).await;
+        let c_b1 = create(&store, &b1).await;
+        let mut ids: Vec<_> = store
+            .by_owner(&alice)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id.encode())
+            .collect();
+        ids.sort();
+        let mut want = vec![a1.id.encode(), a2.id.encode()];
+        want.sort();
+        assert_eq!(ids, want);
+        assert_eq!(store.delete_owner(&alice).await.unwrap().len(), 2);
+        assert!(load(&store, &c_a1).await.is_none());
+        assert!(load(&store, &c_a2).await.is_none());
+        assert!(
+            load(&store, &c_b1).await.is_some(),
+            "another owner's session must survive"
+        );
+    }
+
+    /// Changing a session's owner moves it in the index.
+    pub async fn owner_change_moves_the_index_entry<S: QueryStore<TestData>>(store: S) {
+        let (alice, bob) = (unique_owner(), unique_owner());
+        let r = record(Some(&alice));
+        let cookie = create(&store, &r).await;
+        let mut loaded = load(&store, &cookie).await.unwrap();
+        loaded.owner = Some(bob.clone());
+        store
+            .save(Save {
+                record: &loaded,
+                base: None,
+                kind: SaveKind::Update,
+            })
+            .await
+            .unwrap();
+        assert!(store.by_owner(&alice).await.unwrap().is_empty());
+        assert_eq!(store.by_owner(&bob).await.unwrap().len(), 1);
+        assert_eq!(store.delete_owner(&alice).await.unwrap().len(), 0);
+        assert!(load(&store, &cookie).await.is_some());
+    }
+
+    /// Deleting a session removes it from its owner's index.
+    pub async fn deleted_sessions_leave_the_owner_index<S: QueryStore<TestData>>(store: S) {
+        let owner = unique_owner();
+        let r = record(Some(&owner));
+        create(&store, &r).await;
+        store.delete(&r.id).await.unwrap();
+        assert!(store.by_owner(&owner).await.unwrap().is_empty());
+        let _ = Duration::ZERO;
+    }
+}
+
+/// Generates one `#[tokio::test]` per case of [`cases`] in a module `$name`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($name:ident, $make:expr) => {
+        $crate::__conformance_module!($name, $make, cases: [
+            created_session_loads_back_intact,
+            unknown_and_hostile_values_load_as_none,
+            update_replaces_data,
+        ]);
+    };
+}
+
+/// Generates one `#[tokio::test]` per case of [`server_cases`] in a module `$name`.
+#[macro_export]
+macro_rules! server_store_conformance_tests {
+    ($name:ident, $make:expr) => {
+        $crate::__conformance_module!($name, $make, server_cases: [
+            cookie_value_is_the_session_id,
+            create_never_overwrites,
+            delete_removes_the_session,
+            update_after_delete_does_not_resurrect,
+            regenerate_moves_the_session_to_a_new_id,
+            regenerate_after_delete_is_gone,
+            concurrent_updates_of_different_fields_both_survive,
+            versions_increase_on_every_write,
+        ]);
+    };
+}
+
+/// Generates one `#[tokio::test]` per case of [`query_cases`] in a module `$name`.
+#[macro_export]
+macro_rules! query_store_conformance_tests {
+    ($name:ident, $make:expr) => {
+        $crate::__conformance_module!($name, $make, query_cases: [
+            find_count_and_bulk_delete,
+            owner_index_lists_and_revokes,
+            owner_change_moves_the_index_entry,
+            deleted_sessions_leave_the_owner_index,
+        ]);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_module {
+    ($name:ident, $make:expr, $group:ident: [$($case:ident),* $(,)?]) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let store = $make.await;
+                    $crate::testing::$group::$case(store).await;
+                }
+            )*
+        }
+    };
+}
