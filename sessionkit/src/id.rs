@@ -34,7 +34,7 @@ pub const ENCODED_ID_LEN: usize = 43;
 /// Equality is constant-time. `Debug` shows only a short prefix; there is no
 /// `Display`, so an id cannot end up in a log line by accident. Use
 /// [`SessionId::encode`] where the full value is really meant (the cookie).
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 pub struct SessionId([u8; ID_BYTES]);
 
 /// Why a string is not a session id. Deliberately carries no copy of the input.
@@ -114,6 +114,12 @@ impl PartialEq for SessionId {
     }
 }
 impl Eq for SessionId {}
+
+impl std::hash::Hash for SessionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
