@@ -281,7 +281,8 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                         s.record.idle_deadline,
                         s.record.absolute_deadline,
                     );
-                if needs_touch {
+                // A write is happening anyway: record the activity for free.
+                if needs_touch || (s.dirty && cfg.expiry.sliding) {
                     s.record.touch(now, &cfg.expiry);
                 }
                 let changed = s.dirty || (!s.is_new && (s.touched || needs_touch));
