@@ -71,3 +71,8 @@ pub use record::{Record, SessionData};
 pub use session::Session;
 pub use sessions::{CookieAction, Sessions};
 pub use store::{QueryStore, Store};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
