@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod binding;
 pub mod config;
 pub mod error;
 pub mod events;
