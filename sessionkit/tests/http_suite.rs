@@ -203,7 +203,16 @@ mod apps {
                 get(|s: Option<Session<Data>>| async move { routes::maybe(s.as_ref()) }),
             )
             .route("/plain", get(|| async { routes::PLAIN }))
-            .layer(SessionLayer::new(&sessions));
+            .layer(SessionLayer::new(&sessions))
+            // Merged after `.layer`: these routes have no session layer.
+            .route(
+                "/unwrapped",
+                get(|s: Session<Data>| async move { routes::read(&s) }),
+            )
+            .route(
+                "/unwrapped/maybe",
+                get(|s: Option<Session<Data>>| async move { routes::maybe(s.as_ref()) }),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -231,7 +240,9 @@ mod apps {
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
-                    App::new()
+                    // The session routes live in a scope with the middleware;
+                    // the `/unwrapped` ones outside it have none.
+                    let wrapped = web::scope("")
                         .wrap(SessionMiddleware::new(&sessions))
                         .route(
                             "/counter",
@@ -265,7 +276,19 @@ mod apps {
                                 routes::maybe(s.as_ref())
                             }),
                         )
-                        .route("/plain", web::get().to(|| async { routes::PLAIN }))
+                        .route("/plain", web::get().to(|| async { routes::PLAIN }));
+                    App::new()
+                        .route(
+                            "/unwrapped",
+                            web::get().to(|s: Session<Data>| async move { routes::read(&s) }),
+                        )
+                        .route(
+                            "/unwrapped/maybe",
+                            web::get().to(|MaybeSession(s): MaybeSession<Data>| async move {
+                                routes::maybe(s.as_ref())
+                            }),
+                        )
+                        .service(wrapped)
                 })
                 .workers(1)
                 .disable_signals()
@@ -658,6 +681,17 @@ async fn a_failing_save_replaces_the_response_and_sets_no_cookie(fw: Framework) 
     );
 }
 
+async fn a_route_without_the_middleware_answers_500_naming_the_misconfiguration(fw: Framework) {
+    let s = Server::start(fw).await;
+    let cookie = s.session_with_one_visit().await;
+    for path in ["/unwrapped", "/unwrapped/maybe"] {
+        let r = s.get(path, Some(&cookie)).await;
+        assert_eq!(r.status, 500, "{path}: {r:?}");
+        assert!(r.body.contains("Session layer missing"), "{path}: {r:?}");
+        assert!(r.set_cookies.is_empty(), "{path}: {r:?}");
+    }
+}
+
 /// Runs every case once per framework: `axum_layer::case` and `actix_middleware::case`.
 macro_rules! both_frameworks {
     ($($case:ident),* $(,)?) => {
@@ -695,4 +729,5 @@ both_frameworks!(
     a_failing_store_answers_503_with_a_body_and_keeps_the_cookie,
     an_optional_session_lets_the_handler_run_when_the_store_fails,
     a_failing_save_replaces_the_response_and_sets_no_cookie,
+    a_route_without_the_middleware_answers_500_naming_the_misconfiguration,
 );
