@@ -78,6 +78,9 @@ mod routes {
     }
 
     pub const PLAIN: &str = "no session here";
+
+    /// The caching policy `/counter/cacheable` chooses itself.
+    pub const OWN_CACHE_CONTROL: &str = "private, max-age=60";
 }
 
 /// A real [`MemoryStore`] behind a probe that counts the calls the adapters
@@ -203,6 +206,13 @@ mod apps {
                 get(|s: Option<Session<Data>>| async move { routes::maybe(s.as_ref()) }),
             )
             .route("/plain", get(|| async { routes::PLAIN }))
+            .route(
+                "/counter/cacheable",
+                post(|s: Session<Data>| async move {
+                    let cache = [(http::header::CACHE_CONTROL, routes::OWN_CACHE_CONTROL)];
+                    (cache, routes::increment(&s))
+                }),
+            )
             .layer(SessionLayer::new(&sessions))
             // Merged after `.layer`: these routes have no session layer.
             .route(
@@ -276,7 +286,15 @@ mod apps {
                                 routes::maybe(s.as_ref())
                             }),
                         )
-                        .route("/plain", web::get().to(|| async { routes::PLAIN }));
+                        .route("/plain", web::get().to(|| async { routes::PLAIN }))
+                        .route(
+                            "/counter/cacheable",
+                            web::post().to(|s: Session<Data>| async move {
+                                actix_web::HttpResponse::Ok()
+                                    .insert_header(("cache-control", routes::OWN_CACHE_CONTROL))
+                                    .body(routes::increment(&s))
+                            }),
+                        );
                     App::new()
                         .route(
                             "/unwrapped",
@@ -371,13 +389,26 @@ impl Server {
 
     /// Sends a request; `cookie` is the whole `Cookie` header, if any.
     async fn send(&self, method: &str, path: &str, cookie: Option<&str>, body: &str) -> Reply {
+        self.send_bytes(method, path, cookie.map(str::as_bytes), body)
+            .await
+    }
+
+    /// [`Server::send`] with a `Cookie` header of any bytes a client may send.
+    async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&[u8]>,
+        body: &str,
+    ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
             .body(body.to_owned());
         if let Some(c) = cookie {
-            req = req.header(reqwest::header::COOKIE, c);
+            let value = reqwest::header::HeaderValue::from_bytes(c).expect("sendable header bytes");
+            req = req.header(reqwest::header::COOKIE, value);
         }
         let resp = req.send().await.expect("the server answers");
         let header = |name| {
@@ -458,6 +489,13 @@ async fn the_session_cookie_carries_the_secure_attributes(fw: Framework) {
         .unwrap();
     assert!(max_age > 0 && max_age <= 12 * 3600, "Max-Age={max_age}");
     assert_eq!(r.cache_control.as_deref(), Some("no-store"));
+}
+
+async fn setting_the_cookie_keeps_a_caching_policy_the_handler_chose(fw: Framework) {
+    let s = Server::start(fw).await;
+    let r = s.post("/counter/cacheable", None).await;
+    assert!(r.new_cookie().is_some(), "{r:?}");
+    assert_eq!(r.cache_control.as_deref(), Some(routes::OWN_CACHE_CONTROL));
 }
 
 async fn a_route_that_ignores_the_session_costs_no_store_call_and_no_cookie(fw: Framework) {
@@ -591,6 +629,20 @@ async fn hostile_cookie_values_give_a_fresh_session_never_an_error(fw: Framework
         let fresh = r.new_cookie().expect("a fresh session gets a cookie");
         assert_ne!(&fresh, value);
         assert!(!r.set_cookies.iter().any(|c| c.contains("evil")), "{r:?}");
+    }
+}
+
+async fn cookie_headers_with_non_ascii_bytes_give_a_fresh_session(fw: Framework) {
+    let s = Server::start(fw).await;
+    let valid = s.session_with_one_visit().await;
+    let mut with_valid = format!("id={valid}; x=").into_bytes();
+    with_valid.extend_from_slice(b"\xff\xfe");
+    for header in [b"id=\xff\xfe\x80".to_vec(), with_valid] {
+        let r = s.send_bytes("GET", "/counter", Some(&header), "").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "counter=0 user=-"));
+        let r = s.send_bytes("POST", "/counter", Some(&header), "").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "counter=1"));
+        assert_ne!(r.new_cookie().expect("fresh cookie"), valid);
     }
 }
 
@@ -730,4 +782,6 @@ both_frameworks!(
     an_optional_session_lets_the_handler_run_when_the_store_fails,
     a_failing_save_replaces_the_response_and_sets_no_cookie,
     a_route_without_the_middleware_answers_500_naming_the_misconfiguration,
+    setting_the_cookie_keeps_a_caching_policy_the_handler_chose,
+    cookie_headers_with_non_ascii_bytes_give_a_fresh_session,
 );

@@ -2,7 +2,7 @@
 //! headers, rendering `Set-Cookie`, the per-request [`SessionSlot`] that loads
 //! lazily, and the response sent when the store fails.
 //!
-//! The adapters ([`tower`](crate::http::tower) for axum and any tower stack,
+//! The adapters ([`tower`] for axum and any tower stack,
 //! `actix` for actix-web, feature `actix`) only move headers in and out of
 //! this module; every rule lives here or in [`crate::Sessions`].
 //!
@@ -10,7 +10,9 @@
 //! - **Load fails** (the handler asked for `Session<T>`): the request gets the
 //!   [`ErrorResponder`]'s response, by default `503 Service Unavailable` with a
 //!   short text body and `Retry-After: 1`. Handlers that can work without a
-//!   session take `Option<Session<T>>` and get `None` instead.
+//!   session take `Option<Session<T>>` (axum) or `MaybeSession<T>`
+//!   (actix-web) and get `None` instead; both still answer `500` when the
+//!   session middleware is missing, since that is a bug to fix, not an outage.
 //! - **Save fails** after the handler ran: the handler's response is replaced
 //!   by the error response, with no `Set-Cookie`: the client keeps the cookie
 //!   it had, and never receives a cookie for state that was not stored.
