@@ -65,6 +65,8 @@ pub use error::StoreError;
 pub use events::{DeleteReason, EventKind, SessionEvent};
 pub use expiry::{Clock, ExpiryKind, ManualClock, SystemClock};
 pub use flash::FlashMessage;
+#[cfg(feature = "actix")]
+pub use http::actix::SessionMiddleware;
 #[cfg(feature = "axum")]
 pub use http::tower::SessionLayer;
 pub use id::SessionId;
