@@ -13,12 +13,13 @@
 //! ```
 //! use std::net::IpAddr;
 //! use http::HeaderMap;
-//! use sessionkit::binding::{client_ip, TrustedProxies};
+//! use sessionkit::binding::{client_ip, ClientHeaders, TrustedProxies};
 //!
 //! let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
 //! let mut headers = HeaderMap::new();
 //! headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.2".parse().unwrap());
 //! let peer: IpAddr = "10.0.0.1".parse().unwrap();
+//! let headers = ClientHeaders::from_header_map(&headers);
 //! assert_eq!(client_ip(Some(peer), &headers, &proxies), Some("203.0.113.7".parse().unwrap()));
 //! // The same header from an untrusted peer is ignored.
 //! let peer: IpAddr = "198.51.100.1".parse().unwrap();
@@ -110,13 +111,40 @@ fn parse_hop(raw: &str) -> Option<IpAddr> {
     IpAddr::from_str(host).ok().map(canonical)
 }
 
-/// The `for=` hops of every `Forwarded` header, in order.
-fn forwarded_hops(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+/// The request headers binding looks at, as raw bytes, so every framework's
+/// header types can fill it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientHeaders<'a> {
+    /// Every `Forwarded` header value, in order.
+    pub forwarded: Vec<&'a [u8]>,
+    /// Every `X-Forwarded-For` header value, in order.
+    pub x_forwarded_for: Vec<&'a [u8]>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a [u8]>,
+}
+
+impl<'a> ClientHeaders<'a> {
+    /// Reads them from an `http` 1 header map.
+    pub fn from_header_map(headers: &'a HeaderMap) -> Self {
+        ClientHeaders {
+            forwarded: headers.get_all(http::header::FORWARDED).iter().map(|v| v.as_bytes()).collect(),
+            x_forwarded_for: headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect(),
+            user_agent: headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
+        }
+    }
+}
+
+/// The `for=` hops of every `Forwarded` header, in order; `None` without the header.
+fn forwarded_hops(values: &[&[u8]]) -> Option<Vec<Option<IpAddr>>> {
+    if values.is_empty() {
+        return None;
+    }
     let mut hops = Vec::new();
-    let mut any = false;
-    for value in headers.get_all(http::header::FORWARDED) {
-        any = true;
-        let text = value.to_str().ok()?;
+    for value in values {
+        let Ok(text) = std::str::from_utf8(value) else {
+            hops.push(None);
+            continue;
+        };
         for element in text.split(',') {
             let hop = element
                 .split(';')
@@ -126,13 +154,13 @@ fn forwarded_hops(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
             hops.push(hop);
         }
     }
-    any.then_some(hops)
+    Some(hops)
 }
 
-fn x_forwarded_for_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+fn x_forwarded_for_hops(values: &[&[u8]]) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        match value.to_str() {
+    for value in values {
+        match std::str::from_utf8(value) {
             Ok(text) => hops.extend(text.split(',').map(parse_hop)),
             Err(_) => hops.push(None),
         }
@@ -141,19 +169,17 @@ fn x_forwarded_for_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 }
 
 /// The client's IP address: the socket peer, or — when the peer is a trusted
-/// proxy — the rightmost forwarded hop that is not a trusted proxy. An
-/// unparseable hop where the client should be yields `None` (unknown), never
-/// a guess further left, which the client controls.
-pub fn client_ip(
-    peer: Option<IpAddr>,
-    headers: &HeaderMap,
-    proxies: &TrustedProxies,
-) -> Option<IpAddr> {
+/// proxy — the rightmost forwarded hop that is not a trusted proxy
+/// (`Forwarded` when present, else `X-Forwarded-For`). An unparseable hop
+/// where the client should be yields `None` (unknown), never a guess further
+/// left, which the client controls.
+pub fn client_ip(peer: Option<IpAddr>, headers: &ClientHeaders<'_>, proxies: &TrustedProxies) -> Option<IpAddr> {
     let peer = canonical(peer?);
     if !proxies.contains(&peer) {
         return Some(peer);
     }
-    let hops = forwarded_hops(headers).unwrap_or_else(|| x_forwarded_for_hops(headers));
+    let hops = forwarded_hops(&headers.forwarded)
+        .unwrap_or_else(|| x_forwarded_for_hops(&headers.x_forwarded_for));
     for hop in hops.iter().rev() {
         match hop {
             Some(ip) if proxies.contains(ip) => continue,
@@ -161,7 +187,7 @@ pub fn client_ip(
             None => return None,
         }
     }
-    // Every hop was a trusted proxy (or there were none): the last one we trust.
+    // Every hop was a trusted proxy (or there were none): the leftmost we trust.
     Some(hops.iter().flatten().next().copied().unwrap_or(peer))
 }
 
@@ -196,20 +222,10 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     /// Reads the client facts from a request's peer address and headers.
-    pub fn from_request(peer: Option<IpAddr>, headers: &HeaderMap, config: &BindingConfig) -> Self {
+    pub fn from_request(peer: Option<IpAddr>, headers: &ClientHeaders<'_>, config: &BindingConfig) -> Self {
         ClientInfo {
-            ip: if config.ip {
-                client_ip(peer, headers, &config.trusted_proxies)
-            } else {
-                None
-            },
-            user_agent: if config.user_agent {
-                headers
-                    .get(http::header::USER_AGENT)
-                    .map(|v| v.as_bytes().to_vec())
-            } else {
-                None
-            },
+            ip: if config.ip { client_ip(peer, headers, &config.trusted_proxies) } else { None },
+            user_agent: if config.user_agent { headers.user_agent.map(<[u8]>::to_vec) } else { None },
         }
     }
 }
@@ -260,7 +276,7 @@ mod tests {
     fn the_socket_address_wins_without_trusted_proxies() {
         let headers = h(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
         assert_eq!(
-            client_ip(Some(ip("9.9.9.9")), &headers, &TrustedProxies::none()),
+            client_ip(Some(ip("9.9.9.9")), &ClientHeaders::from_header_map(&headers), &TrustedProxies::none()),
             Some(ip("9.9.9.9"))
         );
     }
@@ -273,12 +289,12 @@ mod tests {
             "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https, for=10.1.1.1",
         )]);
         assert_eq!(
-            client_ip(Some(ip("10.0.0.1")), &headers, &p),
+            client_ip(Some(ip("10.0.0.1")), &ClientHeaders::from_header_map(&headers), &p),
             Some(ip("2001:db8::1"))
         );
         let headers = h(&[("x-forwarded-for", "6.6.6.6, 7.7.7.7:8080, 10.2.2.2")]);
         assert_eq!(
-            client_ip(Some(ip("::ffff:10.0.0.1")), &headers, &p),
+            client_ip(Some(ip("::ffff:10.0.0.1")), &ClientHeaders::from_header_map(&headers), &p),
             Some(ip("7.7.7.7"))
         );
     }
@@ -293,7 +309,7 @@ mod tests {
             "6.6.6.6,\"[::1",
         ] {
             let headers = h(&[("x-forwarded-for", bad)]);
-            assert_eq!(client_ip(Some(ip("10.0.0.1")), &headers, &p), None, "{bad}");
+                        assert_eq!(client_ip(Some(ip("10.0.0.1")), &ClientHeaders::from_header_map(&headers), &p), None, "{bad}");
         }
     }
 
