@@ -162,14 +162,17 @@ pub(crate) async fn me(session: Session<DemoSession>) -> Json<Me> {
 
 pub(crate) async fn login(
     session: Session<DemoSession>,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<Me>, ApiError> {
-    let Json(LoginRequest { username }) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected a JSON body {{\"username\": \"...\"}}: {}",
-            e.body_text()
-        ))
-    })?;
+    let expected = "expected a JSON body {\"username\": \"...\"}";
+    let Json(body) =
+        body.map_err(|e| ApiError::bad_request(format!("{expected}: {}", e.body_text())))?;
+    // Only an object: serde alone would also take `["alice"]` for the struct.
+    if !body.is_object() {
+        return Err(ApiError::bad_request(format!("{expected}: not an object")));
+    }
+    let LoginRequest { username } = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("{expected}: {e}")))?;
     validate_username(&username)?;
     // A new id on every privilege change defeats session fixation: the
     // cookie the client had before logging in is dead once this returns.
