@@ -117,6 +117,8 @@ pub async fn serve(config: &DemoConfig) -> Result<Running, StartError> {
 
 /// Starts the demo with an explicit session configuration (tests inject a
 /// [`sessionkit::ManualClock`] this way; the store gets the same clock).
+/// `sessions` replaces the configuration `config` implies, so
+/// [`DemoConfig::insecure_cookies`] is not consulted here.
 pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running, StartError> {
     let router = match config.store {
         StoreKind::Memory => {
