@@ -127,8 +127,16 @@ impl<'a> ClientHeaders<'a> {
     /// Reads them from an `http` 1 header map.
     pub fn from_header_map(headers: &'a HeaderMap) -> Self {
         ClientHeaders {
-            forwarded: headers.get_all(http::header::FORWARDED).iter().map(|v| v.as_bytes()).collect(),
-            x_forwarded_for: headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect(),
+            forwarded: headers
+                .get_all(http::header::FORWARDED)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+            x_forwarded_for: headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
             user_agent: headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
         }
     }
@@ -173,7 +181,11 @@ fn x_forwarded_for_hops(values: &[&[u8]]) -> Vec<Option<IpAddr>> {
 /// (`Forwarded` when present, else `X-Forwarded-For`). An unparseable hop
 /// where the client should be yields `None` (unknown), never a guess further
 /// left, which the client controls.
-pub fn client_ip(peer: Option<IpAddr>, headers: &ClientHeaders<'_>, proxies: &TrustedProxies) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &ClientHeaders<'_>,
+    proxies: &TrustedProxies,
+) -> Option<IpAddr> {
     let peer = canonical(peer?);
     if !proxies.contains(&peer) {
         return Some(peer);
@@ -222,10 +234,22 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     /// Reads the client facts from a request's peer address and headers.
-    pub fn from_request(peer: Option<IpAddr>, headers: &ClientHeaders<'_>, config: &BindingConfig) -> Self {
+    pub fn from_request(
+        peer: Option<IpAddr>,
+        headers: &ClientHeaders<'_>,
+        config: &BindingConfig,
+    ) -> Self {
         ClientInfo {
-            ip: if config.ip { client_ip(peer, headers, &config.trusted_proxies) } else { None },
-            user_agent: if config.user_agent { headers.user_agent.map(<[u8]>::to_vec) } else { None },
+            ip: if config.ip {
+                client_ip(peer, headers, &config.trusted_proxies)
+            } else {
+                None
+            },
+            user_agent: if config.user_agent {
+                headers.user_agent.map(<[u8]>::to_vec)
+            } else {
+                None
+            },
         }
     }
 }
@@ -276,7 +300,11 @@ mod tests {
     fn the_socket_address_wins_without_trusted_proxies() {
         let headers = h(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
         assert_eq!(
-            client_ip(Some(ip("9.9.9.9")), &ClientHeaders::from_header_map(&headers), &TrustedProxies::none()),
+            client_ip(
+                Some(ip("9.9.9.9")),
+                &ClientHeaders::from_header_map(&headers),
+                &TrustedProxies::none()
+            ),
             Some(ip("9.9.9.9"))
         );
     }
@@ -289,12 +317,20 @@ mod tests {
             "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https, for=10.1.1.1",
         )]);
         assert_eq!(
-            client_ip(Some(ip("10.0.0.1")), &ClientHeaders::from_header_map(&headers), &p),
+            client_ip(
+                Some(ip("10.0.0.1")),
+                &ClientHeaders::from_header_map(&headers),
+                &p
+            ),
             Some(ip("2001:db8::1"))
         );
         let headers = h(&[("x-forwarded-for", "6.6.6.6, 7.7.7.7:8080, 10.2.2.2")]);
         assert_eq!(
-            client_ip(Some(ip("::ffff:10.0.0.1")), &ClientHeaders::from_header_map(&headers), &p),
+            client_ip(
+                Some(ip("::ffff:10.0.0.1")),
+                &ClientHeaders::from_header_map(&headers),
+                &p
+            ),
             Some(ip("7.7.7.7"))
         );
     }
@@ -309,7 +345,15 @@ mod tests {
             "6.6.6.6,\"[::1",
         ] {
             let headers = h(&[("x-forwarded-for", bad)]);
-                        assert_eq!(client_ip(Some(ip("10.0.0.1")), &ClientHeaders::from_header_map(&headers), &p), None, "{bad}");
+            assert_eq!(
+                client_ip(
+                    Some(ip("10.0.0.1")),
+                    &ClientHeaders::from_header_map(&headers),
+                    &p
+                ),
+                None,
+                "{bad}"
+            );
         }
     }
 

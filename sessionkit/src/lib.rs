@@ -60,7 +60,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Config, ConfigBuilder, ConfigError, ConfigProblem, SameSite};
+pub use config::{BindingKey, Config, ConfigBuilder, ConfigError, ConfigProblem, SameSite};
 pub use error::StoreError;
 pub use events::{DeleteReason, EventKind, SessionEvent};
 pub use expiry::{Clock, ExpiryKind, ManualClock, SystemClock};

@@ -55,6 +55,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::binding::{ClientHeaders, ClientInfo};
 use crate::http::{
     extract, extract_optional, DefaultErrorResponder, ErrorResponder, ErrorResponse, HeaderSink,
     SessionRejection, SessionSlot,
@@ -132,10 +133,24 @@ where
             .headers()
             .get_all(header::COOKIE)
             .map(HeaderValue::as_bytes);
+        let binding = self.middleware.engine.config().binding();
+        let client = if binding.enabled() {
+            let h = req.headers();
+            let all = |name| h.get_all(name).map(HeaderValue::as_bytes).collect();
+            let headers = ClientHeaders {
+                forwarded: all(header::FORWARDED),
+                x_forwarded_for: all(header::X_FORWARDED_FOR),
+                user_agent: h.get(header::USER_AGENT).map(HeaderValue::as_bytes),
+            };
+            ClientInfo::from_request(req.peer_addr().map(|a| a.ip()), &headers, binding)
+        } else {
+            ClientInfo::default()
+        };
         let slot = SessionSlot::from_cookie_headers(
             self.middleware.engine.clone(),
             self.middleware.responder.clone(),
             cookies,
+            client,
         );
         req.extensions_mut().insert(slot.clone());
         let handled = self.service.call(req);

@@ -28,6 +28,7 @@ use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::StatusCode;
 use tokio::sync::OnceCell;
 
+use crate::binding::{ClientHeaders, ClientInfo};
 use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
@@ -279,6 +280,7 @@ struct SlotInner<T: SessionData> {
     engine: Arc<dyn Engine<T>>,
     responder: Arc<dyn ErrorResponder>,
     cookie: Option<String>,
+    client: ClientInfo,
     session: OnceCell<Session<T>>,
 }
 
@@ -288,9 +290,16 @@ impl<T: SessionData> SessionSlot<T> {
         engine: Arc<dyn Engine<T>>,
         responder: Arc<dyn ErrorResponder>,
         headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
     ) -> Self {
         let cookie_headers = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
-        Self::from_cookie_headers(engine, responder, cookie_headers)
+        let binding = engine.config().binding();
+        let client = if binding.enabled() {
+            ClientInfo::from_request(peer, &ClientHeaders::from_header_map(headers), binding)
+        } else {
+            ClientInfo::default()
+        };
+        Self::from_cookie_headers(engine, responder, cookie_headers, client)
     }
 
     /// The slot for a request whose `Cookie` header values are `cookie_headers`.
@@ -298,6 +307,7 @@ impl<T: SessionData> SessionSlot<T> {
         engine: Arc<dyn Engine<T>>,
         responder: Arc<dyn ErrorResponder>,
         cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+        client: ClientInfo,
     ) -> Self {
         let cookie = match find_cookie_in(cookie_headers, engine.config().cookie().name()) {
             CookieLookup::Found(v) => Some(v.to_owned()),
@@ -308,6 +318,7 @@ impl<T: SessionData> SessionSlot<T> {
                 engine,
                 responder,
                 cookie,
+                client,
                 session: OnceCell::new(),
             }),
         }
@@ -318,7 +329,7 @@ impl<T: SessionData> SessionSlot<T> {
     pub async fn session(&self) -> Result<Session<T>, StoreError> {
         let i = &self.inner;
         i.session
-            .get_or_try_init(|| i.engine.load(i.cookie.as_deref()))
+            .get_or_try_init(|| i.engine.load(i.cookie.as_deref(), &i.client))
             .await
             .cloned()
     }

@@ -121,6 +121,9 @@ where
             self.layer.engine.clone(),
             self.layer.responder.clone(),
             req.headers(),
+            req.extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
         );
         req.extensions_mut().insert(slot.clone());
         // The clone that was made ready is the one we must call.
