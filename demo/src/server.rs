@@ -17,12 +17,10 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Router;
 use sessionkit::store::memory::MemoryStore;
-use sessionkit::{Clock, Config, ConfigError, Sessions};
+use sessionkit::{Config, ConfigError, Sessions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -123,22 +121,12 @@ pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running
     let router = match config.store {
         StoreKind::Memory => {
             let store = MemoryStore::<DemoSession>::builder()
-                .clock(SharedClock(sessions.clock().clone()))
+                .clock(sessions.clock().clone())
                 .build::<DemoSession>();
             crate::app(&Sessions::new(store, sessions))
         }
     };
     match config.framework {
         Framework::Axum => serve_app(router, config.port).await,
-    }
-}
-
-/// Lends the configuration's clock to a store builder, which takes
-/// `impl Clock` rather than the `Arc<dyn Clock>` that [`Config::clock`] gives.
-struct SharedClock(Arc<dyn Clock>);
-
-impl Clock for SharedClock {
-    fn now(&self) -> SystemTime {
-        self.0.now()
     }
 }
