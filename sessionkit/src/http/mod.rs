@@ -16,6 +16,9 @@
 //!   it had, and never receives a cookie for state that was not stored.
 //! - The client's cookie is never overwritten by a throw-away session while the
 //!   store is down.
+//! - A stored session that cannot be decoded ([`StoreError::Decode`], e.g.
+//!   after a change of the session type) is not a store failure: the request
+//!   starts a fresh session, as for a tampered cookie.
 
 use std::sync::Arc;
 
@@ -207,11 +210,23 @@ impl<T: SessionData> SessionSlot<T> {
     }
 
     /// The session, loading it on the first call. A store failure is not
-    /// cached: a later call tries again.
+    /// cached: a later call tries again. A stored session that cannot be
+    /// decoded (e.g. written by an older version of the session type) is
+    /// treated like a tampered cookie: a fresh session, not an error.
     pub async fn session(&self) -> Result<Session<T>, StoreError> {
         let i = &self.inner;
         i.session
-            .get_or_try_init(|| i.engine.load(i.cookie.as_deref()))
+            .get_or_try_init(|| async {
+                match i.engine.load(i.cookie.as_deref()).await {
+                    Err(StoreError::Decode(_)) => {
+                        metrics::counter!("sessionkit_undecodable_sessions_total").increment(1);
+                        tracing::warn!("stored session could not be decoded; starting a fresh one");
+                        let cfg = i.engine.config();
+                        Ok(Session::fresh(cfg.clock.clone(), cfg.expiry, true))
+                    }
+                    other => other,
+                }
+            })
             .await
             .cloned()
     }

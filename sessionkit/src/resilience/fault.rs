@@ -42,6 +42,9 @@ pub enum Fault {
     LoseReply,
     /// Fail with [`StoreError::Backend`] (a server refusing commands).
     Backend,
+    /// Fail with [`StoreError::Decode`] (a stored value this version of the
+    /// application cannot read, e.g. after a change of the session type).
+    Undecodable,
 }
 
 #[derive(Debug)]
@@ -132,6 +135,7 @@ impl<S> FaultyStore<S> {
                 "injected: connection refused".into(),
             )),
             Fault::Backend => Err(StoreError::Backend("injected: command refused".into())),
+            Fault::Undecodable => Err(StoreError::Decode("injected: unknown field".into())),
             Fault::Hang => std::future::pending().await,
             Fault::LoseReply => {
                 let _ = op.await;
