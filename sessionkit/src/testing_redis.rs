@@ -38,6 +38,7 @@ pub struct RedisServer {
     guard: Guard,
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 /// Why a test server could not be started.
@@ -75,14 +76,28 @@ fn free_port() -> std::io::Result<u16> {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, RedisServerError> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`], with more `redis-server` arguments after
+    /// the defaults (later arguments win), kept across [`RedisServer::restart`]:
+    /// e.g. `["--appendonly", "yes", "--appendfsync", "always"]` for a test
+    /// that needs its data to survive a kill.
+    pub fn start_with(extra: &[&str]) -> Result<Self, RedisServerError> {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let mut last = None;
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("sessionkit-redis-")
                 .tempdir()?;
             let port = free_port()?;
-            let guard = spawn(&dir, port)?;
-            let mut server = RedisServer { guard, port, dir };
+            let guard = spawn(&dir, port, &extra)?;
+            let mut server = RedisServer {
+                guard,
+                port,
+                dir,
+                extra: extra.clone(),
+            };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 // Most likely the port was taken meanwhile: try another.
@@ -138,18 +153,19 @@ impl RedisServer {
         self.signal("CONT")
     }
 
-    /// Kills the process with SIGKILL (data is lost: persistence is off).
+    /// Kills the process with SIGKILL (data is lost unless persistence is on).
     pub fn kill(&mut self) -> Result<(), RedisServerError> {
         self.kill_now();
         Ok(())
     }
 
-    /// Kills the process if it runs and starts a fresh, empty one on the same port.
+    /// Kills the process if it runs and starts a new one on the same port and
+    /// directory (empty, unless started with persistence on: see [`RedisServer::start_with`]).
     pub fn restart(&mut self) -> Result<(), RedisServerError> {
         self.kill_now();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.guard = spawn(&self.dir, self.port)?;
+            self.guard = spawn(&self.dir, self.port, &self.extra)?;
             match self.wait_ready() {
                 Ok(()) => return Ok(()),
                 // The old socket may linger a moment; try again.
@@ -228,7 +244,7 @@ kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 exit 0"#;
 
-fn spawn(dir: &tempfile::TempDir, port: u16) -> Result<Guard, RedisServerError> {
+fn spawn(dir: &tempfile::TempDir, port: u16, extra: &[String]) -> Result<Guard, RedisServerError> {
     let bin = binary().ok_or(RedisServerError::NotInstalled)?;
     let mut shell = Command::new("sh")
         .arg("-c")
@@ -249,6 +265,7 @@ fn spawn(dir: &tempfile::TempDir, port: u16) -> Result<Guard, RedisServerError> 
         .arg(dir.path().join("redis.sock"))
         .arg("--unixsocketperm")
         .arg("700")
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
