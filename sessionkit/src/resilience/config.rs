@@ -230,7 +230,8 @@ impl ResilienceConfigBuilder {
         self
     }
     /// The retry budget: every operation earns `ratio` of a retry token, up
-    /// to `burst` tokens, and every retry spends one; with no token left,
+    /// to `burst` tokens (at least one, so that a `ratio` above zero can
+    /// earn a retry), and every retry spends one; with no token left,
     /// errors are returned without retrying. Retries thus add at most
     /// `ratio` × the call rate (plus the burst) to the load of a failing store.
     pub fn retry_budget(mut self, ratio: f64, burst: u32) -> Self {
