@@ -246,7 +246,7 @@ async fn sigkill_under_load_fails_fast_then_recovers_with_sessions_intact() {
 
     // SIGKILL.
     let killed_at = Instant::now();
-    server.kill().unwrap();
+    tokio::task::block_in_place(|| server.kill()).unwrap();
     app.wait_for("the breaker opening", Duration::from_secs(10), |a| {
         a.breaker() == BreakerState::Open
     })
@@ -272,8 +272,9 @@ async fn sigkill_under_load_fails_fast_then_recovers_with_sessions_intact() {
     assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!w.set_cookie);
 
-    // Restart on the same port and directory: Redis replays its append-only file.
-    server.restart().unwrap();
+    // Restart on the same port and directory: Redis replays its append-only
+    // file. (The helper waits with blocking sleeps: keep them off the workers.)
+    tokio::task::block_in_place(|| server.restart()).unwrap();
     let restarted_at = Instant::now();
     app.wait_for("the breaker closing", Duration::from_secs(20), |a| {
         a.breaker() == BreakerState::Closed
@@ -384,7 +385,7 @@ async fn sigstop_makes_operations_time_out_at_the_bound_and_sigcont_recovers() {
     let app = start(&server).await;
     let cookie = app.session_with(3).await;
 
-    server.pause().unwrap();
+    tokio::task::block_in_place(|| server.pause()).unwrap();
     // One store operation: it ends with a timeout, at the configured bound.
     let store = app.sessions.store();
     let started = Instant::now();
@@ -422,7 +423,7 @@ async fn sigstop_makes_operations_time_out_at_the_bound_and_sigcont_recovers() {
         fast.took
     );
 
-    server.resume().unwrap();
+    tokio::task::block_in_place(|| server.resume()).unwrap();
     // The next request after the reset timeout is the probe that closes it.
     let resumed_at = Instant::now();
     loop {
