@@ -11,7 +11,9 @@
 //!   sessions written before the kill are intact (append-only file, fsync
 //!   always);
 //! - a hung Redis makes operations time out at the configured bound, and
-//!   service resumes after SIGCONT.
+//!   service resumes after SIGCONT;
+//! - a create or regenerate whose first attempt timed out but was applied
+//!   once Redis woke up is reported as saved, not as a collision or "gone".
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,10 +25,12 @@ use axum::Router;
 use parking_lot::Mutex;
 use reqwest::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
+use sessionkit::expiry::ExpiryPolicy;
 use sessionkit::resilience::{BreakerState, ResilienceConfig, Resilient};
 use sessionkit::store::redis::RedisStore;
+use sessionkit::store::{Save, SaveKind, SaveOutcome};
 use sessionkit::testing::redis_server::RedisServer;
-use sessionkit::{Config, Session, SessionLayer, Sessions, Store, StoreError};
+use sessionkit::{Config, Record, Session, SessionId, SessionLayer, Sessions, Store, StoreError};
 
 #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 struct Visits {
@@ -442,4 +446,121 @@ async fn sigstop_makes_operations_time_out_at_the_bound_and_sigcont_recovers() {
     assert_eq!(app.breaker(), BreakerState::Closed);
     let r = app.call(true, "/count", Some(&cookie)).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_whose_first_attempt_landed_during_a_hang_are_reported_as_saved() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    // redis-rs bounds every command itself (500 ms unless told otherwise):
+    // lift that bound so the decorator's is the one that fires.
+    let redis = RedisStore::<Visits>::builder(server.url())
+        .response_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    // Attempt 1 times out at 1 s with its command queued in the stopped
+    // server; attempt 2 is sent right after. Redis resumes at 1.5 s, applies
+    // attempt 1, and answers attempt 2 with a collision (create) or "gone"
+    // (regenerate) within its own bound.
+    let store = Resilient::new(
+        redis,
+        ResilienceConfig::builder()
+            .attempt_timeout(Duration::from_secs(1))
+            .operation_timeout(Duration::from_secs(5))
+            .max_attempts(2)
+            .backoff(Duration::from_millis(1), Duration::from_millis(1))
+            .build()
+            .unwrap(),
+    );
+    let pause_then_resume = |server: &RedisServer| {
+        tokio::task::block_in_place(|| server.pause()).unwrap();
+        let pid = server.pid();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let status = tokio::process::Command::new("kill")
+                .arg("-CONT")
+                .arg(pid.to_string())
+                .status()
+                .await
+                .unwrap();
+            assert!(status.success());
+        })
+    };
+    let mut record = Record::new(
+        SessionId::generate(),
+        Visits { n: 7 },
+        std::time::SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+
+    tokio::task::block_in_place(|| server.command("CONFIG RESETSTAT")).unwrap();
+    let resumed = pause_then_resume(&server);
+    let started = Instant::now();
+    let created = store
+        .save(Save {
+            record: &record,
+            base: None,
+            kind: SaveKind::Create,
+        })
+        .await;
+    resumed.await.unwrap();
+    let took = started.elapsed();
+    let stats = tokio::task::block_in_place(|| server.command("INFO commandstats")).unwrap();
+    let calls = |cmd: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse::<u32>().unwrap())
+    };
+    println!(
+        "create across a hang: {} after {took:?}; Redis ran {} EVALSHA and {} GET",
+        if created.is_ok() { "saved" } else { "failed" },
+        calls("evalsha"),
+        calls("get")
+    );
+    assert_eq!(created.unwrap(), SaveOutcome::Saved(record.id.encode()));
+    // Both attempts reached Redis, and the second one's collision was checked
+    // with one GET: the reconciliation ran, not a lucky second attempt.
+    assert_eq!((calls("evalsha"), calls("get")), (2, 1), "{stats}");
+    assert_eq!(
+        store
+            .load(&record.id.encode())
+            .await
+            .unwrap()
+            .unwrap()
+            .data
+            .n,
+        7
+    );
+
+    let old = record.id;
+    record = store.load(&old.encode()).await.unwrap().unwrap();
+    record.id = SessionId::generate();
+    let resumed = pause_then_resume(&server);
+    let moved = store
+        .save(Save {
+            record: &record,
+            base: None,
+            kind: SaveKind::Regenerate { old },
+        })
+        .await;
+    resumed.await.unwrap();
+    println!(
+        "regenerate across a hang: {}",
+        if moved.is_ok() { "saved" } else { "failed" }
+    );
+    assert_eq!(moved.unwrap(), SaveOutcome::Saved(record.id.encode()));
+    assert!(store.load(&old.encode()).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .load(&record.id.encode())
+            .await
+            .unwrap()
+            .unwrap()
+            .data
+            .n,
+        7
+    );
 }
