@@ -264,7 +264,12 @@ impl<T: SessionData> RedisStore<T> {
 
     /// The Redis key of a session: the prefix and the SHA-256 of its id.
     pub fn key_of(&self, id: &SessionId) -> String {
-        format!("{}{}", self.prefix, id.storage_key())
+        // Same value as `format!("{prefix}{}", id.storage_key())`, in one
+        // allocation and without `fmt` (this runs on every load and save).
+        let mut key = String::with_capacity(self.prefix.len() + 64);
+        key.push_str(&self.prefix);
+        push_hex(&mut key, &Sha256::digest(id.as_bytes()));
+        key
     }
 
     /// The Redis key of an owner's index set: the prefix, `owner:`, and the
@@ -429,13 +434,18 @@ fn parse_reply(reply: Value) -> Result<Reply, StoreError> {
 
 /// SHA-256 hex of an owner: the index key never holds the owner in clear.
 fn owner_hash(owner: &str) -> String {
-    let digest = Sha256::digest(owner.as_bytes());
     let mut out = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-    }
+    push_hex(&mut out, &Sha256::digest(owner.as_bytes()));
     out
+}
+
+/// Appends `bytes` as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// Whether a key suffix is a session key hash (64 lowercase hex digits).
@@ -697,6 +707,14 @@ mod tests {
         let want = r.expires_at().duration_since(now).unwrap().as_millis() as u64;
         assert_eq!(ttl_millis(&r, now), want);
         assert_eq!(ttl_millis(&r, r.expires_at() + Duration::from_secs(5)), 1);
+    }
+
+    #[test]
+    fn hex_matches_the_id_storage_key() {
+        let id = SessionId::generate();
+        let mut hex = String::new();
+        push_hex(&mut hex, &Sha256::digest(id.as_bytes()));
+        assert_eq!(hex, id.storage_key());
     }
 
     #[test]
