@@ -22,6 +22,7 @@
 //! Needs `/usr/bin/redis-server` (or one on `PATH`); when missing, starting
 //! fails with a message naming the package to install.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ pub const INSTALL_HINT: &str =
 pub struct RedisServer {
     guard: Guard,
     port: u16,
+    extra: Vec<OsString>,
     dir: tempfile::TempDir,
 }
 
@@ -75,14 +77,28 @@ fn free_port() -> std::io::Result<u16> {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, RedisServerError> {
+        Self::start_with_args(Vec::<OsString>::new())
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. TLS
+    /// settings), kept for [`RedisServer::restart`].
+    pub fn start_with_args(
+        extra: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Result<Self, RedisServerError> {
+        let extra: Vec<OsString> = extra.into_iter().map(Into::into).collect();
         let mut last = None;
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("sessionkit-redis-")
                 .tempdir()?;
             let port = free_port()?;
-            let guard = spawn(&dir, port)?;
-            let mut server = RedisServer { guard, port, dir };
+            let guard = spawn(&dir, port, &extra)?;
+            let mut server = RedisServer {
+                guard,
+                port,
+                extra: extra.clone(),
+                dir,
+            };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 // Most likely the port was taken meanwhile: try another.
@@ -149,7 +165,7 @@ impl RedisServer {
         self.kill_now();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.guard = spawn(&self.dir, self.port)?;
+            self.guard = spawn(&self.dir, self.port, &self.extra)?;
             match self.wait_ready() {
                 Ok(()) => return Ok(()),
                 // The old socket may linger a moment; try again.
@@ -228,7 +244,11 @@ kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 exit 0"#;
 
-fn spawn(dir: &tempfile::TempDir, port: u16) -> Result<Guard, RedisServerError> {
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    extra: &[OsString],
+) -> Result<Guard, RedisServerError> {
     let bin = binary().ok_or(RedisServerError::NotInstalled)?;
     let mut shell = Command::new("sh")
         .arg("-c")
@@ -249,6 +269,7 @@ fn spawn(dir: &tempfile::TempDir, port: u16) -> Result<Guard, RedisServerError> 
         .arg(dir.path().join("redis.sock"))
         .arg("--unixsocketperm")
         .arg("700")
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
