@@ -22,6 +22,7 @@
 //! Needs `/usr/bin/redis-server` (or one on `PATH`); when missing, starting
 //! fails with a message naming the package to install.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -37,8 +38,8 @@ pub const INSTALL_HINT: &str =
 pub struct RedisServer {
     guard: Guard,
     port: u16,
+    extra: Vec<OsString>,
     dir: tempfile::TempDir,
-    extra: Vec<String>,
 }
 
 /// Why a test server could not be started.
@@ -76,15 +77,15 @@ fn free_port() -> std::io::Result<u16> {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, RedisServerError> {
-        Self::start_with(&[])
+        Self::start_with_args(Vec::<OsString>::new())
     }
 
-    /// Like [`RedisServer::start`], with more `redis-server` arguments after
-    /// the defaults (later arguments win), kept across [`RedisServer::restart`]:
-    /// e.g. `["--appendonly", "yes", "--appendfsync", "always"]` for a test
-    /// that needs its data to survive a kill.
-    pub fn start_with(extra: &[&str]) -> Result<Self, RedisServerError> {
-        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    /// Starts a server with extra `redis-server` arguments (e.g. TLS
+    /// settings), kept for [`RedisServer::restart`].
+    pub fn start_with_args(
+        extra: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Result<Self, RedisServerError> {
+        let extra: Vec<OsString> = extra.into_iter().map(Into::into).collect();
         let mut last = None;
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
@@ -95,8 +96,8 @@ impl RedisServer {
             let mut server = RedisServer {
                 guard,
                 port,
-                dir,
                 extra: extra.clone(),
+                dir,
             };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
@@ -153,14 +154,13 @@ impl RedisServer {
         self.signal("CONT")
     }
 
-    /// Kills the process with SIGKILL (data is lost unless persistence is on).
+    /// Kills the process with SIGKILL (data is lost: persistence is off).
     pub fn kill(&mut self) -> Result<(), RedisServerError> {
         self.kill_now();
         Ok(())
     }
 
-    /// Kills the process if it runs and starts a new one on the same port and
-    /// directory (empty, unless started with persistence on: see [`RedisServer::start_with`]).
+    /// Kills the process if it runs and starts a fresh, empty one on the same port.
     pub fn restart(&mut self) -> Result<(), RedisServerError> {
         self.kill_now();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -244,7 +244,11 @@ kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 exit 0"#;
 
-fn spawn(dir: &tempfile::TempDir, port: u16, extra: &[String]) -> Result<Guard, RedisServerError> {
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    extra: &[OsString],
+) -> Result<Guard, RedisServerError> {
     let bin = binary().ok_or(RedisServerError::NotInstalled)?;
     let mut shell = Command::new("sh")
         .arg("-c")

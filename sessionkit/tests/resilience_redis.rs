@@ -218,8 +218,9 @@ fn describe(t: &[(BreakerState, BreakerState)]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_fails_fast_then_recovers_with_sessions_intact() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut server =
+        RedisServer::start_with_args(["--appendonly", "yes", "--appendfsync", "always"])
+            .unwrap_or_else(|e| panic!("{e}"));
     let app = Arc::new(start(&server).await);
 
     // 50 clients, each with a session holding its own counter.

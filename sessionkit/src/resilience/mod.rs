@@ -42,9 +42,9 @@
 //!    fraction to the load of a failing store). Other errors are returned as
 //!    they are.
 //!
-//! A wrapped store may bound its calls itself (redis-rs, under `RedisStore`,
-//! answers "timed out" after 500 ms unless `response_timeout` is set): the
-//! shorter bound fires first. Keep the store's own bound above
+//! A wrapped store may bound its calls itself (`RedisStore` gives up after
+//! 500 ms unless its `response_timeout` says otherwise): the shorter bound
+//! fires first. Keep the store's own bound above
 //! `attempt_timeout` so that one number governs.
 //!
 //! # Retrying writes whose outcome is unknown

@@ -117,7 +117,7 @@ pub struct RedisStore<T> {
     prefix: String,
     scan_batch: usize,
     max_merge_retries: u32,
-    response_timeout: Option<Duration>,
+    response_timeout: Duration,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -149,8 +149,10 @@ pub struct RedisStoreBuilder<T> {
     prefix: String,
     scan_batch: usize,
     max_merge_retries: u32,
-    response_timeout: Option<Duration>,
+    response_timeout: Duration,
     connection_timeout: Option<Duration>,
+    #[cfg(feature = "redis-tls")]
+    tls_root_certificate: Option<Vec<u8>>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -185,10 +187,17 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     }
 
     /// Fails a command that gets no answer within `timeout` with
-    /// [`StoreError::Timeout`] (default: no bound; wrap the store in the
-    /// resilience decorator for timeouts, retries and a circuit breaker).
+    /// [`StoreError::Timeout`] (default 500 ms, redis-rs' default).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = Some(timeout);
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Trusts this CA (PEM) for `rediss://` instead of the system's roots:
+    /// for a Redis whose certificate comes from a private CA.
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(pem.into());
         self
     }
 
@@ -204,12 +213,24 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     /// (feature `redis-tls`) or `unix:///path/to/redis.sock`. Errors never
     /// quote the URL (it may hold a password).
     pub async fn connect(self) -> Result<RedisStore<T>, StoreError> {
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| StoreError::Backend(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let mut config = ConnectionManagerConfig::new();
-        if let Some(t) = self.response_timeout {
-            config = config.set_response_timeout(Some(t));
-        }
+        #[cfg(feature = "redis-tls")]
+        let client = match self.tls_root_certificate {
+            Some(root) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        };
+        #[cfg(not(feature = "redis-tls"))]
+        let client = redis::Client::open(self.url.as_str());
+        let client = client.map_err(|e| {
+            StoreError::Backend(format!("invalid Redis URL or TLS setup ({:?})", e.kind()))
+        })?;
+        let mut config =
+            ConnectionManagerConfig::new().set_response_timeout(Some(self.response_timeout));
         if let Some(t) = self.connection_timeout {
             config = config.set_connection_timeout(Some(t));
         }
@@ -246,8 +267,10 @@ impl<T: SessionData> RedisStore<T> {
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             scan_batch: 500,
             max_merge_retries: 16,
-            response_timeout: None,
+            response_timeout: Duration::from_millis(500),
             connection_timeout: None,
+            #[cfg(feature = "redis-tls")]
+            tls_root_certificate: None,
             _data: PhantomData,
         }
     }
@@ -264,7 +287,12 @@ impl<T: SessionData> RedisStore<T> {
 
     /// The Redis key of a session: the prefix and the SHA-256 of its id.
     pub fn key_of(&self, id: &SessionId) -> String {
-        format!("{}{}", self.prefix, id.storage_key())
+        // Same value as `format!("{prefix}{}", id.storage_key())`, in one
+        // allocation and without `fmt` (this runs on every load and save).
+        let mut key = String::with_capacity(self.prefix.len() + 64);
+        key.push_str(&self.prefix);
+        push_hex(&mut key, &Sha256::digest(id.as_bytes()));
+        key
     }
 
     /// The Redis key of an owner's index set: the prefix, `owner:`, and the
@@ -429,13 +457,18 @@ fn parse_reply(reply: Value) -> Result<Reply, StoreError> {
 
 /// SHA-256 hex of an owner: the index key never holds the owner in clear.
 fn owner_hash(owner: &str) -> String {
-    let digest = Sha256::digest(owner.as_bytes());
     let mut out = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-    }
+    push_hex(&mut out, &Sha256::digest(owner.as_bytes()));
     out
+}
+
+/// Appends `bytes` as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// Whether a key suffix is a session key hash (64 lowercase hex digits).
@@ -469,13 +502,10 @@ fn ttl_millis<T>(record: &Record<T>, now: SystemTime) -> u64 {
         .clamp(1, i64::MAX as u64 / 2)
 }
 
-fn map_err(e: RedisError, timeout: Option<Duration>) -> StoreError {
+fn map_err(e: RedisError, timeout: Duration) -> StoreError {
     // redis-rs messages carry no command arguments, so no session data.
     if e.is_timeout() {
-        match timeout {
-            Some(t) => StoreError::Timeout(t),
-            None => StoreError::Unavailable(format!("Redis timed out: {e}")),
-        }
+        StoreError::Timeout(timeout)
     } else if e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -697,6 +727,14 @@ mod tests {
         let want = r.expires_at().duration_since(now).unwrap().as_millis() as u64;
         assert_eq!(ttl_millis(&r, now), want);
         assert_eq!(ttl_millis(&r, r.expires_at() + Duration::from_secs(5)), 1);
+    }
+
+    #[test]
+    fn hex_matches_the_id_storage_key() {
+        let id = SessionId::generate();
+        let mut hex = String::new();
+        push_hex(&mut hex, &Sha256::digest(id.as_bytes()));
+        assert_eq!(hex, id.storage_key());
     }
 
     #[test]
