@@ -12,6 +12,7 @@
 //!   always);
 //! - a hung Redis makes operations time out at the configured bound, and
 //!   service resumes after SIGCONT;
+//! - a dropped connection (Redis blinked) is retried: clients never notice;
 //! - a create or regenerate whose first attempt timed out but was applied
 //!   once Redis woke up is reported as saved, not as a collision or "gone".
 
@@ -69,6 +70,10 @@ struct App {
 }
 
 async fn start(server: &RedisServer) -> App {
+    start_named(server, "redis").await
+}
+
+async fn start_named(server: &RedisServer, name: &str) -> App {
     let redis = RedisStore::builder(server.url())
         .connection_timeout(Duration::from_millis(200))
         .connect()
@@ -77,7 +82,7 @@ async fn start(server: &RedisServer) -> App {
     let transitions = Arc::new(Mutex::new(Vec::new()));
     let seen = transitions.clone();
     let resilience = ResilienceConfig::builder()
-        .name("redis")
+        .name(name)
         .attempt_timeout(ATTEMPT_TIMEOUT)
         .operation_timeout(OPERATION_TIMEOUT)
         .max_attempts(2)
@@ -564,4 +569,70 @@ async fn saves_whose_first_attempt_landed_during_a_hang_are_reported_as_saved() 
             .n,
         7
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_retried_and_clients_never_notice() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // The only test here that reads metrics: a global recorder, read by this
+    // test's own breaker name.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("no other recorder in this test binary");
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let drop_connections = || {
+        let out = tokio::task::block_in_place(|| server.command("CLIENT KILL TYPE normal"));
+        assert!(out.unwrap().starts_with(':'));
+    };
+
+    // Control: the bare store does see the blink.
+    let bare = RedisStore::<Visits>::connect(server.url()).await.unwrap();
+    let mut bare_failures = 0;
+    for _ in 0..20 {
+        drop_connections();
+        if bare.load(&SessionId::generate().encode()).await.is_err() {
+            bare_failures += 1;
+        }
+    }
+
+    // Twenty blinks, each amid ordinary traffic (which earns the retry
+    // budget back: a blink costs about one retry, ten requests earn two).
+    let app = start_named(&server, "blink").await;
+    let cookie = app.session_with(1).await;
+    let mut n = 1;
+    for _ in 0..20 {
+        drop_connections();
+        for _ in 0..10 {
+            n += 1;
+            let r = app.call(true, "/count", Some(&cookie)).await;
+            assert_eq!((r.status, r.body), (StatusCode::OK, n.to_string()));
+        }
+    }
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |name: &str| -> u64 {
+        snapshot
+            .iter()
+            .filter(|(k, _, _, _)| {
+                k.key().name() == name
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "breaker" && l.value() == "blink")
+            })
+            .map(|(_, _, _, v)| match v {
+                metrics_util::debugging::DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+            .sum()
+    };
+    let retries = counter("sessionkit_store_retries_total");
+    println!(
+        "Redis dropped every connection 20 times: the bare store failed the next call \
+         {bare_failures} times out of 20; through Resilient all 200 requests answered 200, \
+         with {retries} retries and {} budget refusals",
+        counter("sessionkit_retry_budget_exhausted_total")
+    );
+    assert!(retries >= 1, "the blinks were absorbed by retries");
+    assert_eq!(app.breaker(), BreakerState::Closed);
 }
