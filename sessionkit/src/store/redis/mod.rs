@@ -69,7 +69,7 @@ mod value;
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -79,6 +79,7 @@ use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
+use crate::expiry::{Clock, SystemClock};
 use crate::id::SessionId;
 use crate::merge::reapply_changes;
 use crate::record::{Record, SessionData};
@@ -118,6 +119,7 @@ pub struct RedisStore<T> {
     scan_batch: usize,
     max_merge_retries: u32,
     response_timeout: Duration,
+    clock: Arc<dyn Clock>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -129,6 +131,7 @@ impl<T> Clone for RedisStore<T> {
             scan_batch: self.scan_batch,
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
+            clock: self.clock.clone(),
             _data: PhantomData,
         }
     }
@@ -153,6 +156,7 @@ pub struct RedisStoreBuilder<T> {
     connection_timeout: Option<Duration>,
     #[cfg(feature = "redis-tls")]
     tls_root_certificate: Option<Vec<u8>>,
+    clock: Arc<dyn Clock>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -190,6 +194,13 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     /// [`StoreError::Timeout`] (default 500 ms, redis-rs' default).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// The clock TTLs are computed with (default the system clock). Give it
+    /// the clock of your [`crate::Config`] when tests move time by hand.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -243,6 +254,7 @@ impl<T: SessionData> RedisStoreBuilder<T> {
             scan_batch: self.scan_batch,
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
+            clock: self.clock,
             _data: PhantomData,
         };
         store.load_scripts().await?;
@@ -271,6 +283,7 @@ impl<T: SessionData> RedisStore<T> {
             connection_timeout: None,
             #[cfg(feature = "redis-tls")]
             tls_root_certificate: None,
+            clock: Arc::new(SystemClock),
             _data: PhantomData,
         }
     }
@@ -346,7 +359,7 @@ impl<T: SessionData> RedisStore<T> {
     ) -> Result<Reply, StoreError> {
         let payload = value::encode_payload(record)?;
         let owner = record.owner.as_deref().map(owner_hash).unwrap_or_default();
-        let ttl = ttl_millis(record, SystemTime::now());
+        let ttl = ttl_millis(record, self.clock.now());
         let member = record.id.storage_key();
         let s = &*SCRIPTS;
         let mut inv = match kind {
@@ -417,7 +430,7 @@ impl<T: SessionData> RedisStore<T> {
     /// (the last with a warning that names only the key hash, so one bad
     /// value cannot block listing or revoking everything else).
     fn decode_live(&self, keys: &[String], values: Vec<Option<Vec<u8>>>) -> Vec<Record<T>> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         keys.iter()
             .zip(values)
             .filter_map(|(key, raw)| match self.decode(&raw?, None) {
