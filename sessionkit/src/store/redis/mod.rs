@@ -585,16 +585,27 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
+    }
+}
+
+impl<T: SessionData> RedisStore<T> {
+    /// Deletes sessions in one script run; says, per id, whether it existed.
+    async fn delete_many(&self, ids: &[SessionId]) -> Result<Vec<bool>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = SCRIPTS.delete.prepare_invoke();
+        for id in ids {
+            inv.key(self.key_of(id));
+        }
+        inv.arg(&self.prefix);
+        for id in ids {
+            inv.arg(id.storage_key());
+        }
         let mut conn = self.conn.clone();
-        let existed: i64 = SCRIPTS
-            .delete
-            .key(self.key_of(id))
-            .arg(&self.prefix)
-            .arg(id.storage_key())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(existed == 1)
+        let existed: Vec<i64> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
+        Ok(existed.into_iter().map(|e| e == 1).collect())
     }
 }
 
@@ -646,14 +657,20 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     }
 
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
+        // Matches are deleted in batches of one script run each, not one
+        // round trip per session.
         let found = self.find_by(predicate).await?;
         let mut removed = Vec::with_capacity(found.len());
-        for r in found {
-            if self.delete(&r.id).await? {
-                removed.push(Removed {
-                    id: r.id,
-                    owner: r.owner,
-                });
+        for batch in found.chunks(self.scan_batch) {
+            let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
+            let existed = self.delete_many(&ids).await?;
+            for (r, existed) in batch.iter().zip(existed) {
+                if existed {
+                    removed.push(Removed {
+                        id: r.id,
+                        owner: r.owner.clone(),
+                    });
+                }
             }
         }
         Ok(removed)
