@@ -609,3 +609,34 @@ async fn a_paused_redis_is_a_timeout_and_service_resumes_after() {
     }
     assert!(loaded.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_follow_the_injected_clock_not_the_wall_clock() {
+    let server = shared();
+    let clock = sessionkit::ManualClock::new();
+    clock.advance(Duration::from_secs(10 * 24 * 3600));
+    let config = Config::builder().clock(clock.clone()).build().unwrap();
+    let store: RedisStore<Wide> = RedisStore::builder(server.url())
+        .key_prefix(unique_prefix())
+        .clock(config.clock().clone())
+        .connect()
+        .await
+        .unwrap();
+    let r = Record::new(
+        SessionId::generate(),
+        Wide::default(),
+        sessionkit::Clock::now(&clock),
+        config.expiry(),
+    );
+    let cookie = create(&store, &r).await;
+    let reply = server
+        .command(&format!("PTTL {}", store.key_of(&r.id)))
+        .unwrap();
+    let pttl: i64 = reply.trim().trim_start_matches(':').parse().unwrap();
+    let want = r
+        .time_until_expiry(sessionkit::Clock::now(&clock))
+        .as_millis() as i64;
+    assert!(pttl > want - 5_000 && pttl <= want, "{pttl} vs {want}");
+    assert!(store.load(&cookie).await.unwrap().is_some());
+    assert_eq!(store.find_by(&|_| true).await.unwrap().len(), 1);
+}
