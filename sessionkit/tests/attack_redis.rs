@@ -1,7 +1,7 @@
 //! The attack suite (see `tests/attack_support`) against [`RedisStore`] on a
 //! throw-away `redis-server`, over real HTTP; plus what only Redis needs:
 //! injected cookie values send no command at all (`INFO commandstats`), a
-//! stored value of 100 000 nested arrays is a clean fresh session, and
+//! stored record with 100 000 nested arrays in a field is a clean fresh session, and
 //! enumeration as 10^5 direct loads plus 10^4 over HTTP.
 //!
 //! Expiry attacks run with a manual clock 30 minutes or more ahead of the
@@ -94,9 +94,10 @@ async fn injected_cookie_values_send_no_command_to_redis() {
     assert!(commands_sent(&server) > after);
 }
 
-/// A stored value whose payload is 100 000 nested JSON arrays, under a real
-/// session's key: the request gets a fresh session within 5 s, no stack
-/// overflow (which would abort this whole test binary), no 5xx.
+/// A stored record whose free-form JSON field holds 100 000 nested arrays
+/// (or objects), written under a real session's key: the request gets a
+/// fresh session within 5 s, with no stack overflow (which would abort this
+/// whole test binary) and no 5xx. Defence: serde_json's recursion limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deeply_nested_stored_value_gives_a_fresh_session() {
     let server = RedisServer::start().expect("redis-server");
@@ -110,24 +111,27 @@ async fn a_deeply_nested_stored_value_gives_a_fresh_session() {
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     const DEPTH: usize = 100_000;
-    let arrays = format!("sk1:1::{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
-    let objects = format!(
-        "sk1:1::{}1{}",
-        "{\"data\":".repeat(DEPTH),
-        "}".repeat(DEPTH)
-    );
+    let arrays = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    let objects = format!("{}1{}", "{\"a\":".repeat(DEPTH), "}".repeat(DEPTH));
     for bomb in [arrays, objects] {
         let cookie = app.login("alice", None).await;
         let key = key_of(&cookie);
+        let stored: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(stored.contains("\"extra\":null"), "record layout changed");
+        let hostile = stored.replace("\"extra\":null", &format!("\"extra\":{bomb}"));
         let _: () = redis::cmd("SET")
             .arg(&key)
-            .arg(&bomb)
+            .arg(&hostile)
             .arg("KEEPTTL")
             .query_async(&mut conn)
             .await
             .unwrap();
         let r = within(
-            "load of a 100 000-deep stored value",
+            "load of a record with a 100 000-deep field",
             Duration::from_secs(5),
             app.call("GET", "/me", Some(&cookie)),
         )

@@ -39,6 +39,9 @@ pub struct Data {
     pub user: Option<String>,
     /// A counter the application bumps.
     pub counter: u64,
+    /// Free-form JSON (preferences, say): the kind of field a nesting bomb
+    /// aims at, since a typed field would reject the first wrong token.
+    pub extra: Option<serde_json::Value>,
 }
 
 /// Idle timeout of the attacked application.
