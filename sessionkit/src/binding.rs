@@ -239,6 +239,17 @@ impl ClientInfo {
         headers: &ClientHeaders<'_>,
         config: &BindingConfig,
     ) -> Self {
+        if config.ip && peer.is_none() {
+            // Without the socket address every client looks the same and IP
+            // binding protects nothing: say so once, loudly.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "bind_to_ip is on but the request has no peer address; IP binding cannot \
+                     tell clients apart (axum: serve with into_make_service_with_connect_info::<SocketAddr>())"
+                )
+            });
+        }
         ClientInfo {
             ip: if config.ip {
                 client_ip(peer, headers, &config.trusted_proxies)

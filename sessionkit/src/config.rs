@@ -375,6 +375,11 @@ impl ConfigBuilder {
     callback_setter!(
         /// Called when a session is presented by a client other than the one it is bound to.
         on_binding_mismatch, binding_mismatch);
+    callback_setter!(
+        /// Called when a request carries the session cookie more than once
+        /// (it is then served without a session): a sign of a cookie planted
+        /// for a parent domain or path. The event carries no owner.
+        on_ambiguous_cookie, ambiguous_cookie);
 
     /// Validates everything and returns the configuration, or every problem found.
     pub fn build(self) -> Result<Config, ConfigError> {
@@ -397,10 +402,17 @@ impl ConfigBuilder {
         if c.same_site == SameSite::None && !c.secure {
             problems.push(ConfigProblem::SameSiteNoneWithoutSecure);
         }
-        if c.name.starts_with("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
+        // Browsers match the prefixes case-insensitively (RFC 6265bis), so
+        // `__HOST-id` gets the same rules, or they would drop the cookie.
+        let prefixed = |p: &str| {
+            c.name
+                .get(..p.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(p))
+        };
+        if prefixed("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
             problems.push(ConfigProblem::HostPrefix);
         }
-        if c.name.starts_with("__Secure-") && !c.secure {
+        if prefixed("__Secure-") && !c.secure {
             problems.push(ConfigProblem::SecurePrefix);
         }
         let e = &self.expiry;
@@ -478,6 +490,35 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.problems(), &[ConfigProblem::HostPrefix]);
+    }
+
+    #[test]
+    fn cookie_prefixes_are_checked_whatever_their_case() {
+        for name in ["__host-id", "__HOST-id"] {
+            let err = Config::builder()
+                .cookie_name(name)
+                .cookie_domain("example.com")
+                .build()
+                .unwrap_err();
+            assert_eq!(err.problems(), &[ConfigProblem::HostPrefix], "{name}");
+        }
+        let err = Config::builder()
+            .cookie_name("__SECURE-id")
+            .dangerously_allow_insecure_http()
+            .build()
+            .unwrap_err();
+        assert!(err.problems().contains(&ConfigProblem::SecurePrefix));
+        let err = Config::builder()
+            .cookie_name("__Host-id")
+            .cookie_path("/app")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems(), &[ConfigProblem::HostPrefix]);
+        assert!(Config::builder()
+            .cookie_name("__Secure-id")
+            .cookie_domain("example.com")
+            .build()
+            .is_ok());
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!
 //! Metrics (through the `metrics` facade; install any recorder):
 //! `sessionkit_sessions_total{event}` with event = created, loaded, deleted,
-//! regenerated, expired, binding_mismatch; `sessionkit_invalid_lookups_total` (a cookie that
+//! regenerated, expired, binding_mismatch, ambiguous_cookie; `sessionkit_invalid_lookups_total` (a cookie that
 //! names no live session); `sessionkit_store_errors_total{op,kind}`;
 //! `sessionkit_store_duration_seconds{op}` (histogram).
 
@@ -65,6 +65,9 @@ pub enum EventKind {
     /// A session was presented by a client other than the one it is bound to
     /// (see [`crate::binding`]); the request got a fresh session instead.
     BindingMismatch,
+    /// A request carried the session cookie more than once (e.g. one planted
+    /// for a parent domain); it was served as if it had none.
+    AmbiguousCookie,
 }
 
 /// A lifecycle event, as passed to callbacks.
@@ -87,6 +90,7 @@ pub(crate) struct Callbacks {
     pub regenerated: Option<Callback>,
     pub expired: Option<Callback>,
     pub binding_mismatch: Option<Callback>,
+    pub ambiguous_cookie: Option<Callback>,
 }
 
 impl fmt::Debug for Callbacks {
@@ -98,6 +102,7 @@ impl fmt::Debug for Callbacks {
             .field("regenerated", &self.regenerated.is_some())
             .field("expired", &self.expired.is_some())
             .field("binding_mismatch", &self.binding_mismatch.is_some())
+            .field("ambiguous_cookie", &self.ambiguous_cookie.is_some())
             .finish()
     }
 }
@@ -112,6 +117,7 @@ impl Callbacks {
             EventKind::Regenerated => (&self.regenerated, "regenerated"),
             EventKind::Expired(_) => (&self.expired, "expired"),
             EventKind::BindingMismatch => (&self.binding_mismatch, "binding_mismatch"),
+            EventKind::AmbiguousCookie => (&self.ambiguous_cookie, "ambiguous_cookie"),
         };
         metrics::counter!("sessionkit_sessions_total", "event" => label).increment(1);
         if let Some(cb) = slot {

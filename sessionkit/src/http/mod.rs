@@ -314,7 +314,14 @@ impl<T: SessionData> SessionSlot<T> {
     ) -> Self {
         let cookie = match find_cookie_in(cookie_headers, engine.config().cookie().name()) {
             CookieLookup::Found(v) => Some(v.to_owned()),
-            CookieLookup::Missing | CookieLookup::Ambiguous => None,
+            CookieLookup::Missing => None,
+            CookieLookup::Ambiguous => {
+                engine
+                    .config()
+                    .callbacks
+                    .emit(crate::EventKind::AmbiguousCookie, None);
+                None
+            }
         };
         SessionSlot {
             inner: Arc::new(SlotInner {

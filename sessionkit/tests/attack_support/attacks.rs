@@ -3,6 +3,7 @@
 //! unbounded cost. The defence each one pins is named in its docs.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -91,7 +92,7 @@ pub async fn replay_after_idle_expiry_gives_a_fresh_session(app: &App) {
     let replay = app.call("GET", "/me", Some(&stolen)).await;
     assert_eq!(replay.body, ANON, "an idle-expired cookie was served");
     assert_eq!(replay.cookie, SetCookie::Removed);
-    assert!(app.events.expired.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(app.events.expired.load(Ordering::SeqCst) >= 1);
 }
 
 /// Replay after the absolute lifetime, of a session kept busy all along.
@@ -214,7 +215,7 @@ pub async fn key_injection_gives_a_fresh_session(app: &App) {
 }
 
 /// Cookie names are matched exactly, and two session cookies in one request
-/// count as none. Defence: `find_cookie_in`.
+/// count as none and fire `on_ambiguous_cookie`. Defence: `find_cookie_in`.
 pub async fn ambiguous_or_lookalike_cookies_give_no_session(app: &App) {
     let victim = app.login("alice", None).await;
     let planted = app.anonymous_session().await;
@@ -231,6 +232,7 @@ pub async fn ambiguous_or_lookalike_cookies_give_no_session(app: &App) {
         assert_eq!(r.status, 200);
         assert_eq!(r.body, ANON, "{header} was served a session");
     }
+    assert_eq!(app.events.ambiguous.load(Ordering::SeqCst), 2);
     let exact = app
         .raw_cookie("GET", "/me", Some(&format!("xid=1; id={victim}; idx=2")))
         .await;

@@ -59,6 +59,7 @@ pub struct Events {
     pub expired: AtomicUsize,
     pub deleted: AtomicUsize,
     pub regenerated: AtomicUsize,
+    pub ambiguous: AtomicUsize,
 }
 
 /// What a store's test file gets to build its store with.
@@ -76,7 +77,12 @@ impl Kit {
     pub fn new() -> Self {
         let clock = ManualClock::new();
         let events = Arc::new(Events::default());
-        let (e1, e2, e3) = (events.clone(), events.clone(), events.clone());
+        let (e1, e2, e3, e4) = (
+            events.clone(),
+            events.clone(),
+            events.clone(),
+            events.clone(),
+        );
         let config = Config::builder()
             .idle_timeout(IDLE)
             .absolute_lifetime(ABSOLUTE)
@@ -89,6 +95,9 @@ impl Kit {
             })
             .on_regenerated(move |_| {
                 e3.regenerated.fetch_add(1, Ordering::SeqCst);
+            })
+            .on_ambiguous_cookie(move |_| {
+                e4.ambiguous.fetch_add(1, Ordering::SeqCst);
             })
             .build()
             .expect("valid config");
