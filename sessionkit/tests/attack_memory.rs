@@ -14,6 +14,16 @@ async fn app() -> App {
     kit.serve_query(store).await
 }
 
+async fn bound_app() -> App {
+    let kit = Kit::bound_to_user_agent();
+    let store = MemoryStore::<Data>::builder()
+        .clock(kit.clock.clone())
+        .build();
+    kit.serve_query(store).await
+}
+
+attack_suite!(bound_app; binding_a_cookie_replayed_from_another_browser_gives_a_fresh_session);
+
 attack_suite!(app;
     fixation_a_planted_session_does_not_become_the_victims_login,
     fixation_the_previous_id_dies_when_the_same_user_logs_in_again,

@@ -119,6 +119,22 @@ pub async fn replay_after_absolute_expiry_gives_a_fresh_session(app: &App) {
     );
 }
 
+/// Replay from another browser, with sessions bound to the User-Agent (the
+/// app of this attack is built with [`super::Kit::bound_to_user_agent`]).
+/// Defence: the keyed binding fingerprint kept in the record, which every
+/// store must carry through its encoding.
+pub async fn binding_a_cookie_replayed_from_another_browser_gives_a_fresh_session(app: &App) {
+    let login = app.call_as("Firefox", "POST", "/login/alice", None).await;
+    let stolen = login.new_cookie();
+    let theft = app.call_as("curl/8", "GET", "/me", Some(&stolen)).await;
+    assert_eq!((theft.status, theft.body.as_str()), (200, ANON));
+    let owner = app.call_as("Firefox", "GET", "/me", Some(&stolen)).await;
+    assert_eq!(
+        owner.body, "alice:0",
+        "the rightful browser keeps its session"
+    );
+}
+
 /// Changes at `i` the character of `value` to another URL-safe one.
 fn flip(value: &str, i: usize, to: u8) -> String {
     let mut b = value.as_bytes().to_vec();

@@ -25,7 +25,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
 use sessionkit::{
-    Config, ManualClock, QueryStore, Session, SessionId, SessionLayer, Sessions, Store,
+    BindingKey, Config, ConfigBuilder, ManualClock, QueryStore, Session, SessionId, SessionLayer,
+    Sessions, Store,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -75,6 +76,19 @@ impl Kit {
     /// The attacked application's configuration: default cookie rules,
     /// 30 min idle, 2 h absolute, a manual clock, counting callbacks.
     pub fn new() -> Self {
+        Self::with(|b| b)
+    }
+
+    /// [`Kit::new`] with sessions bound to the client's User-Agent.
+    pub fn bound_to_user_agent() -> Self {
+        Self::with(|b| {
+            b.bind_to_user_agent(true)
+                .binding_key(BindingKey::new([7u8; 32]))
+        })
+    }
+
+    /// [`Kit::new`], with more settings from `configure`.
+    pub fn with(configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Self {
         let clock = ManualClock::new();
         let events = Arc::new(Events::default());
         let (e1, e2, e3, e4) = (
@@ -83,7 +97,7 @@ impl Kit {
             events.clone(),
             events.clone(),
         );
-        let config = Config::builder()
+        let builder = Config::builder()
             .idle_timeout(IDLE)
             .absolute_lifetime(ABSOLUTE)
             .clock(clock.clone())
@@ -98,9 +112,8 @@ impl Kit {
             })
             .on_ambiguous_cookie(move |_| {
                 e4.ambiguous.fetch_add(1, Ordering::SeqCst);
-            })
-            .build()
-            .expect("valid config");
+            });
+        let config = configure(builder).build().expect("valid config");
         Kit {
             clock,
             config,
@@ -256,11 +269,37 @@ impl Reply {
 impl App {
     /// Sends a request with exactly this `Cookie` header (or none).
     pub async fn raw_cookie(&self, method: &str, path: &str, cookie: Option<&str>) -> Reply {
+        self.send(method, path, cookie, None).await
+    }
+
+    /// Sends a request carrying the session cookie, as the browser `user_agent`.
+    pub async fn call_as(
+        &self,
+        user_agent: &str,
+        method: &str,
+        path: &str,
+        session: Option<&str>,
+    ) -> Reply {
+        let header = session.map(|s| format!("id={s}"));
+        self.send(method, path, header.as_deref(), Some(user_agent))
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Reply {
         let mut req = self
             .client
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(c) = cookie {
             req = req.header("cookie", c);
+        }
+        if let Some(ua) = user_agent {
+            req = req.header("user-agent", ua);
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
