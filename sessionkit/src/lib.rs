@@ -44,6 +44,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "crypto")]
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -51,6 +53,8 @@ pub mod expiry;
 pub mod flash;
 pub mod http;
 pub mod id;
+#[cfg(feature = "crypto")]
+pub mod keys;
 pub mod merge;
 pub mod record;
 pub mod session;
@@ -67,6 +71,8 @@ pub use flash::FlashMessage;
 #[cfg(feature = "axum")]
 pub use http::tower::SessionLayer;
 pub use id::SessionId;
+#[cfg(feature = "crypto")]
+pub use keys::{KeyPurpose, KeyRing};
 pub use record::{Record, SessionData};
 pub use session::Session;
 pub use sessions::{CookieAction, Sessions};

@@ -1,0 +1,56 @@
+//! Gzip (flate2) with a bounded output size on the way back.
+
+use std::io::{Read, Write};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+
+/// Gzips `data`; `None` when the result is not smaller (then it is stored as is).
+pub(crate) fn gzip(data: &[u8]) -> Option<Vec<u8>> {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(data.len() / 2),
+        flate2::Compression::default(),
+    );
+    enc.write_all(data).ok()?;
+    let out = enc.finish().ok()?;
+    (out.len() < data.len()).then_some(out)
+}
+
+/// Gunzips `data`, refusing to produce more than `max` bytes (a 4 KB cookie
+/// can otherwise inflate to megabytes). Only ever called on authenticated
+/// input, but bounded anyway.
+pub(crate) fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max));
+    let mut dec = GzDecoder::new(data).take(max as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|_| "corrupt gzip stream")?;
+    if out.len() > max {
+        return Err("decompressed size over the limit");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_skips_incompressible_data() {
+        let text = "abc".repeat(1000);
+        let z = gzip(text.as_bytes()).unwrap();
+        assert!(z.len() < 100);
+        assert_eq!(gunzip(&z, 3000).unwrap(), text.as_bytes());
+        assert!(gzip(b"xy").is_none());
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![0u8; 10 << 20]).unwrap();
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            gunzip(&bomb, 64 << 10),
+            Err("decompressed size over the limit")
+        );
+        assert!(gunzip(b"not gzip at all", 1000).is_err());
+    }
+}
