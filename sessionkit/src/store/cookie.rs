@@ -294,7 +294,8 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
     }
 
     /// Largest serialized record after decompression (default 64 KiB), the
-    /// bound that makes a sealed gzip bomb harmless.
+    /// bound that makes a sealed gzip bomb harmless. A save of a record that
+    /// serializes to more fails with [`StoreError::Encode`].
     pub fn max_decoded_len(mut self, n: usize) -> Self {
         self.max_decoded_len = n;
         self
@@ -307,7 +308,10 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
             .seal(self.keys, KeyPurpose::CookieSealing)
             .algorithm(self.algorithm)
             .context(self.config.cookie().name())
-            .max_encoded_len(self.max_cookie_len)
+            // The cookie text is bounded before base64 decoding (see `open`),
+            // and a save over the limit must be `CookieTooLarge` measured on
+            // the whole header, not a codec error: no second bound here.
+            .max_encoded_len(usize::MAX)
             .max_decoded_len(self.max_decoded_len)
             .build();
         CookieStore {
