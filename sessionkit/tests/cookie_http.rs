@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use sessionkit::codec::Codec;
 use sessionkit::expiry::ExpiryPolicy;
-use sessionkit::http::{ErrorResponder, ErrorResponse};
+use sessionkit::http::{DefaultErrorResponder, ErrorResponder, ErrorResponse};
 use sessionkit::keys::{KeyPurpose, KeyRing};
 use sessionkit::store::cookie::CookieStore;
 use sessionkit::{
@@ -83,20 +83,20 @@ struct App {
 
 impl App {
     async fn start(ring: &KeyRing, config: Config) -> App {
-        Self::start_with(ring, config, None).await
+        Self::start_with(ring, config, None::<DefaultErrorResponder>).await
     }
 
     async fn start_with(
         ring: &KeyRing,
         config: Config,
-        responder: Option<Box<dyn Fn(&StoreError) -> ErrorResponse + Send + Sync>>,
+        responder: Option<impl ErrorResponder>,
     ) -> App {
         let name = config.cookie().name().to_owned();
         let store = CookieStore::<Data>::new(ring, &config);
         let sessions = Sessions::new(store, config);
         let mut layer = SessionLayer::new(&sessions);
         if let Some(r) = responder {
-            layer = layer.error_responder(move |e: &StoreError| r(e));
+            layer = layer.error_responder(r);
         }
         let app = Router::new()
             .route("/count", get(count))
@@ -383,16 +383,11 @@ async fn a_session_over_the_cookie_limit_is_an_error_response_not_a_lost_cookie(
                     body: format!("session {size} > {limit}"),
                     retry_after: None,
                 },
-                other => sessionkit::http::DefaultErrorResponder.respond(other),
+                other => DefaultErrorResponder.respond(other),
             }
         }
     }
-    let custom = App::start_with(
-        &keys,
-        config("id", &clock),
-        Some(Box::new(|e: &StoreError| TooLarge.respond(e))),
-    )
-    .await;
+    let custom = App::start_with(&keys, config("id", &clock), Some(TooLarge)).await;
     let (status, _, body) = custom.get("/big", Some(&cookie)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body.ends_with("> 4096"), "{body}");
