@@ -9,7 +9,8 @@
 //! then         ciphertext, then the 16-byte tag
 //! ```
 //!
-//! The associated data is `"sessionkit" ‖ purpose label ‖ context ‖ header`:
+//! The associated data is `SHA-256("sessionkit" ‖ purpose label ‖
+//! length-prefixed context) ‖ header` (the digest is computed once):
 //! a value sealed for one purpose or context (a cookie name) does not open
 //! under another, and the header (version, algorithm, key id, flags) cannot
 //! be changed without the tag failing. The algorithm must be the one the
@@ -20,6 +21,8 @@
 use aes_gcm::Aes256Gcm;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
+
+use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyId, KeyPurpose, KeyRing, SubKey};
 
@@ -113,39 +116,45 @@ impl Cipher {
     }
 }
 
-/// What [`Sealer::open`] recovered.
+/// What [`Sealer::open`] recovered: the plaintext is `buf[range]`, decrypted
+/// in place (no copy).
 pub(crate) struct Opened {
     pub flags: u8,
     pub key_id: KeyId,
-    pub plaintext: Vec<u8>,
+    pub buf: Vec<u8>,
+    pub range: std::ops::Range<usize>,
 }
+
+/// Associated data: a digest of the constant part, then the header. Fixed
+/// size, so it lives on the stack.
+type Ad = [u8; 32 + HEADER_LEN];
 
 /// Seals and opens envelopes for one purpose and context with every key of
 /// a ring. The cipher instances (and AES key schedules) are built once here.
 pub(crate) struct Sealer {
     algorithm: Algorithm,
-    ad_prefix: Vec<u8>,
+    /// SHA-256 of `"sessionkit\0" ‖ purpose label ‖ 0 ‖ len(context) ‖ context`.
+    ad_prefix: [u8; 32],
     /// Current key first.
     keys: Vec<(KeyId, Cipher)>,
 }
 
 impl Sealer {
     pub fn new(ring: &KeyRing, purpose: KeyPurpose, algorithm: Algorithm, context: &[u8]) -> Self {
-        let label = purpose.label().as_bytes();
-        let mut ad_prefix = Vec::with_capacity(16 + label.len() + context.len());
-        ad_prefix.extend_from_slice(b"sessionkit\0");
-        ad_prefix.extend_from_slice(label);
-        ad_prefix.push(0);
+        let mut h = Sha256::new();
+        h.update(b"sessionkit\0");
+        h.update(purpose.label().as_bytes());
+        h.update([0]);
         // Length-prefixed, so no (label, context) pair can mimic another.
-        ad_prefix.extend_from_slice(&(context.len() as u32).to_be_bytes());
-        ad_prefix.extend_from_slice(context);
+        h.update((context.len() as u64).to_be_bytes());
+        h.update(context);
         let keys = ring
             .subkeys(purpose)
             .map(|(id, key)| (id, Cipher::new(algorithm, key)))
             .collect();
         Sealer {
             algorithm,
-            ad_prefix,
+            ad_prefix: h.finalize().into(),
             keys,
         }
     }
@@ -154,38 +163,53 @@ impl Sealer {
         self.algorithm
     }
 
-    fn ad(&self, header: &[u8]) -> Vec<u8> {
-        let mut ad = Vec::with_capacity(self.ad_prefix.len() + header.len());
-        ad.extend_from_slice(&self.ad_prefix);
-        ad.extend_from_slice(header);
+    fn ad(&self, header: &[u8]) -> Ad {
+        let mut ad = [0u8; 32 + HEADER_LEN];
+        ad[..32].copy_from_slice(&self.ad_prefix);
+        ad[32..].copy_from_slice(header);
         ad
     }
 
-    /// Seals `plaintext` with the current key. `None` only if the AEAD
-    /// refuses the length (gigabytes; far above any configured limit).
-    pub fn seal(&self, flags: u8, plaintext: &[u8]) -> Option<Vec<u8>> {
-        let (id, cipher) = &self.keys[0];
-        let n = self.algorithm.nonce_len();
-        let mut out = Vec::with_capacity(self.algorithm.overhead() + plaintext.len());
-        out.push(VERSION);
-        out.push(self.algorithm.code());
-        out.extend_from_slice(&id.to_be_bytes());
-        out.push(flags);
-        out.resize(HEADER_LEN + n, 0);
-        getrandom::fill(&mut out[HEADER_LEN..])
-            .expect("the OS random number generator is unavailable");
-        out.extend_from_slice(plaintext);
-        let ad = self.ad(&out[..HEADER_LEN]);
-        let (head, body) = out.split_at_mut(HEADER_LEN + n);
-        let tag = cipher.encrypt(&head[HEADER_LEN..], &ad, body)?;
-        out.extend_from_slice(&tag);
-        Some(out)
+    /// Bytes to reserve in front of the plaintext (header and nonce), so
+    /// callers can serialize straight into the buffer they then seal.
+    pub fn prefix_len(&self) -> usize {
+        HEADER_LEN + self.algorithm.nonce_len()
     }
 
-    /// Opens an envelope. The error is a reason for the operator's debug log,
-    /// never for the client.
-    pub fn open(&self, sealed: &[u8]) -> Result<Opened, &'static str> {
-        let n = self.algorithm.nonce_len();
+    /// Seals `buf[prefix_len()..]` in place with the current key: writes the
+    /// header and a random nonce into the reserved prefix, appends the tag.
+    /// `None` only if the AEAD refuses the length (gigabytes).
+    pub fn seal_in_place(&self, flags: u8, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+        let (id, cipher) = &self.keys[0];
+        let start = self.prefix_len();
+        if buf.len() < start {
+            return None;
+        }
+        buf[0] = VERSION;
+        buf[1] = self.algorithm.code();
+        buf[2..4].copy_from_slice(&id.to_be_bytes());
+        buf[4] = flags;
+        getrandom::fill(&mut buf[HEADER_LEN..start])
+            .expect("the OS random number generator is unavailable");
+        let ad = self.ad(&buf[..HEADER_LEN]);
+        let (head, body) = buf.split_at_mut(start);
+        let tag = cipher.encrypt(&head[HEADER_LEN..], &ad, body)?;
+        buf.extend_from_slice(&tag);
+        Some(buf)
+    }
+
+    /// Seals a copy of `plaintext` (see [`Sealer::seal_in_place`]).
+    #[cfg(test)]
+    pub fn seal(&self, flags: u8, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let mut buf = vec![0; self.prefix_len()];
+        buf.extend_from_slice(plaintext);
+        self.seal_in_place(flags, buf)
+    }
+
+    /// Opens an envelope, decrypting in place. The error is a reason for the
+    /// operator's debug log, never for the client.
+    pub fn open(&self, mut sealed: Vec<u8>) -> Result<Opened, &'static str> {
+        let start = self.prefix_len();
         if sealed.len() < self.algorithm.overhead() {
             return Err("shorter than an envelope");
         }
@@ -204,16 +228,18 @@ impl Sealer {
         let Some((_, cipher)) = self.keys.iter().find(|(id, _)| *id == key_id) else {
             return Err("sealed with a key that is not in the ring");
         };
-        let nonce = &sealed[HEADER_LEN..HEADER_LEN + n];
-        let (ct, tag) = sealed[HEADER_LEN + n..].split_at(sealed.len() - HEADER_LEN - n - TAG_LEN);
-        let mut plaintext = ct.to_vec();
-        if !cipher.decrypt(nonce, &self.ad(header), &mut plaintext, tag) {
+        let ad = self.ad(header);
+        let end = sealed.len() - TAG_LEN;
+        let (head, rest) = sealed.split_at_mut(start);
+        let (ct, tag) = rest.split_at_mut(end - start);
+        if !cipher.decrypt(&head[HEADER_LEN..], &ad, ct, tag) {
             return Err("authentication failed (tampered, or another purpose or context)");
         }
         Ok(Opened {
             flags,
             key_id,
-            plaintext,
+            buf: sealed,
+            range: start..end,
         })
     }
 
@@ -239,9 +265,9 @@ mod tests {
             let s = Sealer::new(&ring(1, S1), KeyPurpose::CookieSealing, alg, b"id");
             let sealed = s.seal(FLAG_GZIP, b"hello").unwrap();
             assert_eq!(sealed.len(), alg.overhead() + 5);
-            let o = s.open(&sealed).unwrap();
+            let o = s.open(sealed).unwrap();
             assert_eq!(
-                (o.flags, o.key_id, &o.plaintext[..]),
+                (o.flags, o.key_id, &o.buf[o.range.clone()]),
                 (FLAG_GZIP, 1, &b"hello"[..])
             );
             assert_ne!(s.seal(0, b"hello").unwrap(), s.seal(0, b"hello").unwrap());
@@ -271,7 +297,7 @@ mod tests {
             ),
         ];
         for other in &others {
-            assert!(other.open(&sealed).is_err());
+            assert!(other.open(sealed.clone()).is_err());
         }
     }
 
@@ -288,11 +314,14 @@ mod tests {
             for bit in 0..8 {
                 let mut t = sealed.clone();
                 t[i] ^= 1 << bit;
-                assert!(s.open(&t).is_err(), "byte {i} bit {bit}");
+                assert!(s.open(t).is_err(), "byte {i} bit {bit}");
             }
         }
         for len in 0..sealed.len() {
-            assert!(s.open(&sealed[..len]).is_err(), "truncated at {len}");
+            assert!(
+                s.open(sealed[..len].to_vec()).is_err(),
+                "truncated at {len}"
+            );
         }
     }
 }

@@ -57,6 +57,7 @@
 //! (the BREACH family). Keep secrets out of such sessions or use
 //! [`Compression::None`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -169,38 +170,41 @@ impl Codec {
     /// not serialize or the result is over `max_encoded_len` (it could not
     /// be decoded again, so it is refused now rather than lost later).
     pub fn encode<V: Serialize + ?Sized>(&self, value: &V) -> Result<Vec<u8>, StoreError> {
-        let body = match self.format {
-            Format::Json => serde_json::to_vec(value)
+        // Serialize straight into the output buffer, behind room for the
+        // header (and nonce), so sealing needs no copy.
+        let start = self
+            .sealer
+            .as_ref()
+            .map_or(PLAIN_HEADER_LEN, Sealer::prefix_len);
+        let mut buf = vec![0u8; start];
+        match self.format {
+            Format::Json => serde_json::to_writer(&mut buf, value)
                 .map_err(|e| StoreError::Encode(format!("serialization failed: {e}")))?,
-        };
-        if body.len() > self.max_decoded_len {
+        }
+        let body_len = buf.len() - start;
+        if body_len > self.max_decoded_len {
             return Err(StoreError::Encode(format!(
-                "serialized session is {} bytes, over the {}-byte limit",
-                body.len(),
+                "serialized session is {body_len} bytes, over the {}-byte limit",
                 self.max_decoded_len
             )));
         }
         let mut flags = 0;
-        let compressed = match self.compression {
-            Compression::Gzip { threshold } if body.len() > threshold => compress::gzip(&body),
-            _ => None,
-        };
-        let body = match compressed {
-            Some(z) => {
-                flags |= FLAG_GZIP;
-                z
+        if let Compression::Gzip { threshold } = self.compression {
+            if body_len > threshold {
+                if let Some(z) = compress::gzip(&buf[start..]) {
+                    buf.truncate(start);
+                    buf.extend_from_slice(&z);
+                    flags |= FLAG_GZIP;
+                }
             }
-            None => body,
-        };
+        }
         let out = match &self.sealer {
             Some(sealer) => sealer
-                .seal(flags, &body)
+                .seal_in_place(flags, buf)
                 .ok_or_else(|| StoreError::Encode("value too large to seal".into()))?,
             None => {
-                let mut out = Vec::with_capacity(PLAIN_HEADER_LEN + body.len());
-                out.extend_from_slice(&[VERSION, 0, flags]);
-                out.extend_from_slice(&body);
-                out
+                buf[..PLAIN_HEADER_LEN].copy_from_slice(&[VERSION, 0, flags]);
+                buf
             }
         };
         if out.len() > self.max_encoded_len {
@@ -225,28 +229,37 @@ impl Codec {
         &self,
         bytes: &[u8],
     ) -> Result<(V, Decoded), StoreError> {
+        self.decode_owned(Cow::Borrowed(bytes))
+    }
+
+    /// [`Codec::decode_detailed`] on a buffer the caller owns (a sealed value
+    /// is then decrypted in place, without a copy).
+    pub(crate) fn decode_owned<V: DeserializeOwned>(
+        &self,
+        bytes: Cow<'_, [u8]>,
+    ) -> Result<(V, Decoded), StoreError> {
         self.try_decode(bytes).map_err(|reason| {
             tracing::debug!(reason, "session value rejected");
             StoreError::Decode("session value rejected".into())
         })
     }
 
-    fn try_decode<V: DeserializeOwned>(&self, bytes: &[u8]) -> Result<(V, Decoded), &'static str> {
+    fn try_decode<V: DeserializeOwned>(
+        &self,
+        bytes: Cow<'_, [u8]>,
+    ) -> Result<(V, Decoded), &'static str> {
         if bytes.len() > self.max_encoded_len {
             return Err("input over the size limit");
         }
+        let opened;
         let (flags, body, info) = match &self.sealer {
             Some(sealer) => {
-                let opened = sealer.open(bytes)?;
+                opened = sealer.open(bytes.into_owned())?;
                 let info = Decoded {
                     key_id: Some(opened.key_id),
                     stale_key: !sealer.is_current(opened.key_id),
                 };
-                (
-                    opened.flags,
-                    std::borrow::Cow::Owned(opened.plaintext),
-                    info,
-                )
+                (opened.flags, &opened.buf[opened.range.clone()], info)
             }
             None => {
                 if bytes.len() < PLAIN_HEADER_LEN {
@@ -265,22 +278,20 @@ impl Codec {
                     key_id: None,
                     stale_key: false,
                 };
-                (
-                    bytes[2],
-                    std::borrow::Cow::Borrowed(&bytes[PLAIN_HEADER_LEN..]),
-                    info,
-                )
+                (bytes[2], &bytes[PLAIN_HEADER_LEN..], info)
             }
         };
+        let inflated;
         let body = if flags & FLAG_GZIP != 0 {
-            std::borrow::Cow::Owned(compress::gunzip(&body, self.max_decoded_len)?)
+            inflated = compress::gunzip(body, self.max_decoded_len)?;
+            &inflated[..]
         } else if body.len() > self.max_decoded_len {
             return Err("decoded size over the limit");
         } else {
             body
         };
         let value = match self.format {
-            Format::Json => serde_json::from_slice(&body).map_err(|_| "does not deserialize")?,
+            Format::Json => serde_json::from_slice(body).map_err(|_| "does not deserialize")?,
         };
         Ok((value, info))
     }

@@ -188,7 +188,10 @@ impl<T: SessionData> CookieStore<T> {
                 return None;
             }
         };
-        let (record, info) = i.codec.decode_detailed::<Record<T>>(&bytes).ok()?;
+        let (record, info) = i
+            .codec
+            .decode_owned::<Record<T>>(std::borrow::Cow::Owned(bytes))
+            .ok()?;
         if let Some(kind) = record.expired(i.clock.now()) {
             tracing::debug!(?kind, "session cookie rejected: past its deadline");
             let owner = record.owner.as_deref();
