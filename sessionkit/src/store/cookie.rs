@@ -171,7 +171,8 @@ impl<T: SessionData> CookieStore<T> {
 
     /// Opens a cookie value: `None` if it is oversized, malformed, not
     /// authentic, sealed with a key not in the ring, or past a deadline.
-    /// The reason is logged at debug level.
+    /// The reason is logged at debug level. A value past a deadline fires
+    /// the configuration's `on_expired` and `on_deleted` callbacks.
     pub fn open(&self, cookie_value: &str) -> Option<Record<T>> {
         let i = &self.inner;
         if cookie_value.len() > i.max_cookie_len {
