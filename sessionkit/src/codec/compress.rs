@@ -1,19 +1,40 @@
-//! Gzip (flate2) with a bounded output size on the way back.
+//! Gzip (flate2, zlib-rs backend) with a bounded output size on the way back.
+//!
+//! A deflate compressor holds a few hundred kilobytes of tables; building
+//! one per value cost more than the sealing itself. Each thread keeps one
+//! and resets it between values (no allocation per value).
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::Read;
 
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
+use flate2::{Compress, FlushCompress, Status};
+
+thread_local! {
+    static GZIP: RefCell<Compress> =
+        RefCell::new(Compress::new_gzip(flate2::Compression::default(), 15));
+}
 
 /// Gzips `data`; `None` when the result is not smaller (then it is stored as is).
 pub(crate) fn gzip(data: &[u8]) -> Option<Vec<u8>> {
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(data.len() / 2),
-        flate2::Compression::default(),
-    );
-    enc.write_all(data).ok()?;
-    let out = enc.finish().ok()?;
-    (out.len() < data.len()).then_some(out)
+    GZIP.with(|cell| {
+        let mut z = cell.try_borrow_mut().ok()?;
+        z.reset();
+        // Worth it only if smaller: stop as soon as the output reaches the input size.
+        let mut out = Vec::with_capacity(data.len());
+        loop {
+            let read = z.total_in() as usize;
+            let status = z
+                .compress_vec(&data[read..], &mut out, FlushCompress::Finish)
+                .ok()?;
+            match status {
+                Status::StreamEnd => break,
+                _ if out.len() >= data.len() => return None,
+                _ => out.reserve(256),
+            }
+        }
+        (out.len() < data.len()).then_some(out)
+    })
 }
 
 /// Gunzips `data`, refusing to produce more than `max` bytes (a 4 KB cookie
