@@ -65,6 +65,16 @@ mod tests {
     }
 
     #[test]
+    fn the_reused_compressor_makes_valid_gzip_every_time() {
+        for i in 0..5 {
+            let text = format!("{i}").repeat(500 + i);
+            let z = gzip(text.as_bytes()).unwrap();
+            assert_eq!(&z[..2], &[0x1f, 0x8b], "gzip magic");
+            assert_eq!(gunzip(&z, 10_000).unwrap(), text.as_bytes());
+        }
+    }
+
+    #[test]
     fn a_gzip_bomb_stops_at_the_limit() {
         let bomb = gzip(&vec![0u8; 10 << 20]).unwrap();
         assert!(bomb.len() < 20_000);
