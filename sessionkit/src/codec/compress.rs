@@ -42,7 +42,8 @@ pub(crate) fn gzip(data: &[u8]) -> Option<Vec<u8>> {
 /// input, but bounded anyway.
 pub(crate) fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, &'static str> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max));
-    let mut dec = GzDecoder::new(data).take(max as u64 + 1);
+    // Saturating: `max_decoded_len(usize::MAX)` ("no bound") must not overflow.
+    let mut dec = GzDecoder::new(data).take((max as u64).saturating_add(1));
     dec.read_to_end(&mut out)
         .map_err(|_| "corrupt gzip stream")?;
     if out.len() > max {
@@ -83,5 +84,11 @@ mod tests {
             Err("decompressed size over the limit")
         );
         assert!(gunzip(b"not gzip at all", 1000).is_err());
+    }
+
+    #[test]
+    fn the_largest_limit_does_not_overflow() {
+        let small = gzip(&[7u8; 1000]).unwrap();
+        assert_eq!(gunzip(&small, usize::MAX).unwrap(), vec![7u8; 1000]);
     }
 }
