@@ -96,60 +96,17 @@ pub struct Config {
 }
 
 /// The secret key client-binding fingerprints are computed with (at least 32
-/// bytes): [`BindingKey::from_ring`] derives it from the key ring (feature
-/// `crypto`), [`BindingKey::new`] takes bytes you derived yourself.
+/// bytes). Derive it from your key material, e.g. with a dedicated HKDF purpose.
 #[derive(Clone)]
-pub struct BindingKey {
-    current: Arc<[u8]>,
-    /// Keys of earlier secrets: fingerprints made with them are still
-    /// accepted, and the session is re-bound under the current key.
-    previous: Arc<[Arc<[u8]>]>,
-}
+pub struct BindingKey(Arc<[u8]>);
 
 impl BindingKey {
     /// Wraps key bytes. Fewer than 32 bytes is a configuration error at `build()`.
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        BindingKey {
-            current: Arc::from(bytes.as_ref()),
-            previous: Arc::new([]),
-        }
+        BindingKey(Arc::from(bytes.as_ref()))
     }
-
-    /// The ring's [`crate::keys::KeyPurpose::BindingFingerprint`] subkeys:
-    /// the current one computes fingerprints; those of previous secrets are
-    /// still accepted, so rotating the ring does not unbind sessions.
-    ///
-    /// ```
-    /// use sessionkit::keys::KeyRing;
-    /// use sessionkit::{BindingKey, Config};
-    /// let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
-    /// let config = Config::builder()
-    ///     .bind_to_user_agent(true)
-    ///     .binding_key(BindingKey::from_ring(&ring))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = config;
-    /// ```
-    #[cfg(feature = "crypto")]
-    pub fn from_ring(ring: &crate::keys::KeyRing) -> Self {
-        use crate::keys::KeyPurpose::BindingFingerprint;
-        let (current_id, current) = ring.current(BindingFingerprint);
-        BindingKey {
-            current: Arc::from(&current.expose_secret()[..]),
-            previous: ring
-                .subkeys(BindingFingerprint)
-                .filter(|(id, _)| *id != current_id)
-                .map(|(_, k)| Arc::from(&k.expose_secret()[..]))
-                .collect(),
-        }
-    }
-
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.current
-    }
-
-    pub(crate) fn previous(&self) -> impl Iterator<Item = &[u8]> {
-        self.previous.iter().map(|k| &k[..])
+        &self.0
     }
 }
 

@@ -240,17 +240,6 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         Some(URL_SAFE_NO_PAD.encode(binding::fingerprint(key.bytes(), client, &cfg.binding)))
     }
 
-    /// Whether `bound` is `client`'s fingerprint under a previous binding key.
-    fn bound_under_previous_key(&self, bound: &str, client: &ClientInfo) -> bool {
-        let cfg = &self.config;
-        cfg.binding_key.as_ref().is_some_and(|key| {
-            key.previous().any(|k| {
-                let print = URL_SAFE_NO_PAD.encode(binding::fingerprint(k, client, &cfg.binding));
-                bool::from(bound.as_bytes().ct_eq(print.as_bytes()))
-            })
-        })
-    }
-
     /// Another client presented a bound session: it gets a fresh one.
     async fn binding_mismatch(
         &self,
@@ -327,15 +316,10 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         }
         if let Some(print) = &print {
             match &record.binding {
-                Some(bound) if bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {}
-                // Bound under a key the ring has since rotated away from:
-                // same client, re-bound under the current key.
-                Some(bound) if self.bound_under_previous_key(bound, client) => {
-                    record.binding = Some(print.clone());
-                }
-                Some(_) => {
+                Some(bound) if !bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {
                     return self.binding_mismatch(record, clock, print.clone()).await;
                 }
+                Some(_) => {}
                 // Created before binding was turned on: bind it to this client
                 // (written with the session's next save).
                 None => record.binding = Some(print.clone()),
