@@ -58,6 +58,12 @@ impl<T: SessionData> RedisStore<T> {
         Self::cluster_builder(nodes).connect().await
     }
 
+    /// The store's connection, shared (the clustered store publishes its
+    /// invalidations through it).
+    pub(crate) fn shared_connection(&self) -> super::Conn {
+        self.conn.clone()
+    }
+
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn, super::Conn::Cluster(_))
