@@ -22,6 +22,8 @@
 
 #[path = "testing_redis.rs"]
 pub mod redis_server;
+#[path = "testing_redis_cluster.rs"]
+pub mod redis_cluster;
 
 use std::time::{Duration, SystemTime};
 

@@ -38,6 +38,7 @@ pub struct RedisServer {
     guard: Guard,
     port: u16,
     dir: tempfile::TempDir,
+    extra_args: Vec<String>,
 }
 
 /// Why a test server could not be started.
@@ -75,14 +76,27 @@ fn free_port() -> std::io::Result<u16> {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, RedisServerError> {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (e.g.
+    /// `--cluster-enabled yes`); paths in them are relative to the server's
+    /// temporary directory.
+    pub fn start_with_args(extra_args: &[&str]) -> Result<Self, RedisServerError> {
+        let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
         let mut last = None;
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("sessionkit-redis-")
                 .tempdir()?;
             let port = free_port()?;
-            let guard = spawn(&dir, port)?;
-            let mut server = RedisServer { guard, port, dir };
+            let guard = spawn(&dir, port, &extra_args)?;
+            let mut server = RedisServer {
+                guard,
+                port,
+                dir,
+                extra_args: extra_args.clone(),
+            };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 // Most likely the port was taken meanwhile: try another.
@@ -149,7 +163,7 @@ impl RedisServer {
         self.kill_now();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.guard = spawn(&self.dir, self.port)?;
+            self.guard = spawn(&self.dir, self.port, &self.extra_args)?;
             match self.wait_ready() {
                 Ok(()) => return Ok(()),
                 // The old socket may linger a moment; try again.
@@ -228,7 +242,11 @@ kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 exit 0"#;
 
-fn spawn(dir: &tempfile::TempDir, port: u16) -> Result<Guard, RedisServerError> {
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    extra_args: &[String],
+) -> Result<Guard, RedisServerError> {
     let bin = binary().ok_or(RedisServerError::NotInstalled)?;
     let mut shell = Command::new("sh")
         .arg("-c")
@@ -249,6 +267,7 @@ fn spawn(dir: &tempfile::TempDir, port: u16) -> Result<Guard, RedisServerError> 
         .arg(dir.path().join("redis.sock"))
         .arg("--unixsocketperm")
         .arg("700")
+        .args(extra_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
