@@ -71,7 +71,10 @@ async fn save(store: &ClusteredStore<TestData>, r: &Record<TestData>, kind: Save
 }
 
 /// Logs in through `a` and reads through `b` and `c`: all three cache it.
-async fn login_and_warm(nodes: &[ClusteredStore<TestData>; 3], owner: Option<&str>) -> Record<TestData> {
+async fn login_and_warm(
+    nodes: &[ClusteredStore<TestData>; 3],
+    owner: Option<&str>,
+) -> Record<TestData> {
     let r = record(owner);
     let cookie = save(&nodes[0], &r, SaveKind::Create).await;
     for n in nodes {
@@ -99,7 +102,13 @@ fn commands_since_reset(server: &RedisServer) -> Vec<String> {
     stats
         .lines()
         .filter_map(|l| l.strip_prefix("cmdstat_"))
-        .filter(|l| !l.starts_with("info:") && !l.starts_with("config") && !l.starts_with("quit"))
+        // The test's own INFO/CONFIG/QUIT, and the subscriber's health PING
+        // (every 5 s), are not reads.
+        .filter(|l| {
+            !["info:", "config", "quit:", "ping:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -117,7 +126,10 @@ async fn a_logout_on_one_node_is_rejected_by_the_others_within_a_measured_bound(
         after_return.push(until_forgotten(&[a, b], &r.id).await);
         from_call.push(called.elapsed());
         for n in [a, b, c] {
-            assert!(n.load(&r.id.encode()).await.unwrap().is_none(), "old cookie rejected");
+            assert!(
+                n.load(&r.id.encode()).await.unwrap().is_none(),
+                "old cookie rejected"
+            );
         }
     }
     for (what, times) in [
@@ -130,7 +142,10 @@ async fn a_logout_on_one_node_is_rejected_by_the_others_within_a_measured_bound(
             times[0], times[50], times[99]
         );
     }
-    assert!(from_call[50] < Duration::from_millis(50), "median over 50 ms");
+    assert!(
+        from_call[50] < Duration::from_millis(50),
+        "median over 50 ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,7 +160,10 @@ async fn updates_revokes_bulk_deletes_and_regenerations_reach_the_other_nodes() 
     changed.data.counter = 41;
     save(a, &changed, SaveKind::Update).await;
     until_forgotten(&[b, c], &r.id).await;
-    assert_eq!(b.load(&r.id.encode()).await.unwrap().unwrap().data.counter, 41);
+    assert_eq!(
+        b.load(&r.id.encode()).await.unwrap().unwrap().data.counter,
+        41
+    );
     assert!(a.is_cached(&r.id), "the writer caches what it wrote");
 
     // Regenerate through B: the old id dies everywhere.
@@ -212,7 +230,10 @@ async fn a_killed_subscription_empties_the_cache_and_nothing_stale_is_served() {
     // Resubscribed: caching works again and invalidations arrive again.
     let start = Instant::now();
     while !(a.is_subscribed() && b.is_subscribed() && c.is_subscribed()) {
-        assert!(start.elapsed() < Duration::from_secs(10), "never resubscribed");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never resubscribed"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let r2 = login_and_warm(&nodes, None).await;
@@ -247,7 +268,13 @@ async fn forged_and_malformed_messages_are_ignored_and_counted() {
     let other_channel = forged.encode(&MessageKey::new(KEY), "another-channel");
     let mut truncated = forged.encode(&MessageKey::new(KEY), &channel);
     truncated.pop();
-    for payload in [wrong_key, other_channel, truncated, b"hello".to_vec(), vec![]] {
+    for payload in [
+        wrong_key,
+        other_channel,
+        truncated,
+        b"hello".to_vec(),
+        vec![],
+    ] {
         let _: i64 = redis::cmd("PUBLISH")
             .arg(&channel)
             .arg(payload)
@@ -328,4 +355,40 @@ async fn a_warm_read_sends_no_command_to_redis() {
     let plain = commands_since_reset(&server);
     assert_eq!(plain.len(), 1, "{plain:?}");
     assert!(plain[0].starts_with("get:calls=100,"), "{plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_server_is_noticed_by_the_health_ping_and_the_cache_is_emptied() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    a.load(&cookie).await.unwrap();
+    assert!(a.is_cached(&r.id));
+
+    // SIGSTOP: the connection stays open but nothing answers, as in a
+    // network partition. No FIN arrives; only the PING can tell.
+    server.pause().unwrap();
+    let start = Instant::now();
+    while a.is_subscribed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "silence never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("silent server noticed after {:?}", start.elapsed());
+    assert!(!a.is_cached(&r.id));
+    server.resume().unwrap();
+    let start = Instant::now();
+    while !a.is_subscribed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never resubscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.load(&cookie).await.unwrap().is_some());
+    assert!(a.is_cached(&r.id), "caching again once resubscribed");
 }

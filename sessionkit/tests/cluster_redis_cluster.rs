@@ -122,7 +122,11 @@ async fn a_logout_reaches_nodes_subscribed_through_other_cluster_masters() {
         let mut rotated = urls.clone();
         rotated.rotate_left(i);
         let options = ClusterOptions::new([7u8; 32]).channel(channel.clone());
-        nodes.push(ClusteredStore::with_store(store, rotated, options).await.unwrap());
+        nodes.push(
+            ClusteredStore::with_store(store, rotated, options)
+                .await
+                .unwrap(),
+        );
     }
     let r = new_record("alice");
     let cookie = match nodes[0]

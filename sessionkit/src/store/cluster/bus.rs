@@ -29,6 +29,11 @@ use crate::store::redis::Conn;
 /// First delay before resubscribing, and the cap.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How often the subscription is checked with a `PING`, and how long the
+/// answer may take: a connection that died without a word (a network
+/// partition sends no FIN) counts as lost after at most the sum.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Publishes this node's messages; owns the subscriber task (aborted on drop).
 pub(crate) struct Bus {
@@ -128,12 +133,28 @@ impl<T: SessionData> Subscriber<T> {
                         let _ = tx.send(());
                     }
                     backoff = self.backoff();
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Some(cache) = self.cache.upgrade() else {
-                            return;
-                        };
-                        self.apply(&cache, msg.get_payload_bytes());
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut health = tokio::time::interval(HEALTH_INTERVAL);
+                    health.tick().await;
+                    loop {
+                        tokio::select! {
+                            msg = messages.next() => {
+                                let Some(msg) = msg else { break };
+                                let Some(cache) = self.cache.upgrade() else {
+                                    return;
+                                };
+                                self.apply(&cache, msg.get_payload_bytes());
+                            }
+                            _ = health.tick() => {
+                                let pong = tokio::time::timeout(
+                                    HEALTH_TIMEOUT,
+                                    sink.ping::<redis::Value>(),
+                                );
+                                if !matches!(pong.await, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
+                        }
                     }
                     let Some(cache) = self.cache.upgrade() else {
                         return;
@@ -202,5 +223,8 @@ fn reject<T: SessionData>(cache: &LocalCache<T>, reason: Rejection) {
     metrics::counter!("sessionkit_cluster_messages_rejected_total", "reason" => reason.label())
         .increment(1);
     // Says why, quotes nothing: the payload is attacker-controlled.
-    tracing::warn!(reason = reason.label(), "ignored an invalid cache invalidation message");
+    tracing::warn!(
+        reason = reason.label(),
+        "ignored an invalid cache invalidation message"
+    );
 }

@@ -107,10 +107,7 @@ fn has_hash_tag(prefix: &str) -> bool {
 
 /// The addresses of the masters that serve slots, from `CLUSTER NODES`.
 pub(super) async fn masters(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
-    let text: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query_async(conn)
-        .await?;
+    let text: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
     Ok(parse_masters(&text))
 }
 
