@@ -37,7 +37,8 @@ use crate::record::SessionData;
 impl<T: SessionData> RedisStore<T> {
     /// A builder for a store on a Redis Cluster reached through `nodes`
     /// (seed URLs like `redis://10.0.0.1:7000/`; one reachable node is
-    /// enough, the others are discovered). See the [layout](self) notes.
+    /// enough, the others are discovered). See the [module docs](super) for
+    /// the key layout on a cluster.
     pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder<T>
     where
         I: IntoIterator<Item = S>,

@@ -60,10 +60,17 @@
 //! which is built on fred: on this workload (one small command per operation)
 //! the client is not what bounds the time, the round trip is.
 //!
-//! # Limits
-//! The owner index and the scripts assume one Redis (or a primary with
-//! replicas): on Redis Cluster the owner set and the session keys would need
-//! hash tags to share a slot.
+//! # Redis Cluster (feature `cluster`)
+//! `RedisStore::connect_cluster` / `RedisStore::cluster_builder` talk to
+//! a Redis Cluster through redis-rs' cluster client. The scripts touch
+//! several keys at once (a session and its owner's set; the old and new
+//! session on regenerate; an owner's set and all its sessions on revoke), and
+//! a cluster runs a script only when all its keys share a hash slot, so on a
+//! cluster the key prefix is put inside a hash tag (`{sessionkit:}<hash>`):
+//! one store's keys live in one slot, every guarantee above holds unchanged,
+//! and `SCAN` runs on every master. The trade-off (one application's
+//! sessions on one master) and why no finer tag works are explained in the
+//! `cluster` submodule's source docs.
 
 #[cfg(feature = "cluster")]
 mod cluster;
