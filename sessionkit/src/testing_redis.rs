@@ -22,6 +22,7 @@
 //! Needs `/usr/bin/redis-server` (or one on `PATH`); when missing, starting
 //! fails with a message naming the package to install.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -37,8 +38,8 @@ pub const INSTALL_HINT: &str =
 pub struct RedisServer {
     guard: Guard,
     port: u16,
+    extra: Vec<OsString>,
     dir: tempfile::TempDir,
-    extra_args: Vec<String>,
 }
 
 /// Why a test server could not be started.
@@ -76,26 +77,27 @@ fn free_port() -> std::io::Result<u16> {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Result<Self, RedisServerError> {
-        Self::start_with_args(&[])
+        Self::start_with_args(Vec::<OsString>::new())
     }
 
-    /// Starts a server with extra command-line arguments (e.g.
-    /// `--cluster-enabled yes`); paths in them are relative to the server's
-    /// temporary directory.
-    pub fn start_with_args(extra_args: &[&str]) -> Result<Self, RedisServerError> {
-        let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+    /// Starts a server with extra `redis-server` arguments (e.g. TLS
+    /// settings), kept for [`RedisServer::restart`].
+    pub fn start_with_args(
+        extra: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Result<Self, RedisServerError> {
+        let extra: Vec<OsString> = extra.into_iter().map(Into::into).collect();
         let mut last = None;
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("sessionkit-redis-")
                 .tempdir()?;
             let port = free_port()?;
-            let guard = spawn(&dir, port, &extra_args)?;
+            let guard = spawn(&dir, port, &extra)?;
             let mut server = RedisServer {
                 guard,
                 port,
+                extra: extra.clone(),
                 dir,
-                extra_args: extra_args.clone(),
             };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
@@ -163,7 +165,7 @@ impl RedisServer {
         self.kill_now();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.guard = spawn(&self.dir, self.port, &self.extra_args)?;
+            self.guard = spawn(&self.dir, self.port, &self.extra)?;
             match self.wait_ready() {
                 Ok(()) => return Ok(()),
                 // The old socket may linger a moment; try again.
@@ -245,7 +247,7 @@ exit 0"#;
 fn spawn(
     dir: &tempfile::TempDir,
     port: u16,
-    extra_args: &[String],
+    extra: &[OsString],
 ) -> Result<Guard, RedisServerError> {
     let bin = binary().ok_or(RedisServerError::NotInstalled)?;
     let mut shell = Command::new("sh")
@@ -267,7 +269,7 @@ fn spawn(
         .arg(dir.path().join("redis.sock"))
         .arg("--unixsocketperm")
         .arg("700")
-        .args(extra_args)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

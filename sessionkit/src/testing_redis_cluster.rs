@@ -43,7 +43,7 @@ impl RedisCluster {
     pub fn start() -> Result<Self, RedisServerError> {
         let mut nodes = Vec::new();
         for _ in 0..3 {
-            nodes.push(RedisServer::start_with_args(&[
+            nodes.push(RedisServer::start_with_args([
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",

@@ -85,6 +85,21 @@ async fn create(store: &RedisStore<Wide>, r: &Record<Wide>) -> String {
     }
 }
 
+/// Saves `mine`, loaded as `base`, as an update.
+async fn update(
+    store: &RedisStore<Wide>,
+    mine: &Record<Wide>,
+    base: &Wide,
+) -> Result<SaveOutcome, StoreError> {
+    store
+        .save(Save {
+            record: mine,
+            base: Some(base),
+            kind: SaveKind::Update,
+        })
+        .await
+}
+
 /// `INFO commandstats` as command name → calls.
 fn command_stats(server: &RedisServer) -> BTreeMap<String, u64> {
     let info = server.command("INFO commandstats").unwrap();
@@ -139,14 +154,7 @@ async fn a_load_is_one_get_and_a_save_is_one_evalsha() {
         let mut loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
         let base = loaded.data.clone();
         loaded.data.f0 = 1;
-        let out = store
-            .save(Save {
-                record: &loaded,
-                base: Some(&base),
-                kind: SaveKind::Update,
-            })
-            .await
-            .unwrap();
+        let out = update(&store, &loaded, &base).await.unwrap();
         assert!(matches!(out, SaveOutcome::Saved(_)));
     }
     let stats = store_commands(&server);
@@ -212,13 +220,7 @@ async fn parallel_requests_changing_different_fields_all_survive() {
                 tokio::spawn(async move {
                     let mut mine = loaded.clone();
                     mine.data.set(field, round * 100 + field as u32);
-                    store
-                        .save(Save {
-                            record: &mine,
-                            base: Some(&loaded.data),
-                            kind: SaveKind::Update,
-                        })
-                        .await
+                    update(&store, &mine, &loaded.data).await
                 })
             })
             .collect();
@@ -278,14 +280,7 @@ async fn the_same_field_changed_twice_keeps_the_last_write() {
     for v in [5, 7] {
         let mut mine = loaded.clone();
         mine.data.f3 = v;
-        store
-            .save(Save {
-                record: &mine,
-                base: Some(&loaded.data),
-                kind: SaveKind::Update,
-            })
-            .await
-            .unwrap();
+        update(&store, &mine, &loaded.data).await.unwrap();
     }
     assert_eq!(store.load(&cookie).await.unwrap().unwrap().data.f3, 7);
 }
@@ -613,4 +608,35 @@ async fn a_paused_redis_is_a_timeout_and_service_resumes_after() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(loaded.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_follow_the_injected_clock_not_the_wall_clock() {
+    let server = shared();
+    let clock = sessionkit::ManualClock::new();
+    clock.advance(Duration::from_secs(10 * 24 * 3600));
+    let config = Config::builder().clock(clock.clone()).build().unwrap();
+    let store: RedisStore<Wide> = RedisStore::builder(server.url())
+        .key_prefix(unique_prefix())
+        .clock(config.clock().clone())
+        .connect()
+        .await
+        .unwrap();
+    let r = Record::new(
+        SessionId::generate(),
+        Wide::default(),
+        sessionkit::Clock::now(&clock),
+        config.expiry(),
+    );
+    let cookie = create(&store, &r).await;
+    let reply = server
+        .command(&format!("PTTL {}", store.key_of(&r.id)))
+        .unwrap();
+    let pttl: i64 = reply.trim().trim_start_matches(':').parse().unwrap();
+    let want = r
+        .time_until_expiry(sessionkit::Clock::now(&clock))
+        .as_millis() as i64;
+    assert!(pttl > want - 5_000 && pttl <= want, "{pttl} vs {want}");
+    assert!(store.load(&cookie).await.unwrap().is_some());
+    assert_eq!(store.find_by(&|_| true).await.unwrap().len(), 1);
 }
