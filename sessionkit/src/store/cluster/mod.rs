@@ -26,7 +26,11 @@
 //!   drop the local entry, then publish an [`Invalidation`] carrying the
 //!   node id, the session's key hash, the version now stored and what
 //!   happened. The call returns after Redis has accepted the `PUBLISH`, so
-//!   a logout is on its way to every node before the response leaves.
+//!   a logout is on its way to every node before the response leaves. A
+//!   delete (logout, destroy) and its `PUBLISH` run in one Lua script: one
+//!   round trip, and no node can read the session from Redis in between.
+//!   Updates, regenerations and bulk removals publish in a second round
+//!   trip right after the write (their messages depend on its result).
 //! - **Other nodes** drop their entry when the message announces a newer
 //!   version than the one they hold, or a removal. A node ignores its own
 //!   messages, and ignores and counts messages whose HMAC-SHA256 tag does not
@@ -172,28 +176,48 @@ impl ClusterOptions {
     }
 }
 
-/// A store whose saves report the version they wrote: what [`Cached`]
-/// needs to tell other nodes which cached versions are stale.
+/// What [`Cached`] needs from the store it wraps: saves that report the
+/// version they wrote (so other nodes know which cached versions are
+/// stale), and deletes that publish their invalidation in the same step.
 #[async_trait]
-pub trait VersionedStore<T: SessionData>: QueryStore<T> {
+pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
     /// [`Store::save`], plus the version now stored when it saved.
     async fn save_versioned(
         &self,
         save: Save<'_, T>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError>;
+
+    /// [`Store::delete`] of several sessions that also publishes `messages`
+    /// on `channel`, atomically with the delete. Says, per id, whether it
+    /// existed.
+    async fn delete_and_publish(
+        &self,
+        ids: &[SessionId],
+        channel: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError>;
 }
 
 #[async_trait]
-impl<T: SessionData> VersionedStore<T> for RedisStore<T> {
+impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
     async fn save_versioned(
         &self,
         save: Save<'_, T>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
         RedisStore::save_versioned(self, save).await
     }
+
+    async fn delete_and_publish(
+        &self,
+        ids: &[SessionId],
+        channel: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
+        RedisStore::delete_and_publish(self, ids, channel, messages).await
+    }
 }
 
-/// The caching decorator: a local cache in front of a [`VersionedStore`],
+/// The caching decorator: a local cache in front of a [`ClusterBackend`],
 /// invalidated over the bus. [`ClusteredStore`] is this over a [`RedisStore`].
 pub struct Cached<S, T> {
     inner: S,
@@ -279,7 +303,7 @@ impl<T: SessionData> ClusteredStore<T> {
     }
 }
 
-impl<S: VersionedStore<T>, T: SessionData> Cached<S, T> {
+impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     async fn new(
         inner: S,
         publish: crate::store::redis::Conn,
@@ -371,7 +395,7 @@ fn key_hash(id: &SessionId) -> KeyHash {
 }
 
 #[async_trait]
-impl<S: VersionedStore<T>, T: SessionData> Store<T> for Cached<S, T> {
+impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
         let Ok(id) = SessionId::parse(cookie_value) else {
             return Ok(None);
@@ -430,10 +454,18 @@ impl<S: VersionedStore<T>, T: SessionData> Store<T> for Cached<S, T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let existed = self.inner.delete(id).await?;
-        self.removed(InvalidationKind::Deleted, std::slice::from_ref(id))
+        // One script run deletes and publishes: no other node can read the
+        // session from Redis between the delete and the announcement.
+        let key = key_hash(id);
+        let message = self
+            .message(InvalidationKind::Deleted, key, 0)
+            .encode(&self.bus.key, &self.bus.channel);
+        let existed = self
+            .inner
+            .delete_and_publish(std::slice::from_ref(id), &self.bus.channel, &[message])
             .await?;
-        Ok(existed)
+        self.cache.forget(key);
+        Ok(existed == [true])
     }
 
     fn on_removed(&self, listener: RemovalListener) {
@@ -442,7 +474,7 @@ impl<S: VersionedStore<T>, T: SessionData> Store<T> for Cached<S, T> {
 }
 
 #[async_trait]
-impl<S: VersionedStore<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
+impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     /// Lists from the backing store (the cache holds only hot sessions).
     fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
         self.inner.iter()

@@ -23,16 +23,36 @@
 //! every master in turn (a cluster `SCAN` only sees the keys of the node it
 //! runs on), found with `CLUSTER NODES`.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, RedisResult};
+use redis::{Cmd, FromRedisValue, RedisResult, Script};
 
 use super::{RedisStore, RedisStoreBuilder};
 use crate::error::StoreError;
+use crate::id::SessionId;
 use crate::record::SessionData;
+
+/// `delete.lua` followed by `PUBLISH`es, in one script: the clustered
+/// store's logout is deleted and announced in one atomic round trip, so no
+/// node can read the session between the two. (`PUBLISH` is keyless, so
+/// this also runs on a cluster; it is broadcast to every node from there.)
+static DELETE_AND_PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("index.lua"),
+        "local function delete_sessions()\n",
+        include_str!("delete.lua"),
+        "\nend\n",
+        "local existed = delete_sessions()\n",
+        "-- ARGV[#KEYS + 2] channel, then the messages to publish on it.\n",
+        "local channel = ARGV[#KEYS + 2]\n",
+        "for i = #KEYS + 3, #ARGV do redis.call('PUBLISH', channel, ARGV[i]) end\n",
+        "return existed\n",
+    ))
+});
 
 impl<T: SessionData> RedisStore<T> {
     /// A builder for a store on a Redis Cluster reached through `nodes`
@@ -63,6 +83,21 @@ impl<T: SessionData> RedisStore<T> {
     /// invalidations through it).
     pub(crate) fn shared_connection(&self) -> super::Conn {
         self.conn.clone()
+    }
+
+    /// Deletes sessions like [`Store::delete`](crate::Store::delete) and, in
+    /// the same script run, publishes `messages` on `channel`. Says, per id,
+    /// whether it existed.
+    pub(crate) async fn delete_and_publish(
+        &self,
+        ids: &[SessionId],
+        channel: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut extra: Vec<&[u8]> = Vec::with_capacity(messages.len() + 1);
+        extra.push(channel.as_bytes());
+        extra.extend(messages.iter().map(Vec::as_slice));
+        self.run_delete(&DELETE_AND_PUBLISH, ids, &extra).await
     }
 
     /// Whether this store talks to a Redis Cluster.

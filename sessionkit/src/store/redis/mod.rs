@@ -693,16 +693,30 @@ impl<T: SessionData> RedisStore<T> {
 
     /// Deletes sessions in one script run; says, per id, whether it existed.
     async fn delete_many(&self, ids: &[SessionId]) -> Result<Vec<bool>, StoreError> {
+        self.run_delete(&SCRIPTS.delete, ids, &[]).await
+    }
+
+    /// Runs `delete.lua` (or a script built around it) over `ids`; `extra`
+    /// arguments follow the index members.
+    async fn run_delete(
+        &self,
+        script: &Script,
+        ids: &[SessionId],
+        extra: &[&[u8]],
+    ) -> Result<Vec<bool>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = SCRIPTS.delete.prepare_invoke();
+        let mut inv = script.prepare_invoke();
         for id in ids {
             inv.key(self.key_of(id));
         }
         inv.arg(&self.prefix);
         for id in ids {
             inv.arg(id.storage_key());
+        }
+        for arg in extra {
+            inv.arg(*arg);
         }
         let mut conn = self.conn.clone();
         let existed: Vec<i64> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
