@@ -155,3 +155,28 @@ async fn a_logout_reaches_nodes_subscribed_through_other_cluster_masters() {
         assert!(n.load(&cookie).await.unwrap().is_none());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_cluster_urls_are_errors_that_quote_no_password() {
+    for nodes in [
+        vec!["not a url at all"],
+        vec!["redis://:hunter2-secret@127.0.0.1:1/"],
+        vec![],
+    ] {
+        let err = RedisStore::<TestData>::cluster_builder(nodes.clone())
+            .connection_timeout(std::time::Duration::from_millis(200))
+            .connect()
+            .await
+            .expect_err("cannot connect");
+        let text = err.to_string();
+        println!("{nodes:?} -> {text}");
+        assert!(!text.contains("hunter2-secret"), "{text}");
+    }
+    let err = ClusteredStore::<TestData>::connect_cluster(
+        &["redis://:hunter2-secret@127.0.0.1:1/"],
+        ClusterOptions::new([7u8; 32]),
+    )
+    .await
+    .expect_err("cannot connect");
+    assert!(!err.to_string().contains("hunter2-secret"));
+}
