@@ -5,11 +5,12 @@
 //! - the **idle deadline**, `idle_timeout` after the last recorded activity;
 //! - the **absolute deadline**, `absolute_lifetime` after creation, never moved.
 //!
-//! With sliding expiration, activity moves the idle deadline. To avoid a
-//! store write on every read, activity is recorded only once less than half
-//! of the idle window is left ([`ExpiryPolicy::needs_touch`]): a session then
-//! lives at least `idle_timeout / 2` and at most `idle_timeout` after the
-//! last request. This is the price of one store command per read.
+//! With sliding expiration, activity moves the idle deadline. Every request
+//! that writes the session records its activity (the write happens anyway).
+//! To avoid a store write on every *read*, a read records activity only once
+//! less than half of the idle window is left ([`ExpiryPolicy::needs_touch`]):
+//! after a read-only request a session lives at least `idle_timeout / 2` and
+//! at most `idle_timeout`. This is the price of one store command per read.
 //!
 //! ```
 //! use std::time::Duration;
@@ -30,6 +31,12 @@ use parking_lot::Mutex;
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;
+}
+
+impl Clock for Arc<dyn Clock> {
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
 }
 
 /// The real clock.

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod binding;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -53,17 +54,20 @@ pub mod http;
 pub mod id;
 pub mod merge;
 pub mod record;
+pub mod resilience;
 pub mod session;
 pub mod sessions;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Config, ConfigBuilder, ConfigError, ConfigProblem, SameSite};
+pub use config::{BindingKey, Config, ConfigBuilder, ConfigError, ConfigProblem, SameSite};
 pub use error::StoreError;
 pub use events::{DeleteReason, EventKind, SessionEvent};
 pub use expiry::{Clock, ExpiryKind, ManualClock, SystemClock};
 pub use flash::FlashMessage;
+#[cfg(feature = "actix")]
+pub use http::actix::SessionMiddleware;
 #[cfg(feature = "axum")]
 pub use http::tower::SessionLayer;
 pub use id::SessionId;
@@ -71,3 +75,8 @@ pub use record::{Record, SessionData};
 pub use session::Session;
 pub use sessions::{CookieAction, Sessions};
 pub use store::{QueryStore, Store};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -5,10 +5,10 @@
 //! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's first
 //!   byte (ids are uniformly random, so shards fill evenly).
 //! - **Bounded**: at most `max_entries` sessions (default 100 000). When a
-//!   shard is full, a new session first drops the shard's expired sessions,
-//!   then evicts the session closest to its deadline (the one with the least
-//!   life left to lose). Eviction scans one shard: O(max_entries / 64), and
-//!   only when full.
+//!   shard is full, a new session looks at a sample of 16 of the shard's
+//!   sessions and drops the expired ones among them, or else the one closest
+//!   to its deadline (the least life left to lose) — the sampling approach of
+//!   Redis's `volatile-ttl`, O(1) per insert. Evictions fire `on_deleted`.
 //! - **Expiry**: every load is checked against the record's deadlines by
 //!   [`crate::Sessions`]; a background task (spawned when the store is built
 //!   inside a Tokio runtime) sweeps expired sessions every `sweep_interval`.
@@ -47,6 +47,8 @@ use crate::store::{QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOut
 
 const SHARDS: usize = 64;
 const OWNER_SHARDS: usize = 16;
+/// How many entries a full shard looks at to pick what to evict.
+const EVICTION_SAMPLE: usize = 16;
 
 /// An in-process session store. Cheap to clone; clones share the sessions.
 pub struct MemoryStore<T> {
@@ -244,26 +246,36 @@ impl<T: SessionData> Inner<T> {
     }
 
     /// Makes room in a full shard; returns the records dropped.
+    ///
+    /// Sampling, as Redis does for `volatile-ttl`: look at up to
+    /// [`EVICTION_SAMPLE`] entries (in the map's randomized iteration order),
+    /// drop the expired ones among them, or else the one closest to its
+    /// deadline. O(1) per insert however full the store is, so a flood of new
+    /// sessions costs the same as one.
     fn make_room(&self, map: &mut HashMap<SessionId, Record<T>>) -> Vec<Record<T>> {
-        let mut dropped = Vec::new();
         if map.len() < self.per_shard {
-            return dropped;
+            return Vec::new();
         }
         let now = self.clock.now();
-        let expired: Vec<SessionId> = map
+        let sample: Vec<(SessionId, std::time::SystemTime, bool)> = map
             .values()
-            .filter(|r| r.expired(now).is_some())
-            .map(|r| r.id)
+            .take(EVICTION_SAMPLE)
+            .map(|r| (r.id, r.expires_at(), r.expired(now).is_some()))
             .collect();
-        for id in expired {
-            dropped.extend(map.remove(&id));
+        let mut victims: Vec<SessionId> = sample
+            .iter()
+            .filter(|(_, _, dead)| *dead)
+            .map(|(id, _, _)| *id)
+            .collect();
+        if victims.is_empty() {
+            victims.extend(
+                sample
+                    .iter()
+                    .min_by_key(|(_, at, _)| *at)
+                    .map(|(id, _, _)| *id),
+            );
         }
-        if map.len() >= self.per_shard {
-            if let Some(victim) = map.values().min_by_key(|r| r.expires_at()).map(|r| r.id) {
-                dropped.extend(map.remove(&victim));
-            }
-        }
-        dropped
+        victims.iter().filter_map(|id| map.remove(id)).collect()
     }
 }
 

@@ -1,0 +1,261 @@
+//! Lifecycle through the framework-free core: expiry with an injected clock,
+//! regenerate, destroy, flash across requests, and the events each path fires.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sessionkit::store::memory::MemoryStore;
+use sessionkit::{
+    Config, CookieAction, DeleteReason, EventKind, ExpiryKind, ManualClock, Sessions,
+};
+
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Data {
+    user: Option<String>,
+    n: u32,
+}
+
+type Log = Arc<Mutex<Vec<EventKind>>>;
+
+fn setup_bounded(
+    clock: &ManualClock,
+    max_entries: usize,
+) -> (Sessions<Data, MemoryStore<Data>>, Log) {
+    let log: Log = Arc::default();
+    let push = |log: &Log| {
+        let log = log.clone();
+        move |e: &sessionkit::SessionEvent| log.lock().unwrap().push(e.kind)
+    };
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(600))
+        .absolute_lifetime(Duration::from_secs(3600))
+        .clock(clock.clone())
+        .on_started(push(&log))
+        .on_loaded(push(&log))
+        .on_deleted(push(&log))
+        .on_regenerated(push(&log))
+        .on_expired(push(&log))
+        .build()
+        .unwrap();
+    let store = MemoryStore::<Data>::builder()
+        .clock(clock.clone())
+        .max_entries(max_entries)
+        .build();
+    (Sessions::new(store, config), log)
+}
+
+fn setup(clock: &ManualClock) -> (Sessions<Data, MemoryStore<Data>>, Log) {
+    setup_bounded(clock, 100_000)
+}
+
+/// Runs one "request": load, apply `f`, commit; returns the cookie the browser keeps.
+async fn request(
+    sessions: &Sessions<Data, MemoryStore<Data>>,
+    cookie: Option<&str>,
+    f: impl FnOnce(&sessionkit::Session<Data>),
+) -> (Option<String>, Data) {
+    let s = sessions.load(cookie).await.unwrap();
+    f(&s);
+    let data = s.data().clone();
+    let kept = match sessions.commit(&s, cookie).await.unwrap() {
+        CookieAction::Set { value, .. } => Some(value),
+        CookieAction::None => cookie.map(str::to_owned),
+        CookieAction::Remove => None,
+    };
+    (kept, data)
+}
+
+#[tokio::test]
+async fn idle_timeout_ends_a_session_without_activity() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    clock.advance(Duration::from_secs(599));
+    let (cookie, data) = request(&sessions, cookie.as_deref(), |_| {}).await;
+    assert_eq!(data.n, 1, "alive one second before the idle deadline");
+    // That request was in the second half of the window: activity recorded.
+    clock.advance(Duration::from_secs(599));
+    let (cookie, data) = request(&sessions, cookie.as_deref(), |_| {}).await;
+    assert_eq!(data.n, 1, "sliding expiration kept it alive");
+    clock.advance(Duration::from_secs(601));
+    let (_, data) = request(&sessions, cookie.as_deref(), |_| {}).await;
+    assert_eq!(data, Data::default(), "idle session must be gone");
+    let log = log.lock().unwrap();
+    assert!(log.contains(&EventKind::Expired(ExpiryKind::Idle)));
+    assert!(log.contains(&EventKind::Deleted(DeleteReason::Expired(ExpiryKind::Idle))));
+}
+
+#[tokio::test]
+async fn absolute_lifetime_ends_even_an_active_session() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (mut cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    for _ in 0..11 {
+        clock.advance(Duration::from_secs(300));
+        let (c, data) = request(&sessions, cookie.as_deref(), |s| s.data_mut().n += 1).await;
+        assert!(
+            data.n > 1,
+            "active session alive before the absolute deadline"
+        );
+        cookie = c;
+    }
+    clock.advance(Duration::from_secs(301)); // 3601 s after creation
+    let (_, data) = request(&sessions, cookie.as_deref(), |_| {}).await;
+    assert_eq!(data, Data::default());
+    let log = log.lock().unwrap();
+    assert!(
+        log.contains(&EventKind::Expired(ExpiryKind::Absolute)),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn regenerate_kills_the_old_id_at_once_and_keeps_the_data() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (old, _) = request(&sessions, None, |s| s.data_mut().n = 7).await;
+    let (new, data) = request(&sessions, old.as_deref(), |s| s.regenerate_id()).await;
+    assert_ne!(old, new);
+    assert_eq!(data.n, 7);
+    let (_, via_old) = request(&sessions, old.as_deref(), |_| {}).await;
+    assert_eq!(via_old, Data::default(), "old id must be dead");
+    let (_, via_new) = request(&sessions, new.as_deref(), |_| {}).await;
+    assert_eq!(via_new.n, 7);
+    assert!(log.lock().unwrap().contains(&EventKind::Regenerated));
+}
+
+#[tokio::test]
+async fn destroy_deletes_server_side_and_removes_the_cookie() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 3).await;
+    let s = sessions.load(cookie.as_deref()).await.unwrap();
+    s.destroy();
+    assert_eq!(
+        sessions.commit(&s, cookie.as_deref()).await.unwrap(),
+        CookieAction::Remove
+    );
+    let (_, replay) = request(&sessions, cookie.as_deref(), |_| {}).await;
+    assert_eq!(
+        replay,
+        Data::default(),
+        "replayed cookie must not bring the session back"
+    );
+    assert!(log
+        .lock()
+        .unwrap()
+        .contains(&EventKind::Deleted(DeleteReason::Destroyed)));
+}
+
+#[tokio::test]
+async fn flash_set_now_is_read_on_the_next_request_once() {
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.flash().set("notice", "saved")).await;
+    // A request that does not read flash leaves it pending.
+    let (cookie, _) = request(&sessions, cookie.as_deref(), |s| s.data_mut().n = 1).await;
+    let s = sessions.load(cookie.as_deref()).await.unwrap();
+    assert_eq!(s.flash().take("notice").as_deref(), Some("saved"));
+    sessions.commit(&s, cookie.as_deref()).await.unwrap();
+    let s = sessions.load(cookie.as_deref()).await.unwrap();
+    assert!(s.flash().is_empty(), "flash is consumed by reading");
+}
+
+#[tokio::test]
+async fn revoke_and_bulk_delete_fire_on_deleted_for_each_session() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let mut alice = Vec::new();
+    for _ in 0..3 {
+        let (c, _) = request(&sessions, None, |s| s.set_owner(Some("alice"))).await;
+        alice.push(c);
+    }
+    request(&sessions, None, |s| s.set_owner(Some("bob"))).await;
+    assert_eq!(sessions.by_owner("alice").await.unwrap().len(), 3);
+    assert_eq!(sessions.revoke_owner("alice").await.unwrap(), 3);
+    for c in &alice {
+        let s = sessions.load(c.as_deref()).await.unwrap();
+        assert!(s.is_new(), "revoked session must not load");
+    }
+    assert_eq!(
+        sessions
+            .bulk_delete(&|r| r.owner.as_deref() == Some("bob"))
+            .await
+            .unwrap(),
+        1
+    );
+    let log = log.lock().unwrap();
+    let revoked = log
+        .iter()
+        .filter(|k| **k == EventKind::Deleted(DeleteReason::OwnerRevoked))
+        .count();
+    let bulk = log
+        .iter()
+        .filter(|k| **k == EventKind::Deleted(DeleteReason::BulkDelete))
+        .count();
+    assert_eq!((revoked, bulk), (3, 1));
+}
+
+#[tokio::test]
+async fn a_full_memory_store_evicts_and_reports_it() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup_bounded(&clock, 64); // one per shard
+    for _ in 0..500 {
+        request(&sessions, None, |s| s.data_mut().n = 1).await;
+    }
+    assert!(
+        sessions.store().len() <= 64,
+        "bound exceeded: {}",
+        sessions.store().len()
+    );
+    let evicted = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|k| **k == EventKind::Deleted(DeleteReason::Evicted))
+        .count();
+    assert!(evicted >= 500 - 64);
+}
+
+#[tokio::test]
+async fn the_sweeper_removes_expired_sessions_in_the_background() {
+    let clock = ManualClock::new();
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let config = Config::builder()
+        .clock(clock.clone())
+        .on_deleted(move |e| l.lock().unwrap().push(e.kind))
+        .build()
+        .unwrap();
+    let store = MemoryStore::<Data>::builder()
+        .clock(clock.clone())
+        .sweep_interval(Duration::from_millis(20))
+        .build();
+    let sessions = Sessions::new(store, config);
+    request(&sessions, None, |s| s.data_mut().n = 1).await;
+    assert_eq!(sessions.store().len(), 1);
+    clock.advance(Duration::from_secs(24 * 3600));
+    for _ in 0..100 {
+        if sessions.store().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sessions.store().is_empty(), "sweeper did not run");
+    assert_eq!(
+        log.lock().unwrap().as_slice(),
+        &[EventKind::Deleted(DeleteReason::Evicted)]
+    );
+}
+
+#[tokio::test]
+async fn a_new_session_that_is_never_changed_is_never_stored() {
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| {
+        let _ = s.data().n;
+    })
+    .await;
+    assert!(cookie.is_none());
+    assert!(sessions.store().is_empty());
+}
