@@ -1,9 +1,11 @@
-//! The store conformance suite on `ClusteredStore`, against a real
+//! The store conformance suite on `ClusteredStore`, and on
+//! `Resilient<ClusteredStore>` (the decorators compose), against a real
 //! `redis-server` this test binary starts itself (one for all cases; each
 //! case gets its own key prefix and channel).
 
 use std::sync::OnceLock;
 
+use sessionkit::resilience::{ResilienceConfig, Resilient};
 use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
 use sessionkit::store::redis::RedisStore;
 use sessionkit::testing::redis_server::RedisServer;
@@ -33,3 +35,11 @@ async fn fresh() -> ClusteredStore<TestData> {
 sessionkit::store_conformance_tests!(clustered, fresh());
 sessionkit::server_store_conformance_tests!(clustered_server, fresh());
 sessionkit::query_store_conformance_tests!(clustered_query, fresh());
+
+async fn resilient() -> Resilient<ClusteredStore<TestData>> {
+    Resilient::new(fresh().await, ResilienceConfig::builder().build().unwrap())
+}
+
+sessionkit::store_conformance_tests!(resilient_clustered, resilient());
+sessionkit::server_store_conformance_tests!(resilient_clustered_server, resilient());
+sessionkit::query_store_conformance_tests!(resilient_clustered_query, resilient());
