@@ -257,7 +257,7 @@ async fn forged_and_malformed_messages_are_ignored_and_counted() {
         node: NodeId::random(),
         kind: InvalidationKind::Deleted,
         version: 0,
-        key: *key_hash_of(&r.id),
+        key: key_hash_of(&r.id),
     };
     let mut conn = redis::Client::open(server.url())
         .unwrap()
@@ -302,13 +302,13 @@ async fn forged_and_malformed_messages_are_ignored_and_counted() {
 }
 
 /// SHA-256 of the id: the key hash messages carry.
-fn key_hash_of(id: &SessionId) -> &'static [u8; 32] {
+fn key_hash_of(id: &SessionId) -> [u8; 32] {
     let hex = id.storage_key();
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
     }
-    Box::leak(Box::new(out))
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -391,4 +391,43 @@ async fn a_silent_server_is_noticed_by_the_health_ping_and_the_cache_is_emptied(
     }
     assert!(a.load(&cookie).await.unwrap().is_some());
     assert!(a.is_cached(&r.id), "caching again once resubscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saved_message_evicts_only_older_versions() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    let held = a.load(&cookie).await.unwrap().unwrap().version;
+    let channel = format!("invalidate-{tag}");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let other_node = NodeId::random();
+    for version in [held - 1, held, held + 1] {
+        let applied = a.stats().invalidations;
+        let m = Invalidation {
+            node: other_node,
+            kind: InvalidationKind::Saved,
+            version,
+            key: key_hash_of(&r.id),
+        };
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(m.encode(&MessageKey::new(KEY), &channel))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while a.stats().invalidations == applied {
+            assert!(start.elapsed() < Duration::from_secs(2));
+            tokio::task::yield_now().await;
+        }
+        // A late (or equal) version leaves the fresher entry; a newer one evicts.
+        assert_eq!(a.is_cached(&r.id), version <= held, "version {version}");
+    }
 }
