@@ -39,6 +39,16 @@ impl MessageKey {
         MessageKey(bytes)
     }
 
+    /// The key ring's current cluster-messages subkey (HKDF purpose
+    /// [`KeyPurpose::ClusterMessages`](crate::keys::KeyPurpose::ClusterMessages)).
+    /// Every node must run with the same current secret; rotate by
+    /// restarting all nodes with the new ring.
+    #[cfg(feature = "crypto")]
+    pub fn from_key_ring(ring: &crate::keys::KeyRing) -> Self {
+        let (_, key) = ring.current(crate::keys::KeyPurpose::ClusterMessages);
+        MessageKey(*key.expose_secret())
+    }
+
     pub(crate) fn is_all_zero(&self) -> bool {
         self.0.iter().all(|&b| b == 0)
     }
