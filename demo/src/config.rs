@@ -21,7 +21,7 @@
 //!     _ => Err(std::env::VarError::NotPresent),
 //! };
 //! let err = DemoConfig::from_vars(bad).unwrap_err();
-//! assert!(err.to_string().contains("supported values: memory"));
+//! assert!(err.to_string().contains("supported values: memory, redis"));
 //! ```
 
 use std::env::VarError;
@@ -31,47 +31,58 @@ use sessionkit::{Config, ConfigError};
 
 /// Which session store the demo runs on (`SESSION_STORE`).
 ///
-/// Only the stores this build has are listed; `cookie`, `redis` and
-/// `cluster` arrive with those stores, each as one variant here and one
-/// match arm in [`crate::serve_with`].
+/// Each kind is one variant here and one match arm in [`crate::serve_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     /// [`sessionkit::store::memory::MemoryStore`]: in this process, lost on restart.
     Memory,
+    /// [`sessionkit::store::redis::RedisStore`] at `REDIS_URL`, wrapped in
+    /// [`sessionkit::resilience::Resilient`].
+    Redis,
 }
 
 impl StoreKind {
     /// Every supported kind, in the order the error message lists them.
-    pub const ALL: &'static [StoreKind] = &[StoreKind::Memory];
+    pub const ALL: &'static [StoreKind] = &[StoreKind::Memory, StoreKind::Redis];
 
     /// The value `SESSION_STORE` takes for this kind.
     pub fn name(self) -> &'static str {
         match self {
             StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
         }
+    }
+
+    /// Whether this store talks to the Redis at `REDIS_URL`.
+    pub fn uses_redis(self) -> bool {
+        matches!(self, StoreKind::Redis)
     }
 }
 
 /// Which web framework serves the demo (`DEMO_FRAMEWORK`).
-///
-/// `actix` arrives with the actix integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
     /// axum, through [`sessionkit::SessionLayer`].
     Axum,
+    /// actix-web 4, through [`sessionkit::http::actix::SessionMiddleware`].
+    Actix,
 }
 
 impl Framework {
     /// Every supported framework.
-    pub const ALL: &'static [Framework] = &[Framework::Axum];
+    pub const ALL: &'static [Framework] = &[Framework::Axum, Framework::Actix];
 
     /// The value `DEMO_FRAMEWORK` takes for this framework.
     pub fn name(self) -> &'static str {
         match self {
             Framework::Axum => "axum",
+            Framework::Actix => "actix",
         }
     }
 }
+
+/// `REDIS_URL` when unset.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The demo's configuration. [`DemoConfig::default`] is what an empty
 /// environment gives: memory store, axum, port 3000, secure cookies.
@@ -87,6 +98,9 @@ pub struct DemoConfig {
     /// Browsers accept `Secure` cookies on `http://localhost`, so this is only
     /// needed to reach the demo over plain HTTP under another host name.
     pub insecure_cookies: bool,
+    /// The Redis of the `redis` store (`REDIS_URL`, default
+    /// [`DEFAULT_REDIS_URL`]). It may hold a password: it is never logged.
+    pub redis_url: String,
 }
 
 impl Default for DemoConfig {
@@ -96,6 +110,7 @@ impl Default for DemoConfig {
             framework: Framework::Axum,
             port: 3000,
             insecure_cookies: false,
+            redis_url: DEFAULT_REDIS_URL.to_owned(),
         }
     }
 }
@@ -116,6 +131,13 @@ pub enum DemoConfigProblem {
     /// `PORT` is not a number from 0 to 65535.
     #[error("PORT={0:?} is not a port number (0 to 65535; 0 lets the OS pick one)")]
     Port(String),
+    /// `REDIS_URL` is not a URL the Redis client takes. The value is not
+    /// quoted: it may hold a password.
+    #[error(
+        "REDIS_URL is not a Redis URL (expected redis://[user:password@]host:port[/db] \
+         or unix:///path/to/redis.sock; the value is not shown as it may hold a password)"
+    )]
+    RedisUrl,
     /// A variable is not valid UTF-8.
     #[error("{0} is not valid UTF-8")]
     NotUnicode(&'static str),
@@ -163,6 +185,18 @@ fn choose<K: Copy>(
         })
 }
 
+/// Whether `url` has a scheme and shape the Redis client takes (the client
+/// checks the rest when connecting).
+fn is_redis_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "redis" | "unix" | "redis+unix")
+        && !rest.is_empty()
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 impl DemoConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, DemoConfigError> {
@@ -189,6 +223,7 @@ impl DemoConfig {
         let framework = get("DEMO_FRAMEWORK");
         let port = get("PORT");
         let insecure = get("DEMO_INSECURE_COOKIES");
+        let redis_url = get("REDIS_URL");
         if let Some(v) = store {
             match choose("SESSION_STORE", &v, StoreKind::ALL, StoreKind::name) {
                 Ok(k) => config.store = k,
@@ -217,6 +252,12 @@ impl DemoConfig {
                     supported: "1, true, yes, 0, false, no".into(),
                 }),
             }
+        }
+        if let Some(v) = redis_url {
+            config.redis_url = v.trim().to_owned();
+        }
+        if config.store.uses_redis() && !is_redis_url(&config.redis_url) {
+            problems.push(DemoConfigProblem::RedisUrl);
         }
         if problems.is_empty() {
             Ok(config)
@@ -282,7 +323,7 @@ mod tests {
     #[test]
     fn every_bad_variable_is_reported_with_what_it_accepts() {
         let err = DemoConfig::from_vars(env(&[
-            ("SESSION_STORE", "redis"),
+            ("SESSION_STORE", "mongo"),
             ("DEMO_FRAMEWORK", "rocket"),
             ("PORT", "70000"),
             ("DEMO_INSECURE_COOKIES", "maybe"),
@@ -291,8 +332,8 @@ mod tests {
         assert_eq!(err.problems().len(), 4);
         let text = err.to_string();
         for needle in [
-            "SESSION_STORE=\"redis\" is not supported; supported values: memory",
-            "DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum",
+            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis",
+            "DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum, actix",
             "PORT=\"70000\"",
             "DEMO_INSECURE_COOKIES=\"maybe\"",
         ] {
@@ -324,6 +365,41 @@ mod tests {
             err.problems(),
             &[DemoConfigProblem::NotUnicode("SESSION_STORE")]
         );
+    }
+
+    #[test]
+    fn redis_urls_are_checked_only_for_the_redis_store_and_never_quoted() {
+        let c = DemoConfig::from_vars(env(&[
+            ("SESSION_STORE", "redis"),
+            ("DEMO_FRAMEWORK", "actix"),
+        ]))
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Redis);
+        assert_eq!(c.framework, Framework::Actix);
+        assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
+        let c = DemoConfig::from_vars(env(&[
+            ("SESSION_STORE", "redis"),
+            ("REDIS_URL", " redis://:pw@db:6380/2 "),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://:pw@db:6380/2");
+        assert!(DemoConfig::from_vars(env(&[("REDIS_URL", "nonsense")])).is_ok());
+        for bad in [
+            "nonsense-with-secret",
+            "http://secret@host",
+            "redis://",
+            "redis://se cret@host",
+            "redis://secret@host\r\nFLUSHALL",
+        ] {
+            let var = move |name: &str| match name {
+                "SESSION_STORE" => Ok("redis".to_owned()),
+                "REDIS_URL" => Ok(bad.to_owned()),
+                _ => Err(VarError::NotPresent),
+            };
+            let err = DemoConfig::from_vars(var).unwrap_err();
+            assert_eq!(err.problems(), &[DemoConfigProblem::RedisUrl], "{bad:?}");
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
     }
 
     #[test]

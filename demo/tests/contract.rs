@@ -1,4 +1,5 @@
-//! The JSON contract, driven over a real TCP socket with reqwest.
+//! The JSON contract, driven over a real TCP socket with reqwest, once per
+//! framework: every case runs as `on_axum::<case>` and `on_actix::<case>`.
 
 mod common;
 
@@ -14,11 +15,12 @@ use serde_json::json;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::{Removed, Save, SaveOutcome};
 use sessionkit::{Config, QueryStore, Record, SessionId, Sessions, Store, StoreError};
-use sessionkit_demo::{app, serve_app, DemoSession};
+use sessionkit_demo::api::DemoSessions;
+use sessionkit_demo::config::Framework;
+use sessionkit_demo::{serve_app, DemoSession};
 
-#[tokio::test]
-async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected() {
-    let server = start(Config::default()).await;
+async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
 
     let login = b.login("alice").await;
@@ -72,11 +74,10 @@ async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected() {
     assert_anonymous(&Browser::with_cookie(&server.url(), &cookie).me().await);
 }
 
-#[tokio::test]
-async fn a_hundred_concurrent_clients_never_see_each_others_data() {
+async fn a_hundred_concurrent_clients_never_see_each_others_data(framework: Framework) {
     const CLIENTS: usize = 100;
     const INCREMENTS: i64 = 10;
-    let server = start(Config::default()).await;
+    let server = start(framework, Config::default()).await;
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
@@ -113,9 +114,10 @@ async fn a_hundred_concurrent_clients_never_see_each_others_data() {
     assert_eq!(distinct.len(), CLIENTS);
 }
 
-#[tokio::test]
-async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session() {
-    let server = start(Config::default()).await;
+async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session(
+    framework: Framework,
+) {
+    let server = start(framework, Config::default()).await;
     let mut alice = Browser::new(&server.url());
     alice.login("alice").await;
     alice.increment().await;
@@ -138,9 +140,8 @@ async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_emp
     );
 }
 
-#[tokio::test]
-async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead() {
-    let server = start(Config::default()).await;
+async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
     assert_eq!(b.increment().await, 1, "an anonymous session");
     let before = b.cookie.clone().expect("anonymous session has a cookie");
@@ -163,9 +164,8 @@ async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead() {
     assert_eq!(me["counter"], 1);
 }
 
-#[tokio::test]
-async fn logging_in_as_someone_else_does_not_inherit_their_counter() {
-    let server = start(Config::default()).await;
+async fn logging_in_as_someone_else_does_not_inherit_their_counter(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
     b.login("alice").await;
     b.increment().await;
@@ -182,9 +182,8 @@ async fn logging_in_as_someone_else_does_not_inherit_their_counter() {
     );
 }
 
-#[tokio::test]
-async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else() {
-    let server = start(Config::default()).await;
+async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut alices = Vec::new();
     for _ in 0..3 {
         let mut b = Browser::new(&server.url());
@@ -225,9 +224,8 @@ async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else() {
     assert!(bad.body["error"].is_string(), "{}", bad.text);
 }
 
-#[tokio::test]
-async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error() {
-    let server = start(Config::default()).await;
+async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut alice = Browser::new(&server.url());
     alice.login("alice").await;
     let real = alice.cookie.clone().unwrap();
@@ -281,9 +279,8 @@ async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error() {
     assert_eq!(me["counter"], 0, "alice's session was never reached");
 }
 
-#[tokio::test]
-async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session() {
-    let server = start(Config::default()).await;
+async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/login", server.url());
     let too_long = "x".repeat(65);
@@ -376,12 +373,13 @@ impl QueryStore<DemoSession> for CountingStore {
     }
 }
 
-#[tokio::test]
-async fn routes_without_the_session_make_no_store_call_and_send_no_cookie() {
+async fn routes_without_the_session_make_no_store_call_and_send_no_cookie(framework: Framework) {
     let store = CountingStore::default();
     let calls = store.calls.clone();
     let sessions = Sessions::new(store, Config::default());
-    let server = serve_app(app(&sessions), 0).await.unwrap();
+    let server = serve_app(framework, &DemoSessions::with_revocation(sessions), 0)
+        .await
+        .unwrap();
     let mut alice = Browser::new(&server.url());
     alice.login("alice").await;
     assert!(calls.load(Ordering::SeqCst) > 0, "login used the store");
@@ -415,3 +413,15 @@ async fn routes_without_the_session_make_no_store_call_and_send_no_cookie() {
     assert_eq!(alice.me().await["username"], "alice");
     assert!(calls.load(Ordering::SeqCst) > 0);
 }
+
+common::on_each_framework!(
+    login_me_counter_flash_logout_then_the_old_cookie_is_rejected,
+    a_hundred_concurrent_clients_never_see_each_others_data,
+    a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session,
+    login_regenerates_the_id_so_the_pre_login_cookie_is_dead,
+    logging_in_as_someone_else_does_not_inherit_their_counter,
+    admin_revoke_logs_the_user_out_on_every_client_and_no_one_else,
+    tampered_and_garbage_cookies_get_a_fresh_session_not_an_error,
+    bad_login_bodies_get_a_clear_400_json_error_and_no_session,
+    routes_without_the_session_make_no_store_call_and_send_no_cookie,
+);

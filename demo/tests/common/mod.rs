@@ -8,15 +8,42 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sessionkit::Config;
+use sessionkit_demo::config::Framework;
 use sessionkit_demo::{serve_with, DemoConfig, Running};
 
 /// The demo's session cookie name (the library default).
 pub const COOKIE_NAME: &str = "id";
 
-/// Starts the demo on an ephemeral port with this session configuration.
-pub async fn start(config: Config) -> Running {
+/// Instantiates each case, an `async fn(Framework)`, once per framework:
+/// `on_axum::<case>` and `on_actix::<case>`.
+macro_rules! on_each_framework {
+    ($($case:ident),* $(,)?) => {
+        mod on_axum {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(sessionkit_demo::config::Framework::Axum).await
+                }
+            )*
+        }
+        mod on_actix {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(sessionkit_demo::config::Framework::Actix).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_each_framework;
+
+/// Starts the demo (memory store) on an ephemeral port with `framework` and
+/// this session configuration.
+pub async fn start(framework: Framework, config: Config) -> Running {
     let demo = DemoConfig {
         port: 0,
+        framework,
         ..DemoConfig::default()
     };
     serve_with(&demo, config).await.expect("demo starts")
