@@ -145,7 +145,8 @@ impl<T: Serialize> From<Result<T, ApiError>> for Reply {
     }
 }
 
-/// Checks a username: 1 to [`MAX_USERNAME_CHARS`] characters, no control characters.
+/// Checks a username: 1 to [`MAX_USERNAME_CHARS`] characters, no control
+/// characters, no U+FFFD (the mark of bytes that were not UTF-8).
 pub fn validate_username(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::bad_request("username must not be empty"));
@@ -158,6 +159,13 @@ pub fn validate_username(name: &str) -> Result<(), ApiError> {
     if name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "username must not contain control characters",
+        ));
+    }
+    // What a lossy decoder makes of bytes that are not UTF-8 (actix-web
+    // decodes `%FF` in a path this way; axum rejects it): never a name.
+    if name.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(ApiError::bad_request(
+            "username must be valid UTF-8 (no U+FFFD replacement characters)",
         ));
     }
     Ok(())
@@ -392,7 +400,15 @@ mod tests {
 
     #[test]
     fn blank_and_control_character_usernames_are_rejected() {
-        for bad in ["", "   ", "a\nb", "\u{0}", "x\u{7f}"] {
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "\u{0}",
+            "x\u{7f}",
+            "\u{fffd}",
+            "a\u{fffd}b",
+        ] {
             let e = validate_username(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad:?}");
         }

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{assert_anonymous, send, start, Browser, CookieChange, COOKIE_NAME};
+use common::{
+    assert_anonymous, revoke_alice_on_three_clients_but_not_bob, send, start, Browser,
+    CookieChange, COOKIE_NAME,
+};
 use futures_util::stream::BoxStream;
 use reqwest::header::{HeaderValue, CACHE_CONTROL, COOKIE};
 use reqwest::{Method, StatusCode};
@@ -184,34 +187,7 @@ async fn logging_in_as_someone_else_does_not_inherit_their_counter(framework: Fr
 
 async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else(framework: Framework) {
     let server = start(framework, Config::default()).await;
-    let mut alices = Vec::new();
-    for _ in 0..3 {
-        let mut b = Browser::new(&server.url());
-        b.login("alice").await;
-        b.increment().await;
-        alices.push(b);
-    }
-    let mut bob = Browser::new(&server.url());
-    bob.login("bob").await;
-
-    let mut admin = Browser::new(&server.url());
-    let r = admin
-        .request(Method::POST, "/api/admin/revoke/alice", None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body, json!({ "revoked": 3 }));
-    assert_eq!(
-        r.cookie,
-        CookieChange::None,
-        "revoking does not touch the admin's session"
-    );
-
-    for b in &mut alices {
-        let r = b.request(Method::GET, "/api/me", None).await;
-        assert_anonymous(&r.body);
-        assert_eq!(r.cookie, CookieChange::Removed);
-    }
-    assert_eq!(bob.me().await["username"], "bob");
+    let mut admin = revoke_alice_on_three_clients_but_not_bob(&server.url()).await;
 
     let again = admin
         .request(Method::POST, "/api/admin/revoke/alice", None)
@@ -414,6 +390,62 @@ async fn routes_without_the_session_make_no_store_call_and_send_no_cookie(framew
     assert!(calls.load(Ordering::SeqCst) > 0);
 }
 
+async fn a_store_that_cannot_revoke_answers_the_admin_route_with_a_501_json_error(
+    framework: Framework,
+) {
+    let sessions = Sessions::new(MemoryStore::<DemoSession>::new(), Config::default());
+    let app = DemoSessions::without_revocation(sessions);
+    let server = serve_app(framework, &app, 0).await.unwrap();
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    let mut admin = Browser::new(&server.url());
+    let r = admin
+        .request(Method::POST, "/api/admin/revoke/alice", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({ "error": sessionkit_demo::api::CANNOT_REVOKE })
+    );
+    assert_eq!(r.headers[CACHE_CONTROL], "no-store");
+    assert_eq!(alice.me().await["username"], "alice", "nothing was revoked");
+}
+
+async fn hostile_admin_paths_and_oversized_login_bodies_get_json_errors(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let http = reqwest::Client::new();
+    for path in ["%FF", "%00", "a%0Ab", &"x".repeat(65), "%E2%80%AE%0D"] {
+        let r = send(
+            &http,
+            &server.url(),
+            Method::POST,
+            &format!("/api/admin/revoke/{path}"),
+            None,
+            None,
+        )
+        .await;
+        assert!(
+            r.status.is_client_error(),
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+        assert!(r.body["error"].is_string(), "{path}: {}", r.text);
+    }
+    let huge = format!("{{\"username\": \"{}\"}}", "x".repeat(4 << 20));
+    let r = http
+        .post(format!("{}/api/login", server.url()))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.headers().get("set-cookie").is_none());
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("username"), "{err}");
+}
+
 common::on_each_framework!(
     login_me_counter_flash_logout_then_the_old_cookie_is_rejected,
     a_hundred_concurrent_clients_never_see_each_others_data,
@@ -424,4 +456,6 @@ common::on_each_framework!(
     tampered_and_garbage_cookies_get_a_fresh_session_not_an_error,
     bad_login_bodies_get_a_clear_400_json_error_and_no_session,
     routes_without_the_session_make_no_store_call_and_send_no_cookie,
+    a_store_that_cannot_revoke_answers_the_admin_route_with_a_501_json_error,
+    hostile_admin_paths_and_oversized_login_bodies_get_json_errors,
 );
