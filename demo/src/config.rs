@@ -21,7 +21,7 @@
 //!     _ => Err(std::env::VarError::NotPresent),
 //! };
 //! let err = DemoConfig::from_vars(bad).unwrap_err();
-//! assert!(err.to_string().contains("supported values: memory, redis"));
+//! assert!(err.to_string().contains("supported values: memory, redis, cookie"));
 //! ```
 
 use std::env::VarError;
@@ -39,23 +39,32 @@ pub enum StoreKind {
     /// [`sessionkit::store::redis::RedisStore`] at `REDIS_URL`, wrapped in
     /// [`sessionkit::resilience::Resilient`].
     Redis,
+    /// [`sessionkit::store::cookie::CookieStore`]: the whole session sealed
+    /// in the cookie with a key from `SESSION_SECRET`; nothing server-side.
+    Cookie,
 }
 
 impl StoreKind {
     /// Every supported kind, in the order the error message lists them.
-    pub const ALL: &'static [StoreKind] = &[StoreKind::Memory, StoreKind::Redis];
+    pub const ALL: &'static [StoreKind] = &[StoreKind::Memory, StoreKind::Redis, StoreKind::Cookie];
 
     /// The value `SESSION_STORE` takes for this kind.
     pub fn name(self) -> &'static str {
         match self {
             StoreKind::Memory => "memory",
             StoreKind::Redis => "redis",
+            StoreKind::Cookie => "cookie",
         }
     }
 
     /// Whether this store talks to the Redis at `REDIS_URL`.
     pub fn uses_redis(self) -> bool {
         matches!(self, StoreKind::Redis)
+    }
+
+    /// Whether this store derives keys from `SESSION_SECRET`.
+    pub fn uses_secret(self) -> bool {
+        matches!(self, StoreKind::Cookie)
     }
 }
 
@@ -81,6 +90,30 @@ impl Framework {
     }
 }
 
+/// `SESSION_SECRET`: the secret the cookie and cluster stores derive their
+/// keys from. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSecret(String);
+
+impl SessionSecret {
+    /// Wraps a secret (at least [`sessionkit::keys::MIN_SECRET_LEN`] bytes
+    /// to be accepted by the key ring).
+    pub fn new(secret: impl Into<String>) -> Self {
+        SessionSecret(secret.into())
+    }
+
+    /// The secret itself, for the key ring. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(<redacted>)")
+    }
+}
+
 /// `REDIS_URL` when unset.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -101,6 +134,9 @@ pub struct DemoConfig {
     /// The Redis of the `redis` store (`REDIS_URL`, default
     /// [`DEFAULT_REDIS_URL`]). It may hold a password: it is never logged.
     pub redis_url: String,
+    /// `SESSION_SECRET`, for the `cookie` and `cluster` stores. When unset
+    /// there, a throw-away secret is generated at start (with a warning).
+    pub session_secret: Option<SessionSecret>,
 }
 
 impl Default for DemoConfig {
@@ -111,6 +147,7 @@ impl Default for DemoConfig {
             port: 3000,
             insecure_cookies: false,
             redis_url: DEFAULT_REDIS_URL.to_owned(),
+            session_secret: None,
         }
     }
 }
@@ -138,6 +175,12 @@ pub enum DemoConfigProblem {
          or unix:///path/to/redis.sock; the value is not shown as it may hold a password)"
     )]
     RedisUrl,
+    /// `SESSION_SECRET` is too short for the key ring. The value is not quoted.
+    #[error(
+        "SESSION_SECRET is {0} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
+        min = sessionkit::keys::MIN_SECRET_LEN
+    )]
+    SessionSecretTooShort(usize),
     /// A variable is not valid UTF-8.
     #[error("{0} is not valid UTF-8")]
     NotUnicode(&'static str),
@@ -224,6 +267,7 @@ impl DemoConfig {
         let port = get("PORT");
         let insecure = get("DEMO_INSECURE_COOKIES");
         let redis_url = get("REDIS_URL");
+        let secret = get("SESSION_SECRET");
         if let Some(v) = store {
             match choose("SESSION_STORE", &v, StoreKind::ALL, StoreKind::name) {
                 Ok(k) => config.store = k,
@@ -258,6 +302,14 @@ impl DemoConfig {
         }
         if config.store.uses_redis() && !is_redis_url(&config.redis_url) {
             problems.push(DemoConfigProblem::RedisUrl);
+        }
+        // Taken as it is (not trimmed): every byte is key material.
+        config.session_secret = secret.map(SessionSecret);
+        if let Some(secret) = &config.session_secret {
+            let len = secret.expose().len();
+            if config.store.uses_secret() && len < sessionkit::keys::MIN_SECRET_LEN {
+                problems.push(DemoConfigProblem::SessionSecretTooShort(len));
+            }
         }
         if problems.is_empty() {
             Ok(config)
@@ -332,7 +384,7 @@ mod tests {
         assert_eq!(err.problems().len(), 4);
         let text = err.to_string();
         for needle in [
-            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis",
+            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie",
             "DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum, actix",
             "PORT=\"70000\"",
             "DEMO_INSECURE_COOKIES=\"maybe\"",
@@ -400,6 +452,34 @@ mod tests {
             assert_eq!(err.problems(), &[DemoConfigProblem::RedisUrl], "{bad:?}");
             assert!(!err.to_string().contains("secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_session_secret_is_checked_for_the_stores_that_use_it_and_never_printed() {
+        let secret = "s3cret-".repeat(5);
+        let var = |store: &'static str, secret: String| {
+            move |name: &str| match name {
+                "SESSION_STORE" => Ok(store.to_owned()),
+                "SESSION_SECRET" => Ok(secret.clone()),
+                _ => Err(VarError::NotPresent),
+            }
+        };
+        let users = StoreKind::ALL.iter().filter(|k| k.uses_secret());
+        for store in users.map(|k| k.name()) {
+            let c = DemoConfig::from_vars(var(store, secret.clone())).unwrap();
+            assert_eq!(c.session_secret.as_ref().unwrap().expose(), secret);
+            assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+            let err = DemoConfig::from_vars(var(store, "s3cret-short".into())).unwrap_err();
+            assert_eq!(
+                err.problems(),
+                &[DemoConfigProblem::SessionSecretTooShort(12)]
+            );
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+        // Not used by the memory store: not checked.
+        assert!(DemoConfig::from_vars(var("memory", "short".into())).is_ok());
+        let c = DemoConfig::from_vars(env(&[("SESSION_STORE", "cookie")])).unwrap();
+        assert_eq!(c.session_secret, None);
     }
 
     #[test]

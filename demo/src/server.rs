@@ -23,7 +23,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use sessionkit::keys::{KeyRing, KeyRingError};
 use sessionkit::resilience::{ResilienceConfig, Resilient};
+use sessionkit::store::cookie::CookieStore;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::redis::RedisStore;
 use sessionkit::{Config, ConfigError, Sessions, Store, StoreError};
@@ -59,6 +61,9 @@ pub enum StartError {
         /// What the store said (never the URL: it may hold a password).
         source: StoreError,
     },
+    /// The key ring cannot be built from `SESSION_SECRET`.
+    #[error("SESSION_SECRET: {0}")]
+    Keys(#[from] KeyRingError),
     /// The resilience settings are invalid.
     #[error("invalid resilience settings: {0}")]
     Resilience(#[from] sessionkit::resilience::ResilienceConfigError),
@@ -210,6 +215,26 @@ async fn redis_store(
         })
 }
 
+/// The key ring of the `cookie` and `cluster` stores: from `SESSION_SECRET`,
+/// or from a secret generated for this run (with a warning) when it is unset.
+fn key_ring(config: &DemoConfig) -> Result<KeyRing, StartError> {
+    let generated;
+    let secret = match &config.session_secret {
+        Some(secret) => secret.expose(),
+        None => {
+            let consequence = "its cookies will not open after a restart or on any other process";
+            tracing::warn!(
+                "SESSION_SECRET is not set: using a throw-away secret generated for this run; \
+                 {consequence}. Set SESSION_SECRET (at least 32 bytes, e.g. \
+                 `openssl rand -base64 32`)."
+            );
+            generated = KeyRing::generate_secret();
+            &generated
+        }
+    };
+    Ok(KeyRing::builder().current(1, secret).build()?)
+}
+
 /// Starts the demo with an explicit session configuration (tests inject a
 /// [`sessionkit::ManualClock`] this way; the store gets the same clock).
 /// `sessions` replaces the configuration `config` implies, so
@@ -228,6 +253,12 @@ pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running
             let store = redis_store(config, &sessions).await?;
             let store = Resilient::new(store, resilience("redis")?);
             let app = DemoSessions::with_revocation(Sessions::new(store, sessions));
+            serve_app(framework, &app, port).await
+        }
+        StoreKind::Cookie => {
+            let store = CookieStore::<DemoSession>::new(&key_ring(config)?, &sessions);
+            // Sessions live in the browsers: there is nothing to list or revoke.
+            let app = DemoSessions::without_revocation(Sessions::new(store, sessions));
             serve_app(framework, &app, port).await
         }
     }

@@ -81,7 +81,9 @@ fn unsupported_store_or_framework_stops_the_start_with_the_supported_values() {
         out.push('\n');
     }
     assert!(
-        out.contains("SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis"),
+        out.contains(
+            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie"
+        ),
         "{out}"
     );
     assert!(
