@@ -90,7 +90,7 @@ impl Framework {
     }
 }
 
-/// `SESSION_SECRET`: the secret the cookie and cluster stores derive their
+/// `SESSION_SECRET`: the secret the cookie store derives its
 /// keys from. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionSecret(String);
@@ -134,7 +134,7 @@ pub struct DemoConfig {
     /// The Redis of the `redis` store (`REDIS_URL`, default
     /// [`DEFAULT_REDIS_URL`]). It may hold a password: it is never logged.
     pub redis_url: String,
-    /// `SESSION_SECRET`, for the `cookie` and `cluster` stores. When unset
+    /// `SESSION_SECRET`, for the `cookie` store. When unset
     /// there, a throw-away secret is generated at start (with a warning).
     pub session_secret: Option<SessionSecret>,
 }

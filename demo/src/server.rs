@@ -215,7 +215,7 @@ async fn redis_store(
         })
 }
 
-/// The key ring of the `cookie` and `cluster` stores: from `SESSION_SECRET`,
+/// The key ring of the `cookie` store: from `SESSION_SECRET`,
 /// or from a secret generated for this run (with a warning) when it is unset.
 fn key_ring(config: &DemoConfig) -> Result<KeyRing, StartError> {
     let generated;
