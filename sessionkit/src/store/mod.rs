@@ -25,6 +25,8 @@ use crate::record::{Record, SessionData};
 
 #[cfg(feature = "cookie-store")]
 pub mod cookie;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
