@@ -21,7 +21,7 @@
 //!     _ => Err(std::env::VarError::NotPresent),
 //! };
 //! let err = DemoConfig::from_vars(bad).unwrap_err();
-//! assert!(err.to_string().contains("supported values: memory, redis, cookie"));
+//! assert!(err.to_string().contains("supported values: memory, redis, cookie, cluster"));
 //! ```
 
 use std::env::VarError;
@@ -42,11 +42,21 @@ pub enum StoreKind {
     /// [`sessionkit::store::cookie::CookieStore`]: the whole session sealed
     /// in the cookie with a key from `SESSION_SECRET`; nothing server-side.
     Cookie,
+    /// [`sessionkit::store::cluster::ClusteredStore`]: Redis at `REDIS_URL`
+    /// with a local cache per process, kept honest over pub/sub with
+    /// messages authenticated by a key from `SESSION_SECRET`; wrapped in
+    /// [`sessionkit::resilience::Resilient`].
+    Cluster,
 }
 
 impl StoreKind {
     /// Every supported kind, in the order the error message lists them.
-    pub const ALL: &'static [StoreKind] = &[StoreKind::Memory, StoreKind::Redis, StoreKind::Cookie];
+    pub const ALL: &'static [StoreKind] = &[
+        StoreKind::Memory,
+        StoreKind::Redis,
+        StoreKind::Cookie,
+        StoreKind::Cluster,
+    ];
 
     /// The value `SESSION_STORE` takes for this kind.
     pub fn name(self) -> &'static str {
@@ -54,17 +64,18 @@ impl StoreKind {
             StoreKind::Memory => "memory",
             StoreKind::Redis => "redis",
             StoreKind::Cookie => "cookie",
+            StoreKind::Cluster => "cluster",
         }
     }
 
     /// Whether this store talks to the Redis at `REDIS_URL`.
     pub fn uses_redis(self) -> bool {
-        matches!(self, StoreKind::Redis)
+        matches!(self, StoreKind::Redis | StoreKind::Cluster)
     }
 
     /// Whether this store derives keys from `SESSION_SECRET`.
     pub fn uses_secret(self) -> bool {
-        matches!(self, StoreKind::Cookie)
+        matches!(self, StoreKind::Cookie | StoreKind::Cluster)
     }
 }
 
@@ -90,7 +101,7 @@ impl Framework {
     }
 }
 
-/// `SESSION_SECRET`: the secret the cookie store derives its
+/// `SESSION_SECRET`: the secret the cookie and cluster stores derive their
 /// keys from. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionSecret(String);
@@ -131,10 +142,10 @@ pub struct DemoConfig {
     /// Browsers accept `Secure` cookies on `http://localhost`, so this is only
     /// needed to reach the demo over plain HTTP under another host name.
     pub insecure_cookies: bool,
-    /// The Redis of the `redis` store (`REDIS_URL`, default
+    /// The Redis of the `redis` and `cluster` stores (`REDIS_URL`, default
     /// [`DEFAULT_REDIS_URL`]). It may hold a password: it is never logged.
     pub redis_url: String,
-    /// `SESSION_SECRET`, for the `cookie` store. When unset
+    /// `SESSION_SECRET`, for the `cookie` and `cluster` stores. When unset
     /// there, a throw-away secret is generated at start (with a warning).
     pub session_secret: Option<SessionSecret>,
 }
@@ -384,7 +395,7 @@ mod tests {
         assert_eq!(err.problems().len(), 4);
         let text = err.to_string();
         for needle in [
-            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie",
+            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie, cluster",
             "DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum, actix",
             "PORT=\"70000\"",
             "DEMO_INSECURE_COOKIES=\"maybe\"",

@@ -23,8 +23,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use sessionkit::keys::{KeyRing, KeyRingError};
+use sessionkit::keys::{KeyPurpose, KeyRing, KeyRingError};
 use sessionkit::resilience::{ResilienceConfig, Resilient};
+use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
 use sessionkit::store::cookie::CookieStore;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::redis::RedisStore;
@@ -38,6 +39,10 @@ use crate::DemoSession;
 
 /// The key prefix of the demo's sessions in Redis.
 pub const REDIS_KEY_PREFIX: &str = "sessionkit-demo:";
+
+/// The pub/sub channel the `cluster` store's processes invalidate each
+/// other's caches on.
+pub const CLUSTER_CHANNEL: &str = "sessionkit-demo:invalidate";
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
@@ -215,14 +220,20 @@ async fn redis_store(
         })
 }
 
-/// The key ring of the `cookie` store: from `SESSION_SECRET`,
+/// The key ring of the `cookie` and `cluster` stores: from `SESSION_SECRET`,
 /// or from a secret generated for this run (with a warning) when it is unset.
 fn key_ring(config: &DemoConfig) -> Result<KeyRing, StartError> {
     let generated;
     let secret = match &config.session_secret {
         Some(secret) => secret.expose(),
         None => {
-            let consequence = "its cookies will not open after a restart or on any other process";
+            let consequence = match config.store {
+                StoreKind::Cluster => {
+                    "other processes will ignore this one's cache invalidations \
+                     (every process of a cluster needs the same secret)"
+                }
+                _ => "its cookies will not open after a restart or on any other process",
+            };
             tracing::warn!(
                 "SESSION_SECRET is not set: using a throw-away secret generated for this run; \
                  {consequence}. Set SESSION_SECRET (at least 32 bytes, e.g. \
@@ -241,6 +252,10 @@ fn key_ring(config: &DemoConfig) -> Result<KeyRing, StartError> {
 /// [`DemoConfig::insecure_cookies`] is not consulted here.
 pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running, StartError> {
     let (framework, port) = (config.framework, config.port);
+    let store_error = |source| StartError::Store {
+        store: config.store.name(),
+        source,
+    };
     match config.store {
         StoreKind::Memory => {
             let store = MemoryStore::<DemoSession>::builder()
@@ -259,6 +274,19 @@ pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running
             let store = CookieStore::<DemoSession>::new(&key_ring(config)?, &sessions);
             // Sessions live in the browsers: there is nothing to list or revoke.
             let app = DemoSessions::without_revocation(Sessions::new(store, sessions));
+            serve_app(framework, &app, port).await
+        }
+        StoreKind::Cluster => {
+            let ring = key_ring(config)?;
+            let message_key = *ring.current(KeyPurpose::ClusterMessages).1.expose_secret();
+            let options = ClusterOptions::new(message_key).channel(CLUSTER_CHANNEL);
+            let redis = redis_store(config, &sessions).await?;
+            let urls = vec![config.redis_url.clone()];
+            let store = ClusteredStore::with_store(redis, urls, options)
+                .await
+                .map_err(store_error)?;
+            let store = Resilient::new(store, resilience("cluster")?);
+            let app = DemoSessions::with_revocation(Sessions::new(store, sessions));
             serve_app(framework, &app, port).await
         }
     }

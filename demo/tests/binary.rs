@@ -81,9 +81,7 @@ fn unsupported_store_or_framework_stops_the_start_with_the_supported_values() {
         out.push('\n');
     }
     assert!(
-        out.contains(
-            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie"
-        ),
+        out.contains("SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie, cluster"),
         "{out}"
     );
     assert!(
