@@ -455,11 +455,7 @@ impl ConfigBuilder {
             problems.push(ConfigProblem::ProxiesWithoutIpBinding);
         }
         if binding.enabled() {
-            if self
-                .binding_key
-                .as_ref()
-                .is_none_or(|k| k.shortest() < 32)
-            {
+            if self.binding_key.as_ref().is_none_or(|k| k.shortest() < 32) {
                 problems.push(ConfigProblem::BindingKey);
             }
         } else if binding.destroy_on_mismatch || self.binding_key.is_some() {

@@ -23,10 +23,10 @@ use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 
-#[cfg(feature = "cookie-store")]
-pub mod cookie;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(feature = "cookie-store")]
+pub mod cookie;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

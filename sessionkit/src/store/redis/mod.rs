@@ -144,6 +144,7 @@ pub struct RedisStore<T> {
     max_merge_retries: u32,
     response_timeout: Duration,
     clock: Arc<dyn Clock>,
+    payload: value::PayloadCodec,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -156,6 +157,7 @@ impl<T> Clone for RedisStore<T> {
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
             clock: self.clock.clone(),
+            payload: self.payload.clone(),
             _data: PhantomData,
         }
     }
@@ -184,6 +186,7 @@ pub struct RedisStoreBuilder<T> {
     /// `Some(nodes)`: connect to a Redis Cluster through these seed nodes.
     #[cfg(feature = "cluster")]
     cluster_nodes: Option<Vec<String>>,
+    payload: value::PayloadCodec,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -236,6 +239,31 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     #[cfg(feature = "redis-tls")]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
+        self
+    }
+
+    /// Encodes stored values with `codec` instead of plain JSON: compression
+    /// and, with [`CodecBuilder::seal`](crate::codec::CodecBuilder::seal) and
+    /// [`KeyPurpose::StoreData`](crate::keys::KeyPurpose::StoreData),
+    /// encryption, so a dump of Redis yields neither data nor session ids.
+    /// Turning it on or off makes existing sessions undecodable: their users
+    /// start fresh sessions (never a silently trusted plain value).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::codec::Codec;
+    /// use sessionkit::keys::{KeyPurpose, KeyRing};
+    /// use sessionkit::store::redis::RedisStore;
+    /// let ring = KeyRing::builder().current(1, std::env::var("SESSION_SECRET").unwrap()).build().unwrap();
+    /// let store = RedisStore::<u64>::builder("redis://127.0.0.1/")
+    ///     .codec(Codec::builder().seal(&ring, KeyPurpose::StoreData).context("redis").build())
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "crypto")]
+    pub fn codec(mut self, codec: crate::codec::Codec) -> Self {
+        self.payload.codec = Some(Arc::new(codec));
         self
     }
 
@@ -302,6 +330,7 @@ impl<T: SessionData> RedisStoreBuilder<T> {
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
             clock: self.clock,
+            payload: self.payload,
             _data: PhantomData,
         };
         store.load_scripts().await?;
@@ -344,6 +373,7 @@ impl<T: SessionData> RedisStore<T> {
             clock: Arc::new(SystemClock),
             #[cfg(feature = "cluster")]
             cluster_nodes: None,
+            payload: value::PayloadCodec::default(),
             _data: PhantomData,
         }
     }
@@ -400,7 +430,7 @@ impl<T: SessionData> RedisStore<T> {
     /// not belong to the key it was read from.
     fn decode(&self, raw: &[u8], expected: Option<&SessionId>) -> Result<Record<T>, StoreError> {
         let stored = value::parse(raw)?;
-        let mut record: Record<T> = value::decode_payload(stored.payload)?;
+        let mut record: Record<T> = self.payload.decode(stored.payload)?;
         if expected.is_some_and(|id| *id != record.id) {
             return Err(StoreError::Decode(
                 "stored session belongs to another id".into(),
@@ -417,7 +447,7 @@ impl<T: SessionData> RedisStore<T> {
         kind: SaveKind,
         expected_version: u64,
     ) -> Result<Reply, StoreError> {
-        let payload = value::encode_payload(record)?;
+        let payload = self.payload.encode(record)?;
         let owner = record.owner.as_deref().map(owner_hash).unwrap_or_default();
         let ttl = ttl_millis(record, self.clock.now());
         let member = record.id.storage_key();
