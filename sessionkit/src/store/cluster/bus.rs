@@ -206,13 +206,14 @@ impl<T: SessionData> Subscriber<T> {
                 cache.counters.own_ignored.fetch_add(1, Ordering::Relaxed);
             }
             Ok(m) => {
-                cache.counters.invalidations.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("sessionkit_cluster_invalidations_total", "kind" => m.kind.label())
-                    .increment(1);
                 match m.kind {
                     super::message::InvalidationKind::Saved => cache.drop_older(m.key, m.version),
                     _ => cache.forget(m.key),
                 }
+                // Counted once applied, so whoever watches the counter sees the effect.
+                cache.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("sessionkit_cluster_invalidations_total", "kind" => m.kind.label())
+                    .increment(1);
             }
         }
     }
