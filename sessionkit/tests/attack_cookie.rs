@@ -105,3 +105,58 @@ async fn a_gzip_bomb_in_a_validly_sealed_cookie_is_refused_within_bounds() {
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(grown < HOSTILE_RSS_BOUND);
 }
+
+/// Binding keys come from the ring; after a rotation (new current secret,
+/// old one kept as previous) a session bound before it still serves its own
+/// browser and still refuses a thief's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_survives_key_rotation_and_still_refuses_a_thief() {
+    use sessionkit::binding::ClientInfo;
+    use sessionkit::store::memory::MemoryStore;
+    use sessionkit::{BindingKey, Config, Sessions};
+
+    let old = ring();
+    let rotated = KeyRing::builder()
+        .current(2, "the next secret, also thirty-two bytes or more")
+        .previous(1, SECRET)
+        .build()
+        .unwrap();
+    let config = |ring: &KeyRing| {
+        Config::builder()
+            .bind_to_user_agent(true)
+            .binding_key(BindingKey::from_key_ring(ring))
+            .build()
+            .unwrap()
+    };
+    let browser = |ua: &str| ClientInfo {
+        ip: None,
+        user_agent: Some(ua.as_bytes().to_vec()),
+    };
+    let store = MemoryStore::<Data>::new();
+    let before = Sessions::new(store.clone(), config(&old));
+    let s = before.load_for(None, &browser("Firefox")).await.unwrap();
+    s.data_mut().user = Some("alice".into());
+    let cookie = before
+        .commit(&s, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+
+    let after = Sessions::new(store, config(&rotated));
+    let own = after
+        .load_for(Some(&cookie), &browser("Firefox"))
+        .await
+        .unwrap();
+    assert_eq!(
+        own.data().user.as_deref(),
+        Some("alice"),
+        "rotation unbound the session"
+    );
+    let thief = after
+        .load_for(Some(&cookie), &browser("curl/8"))
+        .await
+        .unwrap();
+    assert!(thief.is_new() && thief.data().user.is_none());
+}
