@@ -167,3 +167,46 @@ fn enumeration_of_random_ids_finds_nothing_and_is_counted() {
     println!("invalid lookups counted: {invalid}");
     assert!(invalid >= (DIRECT + HTTP) as u64, "only {invalid} counted");
 }
+
+/// The same attacks with stored values sealed (`RedisStoreBuilder::codec`
+/// with the key ring's store-data subkey; feature `crypto`).
+#[cfg(feature = "crypto")]
+mod sealed {
+    use super::*;
+    use sessionkit::codec::Codec;
+    use sessionkit::keys::{KeyPurpose, KeyRing};
+
+    async fn sealed_app() -> App {
+        let kit = Kit::new();
+        let ring = KeyRing::builder()
+            .current(1, "attack-suite secret of at least thirty-two bytes")
+            .build()
+            .unwrap();
+        let store = RedisStore::<Data>::builder(shared().url())
+            .key_prefix(format!("attack:{}:", &random_id()[..8]))
+            .clock(Arc::new(kit.clock.clone()))
+            .codec(
+                Codec::builder()
+                    .seal(&ring, KeyPurpose::StoreData)
+                    .context("redis")
+                    .build(),
+            )
+            .connect()
+            .await
+            .expect("connect");
+        kit.serve_query(store).await
+    }
+
+    attack_suite!(sealed_app;
+        fixation_a_planted_session_does_not_become_the_victims_login,
+        fixation_the_previous_id_dies_when_the_same_user_logs_in_again,
+        replay_after_logout_gives_a_fresh_session,
+        replay_after_owner_revoke_gives_a_fresh_session,
+        replay_after_idle_expiry_gives_a_fresh_session,
+        replay_after_absolute_expiry_gives_a_fresh_session,
+        tampering_any_changed_character_gives_a_fresh_session,
+        key_injection_gives_a_fresh_session,
+        race_a_slow_save_after_logout_leaves_the_session_deleted,
+        race_parallel_logins_give_independent_fixation_safe_sessions,
+    );
+}
