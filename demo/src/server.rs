@@ -23,9 +23,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use sessionkit::codec::Codec;
 use sessionkit::keys::{KeyPurpose, KeyRing, KeyRingError};
 use sessionkit::resilience::{ResilienceConfig, Resilient};
-use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+use sessionkit::store::cluster::{ClusterOptions, ClusteredStore, MessageKey};
 use sessionkit::store::cookie::CookieStore;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::redis::RedisStore;
@@ -208,16 +209,26 @@ async fn redis_store(
     config: &DemoConfig,
     sessions: &Config,
 ) -> Result<RedisStore<DemoSession>, StartError> {
-    RedisStore::<DemoSession>::builder(config.redis_url.as_str())
+    let mut builder = RedisStore::<DemoSession>::builder(config.redis_url.as_str())
         .key_prefix(REDIS_KEY_PREFIX)
         .clock(sessions.clock().clone())
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|source| StartError::Store {
-            store: config.store.name(),
-            source,
-        })
+        .connection_timeout(Duration::from_secs(2));
+    // With a configured secret, stored values are sealed (a dump of Redis
+    // then shows neither data nor session ids); without one they stay JSON,
+    // since a throw-away key would lose every session at each restart.
+    if config.session_secret.is_some() {
+        let ring = key_ring(config)?;
+        builder = builder.codec(
+            Codec::builder()
+                .seal(&ring, KeyPurpose::StoreData)
+                .context(REDIS_KEY_PREFIX)
+                .build(),
+        );
+    }
+    builder.connect().await.map_err(|source| StartError::Store {
+        store: config.store.name(),
+        source,
+    })
 }
 
 /// The key ring of the `cookie` and `cluster` stores: from `SESSION_SECRET`,
@@ -278,8 +289,8 @@ pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running
         }
         StoreKind::Cluster => {
             let ring = key_ring(config)?;
-            let message_key = *ring.current(KeyPurpose::ClusterMessages).1.expose_secret();
-            let options = ClusterOptions::new(message_key).channel(CLUSTER_CHANNEL);
+            let options =
+                ClusterOptions::new(MessageKey::from_key_ring(&ring)).channel(CLUSTER_CHANNEL);
             let redis = redis_store(config, &sessions).await?;
             let urls = vec![config.redis_url.clone()];
             let store = ClusteredStore::with_store(redis, urls, options)
