@@ -97,14 +97,30 @@ impl fmt::Debug for Callbacks {
 impl Callbacks {
     /// Records the metric and runs the matching callback.
     pub(crate) fn emit(&self, kind: EventKind, owner: Option<&str>) {
-        let (slot, label) = match kind {
-            EventKind::Started => (&self.started, "created"),
-            EventKind::Loaded => (&self.loaded, "loaded"),
-            EventKind::Deleted(_) => (&self.deleted, "deleted"),
-            EventKind::Regenerated => (&self.regenerated, "regenerated"),
-            EventKind::Expired(_) => (&self.expired, "expired"),
+        // Literal labels keep each metrics key in a static (no per-call allocation).
+        let (slot, counter) = match kind {
+            EventKind::Started => (
+                &self.started,
+                metrics::counter!("sessionkit_sessions_total", "event" => "created"),
+            ),
+            EventKind::Loaded => (
+                &self.loaded,
+                metrics::counter!("sessionkit_sessions_total", "event" => "loaded"),
+            ),
+            EventKind::Deleted(_) => (
+                &self.deleted,
+                metrics::counter!("sessionkit_sessions_total", "event" => "deleted"),
+            ),
+            EventKind::Regenerated => (
+                &self.regenerated,
+                metrics::counter!("sessionkit_sessions_total", "event" => "regenerated"),
+            ),
+            EventKind::Expired(_) => (
+                &self.expired,
+                metrics::counter!("sessionkit_sessions_total", "event" => "expired"),
+            ),
         };
-        metrics::counter!("sessionkit_sessions_total", "event" => label).increment(1);
+        counter.increment(1);
         if let Some(cb) = slot {
             cb(&SessionEvent {
                 kind,
