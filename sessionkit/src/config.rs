@@ -31,6 +31,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::binding::{BindingConfig, TrustedProxies};
 use crate::events::{Callbacks, SessionEvent};
 use crate::expiry::{Clock, ExpiryPolicy, SystemClock};
 
@@ -90,6 +91,29 @@ pub struct Config {
     pub(crate) expiry: ExpiryPolicy,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) callbacks: Callbacks,
+    pub(crate) binding: BindingConfig,
+    pub(crate) binding_key: Option<BindingKey>,
+}
+
+/// The secret key client-binding fingerprints are computed with (at least 32
+/// bytes). Derive it from your key material, e.g. with a dedicated HKDF purpose.
+#[derive(Clone)]
+pub struct BindingKey(Arc<[u8]>);
+
+impl BindingKey {
+    /// Wraps key bytes. Fewer than 32 bytes is a configuration error at `build()`.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Self {
+        BindingKey(Arc::from(bytes.as_ref()))
+    }
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BindingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BindingKey(<redacted>)")
+    }
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +122,7 @@ impl fmt::Debug for Config {
             .field("cookie", &self.cookie)
             .field("expiry", &self.expiry)
             .field("callbacks", &self.callbacks)
+            .field("binding", &self.binding)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +143,10 @@ impl Config {
     /// The clock sessions are timed with.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+    /// What sessions are bound to.
+    pub fn binding(&self) -> &BindingConfig {
+        &self.binding
     }
 }
 
@@ -162,6 +191,18 @@ pub enum ConfigProblem {
     /// The domain holds characters a domain cannot hold.
     #[error("cookie domain {0:?} is not a valid domain")]
     Domain(String),
+    /// Client binding is on but no binding key (of at least 32 bytes) was given.
+    #[error("client binding needs a binding_key of at least 32 bytes")]
+    BindingKey,
+    /// A trusted proxy is neither an IP address nor a CIDR network.
+    #[error(transparent)]
+    TrustedProxy(#[from] crate::binding::InvalidProxy),
+    /// Trusted proxies were given but IP binding is off, so they would do nothing.
+    #[error("trusted_proxies only matter with bind_to_ip(true)")]
+    ProxiesWithoutIpBinding,
+    /// Binding options were given but no binding is on, so they would do nothing.
+    #[error("destroy_on_binding_mismatch / binding_key need bind_to_ip or bind_to_user_agent")]
+    BindingOptionsWithoutBinding,
 }
 
 /// Every problem found in a configuration, reported together.
@@ -195,6 +236,9 @@ pub struct ConfigBuilder {
     expiry: ExpiryPolicy,
     clock: Arc<dyn Clock>,
     callbacks: Callbacks,
+    binding: BindingConfig,
+    binding_key: Option<BindingKey>,
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for ConfigBuilder {
@@ -211,6 +255,9 @@ impl Default for ConfigBuilder {
             expiry: ExpiryPolicy::default(),
             clock: Arc::new(SystemClock),
             callbacks: Callbacks::default(),
+            binding: BindingConfig::default(),
+            binding_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -279,6 +326,36 @@ impl ConfigBuilder {
         self.clock = Arc::new(clock);
         self
     }
+    /// Binds sessions to the client IP address (see [`crate::binding`]).
+    pub fn bind_to_ip(mut self, on: bool) -> Self {
+        self.binding.ip = on;
+        self
+    }
+    /// Binds sessions to the `User-Agent` header.
+    pub fn bind_to_user_agent(mut self, on: bool) -> Self {
+        self.binding.user_agent = on;
+        self
+    }
+    /// Proxies (addresses or CIDR networks) whose `Forwarded` /
+    /// `X-Forwarded-For` headers are believed for the client IP.
+    pub fn trusted_proxies<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        proxies: I,
+    ) -> Self {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Deletes a session when another client presents it (default: the
+    /// other client just gets a fresh session and the original stays).
+    pub fn destroy_on_binding_mismatch(mut self, on: bool) -> Self {
+        self.binding.destroy_on_mismatch = on;
+        self
+    }
+    /// The key binding fingerprints are computed with (required with binding).
+    pub fn binding_key(mut self, key: BindingKey) -> Self {
+        self.binding_key = Some(key);
+        self
+    }
 
     callback_setter!(
         /// Called when a new session is saved for the first time.
@@ -295,6 +372,9 @@ impl ConfigBuilder {
     callback_setter!(
         /// Called when a load finds a session past a deadline.
         on_expired, expired);
+    callback_setter!(
+        /// Called when a session is presented by a client other than the one it is bound to.
+        on_binding_mismatch, binding_mismatch);
 
     /// Validates everything and returns the configuration, or every problem found.
     pub fn build(self) -> Result<Config, ConfigError> {
@@ -336,6 +416,25 @@ impl ConfigBuilder {
                 absolute: e.absolute_lifetime,
             });
         }
+        let mut binding = self.binding;
+        match TrustedProxies::parse(&self.trusted_proxies) {
+            Ok(p) => binding.trusted_proxies = p,
+            Err(e) => problems.push(ConfigProblem::TrustedProxy(e)),
+        }
+        if !self.trusted_proxies.is_empty() && !binding.ip {
+            problems.push(ConfigProblem::ProxiesWithoutIpBinding);
+        }
+        if binding.enabled() {
+            if self
+                .binding_key
+                .as_ref()
+                .is_none_or(|k| k.bytes().len() < 32)
+            {
+                problems.push(ConfigProblem::BindingKey);
+            }
+        } else if binding.destroy_on_mismatch || self.binding_key.is_some() {
+            problems.push(ConfigProblem::BindingOptionsWithoutBinding);
+        }
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -344,6 +443,8 @@ impl ConfigBuilder {
             expiry: self.expiry,
             clock: self.clock,
             callbacks: self.callbacks,
+            binding,
+            binding_key: self.binding_key,
         })
     }
 }
@@ -402,6 +503,27 @@ mod tests {
         assert!(Config::builder().cookie_path("x").build().is_err());
         assert!(Config::builder().cookie_path("/;x").build().is_err());
         assert!(Config::builder().cookie_domain("a b").build().is_err());
+    }
+
+    #[test]
+    fn binding_needs_a_long_key_and_valid_proxies() {
+        let err = Config::builder()
+            .bind_to_ip(true)
+            .binding_key(BindingKey::new([0u8; 16]))
+            .trusted_proxies(["10.0.0.0/8", "nope"])
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems().len(), 2, "{err}");
+        let err = Config::builder()
+            .trusted_proxies(["10.0.0.1"])
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems(), &[ConfigProblem::ProxiesWithoutIpBinding]);
+        assert!(Config::builder()
+            .bind_to_user_agent(true)
+            .binding_key(BindingKey::new([7u8; 32]))
+            .build()
+            .is_ok());
     }
 
     #[test]

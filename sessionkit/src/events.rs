@@ -20,7 +20,7 @@
 //!
 //! Metrics (through the `metrics` facade; install any recorder):
 //! `sessionkit_sessions_total{event}` with event = created, loaded, deleted,
-//! regenerated, expired; `sessionkit_invalid_lookups_total` (a cookie that
+//! regenerated, expired, binding_mismatch; `sessionkit_invalid_lookups_total` (a cookie that
 //! names no live session); `sessionkit_store_errors_total{op,kind}`;
 //! `sessionkit_store_duration_seconds{op}` (histogram).
 
@@ -43,6 +43,9 @@ pub enum DeleteReason {
     OwnerRevoked,
     /// The store swept it after expiry or evicted it to stay within bounds.
     Evicted,
+    /// It was presented by a client other than the one it is bound to, and
+    /// the configuration destroys sessions on a binding mismatch.
+    BindingMismatch,
 }
 
 /// What happened.
@@ -59,6 +62,9 @@ pub enum EventKind {
     Regenerated,
     /// A load found the session expired.
     Expired(ExpiryKind),
+    /// A session was presented by a client other than the one it is bound to
+    /// (see [`crate::binding`]); the request got a fresh session instead.
+    BindingMismatch,
 }
 
 /// A lifecycle event, as passed to callbacks.
@@ -80,6 +86,7 @@ pub(crate) struct Callbacks {
     pub deleted: Option<Callback>,
     pub regenerated: Option<Callback>,
     pub expired: Option<Callback>,
+    pub binding_mismatch: Option<Callback>,
 }
 
 impl fmt::Debug for Callbacks {
@@ -90,6 +97,7 @@ impl fmt::Debug for Callbacks {
             .field("deleted", &self.deleted.is_some())
             .field("regenerated", &self.regenerated.is_some())
             .field("expired", &self.expired.is_some())
+            .field("binding_mismatch", &self.binding_mismatch.is_some())
             .finish()
     }
 }
@@ -97,28 +105,20 @@ impl fmt::Debug for Callbacks {
 impl Callbacks {
     /// Records the metric and runs the matching callback.
     pub(crate) fn emit(&self, kind: EventKind, owner: Option<&str>) {
-        // Literal labels keep each metrics key in a static (no per-call allocation).
+        // Literal labels let `metrics` keep each key in a static; a variable
+        // label would build and allocate the key on every event.
+        macro_rules! total {
+            ($event:literal) => {
+                metrics::counter!("sessionkit_sessions_total", "event" => $event)
+            };
+        }
         let (slot, counter) = match kind {
-            EventKind::Started => (
-                &self.started,
-                metrics::counter!("sessionkit_sessions_total", "event" => "created"),
-            ),
-            EventKind::Loaded => (
-                &self.loaded,
-                metrics::counter!("sessionkit_sessions_total", "event" => "loaded"),
-            ),
-            EventKind::Deleted(_) => (
-                &self.deleted,
-                metrics::counter!("sessionkit_sessions_total", "event" => "deleted"),
-            ),
-            EventKind::Regenerated => (
-                &self.regenerated,
-                metrics::counter!("sessionkit_sessions_total", "event" => "regenerated"),
-            ),
-            EventKind::Expired(_) => (
-                &self.expired,
-                metrics::counter!("sessionkit_sessions_total", "event" => "expired"),
-            ),
+            EventKind::Started => (&self.started, total!("created")),
+            EventKind::Loaded => (&self.loaded, total!("loaded")),
+            EventKind::Deleted(_) => (&self.deleted, total!("deleted")),
+            EventKind::Regenerated => (&self.regenerated, total!("regenerated")),
+            EventKind::Expired(_) => (&self.expired, total!("expired")),
+            EventKind::BindingMismatch => (&self.binding_mismatch, total!("binding_mismatch")),
         };
         counter.increment(1);
         if let Some(cb) = slot {

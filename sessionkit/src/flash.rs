@@ -38,19 +38,19 @@ pub struct Flash<'a, T: crate::SessionData> {
 impl<T: crate::SessionData> Flash<'_, T> {
     /// Keeps a message for a later request (readable on the next one that reads flash).
     pub fn set(&self, key: impl Into<String>, value: impl Into<String>) {
-        self.session.with_state(|s| {
-            s.record.flash.push(FlashMessage {
+        self.session.with_meta(|m| {
+            m.record.flash.push(FlashMessage {
                 key: key.into(),
                 value: value.into(),
-            });
-            s.dirty = true;
-        })
+            })
+        });
+        self.session.mark_dirty();
     }
 
     /// Shows a message in this request only; it is never stored.
     pub fn now(&self, key: impl Into<String>, value: impl Into<String>) {
-        self.session.with_state(|s| {
-            s.visible_flash.push(FlashMessage {
+        self.session.with_meta(|m| {
+            m.visible_flash.push(FlashMessage {
                 key: key.into(),
                 value: value.into(),
             })
@@ -60,31 +60,36 @@ impl<T: crate::SessionData> Flash<'_, T> {
     /// Takes every message visible in this request (those set by earlier
     /// requests and those added with [`Flash::now`]), consuming them.
     pub fn take_all(&self) -> Vec<FlashMessage> {
-        self.session.with_state(|s| {
-            let taken = std::mem::take(&mut s.visible_flash);
-            if s.incoming_flash > 0 {
-                s.dirty = true;
-                s.incoming_flash = 0;
-            }
-            taken
-        })
+        let (taken, consumed) = self.session.with_meta(|m| {
+            let consumed = m.incoming_flash > 0;
+            m.incoming_flash = 0;
+            (std::mem::take(&mut m.visible_flash), consumed)
+        });
+        if consumed {
+            self.session.mark_dirty();
+        }
+        taken
     }
 
     /// Takes the first visible message with this key, consuming it.
     pub fn take(&self, key: &str) -> Option<String> {
-        self.session.with_state(|s| {
-            let pos = s.visible_flash.iter().position(|m| m.key == key)?;
-            let msg = s.visible_flash.remove(pos);
-            if pos < s.incoming_flash {
-                s.incoming_flash -= 1;
-                s.dirty = true;
+        let (value, consumed) = self.session.with_meta(|m| {
+            let pos = m.visible_flash.iter().position(|f| f.key == key)?;
+            let msg = m.visible_flash.remove(pos);
+            let consumed = pos < m.incoming_flash;
+            if consumed {
+                m.incoming_flash -= 1;
             }
-            Some(msg.value)
-        })
+            Some((msg.value, consumed))
+        })?;
+        if consumed {
+            self.session.mark_dirty();
+        }
+        Some(value)
     }
 
     /// Whether any message is visible in this request (does not consume).
     pub fn is_empty(&self) -> bool {
-        self.session.with_state(|s| s.visible_flash.is_empty())
+        self.session.with_meta(|m| m.visible_flash.is_empty())
     }
 }

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod binding;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -59,11 +60,13 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Config, ConfigBuilder, ConfigError, ConfigProblem, SameSite};
+pub use config::{BindingKey, Config, ConfigBuilder, ConfigError, ConfigProblem, SameSite};
 pub use error::StoreError;
 pub use events::{DeleteReason, EventKind, SessionEvent};
 pub use expiry::{Clock, ExpiryKind, ManualClock, SystemClock};
 pub use flash::FlashMessage;
+#[cfg(feature = "actix")]
+pub use http::actix::SessionMiddleware;
 #[cfg(feature = "axum")]
 pub use http::tower::SessionLayer;
 pub use id::SessionId;

@@ -56,6 +56,10 @@ pub struct Record<T> {
     /// The owner (usually a user id) for the per-owner index; `None` for anonymous sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Keyed fingerprint of the client the session is bound to (see
+    /// [`crate::binding`]); `None` when binding is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
     /// Incremented by the store on every successful write; 0 = never written.
     #[serde(default)]
     pub version: u64,
@@ -74,8 +78,38 @@ impl<T> Record<T> {
             idle_deadline: policy.idle_deadline(now, absolute_deadline),
             absolute_deadline,
             owner: None,
+            binding: None,
             version: 0,
         }
+    }
+
+    /// Separates the data from the metadata.
+    pub fn split(self) -> (T, Record<()>) {
+        let Record {
+            id,
+            data,
+            flash,
+            created_at,
+            last_access,
+            idle_deadline,
+            absolute_deadline,
+            owner,
+            binding,
+            version,
+        } = self;
+        let meta = Record {
+            id,
+            data: (),
+            flash,
+            created_at,
+            last_access,
+            idle_deadline,
+            absolute_deadline,
+            owner,
+            binding,
+            version,
+        };
+        (data, meta)
     }
 
     /// The instant the session dies if nothing happens: the earlier deadline.
@@ -106,6 +140,36 @@ impl<T> Record<T> {
     pub fn touch(&mut self, now: SystemTime, policy: &ExpiryPolicy) {
         self.last_access = now;
         self.idle_deadline = policy.idle_deadline(now, self.absolute_deadline);
+    }
+}
+
+impl Record<()> {
+    /// Puts data back into metadata split off with [`Record::split`].
+    pub fn join<T>(self, data: T) -> Record<T> {
+        let Record {
+            id,
+            flash,
+            created_at,
+            last_access,
+            idle_deadline,
+            absolute_deadline,
+            owner,
+            binding,
+            version,
+            ..
+        } = self;
+        Record {
+            id,
+            data,
+            flash,
+            created_at,
+            last_access,
+            idle_deadline,
+            absolute_deadline,
+            owner,
+            binding,
+            version,
+        }
     }
 }
 

@@ -5,6 +5,12 @@
 //! out. Lifecycle operations ([`Session::regenerate_id`], [`Session::destroy`],
 //! [`Session::touch`]) take effect at that save, atomically in the store.
 //!
+//! The data and the metadata sit behind separate locks: while you hold the
+//! guard from [`Session::data`] or [`Session::data_mut`] you may call every
+//! other method (`id`, `expires_at`, `flash`, …). Only `data`/`data_mut` wait
+//! for each other, as a `RefCell` borrow would; never hold a guard across an
+//! `.await`.
+//!
 //! ```
 //! use sessionkit::Session;
 //!
@@ -14,11 +20,13 @@
 //! let session: Session<Cart> = Session::detached();
 //! assert!(session.is_new());
 //! session.data_mut().items.push("book".into());
-//! assert_eq!(session.data().items.len(), 1);
-//! assert!(!session.is_expired());
+//! let cart = session.data();
+//! assert_eq!(cart.items.len(), 1);
+//! assert!(!session.is_expired()); // fine while `cart` is held
 //! ```
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,19 +37,21 @@ use crate::flash::{Flash, FlashMessage};
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 
-/// Everything one request knows about its session.
-pub(crate) struct State<T> {
-    pub record: Record<T>,
-    /// The data as loaded, captured on the first `data_mut` (for merging on conflict).
+/// The data, and a copy of it as loaded (taken on the first `data_mut`).
+pub(crate) struct DataCell<T> {
+    pub data: T,
+    /// The data as loaded, for merging on a concurrent update.
     pub base: Option<T>,
-    pub is_new: bool,
-    /// Data, flash or owner changed.
-    pub dirty: bool,
+}
+
+/// Everything but the data.
+pub(crate) struct Meta {
+    pub record: Record<()>,
     /// The application asked to record activity.
     pub touched: bool,
     pub destroyed: bool,
     pub regenerated_from: Option<SessionId>,
-    /// Flash visible in this request: first `incoming_flash` came from the store.
+    /// Flash visible in this request: the first `incoming_flash` came from the store.
     pub visible_flash: Vec<FlashMessage>,
     pub incoming_flash: usize,
     /// The request presented a cookie that named no live session.
@@ -49,7 +59,11 @@ pub(crate) struct State<T> {
 }
 
 pub(crate) struct Shared<T> {
-    pub state: Mutex<State<T>>,
+    pub data: Mutex<DataCell<T>>,
+    pub meta: Mutex<Meta>,
+    /// Data, flash, owner or id changed.
+    pub dirty: AtomicBool,
+    pub is_new: bool,
     pub clock: Arc<dyn Clock>,
     pub policy: ExpiryPolicy,
 }
@@ -69,94 +83,92 @@ impl<T> Clone for Session<T> {
 
 impl<T: SessionData> std::fmt::Debug for Session<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.shared.state.lock();
+        let m = self.shared.meta.lock();
         f.debug_struct("Session")
-            .field("record", &s.record)
-            .field("is_new", &s.is_new)
-            .field("dirty", &s.dirty)
+            .field("record", &m.record)
+            .field("is_new", &self.shared.is_new)
+            .field("dirty", &self.shared.dirty.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl<T: SessionData> Session<T> {
-    pub(crate) fn from_state(state: State<T>, clock: Arc<dyn Clock>, policy: ExpiryPolicy) -> Self {
+    fn build(
+        record: Record<T>,
+        is_new: bool,
+        stale_cookie: bool,
+        clock: Arc<dyn Clock>,
+        policy: ExpiryPolicy,
+    ) -> Self {
+        let (data, mut record) = record.split();
+        let visible_flash = std::mem::take(&mut record.flash);
+        let incoming_flash = visible_flash.len();
         Session {
             shared: Arc::new(Shared {
-                state: Mutex::new(state),
+                data: Mutex::new(DataCell { data, base: None }),
+                meta: Mutex::new(Meta {
+                    record,
+                    touched: false,
+                    destroyed: false,
+                    regenerated_from: None,
+                    visible_flash,
+                    incoming_flash,
+                    stale_cookie,
+                }),
+                dirty: AtomicBool::new(false),
+                is_new,
                 clock,
                 policy,
             }),
         }
     }
 
-    pub(crate) fn fresh(clock: Arc<dyn Clock>, policy: ExpiryPolicy, stale_cookie: bool) -> Self {
-        let record = Record::new(SessionId::generate(), T::default(), clock.now(), &policy);
-        Self::from_state(
-            State {
-                record,
-                base: None,
-                is_new: true,
-                dirty: false,
-                touched: false,
-                destroyed: false,
-                regenerated_from: None,
-                visible_flash: Vec::new(),
-                incoming_flash: 0,
-                stale_cookie,
-            },
-            clock,
-            policy,
-        )
-    }
-
-    pub(crate) fn loaded(
-        mut record: Record<T>,
+    pub(crate) fn fresh(
         clock: Arc<dyn Clock>,
         policy: ExpiryPolicy,
+        stale_cookie: bool,
+        binding: Option<String>,
     ) -> Self {
-        let visible_flash = std::mem::take(&mut record.flash);
-        let incoming_flash = visible_flash.len();
-        Self::from_state(
-            State {
-                record,
-                base: None,
-                is_new: false,
-                dirty: false,
-                touched: false,
-                destroyed: false,
-                regenerated_from: None,
-                visible_flash,
-                incoming_flash,
-                stale_cookie: false,
-            },
-            clock,
-            policy,
-        )
+        let mut record = Record::new(SessionId::generate(), T::default(), clock.now(), &policy);
+        record.binding = binding;
+        Self::build(record, true, stale_cookie, clock, policy)
+    }
+
+    pub(crate) fn loaded(record: Record<T>, clock: Arc<dyn Clock>, policy: ExpiryPolicy) -> Self {
+        Self::build(record, false, false, clock, policy)
     }
 
     /// A new session tied to no store or request, with default expiry and the
     /// system clock: for unit tests of code that takes a `Session<T>`.
     pub fn detached() -> Self {
-        Self::fresh(Arc::new(SystemClock), ExpiryPolicy::default(), false)
+        Self::fresh(Arc::new(SystemClock), ExpiryPolicy::default(), false, None)
     }
 
-    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> R {
-        f(&mut self.shared.state.lock())
+    pub(crate) fn with_meta<R>(&self, f: impl FnOnce(&mut Meta) -> R) -> R {
+        f(&mut self.shared.meta.lock())
+    }
+
+    pub(crate) fn mark_dirty(&self) {
+        self.shared.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.shared.dirty.load(Ordering::Relaxed)
     }
 
     /// Reads the data. Do not hold the guard across an `.await`.
     pub fn data(&self) -> impl Deref<Target = T> + '_ {
-        MutexGuard::map(self.shared.state.lock(), |s| &mut s.record.data)
+        MutexGuard::map(self.shared.data.lock(), |c| &mut c.data)
     }
 
     /// Changes the data; the session will be saved. Do not hold the guard across an `.await`.
     pub fn data_mut(&self) -> impl DerefMut<Target = T> + '_ {
-        let mut guard = self.shared.state.lock();
-        if !guard.is_new && guard.base.is_none() {
-            guard.base = Some(guard.record.data.clone());
+        let mut guard = self.shared.data.lock();
+        if !self.shared.is_new && guard.base.is_none() {
+            guard.base = Some(guard.data.clone());
         }
-        guard.dirty = true;
-        let mapped: MappedMutexGuard<'_, T> = MutexGuard::map(guard, |s| &mut s.record.data);
+        self.mark_dirty();
+        let mapped: MappedMutexGuard<'_, T> = MutexGuard::map(guard, |c| &mut c.data);
         mapped
     }
 
@@ -167,39 +179,39 @@ impl<T: SessionData> Session<T> {
 
     /// The session id. For a new session it is the id it will be saved under.
     pub fn id(&self) -> SessionId {
-        self.shared.state.lock().record.id
+        self.shared.meta.lock().record.id
     }
 
     /// Whether the session was created by this request (nothing was loaded).
     pub fn is_new(&self) -> bool {
-        self.shared.state.lock().is_new
+        self.shared.is_new
     }
 
     /// When the session was created.
     pub fn created_at(&self) -> SystemTime {
-        self.shared.state.lock().record.created_at
+        self.shared.meta.lock().record.created_at
     }
 
     /// When the session dies if nothing happens (the earlier of its deadlines).
     pub fn expires_at(&self) -> SystemTime {
-        self.shared.state.lock().record.expires_at()
+        self.shared.meta.lock().record.expires_at()
     }
 
     /// Time left before [`Session::expires_at`] (zero once expired).
     pub fn time_until_expiry(&self) -> Duration {
         let now = self.shared.clock.now();
-        self.shared.state.lock().record.time_until_expiry(now)
+        self.shared.meta.lock().record.time_until_expiry(now)
     }
 
     /// Whether a deadline has passed (by the configured clock).
     pub fn is_expired(&self) -> bool {
         let now = self.shared.clock.now();
-        self.shared.state.lock().record.expired(now).is_some()
+        self.shared.meta.lock().record.expired(now).is_some()
     }
 
     /// Whether the session is alive and not destroyed.
     pub fn is_valid(&self) -> bool {
-        !self.is_expired() && !self.shared.state.lock().destroyed
+        !self.is_expired() && !self.shared.meta.lock().destroyed
     }
 
     /// Records activity now: moves the idle deadline (if sliding expiration is
@@ -207,38 +219,38 @@ impl<T: SessionData> Session<T> {
     /// the idle window is left; call it to force it.
     pub fn touch(&self) {
         let now = self.shared.clock.now();
-        let mut s = self.shared.state.lock();
-        if self.shared.policy.sliding {
-            let policy = self.shared.policy;
-            s.record.touch(now, &policy);
+        let policy = self.shared.policy;
+        let mut m = self.shared.meta.lock();
+        if policy.sliding {
+            m.record.touch(now, &policy);
         } else {
-            s.record.last_access = now;
+            m.record.last_access = now;
         }
-        s.touched = true;
+        m.touched = true;
     }
 
     /// Gives the session a new id, keeping its data. The old id is dead once
     /// the response is saved. Call it on every privilege change (login,
     /// logout to anonymous, role change) to defeat session fixation.
     pub fn regenerate_id(&self) {
-        let mut s = self.shared.state.lock();
-        let old = s.record.id;
-        if !s.is_new && s.regenerated_from.is_none() {
-            s.regenerated_from = Some(old);
+        let mut m = self.shared.meta.lock();
+        let old = m.record.id;
+        if !self.shared.is_new && m.regenerated_from.is_none() {
+            m.regenerated_from = Some(old);
         }
-        s.record.id = SessionId::generate();
-        s.dirty = true;
+        m.record.id = SessionId::generate();
+        self.mark_dirty();
     }
 
     /// Ends the session: it is deleted from the store and the cookie expired
     /// when the response goes out. Later changes in this request are dropped.
     pub fn destroy(&self) {
-        self.shared.state.lock().destroyed = true;
+        self.shared.meta.lock().destroyed = true;
     }
 
     /// Whether [`Session::destroy`] was called.
     pub fn is_destroyed(&self) -> bool {
-        self.shared.state.lock().destroyed
+        self.shared.meta.lock().destroyed
     }
 
     /// Flash messages of this session.
@@ -248,15 +260,14 @@ impl<T: SessionData> Session<T> {
 
     /// The owner (usually the user id) the session is indexed under.
     pub fn owner(&self) -> Option<String> {
-        self.shared.state.lock().record.owner.clone()
+        self.shared.meta.lock().record.owner.clone()
     }
 
     /// Sets or clears the owner; [`crate::Sessions::revoke_owner`] then finds
     /// this session through the store's owner index.
     pub fn set_owner(&self, owner: Option<impl Into<String>>) {
-        let mut s = self.shared.state.lock();
-        s.record.owner = owner.map(Into::into);
-        s.dirty = true;
+        self.shared.meta.lock().record.owner = owner.map(Into::into);
+        self.mark_dirty();
     }
 }
 
@@ -268,9 +279,26 @@ mod tests {
     fn reading_does_not_mark_the_session_changed() {
         let s: Session<u32> = Session::detached();
         let _ = *s.data();
-        assert!(!s.with_state(|st| st.dirty));
+        assert!(!s.is_dirty());
         *s.data_mut() += 1;
-        assert!(s.with_state(|st| st.dirty));
+        assert!(s.is_dirty());
+    }
+
+    #[test]
+    fn metadata_is_readable_while_the_data_guard_is_held() {
+        let s: Session<u32> = Session::detached();
+        let mut d = s.data_mut();
+        *d += 1;
+        let _ = (
+            s.id(),
+            s.expires_at(),
+            s.time_until_expiry(),
+            s.owner(),
+            s.flash().is_empty(),
+        );
+        s.set_owner(Some("alice"));
+        drop(d);
+        assert_eq!(*s.data(), 1);
     }
 
     #[test]
@@ -288,7 +316,7 @@ mod tests {
         s.regenerate_id();
         assert_ne!(s.id(), loaded_id);
         assert_eq!(*s.data(), 5);
-        assert_eq!(s.with_state(|st| st.regenerated_from), Some(loaded_id));
+        assert_eq!(s.with_meta(|m| m.regenerated_from), Some(loaded_id));
     }
 
     #[test]

@@ -27,8 +27,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
+use crate::binding::{self, ClientInfo};
 use crate::config::Config;
 use crate::error::StoreError;
 use crate::events::{DeleteReason, EventKind};
@@ -36,10 +40,10 @@ use crate::record::{Record, SessionData};
 use crate::session::Session;
 use crate::store::{Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store};
 
-enum Plan<T> {
+enum Plan {
     Nothing(bool),
     Delete(Option<crate::SessionId>, Option<String>),
-    Save(Record<T>, Option<T>, SaveKind),
+    Save(Record<()>, SaveKind),
 }
 
 /// What to do with the session cookie once a request is done.
@@ -92,7 +96,11 @@ pub(crate) struct Core<T, S> {
 #[async_trait]
 pub(crate) trait Engine<T: SessionData>: Send + Sync + 'static {
     fn config(&self) -> &Config;
-    async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError>;
+    async fn load(
+        &self,
+        cookie_value: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Session<T>, StoreError>;
     async fn commit(
         &self,
         session: &Session<T>,
@@ -155,7 +163,17 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
     /// there is no cookie or it names no live session. Only a store failure
     /// is an error.
     pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError> {
-        self.inner.load(cookie_value).await
+        self.inner.load(cookie_value, &ClientInfo::default()).await
+    }
+
+    /// [`Sessions::load`] for a request from `client` (see [`crate::binding`]):
+    /// a session bound to another client is not returned.
+    pub async fn load_for(
+        &self,
+        cookie_value: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Session<T>, StoreError> {
+        self.inner.load(cookie_value, client).await
     }
 
     /// Saves, regenerates or deletes as the request left the session, and
@@ -222,17 +240,53 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
     }
 }
 
+impl<T: SessionData, S: Store<T>> Core<T, S> {
+    /// The binding fingerprint of `client`, base64url, when binding is on.
+    fn fingerprint(&self, client: &ClientInfo) -> Option<String> {
+        let cfg = &self.config;
+        let key = cfg.binding_key.as_ref().filter(|_| cfg.binding.enabled())?;
+        Some(URL_SAFE_NO_PAD.encode(binding::fingerprint(key.bytes(), client, &cfg.binding)))
+    }
+
+    /// Another client presented a bound session: it gets a fresh one.
+    async fn binding_mismatch(
+        &self,
+        record: Record<T>,
+        clock: Arc<dyn crate::Clock>,
+        print: String,
+    ) -> Result<Session<T>, StoreError> {
+        let cfg = &self.config;
+        metrics::counter!("sessionkit_binding_mismatches_total").increment(1);
+        tracing::info!("session presented by a client other than the one it is bound to");
+        cfg.callbacks
+            .emit(EventKind::BindingMismatch, record.owner.as_deref());
+        if cfg.binding.destroy_on_mismatch && self.store.delete(&record.id).await? {
+            cfg.callbacks.emit(
+                EventKind::Deleted(DeleteReason::BindingMismatch),
+                record.owner.as_deref(),
+            );
+        }
+        // The cookie is not this client's to keep: remove it unless a new session replaces it.
+        Ok(Session::fresh(clock, cfg.expiry, true, Some(print)))
+    }
+}
+
 #[async_trait]
 impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
     fn config(&self) -> &Config {
         &self.config
     }
 
-    async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError> {
+    async fn load(
+        &self,
+        cookie_value: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Session<T>, StoreError> {
         let cfg = &self.config;
         let clock = cfg.clock.clone();
+        let print = self.fingerprint(client);
         let Some(value) = cookie_value else {
-            return Ok(Session::fresh(clock, cfg.expiry, false));
+            return Ok(Session::fresh(clock, cfg.expiry, false, print));
         };
         let started = Instant::now();
         let loaded = self
@@ -241,9 +295,9 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             .instrument(tracing::debug_span!("sessionkit.store.load"))
             .await;
         observe("load", started, loaded.as_ref().map(|_| ()));
-        let Some(record) = loaded? else {
+        let Some(mut record) = loaded? else {
             metrics::counter!("sessionkit_invalid_lookups_total").increment(1);
-            return Ok(Session::fresh(clock, cfg.expiry, true));
+            return Ok(Session::fresh(clock, cfg.expiry, true, print));
         };
         let now = clock.now();
         if let Some(kind) = record.expired(now) {
@@ -252,13 +306,22 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             if let Err(e) = self.store.delete(&record.id).await {
                 tracing::debug!(error = %e, "could not delete an expired session");
             }
+            let owner = record.owner.as_deref();
+            cfg.callbacks.emit(EventKind::Expired(kind), owner);
             cfg.callbacks
-                .emit(EventKind::Expired(kind), record.owner.as_deref());
-            cfg.callbacks.emit(
-                EventKind::Deleted(DeleteReason::Expired(kind)),
-                record.owner.as_deref(),
-            );
-            return Ok(Session::fresh(clock, cfg.expiry, true));
+                .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
+            return Ok(Session::fresh(clock, cfg.expiry, true, print));
+        }
+        if let Some(print) = &print {
+            match &record.binding {
+                Some(bound) if !bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {
+                    return self.binding_mismatch(record, clock, print.clone()).await;
+                }
+                Some(_) => {}
+                // Created before binding was turned on: bind it to this client
+                // (written with the session's next save).
+                None => record.binding = Some(print.clone()),
+            }
         }
         cfg.callbacks
             .emit(EventKind::Loaded, record.owner.as_deref());
@@ -272,54 +335,50 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
     ) -> Result<CookieAction, StoreError> {
         let cfg = &self.config;
         let now = cfg.clock.now();
+        let dirty = session.is_dirty();
+        let is_new = session.is_new();
         // Decide under the lock, act after it: no guard lives across an await.
-        let plan = {
-            let mut s = session.shared.state.lock();
-            if s.destroyed {
-                let victim = if s.is_new {
+        let plan = session.with_meta(|m| {
+            if m.destroyed {
+                let victim = if is_new {
                     None
                 } else {
-                    Some(s.regenerated_from.unwrap_or(s.record.id))
+                    Some(m.regenerated_from.unwrap_or(m.record.id))
                 };
-                Plan::Delete(victim, s.record.owner.clone())
-            } else {
-                let needs_touch = !s.is_new
-                    && cfg.expiry.needs_touch(
-                        now,
-                        s.record.idle_deadline,
-                        s.record.absolute_deadline,
-                    );
-                // A write is happening anyway: record the activity for free.
-                if needs_touch || (s.dirty && cfg.expiry.sliding) {
-                    s.record.touch(now, &cfg.expiry);
-                }
-                let changed = s.dirty || (!s.is_new && (s.touched || needs_touch));
-                if !changed {
-                    Plan::Nothing(s.stale_cookie)
-                } else {
-                    let mut record = s.record.clone();
-                    // Unread flash from earlier requests stays; new flash goes after it.
-                    let mut flash = s.visible_flash[..s.incoming_flash].to_vec();
-                    flash.append(&mut record.flash);
-                    record.flash = flash;
-                    let kind = if s.is_new {
-                        SaveKind::Create
-                    } else if let Some(old) = s.regenerated_from {
-                        SaveKind::Regenerate { old }
-                    } else {
-                        SaveKind::Update
-                    };
-                    Plan::Save(record, s.base.clone(), kind)
-                }
+                return Plan::Delete(victim, m.record.owner.clone());
             }
-        };
+            let needs_touch = !is_new
+                && cfg
+                    .expiry
+                    .needs_touch(now, m.record.idle_deadline, m.record.absolute_deadline);
+            // A write is happening anyway: record the activity for free.
+            if needs_touch || (dirty && cfg.expiry.sliding) {
+                m.record.touch(now, &cfg.expiry);
+            }
+            if !(dirty || (!is_new && (m.touched || needs_touch))) {
+                return Plan::Nothing(m.stale_cookie);
+            }
+            let mut meta = m.record.clone();
+            // Unread flash from earlier requests stays; new flash goes after it.
+            let mut flash = m.visible_flash[..m.incoming_flash].to_vec();
+            flash.append(&mut meta.flash);
+            meta.flash = flash;
+            let kind = if is_new {
+                SaveKind::Create
+            } else if let Some(old) = m.regenerated_from {
+                SaveKind::Regenerate { old }
+            } else {
+                SaveKind::Update
+            };
+            Plan::Save(meta, kind)
+        });
         let (record, base, kind) = match plan {
             Plan::Nothing(stale) => {
                 return Ok(if stale {
                     CookieAction::Remove
                 } else {
                     CookieAction::None
-                })
+                });
             }
             Plan::Delete(victim, owner) => {
                 if let Some(id) = victim {
@@ -338,7 +397,10 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     CookieAction::None
                 });
             }
-            Plan::Save(record, base, kind) => (record, base, kind),
+            Plan::Save(meta, kind) => {
+                let cell = session.shared.data.lock();
+                (meta.join(cell.data.clone()), cell.base.clone(), kind)
+            }
         };
         let owner = record.owner.clone();
         let started = Instant::now();

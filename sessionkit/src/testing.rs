@@ -8,12 +8,12 @@
 //! sessionkit::query_store_conformance_tests!(my_store_query, async { MyStore::connect("…").await });
 //! ```
 //!
-//! - [`store_conformance_tests!`]: every store (including stores that seal the
+//! - [`store_conformance_tests!`](crate::store_conformance_tests): every store (including stores that seal the
 //!   session in the cookie).
-//! - [`server_store_conformance_tests!`]: stores that keep sessions server-side:
+//! - [`server_store_conformance_tests!`](crate::server_store_conformance_tests): stores that keep sessions server-side:
 //!   no overwrite on create, no resurrection after delete, atomic regenerate,
 //!   no lost update between concurrent requests.
-//! - [`query_store_conformance_tests!`]: the [`QueryStore`] operations and the owner index.
+//! - [`query_store_conformance_tests!`](crate::query_store_conformance_tests): the [`QueryStore`] operations and the owner index.
 //!
 //! The suite uses its own data type, [`TestData`]: a store under test must be
 //! a `Store<TestData>`. Each case takes a fresh store from the given expression
@@ -395,7 +395,7 @@ pub mod query_cases {
     }
 }
 
-/// Generates one `#[tokio::test]` per case of [`cases`] in a module `$name`.
+/// Generates one `#[tokio::test]` per case of [`cases`](crate::testing::cases) in a module `$name`.
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($name:ident, $make:expr) => {
@@ -407,7 +407,7 @@ macro_rules! store_conformance_tests {
     };
 }
 
-/// Generates one `#[tokio::test]` per case of [`server_cases`] in a module `$name`.
+/// Generates one `#[tokio::test]` per case of [`server_cases`](crate::testing::server_cases) in a module `$name`.
 #[macro_export]
 macro_rules! server_store_conformance_tests {
     ($name:ident, $make:expr) => {
@@ -424,7 +424,7 @@ macro_rules! server_store_conformance_tests {
     };
 }
 
-/// Generates one `#[tokio::test]` per case of [`query_cases`] in a module `$name`.
+/// Generates one `#[tokio::test]` per case of [`query_cases`](crate::testing::query_cases) in a module `$name`.
 #[macro_export]
 macro_rules! query_store_conformance_tests {
     ($name:ident, $make:expr) => {

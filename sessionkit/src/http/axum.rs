@@ -12,58 +12,31 @@
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::StatusCode;
 
-use crate::http::{ErrorResponse, SessionSlot};
+use crate::http::{extract, extract_optional, SessionSlot};
 use crate::record::SessionData;
 use crate::session::Session;
 
-/// Why `Session<T>` could not be extracted.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SessionRejection {
-    /// No `SessionLayer<T>` for this data type wraps the route.
-    MissingLayer(&'static str),
-    /// The store failed; carries the response the error responder chose.
-    Unavailable(ErrorResponse),
-}
+pub use crate::http::SessionRejection;
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
-        match self {
-            SessionRejection::MissingLayer(ty) => {
-                tracing::error!(
-                    data = ty,
-                    "Session<T> extracted without SessionLayer<T>: add `.layer(SessionLayer::new(&sessions))` \
-                     to the router, with the same T"
-                );
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Session layer missing for this route (server misconfiguration).\n",
-                )
-                    .into_response()
-            }
-            SessionRejection::Unavailable(e) => super::tower::render(e),
+        if let SessionRejection::MissingLayer(ty) = &self {
+            tracing::error!(
+                data = ty,
+                "Session<T> extracted without SessionLayer<T>: add `.layer(SessionLayer::new(&sessions))` \
+                 to the router, with the same T"
+            );
         }
+        super::tower::render(self.response())
     }
-}
-
-fn slot<T: SessionData>(parts: &Parts) -> Result<SessionSlot<T>, SessionRejection> {
-    parts
-        .extensions
-        .get::<SessionSlot<T>>()
-        .cloned()
-        .ok_or(SessionRejection::MissingLayer(std::any::type_name::<T>()))
 }
 
 impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for Session<T> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let slot = slot::<T>(parts)?;
-        slot.session()
-            .await
-            .map_err(|e| SessionRejection::Unavailable(slot.error_response(&e)))
+        extract(parts.extensions.get::<SessionSlot<T>>().cloned()).await
     }
 }
 
@@ -74,13 +47,6 @@ impl<S: Send + Sync, T: SessionData> OptionalFromRequestParts<S> for Session<T> 
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let slot = slot::<T>(parts)?;
-        match slot.session().await {
-            Ok(s) => Ok(Some(s)),
-            Err(e) => {
-                tracing::warn!(error = %e, "session store failed; serving the request without a session");
-                Ok(None)
-            }
-        }
+        extract_optional(parts.extensions.get::<SessionSlot<T>>().cloned()).await
     }
 }

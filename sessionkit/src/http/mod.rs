@@ -2,33 +2,41 @@
 //! headers, rendering `Set-Cookie`, the per-request [`SessionSlot`] that loads
 //! lazily, and the response sent when the store fails.
 //!
-//! The adapters ([`tower`](crate::http::tower) for axum and any tower stack)
-//! only move headers in and out of this module; every rule lives here or in
-//! [`crate::Sessions`].
+//! The adapters ([`tower`] for axum and any tower stack,
+//! `actix` for actix-web, feature `actix`) only move headers in and out of
+//! this module; every rule lives here or in [`crate::Sessions`].
 //!
 //! # When the store fails
 //! - **Load fails** (the handler asked for `Session<T>`): the request gets the
 //!   [`ErrorResponder`]'s response, by default `503 Service Unavailable` with a
 //!   short text body and `Retry-After: 1`. Handlers that can work without a
-//!   session take `Option<Session<T>>` and get `None` instead.
+//!   session take `Option<Session<T>>` (axum) or `MaybeSession<T>`
+//!   (actix-web) and get `None` instead; both still answer `500` when the
+//!   session middleware is missing, since that is a bug to fix, not an outage.
 //! - **Save fails** after the handler ran: the handler's response is replaced
 //!   by the error response, with no `Set-Cookie`: the client keeps the cookie
 //!   it had, and never receives a cookie for state that was not stored.
 //! - The client's cookie is never overwritten by a throw-away session while the
 //!   store is down.
 
+// Without an adapter feature the edge helpers have no caller yet.
+#![cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
+
 use std::sync::Arc;
 
-use http::header::{HeaderMap, COOKIE};
+use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::StatusCode;
 use tokio::sync::OnceCell;
 
+use crate::binding::{ClientHeaders, ClientInfo};
 use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::session::Session;
 use crate::sessions::{CookieAction, Engine};
 
+#[cfg(feature = "actix")]
+pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 #[cfg(feature = "axum")]
@@ -57,10 +65,37 @@ pub enum CookieLookup<'a> {
 /// assert_eq!(find_cookie(&h, "id"), CookieLookup::Found("abc"));
 /// ```
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
+    find_cookie_in(
+        headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+        name,
+    )
+}
+
+/// Finds the cookie named exactly `name` in the raw values of a request's
+/// `Cookie` headers, for frameworks whose header types are not [`http`] 1's.
+///
+/// ```
+/// use sessionkit::http::{find_cookie_in, CookieLookup};
+/// let headers: [&[u8]; 2] = [b"a=1", b"id=abc"];
+/// assert_eq!(find_cookie_in(headers, "id"), CookieLookup::Found("abc"));
+/// ```
+pub fn find_cookie_in<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+    name: &str,
+) -> CookieLookup<'a> {
     let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        // Non-ASCII headers are not valid cookies; skip them rather than fail.
-        let Ok(text) = header.to_str() else { continue };
+    for header in cookie_headers {
+        // Non-ASCII headers are not valid cookies; skip them rather than fail
+        // (the same bytes `HeaderValue::to_str` accepts).
+        if !header
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(header) else {
+            continue;
+        };
         for pair in text.split(';') {
             let Some((k, v)) = pair.split_once('=') else {
                 continue;
@@ -124,6 +159,68 @@ pub struct ErrorResponse {
     pub retry_after: Option<u32>,
 }
 
+impl ErrorResponse {
+    /// Writes the headers that go with the body: content type, `no-store`
+    /// and `Retry-After`. Adapters call it on a response that has none yet.
+    pub(crate) fn write_headers(&self, headers: &mut impl HeaderSink) {
+        headers.add("content-type", "text/plain; charset=utf-8");
+        headers.add("cache-control", "no-store");
+        if let Some(secs) = self.retry_after {
+            headers.add("retry-after", &secs.to_string());
+        }
+    }
+}
+
+/// The response headers of whatever framework serves the request, as the
+/// session edge writes them. Header names are lowercase and valid.
+pub(crate) trait HeaderSink {
+    /// Whether the response already has a header of this name.
+    fn has(&self, name: &'static str) -> bool;
+    /// Adds a header after any of the same name; `false` (and nothing added)
+    /// when the value is not a valid header value.
+    fn add(&mut self, name: &'static str, value: &str) -> bool;
+}
+
+impl HeaderSink for HeaderMap {
+    fn has(&self, name: &'static str) -> bool {
+        self.contains_key(name)
+    }
+    fn add(&mut self, name: &'static str, value: &str) -> bool {
+        HeaderValue::from_str(value)
+            .map(|v| self.append(http::HeaderName::from_static(name), v))
+            .is_ok()
+    }
+}
+
+/// Why a `Session<T>` extractor could not produce a session. Each adapter
+/// renders it (axum: `IntoResponse`, actix-web: `ResponseError`) from
+/// [`SessionRejection::response`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionRejection {
+    /// No session middleware for this data type wraps the route.
+    #[error("no session middleware for session data type {0} wraps this route")]
+    MissingLayer(&'static str),
+    /// The store failed; carries the response the error responder chose.
+    #[error("session store failed ({})", .0.status)]
+    Unavailable(ErrorResponse),
+}
+
+impl SessionRejection {
+    /// The response the client gets: the error responder's for a store
+    /// failure, a `500` naming the misconfiguration for a missing middleware.
+    pub fn response(&self) -> ErrorResponse {
+        match self {
+            SessionRejection::MissingLayer(_) => ErrorResponse {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: "Session layer missing for this route (server misconfiguration).\n".into(),
+                retry_after: None,
+            },
+            SessionRejection::Unavailable(e) => e.clone(),
+        }
+    }
+}
+
 /// Turns a store failure into the response the client sees. Closures
 /// `Fn(&StoreError) -> ErrorResponse` implement it.
 pub trait ErrorResponder: Send + Sync + 'static {
@@ -183,16 +280,36 @@ struct SlotInner<T: SessionData> {
     engine: Arc<dyn Engine<T>>,
     responder: Arc<dyn ErrorResponder>,
     cookie: Option<String>,
+    client: ClientInfo,
     session: OnceCell<Session<T>>,
 }
 
 impl<T: SessionData> SessionSlot<T> {
+    #[cfg(feature = "axum")]
     pub(crate) fn new(
         engine: Arc<dyn Engine<T>>,
         responder: Arc<dyn ErrorResponder>,
         headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
     ) -> Self {
-        let cookie = match find_cookie(headers, engine.config().cookie().name()) {
+        let cookie_headers = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+        let binding = engine.config().binding();
+        let client = if binding.enabled() {
+            ClientInfo::from_request(peer, &ClientHeaders::from_header_map(headers), binding)
+        } else {
+            ClientInfo::default()
+        };
+        Self::from_cookie_headers(engine, responder, cookie_headers, client)
+    }
+
+    /// The slot for a request whose `Cookie` header values are `cookie_headers`.
+    pub(crate) fn from_cookie_headers<'a>(
+        engine: Arc<dyn Engine<T>>,
+        responder: Arc<dyn ErrorResponder>,
+        cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+        client: ClientInfo,
+    ) -> Self {
+        let cookie = match find_cookie_in(cookie_headers, engine.config().cookie().name()) {
             CookieLookup::Found(v) => Some(v.to_owned()),
             CookieLookup::Missing | CookieLookup::Ambiguous => None,
         };
@@ -201,6 +318,7 @@ impl<T: SessionData> SessionSlot<T> {
                 engine,
                 responder,
                 cookie,
+                client,
                 session: OnceCell::new(),
             }),
         }
@@ -211,7 +329,7 @@ impl<T: SessionData> SessionSlot<T> {
     pub async fn session(&self) -> Result<Session<T>, StoreError> {
         let i = &self.inner;
         i.session
-            .get_or_try_init(|| i.engine.load(i.cookie.as_deref()))
+            .get_or_try_init(|| i.engine.load(i.cookie.as_deref(), &i.client))
             .await
             .cloned()
     }
@@ -230,6 +348,64 @@ impl<T: SessionData> SessionSlot<T> {
         };
         let action = i.engine.commit(session, i.cookie.as_deref()).await?;
         Ok(set_cookie_header(i.engine.config().cookie(), &action))
+    }
+}
+
+impl<T: SessionData> SessionSlot<T> {
+    /// [`SessionSlot::finish`] applied to the handler's response headers:
+    /// adds `Set-Cookie` (and `Cache-Control: no-store` unless the handler
+    /// chose a caching policy). `Err` carries the response that must replace
+    /// the handler's, because the session could not be saved.
+    pub(crate) async fn finish_into(
+        &self,
+        headers: &mut impl HeaderSink,
+    ) -> Result<(), ErrorResponse> {
+        match self.finish().await {
+            Ok(None) => Ok(()),
+            Ok(Some(set_cookie)) => {
+                // A response that sets the session cookie must not be
+                // cached and replayed to someone else.
+                if headers.add("set-cookie", &set_cookie) && !headers.has("cache-control") {
+                    headers.add("cache-control", "no-store");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "session could not be saved; replacing the response");
+                Err(self.error_response(&e))
+            }
+        }
+    }
+}
+
+fn installed<T: SessionData>(
+    slot: Option<SessionSlot<T>>,
+) -> Result<SessionSlot<T>, SessionRejection> {
+    slot.ok_or(SessionRejection::MissingLayer(std::any::type_name::<T>()))
+}
+
+/// What the `Session<T>` extractors of every adapter do, given the slot the
+/// middleware left in the request (`None`: no middleware).
+pub(crate) async fn extract<T: SessionData>(
+    slot: Option<SessionSlot<T>>,
+) -> Result<Session<T>, SessionRejection> {
+    let slot = installed(slot)?;
+    slot.session()
+        .await
+        .map_err(|e| SessionRejection::Unavailable(slot.error_response(&e)))
+}
+
+/// The anonymous mode of the extractors: `None` when the store fails, still
+/// a rejection when the middleware is missing (that is a bug to surface).
+pub(crate) async fn extract_optional<T: SessionData>(
+    slot: Option<SessionSlot<T>>,
+) -> Result<Option<Session<T>>, SessionRejection> {
+    match installed(slot)?.session().await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store failed; serving the request without a session");
+            Ok(None)
+        }
     }
 }
 

@@ -27,9 +27,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum_core::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
-use http::{HeaderValue, Request};
+use axum_core::response::Response;
+use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -96,17 +95,9 @@ impl<Svc: Clone, T: SessionData> Clone for SessionService<Svc, T> {
 
 /// Renders an [`ErrorResponse`] as an HTTP response.
 pub(crate) fn render(e: ErrorResponse) -> Response {
-    let mut resp = (e.status, e.body).into_response();
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(secs) = e.retry_after {
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
+    let mut resp = Response::new(e.body.clone().into());
+    *resp.status_mut() = e.status;
+    e.write_headers(resp.headers_mut());
     resp
 }
 
@@ -130,6 +121,9 @@ where
             self.layer.engine.clone(),
             self.layer.responder.clone(),
             req.headers(),
+            req.extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
         );
         req.extensions_mut().insert(slot.clone());
         // The clone that was made ready is the one we must call.
@@ -137,23 +131,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut resp = inner.call(req).await?;
-            match slot.finish().await {
-                Ok(None) => {}
-                Ok(Some(set_cookie)) => {
-                    if let Ok(v) = HeaderValue::from_str(&set_cookie) {
-                        let headers = resp.headers_mut();
-                        headers.append(SET_COOKIE, v);
-                        // A response that sets the session cookie must not be
-                        // cached and replayed to someone else.
-                        if !headers.contains_key(CACHE_CONTROL) {
-                            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "session could not be saved; replacing the response");
-                    resp = render(slot.error_response(&e));
-                }
+            if let Err(e) = slot.finish_into(resp.headers_mut()).await {
+                resp = render(e);
             }
             Ok(resp)
         })

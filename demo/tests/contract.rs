@@ -1,0 +1,417 @@
+//! The JSON contract, driven over a real TCP socket with reqwest.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::{assert_anonymous, send, start, Browser, CookieChange, COOKIE_NAME};
+use futures_util::stream::BoxStream;
+use reqwest::header::{HeaderValue, CACHE_CONTROL, COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sessionkit::store::memory::MemoryStore;
+use sessionkit::store::{Removed, Save, SaveOutcome};
+use sessionkit::{Config, QueryStore, Record, SessionId, Sessions, Store, StoreError};
+use sessionkit_demo::{app, serve_app, DemoSession};
+
+#[tokio::test]
+async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected() {
+    let server = start(Config::default()).await;
+    let mut b = Browser::new(&server.url());
+
+    let login = b.login("alice").await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let CookieChange::Set(cookie) = login.cookie.clone() else {
+        panic!("login sets the session cookie: {login:?}");
+    };
+    let header = &login.set_cookie_headers[0];
+    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(header.contains(attr), "{header} lacks {attr}");
+    }
+    assert_eq!(login.headers[CACHE_CONTROL], "no-store");
+
+    let me = b.me().await;
+    assert_eq!(me["logged_in"], true);
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["counter"], 0);
+    let expires = me["expires_in_secs"].as_u64().unwrap();
+    assert!(expires > 0 && expires <= 30 * 60, "{me}");
+
+    assert_eq!(b.increment().await, 1);
+    assert_eq!(b.increment().await, 2);
+    assert_eq!(b.me().await["counter"], 2);
+
+    let flash = b.flash().await;
+    assert_eq!(
+        flash,
+        json!([{ "key": "notice", "value": "Welcome, alice" }])
+    );
+    assert_eq!(b.flash().await, json!([]), "reading flash consumes it");
+
+    let logout = b.logout().await;
+    assert_eq!(logout.status, StatusCode::OK);
+    assert_eq!(logout.body, json!({ "logged_out": true }));
+    assert_eq!(
+        logout.cookie,
+        CookieChange::Removed,
+        "logout expires the cookie"
+    );
+    assert!(logout.set_cookie_headers[0].contains("Path=/"));
+
+    // The attacker who kept the old cookie gets nothing back.
+    let mut replay = Browser::with_cookie(&server.url(), &cookie);
+    assert_anonymous(&replay.me().await);
+    assert_eq!(
+        replay.increment().await,
+        1,
+        "the old data does not come back"
+    );
+    assert_ne!(replay.cookie.as_deref(), Some(cookie.as_str()));
+    assert_anonymous(&Browser::with_cookie(&server.url(), &cookie).me().await);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_clients_never_see_each_others_data() {
+    const CLIENTS: usize = 100;
+    const INCREMENTS: i64 = 10;
+    let server = start(Config::default()).await;
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let mut b = Browser {
+            http: http.clone(),
+            ..Browser::new(&server.url())
+        };
+        tasks.push(tokio::spawn(async move {
+            let name = format!("user-{i}");
+            assert_eq!(b.login(&name).await.status, StatusCode::OK);
+            for n in 1..=INCREMENTS {
+                assert_eq!(b.increment().await, n, "{name} saw another counter");
+                let me = b.me().await;
+                assert_eq!(me["username"], name.as_str(), "{name} saw {me}");
+            }
+            let flash = b.flash().await;
+            assert_eq!(
+                flash,
+                json!([{ "key": "notice", "value": format!("Welcome, {name}") }])
+            );
+            (name, b.cookie.unwrap())
+        }));
+    }
+    let mut cookies = Vec::new();
+    for t in tasks {
+        cookies.push(t.await.expect("client task"));
+    }
+    for (name, cookie) in &cookies {
+        let me = Browser::with_cookie(&server.url(), cookie).me().await;
+        assert_eq!(me["username"], name.as_str());
+        assert_eq!(me["counter"], INCREMENTS);
+    }
+    let distinct: std::collections::HashSet<_> = cookies.iter().map(|(_, c)| c).collect();
+    assert_eq!(distinct.len(), CLIENTS);
+}
+
+#[tokio::test]
+async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session() {
+    let server = start(Config::default()).await;
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    alice.increment().await;
+    assert_eq!(alice.me().await["username"], "alice");
+
+    let http = reqwest::Client::new();
+    let r = send(&http, &server.url(), Method::GET, "/api/me", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_anonymous(&r.body);
+    assert_eq!(
+        r.cookie,
+        CookieChange::None,
+        "reading a new session stores nothing"
+    );
+    let f = send(&http, &server.url(), Method::GET, "/api/flash", None, None).await;
+    assert_eq!(
+        f.body,
+        json!({ "messages": [] }),
+        "alice's flash is not shown"
+    );
+}
+
+#[tokio::test]
+async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead() {
+    let server = start(Config::default()).await;
+    let mut b = Browser::new(&server.url());
+    assert_eq!(b.increment().await, 1, "an anonymous session");
+    let before = b.cookie.clone().expect("anonymous session has a cookie");
+
+    let login = b.login("alice").await;
+    let CookieChange::Set(after) = login.cookie else {
+        panic!("login must send a new cookie");
+    };
+    assert_ne!(before, after);
+
+    // The fixated cookie (planted by an attacker before login) is dead.
+    let mut attacker = Browser::with_cookie(&server.url(), &before);
+    let r = attacker.request(Method::GET, "/api/me", None).await;
+    assert_anonymous(&r.body);
+    assert_eq!(r.cookie, CookieChange::Removed, "a dead cookie is expired");
+
+    // The data came along to the new id.
+    let me = b.me().await;
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["counter"], 1);
+}
+
+#[tokio::test]
+async fn logging_in_as_someone_else_does_not_inherit_their_counter() {
+    let server = start(Config::default()).await;
+    let mut b = Browser::new(&server.url());
+    b.login("alice").await;
+    b.increment().await;
+    b.login("bob").await;
+    let me = b.me().await;
+    assert_eq!(me["username"], "bob");
+    assert_eq!(me["counter"], 0);
+    b.increment().await;
+    b.login("bob").await;
+    assert_eq!(
+        b.me().await["counter"],
+        1,
+        "logging in again as bob keeps bob's counter"
+    );
+}
+
+#[tokio::test]
+async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else() {
+    let server = start(Config::default()).await;
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        let mut b = Browser::new(&server.url());
+        b.login("alice").await;
+        b.increment().await;
+        alices.push(b);
+    }
+    let mut bob = Browser::new(&server.url());
+    bob.login("bob").await;
+
+    let mut admin = Browser::new(&server.url());
+    let r = admin
+        .request(Method::POST, "/api/admin/revoke/alice", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, json!({ "revoked": 3 }));
+    assert_eq!(
+        r.cookie,
+        CookieChange::None,
+        "revoking does not touch the admin's session"
+    );
+
+    for b in &mut alices {
+        let r = b.request(Method::GET, "/api/me", None).await;
+        assert_anonymous(&r.body);
+        assert_eq!(r.cookie, CookieChange::Removed);
+    }
+    assert_eq!(bob.me().await["username"], "bob");
+
+    let again = admin
+        .request(Method::POST, "/api/admin/revoke/alice", None)
+        .await;
+    assert_eq!(again.body, json!({ "revoked": 0 }));
+    let bad = admin
+        .request(Method::POST, "/api/admin/revoke/%0A", None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body["error"].is_string(), "{}", bad.text);
+}
+
+#[tokio::test]
+async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error() {
+    let server = start(Config::default()).await;
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    let real = alice.cookie.clone().unwrap();
+    let mut flipped = real.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+
+    let long = "A".repeat(5000);
+    let unknown = "A".repeat(real.len());
+    let headers: Vec<Vec<u8>> = vec![
+        format!("{COOKIE_NAME}=garbage").into(),
+        format!("{COOKIE_NAME}={flipped}").into(),
+        format!("{COOKIE_NAME}={unknown}").into(),
+        format!("{COOKIE_NAME}={}", &real[..real.len() - 1]).into(),
+        format!("{COOKIE_NAME}={real}x").into(),
+        format!("{COOKIE_NAME}={long}").into(),
+        format!("{COOKIE_NAME}=").into(),
+        format!("{COOKIE_NAME}=\"\"").into(),
+        format!("{COOKIE_NAME}=%00%ff../..").into(),
+        format!("{COOKIE_NAME}={real}; {COOKIE_NAME}={real}").into(),
+        format!("{COOKIE_NAME}=garbage; {COOKIE_NAME}={real}").into(),
+        b"id=\xff\xfe\x80".to_vec(),
+        b";;;==;".to_vec(),
+    ];
+    let http = reqwest::Client::new();
+    for h in &headers {
+        for (method, path) in [(Method::GET, "/api/me"), (Method::POST, "/api/counter")] {
+            let resp = http
+                .request(method.clone(), format!("{}{path}", server.url()))
+                .header(COOKIE, HeaderValue::from_bytes(h).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let shown = String::from_utf8_lossy(h);
+            assert_eq!(
+                resp.status(),
+                StatusCode::OK,
+                "{method} {path} with {shown:.80}"
+            );
+            let body: serde_json::Value = resp.json().await.unwrap();
+            if path == "/api/me" {
+                assert_anonymous(&body);
+            } else {
+                assert_eq!(body["counter"], 1, "{shown:.80} reached someone's counter");
+            }
+        }
+    }
+    let me = alice.me().await;
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["counter"], 0, "alice's session was never reached");
+}
+
+#[tokio::test]
+async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session() {
+    let server = start(Config::default()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/login", server.url());
+    let too_long = "x".repeat(65);
+    for body in [
+        json!({ "username": "" }),
+        json!({ "username": "   " }),
+        json!({ "username": too_long }),
+        json!({ "username": "a\u{0}b" }),
+        json!({ "username": 42 }),
+        json!({ "name": "alice" }),
+        json!(["alice"]),
+    ] {
+        let r = http.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert!(r.headers().get("set-cookie").is_none(), "{body}");
+        let err: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            err["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{err}"
+        );
+    }
+    for raw in ["", "{", "not json", "\u{feff}{}"] {
+        let r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{raw:?}");
+        let err: serde_json::Value = r.json().await.unwrap();
+        assert!(err["error"].as_str().unwrap().contains("username"), "{err}");
+    }
+    let no_type = http
+        .post(&url)
+        .body(r#"{"username":"a"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_type.status(), StatusCode::BAD_REQUEST);
+
+    let longest = "é".repeat(64);
+    let ok = Browser::new(&server.url()).login(&longest).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.body["username"], longest.as_str());
+}
+
+/// A store that counts every call, to show which routes touch the store.
+#[derive(Clone, Default)]
+struct CountingStore {
+    inner: MemoryStore<DemoSession>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl CountingStore {
+    fn tick(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Store<DemoSession> for CountingStore {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<DemoSession>>, StoreError> {
+        self.tick();
+        self.inner.load(cookie_value).await
+    }
+    async fn save(&self, save: Save<'_, DemoSession>) -> Result<SaveOutcome, StoreError> {
+        self.tick();
+        self.inner.save(save).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.tick();
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait]
+impl QueryStore<DemoSession> for CountingStore {
+    fn iter(&self) -> BoxStream<'_, Result<Record<DemoSession>, StoreError>> {
+        self.tick();
+        self.inner.iter()
+    }
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<DemoSession>>, StoreError> {
+        self.tick();
+        self.inner.by_owner(owner).await
+    }
+    async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+        self.tick();
+        self.inner.delete_owner(owner).await
+    }
+}
+
+#[tokio::test]
+async fn routes_without_the_session_make_no_store_call_and_send_no_cookie() {
+    let store = CountingStore::default();
+    let calls = store.calls.clone();
+    let sessions = Sessions::new(store, Config::default());
+    let server = serve_app(app(&sessions), 0).await.unwrap();
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    assert!(calls.load(Ordering::SeqCst) > 0, "login used the store");
+
+    let cookie = format!("{COOKIE_NAME}={}", alice.cookie.as_deref().unwrap());
+    calls.store(0, Ordering::SeqCst);
+    let http = reqwest::Client::new();
+    for (path, cookie) in [
+        ("/healthz", None),
+        ("/healthz", Some(cookie.as_str())),
+        ("/healthz", Some("id=garbage")),
+        ("/", Some(cookie.as_str())),
+    ] {
+        let r = send(&http, &server.url(), Method::GET, path, cookie, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(
+            r.set_cookie_headers.is_empty(),
+            "{path} sent {:?}",
+            r.set_cookie_headers
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no store call for routes without a session"
+    );
+    let page = send(&http, &server.url(), Method::GET, "/", None, None).await;
+    assert!(page.text.contains("<form id=\"login\">"));
+
+    // The counter is live: a route that reads the session does call the store.
+    assert_eq!(alice.me().await["username"], "alice");
+    assert!(calls.load(Ordering::SeqCst) > 0);
+}

@@ -1,0 +1,392 @@
+//! Client binding: tie a session to the client's IP address and/or User-Agent.
+//!
+//! A stolen cookie is then useless from another network or browser. The
+//! record keeps a keyed fingerprint (HMAC-SHA256 under a key derived for this
+//! purpose), never the IP or the User-Agent themselves.
+//!
+//! The client IP comes from the socket, or — only when the socket peer is one
+//! of the configured trusted proxies — from `Forwarded` (RFC 7239) or
+//! `X-Forwarded-For`, read right to left, skipping trusted proxies. A header
+//! sent by a client that is not a trusted proxy is ignored, so it cannot be
+//! used to forge an address.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use http::HeaderMap;
+//! use sessionkit::binding::{client_ip, ClientHeaders, TrustedProxies};
+//!
+//! let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.2".parse().unwrap());
+//! let peer: IpAddr = "10.0.0.1".parse().unwrap();
+//! let headers = ClientHeaders::from_header_map(&headers);
+//! assert_eq!(client_ip(Some(peer), &headers, &proxies), Some("203.0.113.7".parse().unwrap()));
+//! // The same header from an untrusted peer is ignored.
+//! let peer: IpAddr = "198.51.100.1".parse().unwrap();
+//! assert_eq!(client_ip(Some(peer), &headers, &proxies), Some(peer));
+//! ```
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use ipnet::IpNet;
+use sha2::Sha256;
+
+/// The networks whose `Forwarded` / `X-Forwarded-For` headers are believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+/// A trusted-proxy entry that is neither an IP address nor a CIDR network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trusted proxy {0:?} is not an IP address or CIDR network (e.g. 10.0.0.0/8)")]
+pub struct InvalidProxy(pub String);
+
+impl TrustedProxies {
+    /// No trusted proxies: the socket address is the client address.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parses addresses (`10.0.0.1`) and networks (`10.0.0.0/8`, `fd00::/8`).
+    pub fn parse<I, S>(entries: I) -> Result<Self, InvalidProxy>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        entries
+            .into_iter()
+            .map(|e| {
+                let e = e.as_ref().trim();
+                IpNet::from_str(e)
+                    .or_else(|_| IpAddr::from_str(e).map(IpNet::from))
+                    .map_err(|_| InvalidProxy(e.to_owned()))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+
+    /// Whether `ip` belongs to a trusted proxy.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        let ip = canonical(*ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Parses one hop of `X-Forwarded-For` or a `for=` value of `Forwarded`:
+/// `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:443"`, `2001:db8::1`.
+fn parse_hop(raw: &str) -> Option<IpAddr> {
+    let s = raw.trim().trim_matches('"');
+    if let Some(rest) = s.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        if !(after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok()))
+        {
+            return None;
+        }
+        return IpAddr::from_str(addr).ok().map(canonical);
+    }
+    if let Ok(ip) = IpAddr::from_str(s) {
+        return Some(canonical(ip));
+    }
+    // IPv4 with a port.
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    IpAddr::from_str(host).ok().map(canonical)
+}
+
+/// The request headers binding looks at, as raw bytes, so every framework's
+/// header types can fill it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientHeaders<'a> {
+    /// Every `Forwarded` header value, in order.
+    pub forwarded: Vec<&'a [u8]>,
+    /// Every `X-Forwarded-For` header value, in order.
+    pub x_forwarded_for: Vec<&'a [u8]>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a [u8]>,
+}
+
+impl<'a> ClientHeaders<'a> {
+    /// Reads them from an `http` 1 header map.
+    pub fn from_header_map(headers: &'a HeaderMap) -> Self {
+        ClientHeaders {
+            forwarded: headers
+                .get_all(http::header::FORWARDED)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+            x_forwarded_for: headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+            user_agent: headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
+        }
+    }
+}
+
+/// The `for=` hops of every `Forwarded` header, in order; `None` without the header.
+fn forwarded_hops(values: &[&[u8]]) -> Option<Vec<Option<IpAddr>>> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut hops = Vec::new();
+    for value in values {
+        let Ok(text) = std::str::from_utf8(value) else {
+            hops.push(None);
+            continue;
+        };
+        for element in text.split(',') {
+            let hop = element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                .and_then(|(_, v)| parse_hop(v));
+            hops.push(hop);
+        }
+    }
+    Some(hops)
+}
+
+fn x_forwarded_for_hops(values: &[&[u8]]) -> Vec<Option<IpAddr>> {
+    let mut hops = Vec::new();
+    for value in values {
+        match std::str::from_utf8(value) {
+            Ok(text) => hops.extend(text.split(',').map(parse_hop)),
+            Err(_) => hops.push(None),
+        }
+    }
+    hops
+}
+
+/// The client's IP address: the socket peer, or — when the peer is a trusted
+/// proxy — the rightmost forwarded hop that is not a trusted proxy
+/// (`Forwarded` when present, else `X-Forwarded-For`). An unparseable hop
+/// where the client should be yields `None` (unknown), never a guess further
+/// left, which the client controls.
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &ClientHeaders<'_>,
+    proxies: &TrustedProxies,
+) -> Option<IpAddr> {
+    let peer = canonical(peer?);
+    if !proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let hops = forwarded_hops(&headers.forwarded)
+        .unwrap_or_else(|| x_forwarded_for_hops(&headers.x_forwarded_for));
+    for hop in hops.iter().rev() {
+        match hop {
+            Some(ip) if proxies.contains(ip) => continue,
+            Some(ip) => return Some(*ip),
+            None => return None,
+        }
+    }
+    // Every hop was a trusted proxy (or there were none): the leftmost we trust.
+    Some(hops.iter().flatten().next().copied().unwrap_or(peer))
+}
+
+/// What a session is bound to.
+#[derive(Debug, Clone, Default)]
+pub struct BindingConfig {
+    /// Bind to the client IP address.
+    pub ip: bool,
+    /// Bind to the `User-Agent` header.
+    pub user_agent: bool,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Delete the original session when a request presents it from another client.
+    pub destroy_on_mismatch: bool,
+}
+
+impl BindingConfig {
+    /// Whether any binding is on.
+    pub fn enabled(&self) -> bool {
+        self.ip || self.user_agent
+    }
+}
+
+/// The client facts a binding looks at, as taken from one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client IP address, if known.
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header, if any (bytes: it need not be UTF-8).
+    pub user_agent: Option<Vec<u8>>,
+}
+
+impl ClientInfo {
+    /// Reads the client facts from a request's peer address and headers.
+    pub fn from_request(
+        peer: Option<IpAddr>,
+        headers: &ClientHeaders<'_>,
+        config: &BindingConfig,
+    ) -> Self {
+        ClientInfo {
+            ip: if config.ip {
+                client_ip(peer, headers, &config.trusted_proxies)
+            } else {
+                None
+            },
+            user_agent: if config.user_agent {
+                headers.user_agent.map(<[u8]>::to_vec)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// HMAC-SHA256 over the bound facts, under `key`. Each field is length-prefixed
+/// so no two different inputs share an encoding.
+pub fn fingerprint(key: &[u8], info: &ClientInfo, config: &BindingConfig) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut field = |tag: u8, bytes: &[u8]| {
+        mac.update(&[tag]);
+        mac.update(&(bytes.len() as u64).to_be_bytes());
+        mac.update(bytes);
+    };
+    if config.ip {
+        match info.ip {
+            Some(IpAddr::V4(v4)) => field(4, &v4.octets()),
+            Some(IpAddr::V6(v6)) => field(6, &v6.octets()),
+            None => field(0, &[]),
+        }
+    }
+    if config.user_agent {
+        field(b'u', info.user_agent.as_deref().unwrap_or_default());
+    }
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        m
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_socket_address_wins_without_trusted_proxies() {
+        let headers = h(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
+        assert_eq!(
+            client_ip(
+                Some(ip("9.9.9.9")),
+                &ClientHeaders::from_header_map(&headers),
+                &TrustedProxies::none()
+            ),
+            Some(ip("9.9.9.9"))
+        );
+    }
+
+    #[test]
+    fn forwarded_is_read_right_to_left_skipping_trusted_proxies() {
+        let p = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8"]).unwrap();
+        let headers = h(&[(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8::1]:443\";proto=https, for=10.1.1.1",
+        )]);
+        assert_eq!(
+            client_ip(
+                Some(ip("10.0.0.1")),
+                &ClientHeaders::from_header_map(&headers),
+                &p
+            ),
+            Some(ip("2001:db8::1"))
+        );
+        let headers = h(&[("x-forwarded-for", "6.6.6.6, 7.7.7.7:8080, 10.2.2.2")]);
+        assert_eq!(
+            client_ip(
+                Some(ip("::ffff:10.0.0.1")),
+                &ClientHeaders::from_header_map(&headers),
+                &p
+            ),
+            Some(ip("7.7.7.7"))
+        );
+    }
+
+    #[test]
+    fn a_garbled_hop_where_the_client_should_be_is_unknown_not_a_guess() {
+        let p = TrustedProxies::parse(["10.0.0.1"]).unwrap();
+        for bad in [
+            "6.6.6.6, unknown",
+            "6.6.6.6, _hidden",
+            "6.6.6.6, ",
+            "6.6.6.6,\"[::1",
+        ] {
+            let headers = h(&[("x-forwarded-for", bad)]);
+            assert_eq!(
+                client_ip(
+                    Some(ip("10.0.0.1")),
+                    &ClientHeaders::from_header_map(&headers),
+                    &p
+                ),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_proxy_lists_are_rejected() {
+        assert!(TrustedProxies::parse(["10.0.0.0/33"]).is_err());
+        assert!(TrustedProxies::parse(["example.com"]).is_err());
+        assert!(TrustedProxies::parse([""]).is_err());
+    }
+
+    #[test]
+    fn fingerprints_differ_by_ip_user_agent_and_key() {
+        let cfg = BindingConfig {
+            ip: true,
+            user_agent: true,
+            ..Default::default()
+        };
+        let a = ClientInfo {
+            ip: Some(ip("1.2.3.4")),
+            user_agent: Some(b"UA".to_vec()),
+        };
+        let b = ClientInfo {
+            ip: Some(ip("1.2.3.5")),
+            ..a.clone()
+        };
+        let c = ClientInfo {
+            user_agent: Some(b"UB".to_vec()),
+            ..a.clone()
+        };
+        let fa = fingerprint(b"k1", &a, &cfg);
+        assert_eq!(fa, fingerprint(b"k1", &a, &cfg));
+        assert_ne!(fa, fingerprint(b"k1", &b, &cfg));
+        assert_ne!(fa, fingerprint(b"k1", &c, &cfg));
+        assert_ne!(fa, fingerprint(b"k2", &a, &cfg));
+    }
+}

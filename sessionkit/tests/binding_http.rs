@@ -1,0 +1,158 @@
+//! Client binding through a real server: a session presented from another IP
+//! or User-Agent yields a fresh session, fires `on_binding_mismatch`, and is
+//! destroyed when so configured. Forwarding headers count only from trusted proxies.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use sessionkit::store::memory::MemoryStore;
+use sessionkit::{BindingKey, Config, ConfigBuilder, EventKind, Session, SessionLayer, Sessions};
+
+type Data = u32;
+
+async fn bump(s: Session<Data>) -> String {
+    let mut d = s.data_mut();
+    *d += 1;
+    d.to_string()
+}
+
+async fn read(s: Session<Data>) -> String {
+    s.data().to_string()
+}
+
+struct Server {
+    base: String,
+    mismatches: Arc<AtomicUsize>,
+    client: reqwest::Client,
+}
+
+async fn serve(configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Server {
+    let mismatches = Arc::new(AtomicUsize::new(0));
+    let m = mismatches.clone();
+    let builder = Config::builder()
+        .binding_key(BindingKey::new([42u8; 32]))
+        .on_binding_mismatch(move |e| {
+            assert_eq!(e.kind, EventKind::BindingMismatch);
+            m.fetch_add(1, Ordering::SeqCst);
+        });
+    let sessions = Sessions::new(
+        MemoryStore::<Data>::new(),
+        configure(builder).build().unwrap(),
+    );
+    let app = Router::new()
+        .route("/bump", post(bump))
+        .route("/read", get(read))
+        .layer(SessionLayer::new(&sessions));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    Server {
+        base: format!("http://{addr}"),
+        mismatches,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Server {
+    /// One request as a client at `ip` with `ua`, sending `cookie`; returns (body, Set-Cookie value).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        ip: &str,
+        ua: &str,
+    ) -> (String, Option<String>) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("x-forwarded-for", ip)
+            .header("user-agent", ua);
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("id={c}"));
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "status {}", resp.status());
+        let set = resp.headers().get("set-cookie").map(|v| {
+            let v = v.to_str().unwrap();
+            v["id=".len()..v.find(';').unwrap()].to_owned()
+        });
+        (resp.text().await.unwrap(), set)
+    }
+}
+
+#[tokio::test]
+async fn a_session_moved_to_another_ip_is_not_served_there() {
+    let srv = serve(|b| b.bind_to_ip(true).trusted_proxies(["127.0.0.1"])).await;
+    let (_, cookie) = srv.call("POST", "/bump", None, "203.0.113.1", "A").await;
+    let cookie = cookie.unwrap();
+    srv.call("POST", "/bump", Some(&cookie), "203.0.113.1", "A")
+        .await;
+    let (stolen, _) = srv
+        .call("GET", "/read", Some(&cookie), "198.51.100.9", "A")
+        .await;
+    assert_eq!(stolen, "0", "another IP must get a fresh session");
+    assert_eq!(srv.mismatches.load(Ordering::SeqCst), 1);
+    let (owner, _) = srv
+        .call("GET", "/read", Some(&cookie), "203.0.113.1", "A")
+        .await;
+    assert_eq!(owner, "2", "the rightful client keeps its session");
+}
+
+#[tokio::test]
+async fn a_session_moved_to_another_user_agent_is_not_served_there() {
+    let srv = serve(|b| b.bind_to_user_agent(true)).await;
+    let (_, cookie) = srv.call("POST", "/bump", None, "1.1.1.1", "Firefox").await;
+    let cookie = cookie.unwrap();
+    let (other, _) = srv
+        .call("GET", "/read", Some(&cookie), "1.1.1.1", "curl")
+        .await;
+    assert_eq!(other, "0");
+    // IP is not bound here: a new address with the same browser is fine.
+    let (same, _) = srv
+        .call("GET", "/read", Some(&cookie), "2.2.2.2", "Firefox")
+        .await;
+    assert_eq!(same, "1");
+}
+
+#[tokio::test]
+async fn destroy_on_mismatch_kills_the_original_session() {
+    let srv = serve(|b| {
+        b.bind_to_ip(true)
+            .trusted_proxies(["127.0.0.1"])
+            .destroy_on_binding_mismatch(true)
+    })
+    .await;
+    let (_, cookie) = srv.call("POST", "/bump", None, "203.0.113.1", "A").await;
+    let cookie = cookie.unwrap();
+    srv.call("GET", "/read", Some(&cookie), "198.51.100.9", "A")
+        .await;
+    let (owner, _) = srv
+        .call("GET", "/read", Some(&cookie), "203.0.113.1", "A")
+        .await;
+    assert_eq!(owner, "0", "the hijacked session must be gone for everyone");
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    // No trusted proxy: the socket address (127.0.0.1) is the client, whatever
+    // X-Forwarded-For claims, so a forged header neither breaks nor forges binding.
+    let srv = serve(|b| b.bind_to_ip(true)).await;
+    let (_, cookie) = srv.call("POST", "/bump", None, "203.0.113.1", "A").await;
+    let cookie = cookie.unwrap();
+    let (same, _) = srv
+        .call("GET", "/read", Some(&cookie), "198.51.100.9", "A")
+        .await;
+    assert_eq!(same, "1");
+    assert_eq!(srv.mismatches.load(Ordering::SeqCst), 0);
+}
