@@ -54,7 +54,7 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
 /// The fraction of the ceiling each sessionkit store must reach (issue 9).
 fn target(variant: Variant, workload: Workload) -> Option<f64> {
     let (read, write, new) = match variant {
-        Variant::SessionkitMemory => (0.92, 0.85, 0.80),
+        Variant::SessionkitMemory | Variant::SessionkitActixMemory => (0.92, 0.85, 0.80),
         _ => return None,
     };
     Some(match workload {
@@ -67,35 +67,53 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
 /// Pairs compared in the ratio table: (ours, peer).
 const PAIRS: &[(Variant, Variant)] = &[(Variant::SessionkitMemory, Variant::TowerSessionsMemory)];
 
+/// Median req/s as a fraction of the same framework's ceiling.
 fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
     let s = summarize(samples, v, w)?;
     let c = summarize(samples, v.ceiling(), w)?;
     Some(s.rps / c.rps)
 }
 
+/// The same fraction from server CPU per request (ceiling µs ÷ variant µs):
+/// the throughput the variant would reach on a core of its own, relative to
+/// the ceiling. Steadier than req/s while other processes share the cores.
+fn cpu_fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
+    let s = summarize(samples, v, w)?;
+    let c = summarize(samples, v.ceiling(), w)?;
+    Some(c.cpu_us_per_req / s.cpu_us_per_req)
+}
+
 pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | server CPU use | Redis cmds/req | Redis CPU µs/req |"
+        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU | server CPU use | Redis cmds/req | Redis CPU µs/req |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for &v in variants {
         for &w in Workload::ALL {
             let Some(s) = summarize(samples, v, w) else {
                 continue;
             };
             let frac = fraction(samples, v, w);
-            let frac_cell = match (v.is_ceiling(), frac) {
+            let cpu_frac = cpu_fraction(samples, v, w);
+            let cell = |f: Option<f64>| match (v.is_ceiling(), f) {
                 (true, _) => "1 (ceiling)".to_owned(),
                 (false, Some(f)) => format!("{f:.2}"),
                 (false, None) => "–".to_owned(),
             };
-            let target_cell = match (target(v, w), frac) {
-                (Some(t), Some(f)) => {
-                    format!("≥ {t:.2} {}", if f >= t { "met" } else { "**missed**" })
-                }
-                (Some(t), None) => format!("≥ {t:.2}"),
+            // Judged on both measures: met, missed, or met on one only.
+            let target_cell = match (target(v, w), frac, cpu_frac) {
+                (Some(t), Some(f), Some(c)) => format!(
+                    "≥ {t:.2} {}",
+                    match (f >= t, c >= t) {
+                        (true, true) => "met",
+                        (false, false) => "**missed**",
+                        (true, false) => "met by req/s, missed by CPU",
+                        (false, true) => "missed by req/s, met by CPU",
+                    }
+                ),
+                (Some(t), _, _) => format!("≥ {t:.2}"),
                 _ => String::new(),
             };
             let opt = |x: Option<f64>, prec: usize| {
@@ -104,14 +122,15 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.0}% | {} | {} |{}",
+                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} |{}",
                 v.name(),
                 w.name(),
                 s.rps,
-                frac_cell,
+                cell(frac),
                 target_cell,
                 s.p99_us / 1000.0,
                 s.cpu_us_per_req,
+                cell(cpu_frac),
                 s.cpu_util * 100.0,
                 opt(s.redis_cmds_per_req, 2),
                 opt(s.redis_cpu_us_per_req, 1),

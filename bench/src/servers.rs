@@ -51,6 +51,7 @@ pub enum Variant {
     TowerSessionsMemory,
     TowerSessionsRedis,
     NoneActix,
+    SessionkitActixMemory,
     ActixCookie,
     ActixRedis,
 }
@@ -63,6 +64,7 @@ impl Variant {
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
         Variant::NoneActix,
+        Variant::SessionkitActixMemory,
         Variant::ActixCookie,
         Variant::ActixRedis,
     ];
@@ -74,6 +76,7 @@ impl Variant {
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
             Variant::NoneActix => "none-actix",
+            Variant::SessionkitActixMemory => "sessionkit-actix-memory",
             Variant::ActixCookie => "actix-session-cookie",
             Variant::ActixRedis => "actix-session-redis",
         }
@@ -85,7 +88,10 @@ impl Variant {
 
     pub fn framework(self) -> Framework {
         match self {
-            Variant::NoneActix | Variant::ActixCookie | Variant::ActixRedis => Framework::Actix,
+            Variant::NoneActix
+            | Variant::SessionkitActixMemory
+            | Variant::ActixCookie
+            | Variant::ActixRedis => Framework::Actix,
             _ => Framework::Axum,
         }
     }
@@ -139,6 +145,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
         Framework::Actix => actix_web::rt::System::new().block_on(async move {
             match variant {
                 Variant::NoneActix => actix_apps::none(addr).await,
+                Variant::SessionkitActixMemory => actix_apps::sessionkit_memory(addr).await,
                 Variant::ActixCookie => actix_apps::cookie(addr).await,
                 Variant::ActixRedis => actix_apps::redis(addr, &redis_url()?).await,
                 _ => unreachable!("not an actix variant"),
@@ -293,6 +300,39 @@ mod actix_apps {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(SessionMiddleware::new(store(), key.clone()))
+                .route("/read", web::get().to(read))
+                .route("/write", web::get().to(write))
+                .route("/new", web::get().to(new))
+        })
+        .workers(1)
+        .bind(addr)?
+        .run();
+        println!("ready");
+        server.await
+    }
+
+    /// sessionkit's own actix-web middleware, for a same-framework comparison.
+    pub async fn sessionkit_memory(addr: SocketAddr) -> std::io::Result<()> {
+        use sessionkit::http::actix::SessionMiddleware;
+        use sessionkit::store::memory::MemoryStore;
+        use sessionkit::{Config, Session, Sessions};
+        async fn read(s: Session<BenchData>) -> String {
+            let d = s.data();
+            format!("{} {}", d.counter, d.username)
+        }
+        async fn write(s: Session<BenchData>) -> String {
+            let mut d = s.data_mut();
+            d.counter += 1;
+            d.counter.to_string()
+        }
+        async fn new(s: Session<BenchData>) -> &'static str {
+            s.set_data(fresh());
+            "1"
+        }
+        let sessions = Sessions::new(MemoryStore::<BenchData>::new(), Config::default());
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(SessionMiddleware::new(&sessions))
                 .route("/read", web::get().to(read))
                 .route("/write", web::get().to(write))
                 .route("/new", web::get().to(new))
