@@ -54,6 +54,7 @@ pub mod http;
 pub mod id;
 pub mod merge;
 pub mod record;
+pub mod resilience;
 pub mod session;
 pub mod sessions;
 pub mod store;

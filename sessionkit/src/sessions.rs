@@ -295,7 +295,17 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             .instrument(tracing::debug_span!("sessionkit.store.load"))
             .await;
         observe("load", started, loaded.as_ref().map(|_| ()));
-        let Some(mut record) = loaded? else {
+        let loaded = match loaded {
+            // Not a store failure: one value the store cannot read (e.g. the
+            // session type changed). Start fresh, as for a tampered cookie.
+            Err(StoreError::Decode(_)) => {
+                metrics::counter!("sessionkit_undecodable_sessions_total").increment(1);
+                tracing::warn!("stored session could not be decoded; starting a fresh one");
+                None
+            }
+            other => other?,
+        };
+        let Some(mut record) = loaded else {
             metrics::counter!("sessionkit_invalid_lookups_total").increment(1);
             return Ok(Session::fresh(clock, cfg.expiry, true, print));
         };

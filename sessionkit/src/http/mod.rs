@@ -18,6 +18,9 @@
 //!   it had, and never receives a cookie for state that was not stored.
 //! - The client's cookie is never overwritten by a throw-away session while the
 //!   store is down.
+//! - A stored session that cannot be decoded ([`StoreError::Decode`], e.g.
+//!   after a change of the session type) is not a store failure: the request
+//!   starts a fresh session, as for a tampered cookie.
 
 // Without an adapter feature the edge helpers have no caller yet.
 #![cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
@@ -325,7 +328,9 @@ impl<T: SessionData> SessionSlot<T> {
     }
 
     /// The session, loading it on the first call. A store failure is not
-    /// cached: a later call tries again.
+    /// cached: a later call tries again. A stored session that cannot be
+    /// decoded (e.g. written by an older version of the session type) is
+    /// treated like a tampered cookie: a fresh session, not an error.
     pub async fn session(&self) -> Result<Session<T>, StoreError> {
         let i = &self.inner;
         i.session

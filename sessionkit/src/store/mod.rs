@@ -24,6 +24,8 @@ use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// What kind of write a [`Save`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,470 @@
+//! Resilience: [`Resilient<S>`] wraps any store with per-operation timeouts,
+//! retries (exponential backoff, full jitter, a retry budget) and a circuit
+//! breaker, so that a failing store costs requests milliseconds instead of
+//! timeouts, and a recovering one is not flattened by a retry storm.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sessionkit::resilience::{ResilienceConfig, Resilient};
+//! use sessionkit::{store::memory::MemoryStore, Config, Sessions};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = ResilienceConfig::builder()
+//!     .name("sessions")
+//!     .attempt_timeout(Duration::from_millis(100))
+//!     .operation_timeout(Duration::from_millis(300))
+//!     .failure_threshold(5)
+//!     .reset_timeout(Duration::from_secs(2))
+//!     .on_breaker_transition(|t| eprintln!("session store circuit: {} -> {}", t.from, t.to))
+//!     .build()
+//!     .expect("valid resilience settings");
+//! let store = Resilient::new(MemoryStore::<u32>::new(), config);
+//! let sessions = Sessions::new(store, Config::default());
+//! assert!(sessions.load(None).await.is_ok());
+//! # }
+//! ```
+//!
+//! # What one store call goes through
+//! 1. The **operation deadline** (`operation_timeout`) starts: no call made
+//!    through the decorator takes longer, retries and backoff included.
+//! 2. The **circuit breaker** is asked (see [`breaker`]). Open: the call fails
+//!    at once with [`StoreError::CircuitOpen`], the store is not touched.
+//! 3. The **attempt** runs under `attempt_timeout` (or what is left of the
+//!    deadline, if less); a late attempt is dropped and fails with
+//!    [`StoreError::Timeout`]. Its outcome is reported to the breaker: only
+//!    store failures ([`StoreError::is_store_failure`]) count against the
+//!    store. "Not found" (`Ok(None)`) and undecodable data
+//!    ([`StoreError::Decode`]) are answers, not failures.
+//! 4. A **transient** error ([`StoreError::is_transient`]: unavailable,
+//!    timeout) is retried, if attempts remain, the backoff delay fits before
+//!    the deadline, and the **retry budget** has a token (every call earns a
+//!    fraction of a token, every retry spends one: retries add at most that
+//!    fraction to the load of a failing store). Other errors are returned as
+//!    they are.
+//!
+//! A wrapped store may bound its calls itself (`RedisStore` gives up after
+//! 500 ms unless its `response_timeout` says otherwise): the shorter bound
+//! fires first. Keep the store's own bound above
+//! `attempt_timeout` so that one number governs.
+//!
+//! # Retrying writes whose outcome is unknown
+//! A timeout or a dropped connection after the command was sent leaves the
+//! outcome unknown: the write may have happened. Loads and deletes are safe
+//! to repeat. For saves (on by default, [`ResilienceConfigBuilder::retry_saves`]):
+//! - **Update** is safe to repeat: stores apply it with a version check and
+//!   reapply this request's changes onto the latest data on a conflict (see
+//!   [`crate::store::Save::base`]), so a repeated update writes the same data
+//!   again (the version moves twice).
+//! - **Create** repeated after it succeeded fails as an id collision. When a
+//!   retried create fails that way, the decorator loads the id: if the stored
+//!   session is ours (same id, creation time, owner and data), the save
+//!   succeeded and is reported so. Otherwise the error stands.
+//! - **Regenerate** repeated after it succeeded finds the old id gone and
+//!   reports [`SaveOutcome::Gone`]. The decorator then checks the new id the
+//!   same way, and reports the save if the session is there.
+//!
+//! The check assumes the cookie value of a server-side session is its
+//! encoded id (true of every server-side store here, and pinned by the
+//! conformance suite); stores sealing the session into the cookie do no I/O
+//! on save and never reach it. Turn `retry_saves` off for a store whose
+//! saves cannot be repeated safely.
+//!
+//! Deletes repeated after an unknown outcome may report `false` ("was not
+//! there") for a session the first attempt did delete: the effect is right,
+//! the count of `on_deleted` events may be one short. The same holds for the
+//! owner operations of [`QueryStore`].
+//!
+//! # Query operations
+//! [`QueryStore::by_owner`] and [`QueryStore::delete_owner`] (bounded by one
+//! owner's sessions) get the full treatment. Scans (`iter`, `find_by`,
+//! `count`, `bulk_delete`) grow with the store: they fail fast while the
+//! circuit is open and report their outcome to the breaker, but have no
+//! timeout and are not retried (a retry would repeat the whole scan).
+//!
+//! # Degradation policy at the HTTP edge
+//! What clients see while the store is down is decided in [`crate::http`]:
+//! - A handler taking `Session<T>` gets no session: the request is answered
+//!   by the layer's [`crate::http::ErrorResponder`], by default
+//!   `503 Service Unavailable`, `Retry-After: 1`, `Cache-Control: no-store`
+//!   and a one-line text body (never an empty 500). With the breaker open
+//!   that answer comes at once.
+//! - A handler taking `Option<Session<T>>` runs with `None` (anonymous mode)
+//!   and its response goes out as it is, without `Set-Cookie`.
+//! - A save that fails after the handler ran replaces the handler's response
+//!   with the error response and sends no `Set-Cookie`: the client is never
+//!   told about state that was not stored.
+//! - The client's cookie is never replaced or removed while the store is
+//!   down: a failed load is an error, never "no such session", so no
+//!   throw-away session is minted over it; once the store is back the same
+//!   cookie finds the same session.
+//!
+//! # Events and metrics
+//! Through the `metrics` facade, each labelled `breaker` (the configured
+//! name) and, per operation, `op` (`load`, `save`, `delete`, `by_owner`,
+//! `delete_owner`, `scan`):
+//! `sessionkit_store_retries_total{breaker,op}`,
+//! `sessionkit_store_timeouts_total{breaker,op}`,
+//! `sessionkit_store_fast_fails_total{breaker,op}`,
+//! `sessionkit_retry_budget_exhausted_total{breaker,op}`,
+//! `sessionkit_store_saves_reconciled_total{breaker}`,
+//! `sessionkit_breaker_state{breaker}` (gauge: 0 closed, 1 half-open, 2 open),
+//! `sessionkit_breaker_transitions_total{breaker,from,to}`.
+//! `tracing` events carry the operation, error kind and delays, never a
+//! session id or data. [`ResilienceConfigBuilder::on_breaker_transition`]
+//! registers a callback for state changes.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::Retryable;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio::time::Instant;
+
+use crate::error::StoreError;
+use crate::expiry::to_millis;
+use crate::id::SessionId;
+use crate::record::{Record, SessionData};
+use crate::store::{
+    Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
+};
+
+pub mod breaker;
+pub mod clock;
+pub mod config;
+#[cfg(any(test, feature = "testing"))]
+pub mod fault;
+mod retry;
+
+pub use breaker::{
+    BreakerSettings, BreakerState, BreakerTransition, CircuitBreaker, Permit, TransitionHook,
+};
+pub use clock::{ManualMonotonicClock, MonotonicClock, TokioClock};
+pub use config::{
+    ResilienceConfig, ResilienceConfigBuilder, ResilienceConfigError, ResilienceProblem,
+};
+
+use retry::{full_jitter_backoff, RetryBudget};
+
+/// A store wrapped with timeouts, retries and a circuit breaker (see the
+/// [module docs](self)). Implements [`Store`], and [`QueryStore`] when the
+/// wrapped store does. Clones share the breaker and the retry budget.
+pub struct Resilient<S> {
+    inner: Arc<S>,
+    shared: Arc<Guard>,
+}
+
+impl<S> Clone for Resilient<S> {
+    fn clone(&self) -> Self {
+        Resilient {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Resilient<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resilient")
+            .field("config", &self.shared.config)
+            .field("breaker", &self.shared.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every call goes through: breaker, budget, timeouts.
+struct Guard {
+    config: ResilienceConfig,
+    breaker: CircuitBreaker,
+    budget: RetryBudget,
+}
+
+/// How a kind of operation is guarded.
+#[derive(Clone, Copy)]
+struct Policy {
+    op: &'static str,
+    retry: bool,
+    timeout: bool,
+}
+
+impl Policy {
+    const fn full(op: &'static str) -> Self {
+        Policy {
+            op,
+            retry: true,
+            timeout: true,
+        }
+    }
+    const SCAN: Policy = Policy {
+        op: "scan",
+        retry: false,
+        timeout: false,
+    };
+}
+
+impl<S> Resilient<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, config: ResilienceConfig) -> Self {
+        let breaker = CircuitBreaker::with_parts(
+            config.breaker,
+            config.clock.clone(),
+            config.name.clone(),
+            config.on_transition.clone(),
+        );
+        let budget = RetryBudget::new(config.budget_ratio, config.budget_burst);
+        Resilient {
+            inner: Arc::new(inner),
+            shared: Arc::new(Guard {
+                config,
+                breaker,
+                budget,
+            }),
+        }
+    }
+
+    /// The wrapped store (calls on it bypass the decorator).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The circuit breaker, e.g. to report its state on a health endpoint.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.shared.breaker
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ResilienceConfig {
+        &self.shared.config
+    }
+}
+
+impl Guard {
+    fn count(&self, metric: &'static str, op: &'static str) {
+        metrics::counter!(metric, "breaker" => self.config.name.to_string(), "op" => op)
+            .increment(1);
+    }
+
+    /// Runs `call` (a fresh future per attempt) under the policy.
+    async fn run<R, F, Fut>(&self, policy: Policy, mut call: F) -> Result<R, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, StoreError>>,
+    {
+        let cfg = &self.config;
+        let deadline = policy
+            .timeout
+            .then(|| Instant::now() + cfg.operation_timeout);
+        self.budget.deposit();
+        let attempts = if policy.retry { cfg.max_attempts } else { 1 };
+        let attempt = || {
+            let fut = call();
+            self.attempt(policy.op, deadline, fut)
+        };
+        attempt
+            .retry(full_jitter_backoff(
+                cfg.backoff_base,
+                cfg.backoff_max,
+                attempts,
+            ))
+            .when(StoreError::is_transient)
+            .adjust(|_, next| {
+                let delay = next?;
+                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                    return None;
+                }
+                if !self.budget.withdraw() {
+                    self.count("sessionkit_retry_budget_exhausted_total", policy.op);
+                    tracing::debug!(
+                        op = policy.op,
+                        "retry budget spent; returning the error without retrying"
+                    );
+                    return None;
+                }
+                Some(delay)
+            })
+            .notify(|e: &StoreError, delay: Duration| {
+                self.count("sessionkit_store_retries_total", policy.op);
+                tracing::debug!(
+                    op = policy.op,
+                    error = e.kind(),
+                    delay_ms = delay.as_millis() as u64,
+                    "retrying session store operation"
+                );
+            })
+            .await
+    }
+
+    async fn attempt<R>(
+        &self,
+        op: &'static str,
+        deadline: Option<Instant>,
+        fut: impl Future<Output = Result<R, StoreError>>,
+    ) -> Result<R, StoreError> {
+        let permit = match self.breaker.try_acquire() {
+            Ok(p) => p,
+            Err(e) => {
+                self.count("sessionkit_store_fast_fails_total", op);
+                return Err(e);
+            }
+        };
+        let result = match deadline {
+            None => fut.await,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let bound = self.config.attempt_timeout.min(left);
+                match tokio::time::timeout(bound, fut).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.count("sessionkit_store_timeouts_total", op);
+                        tracing::warn!(
+                            op,
+                            timeout_ms = bound.as_millis() as u64,
+                            "session store attempt timed out"
+                        );
+                        Err(StoreError::Timeout(bound))
+                    }
+                }
+            }
+        };
+        permit.record(&result);
+        result
+    }
+}
+
+impl<S> Resilient<S> {
+    /// Whether the store holds exactly `record` (after a retried save whose
+    /// first attempt may have landed). Any doubt answers no.
+    async fn holds<T: SessionData>(&self, record: &Record<T>) -> bool
+    where
+        S: Store<T>,
+    {
+        let cookie = record.id.encode();
+        let found = self
+            .shared
+            .run(Policy::full("load"), || self.inner.load(&cookie))
+            .await;
+        let Ok(Some(stored)) = found else {
+            return false;
+        };
+        let same_data = match (
+            serde_json::to_vec(&stored.data),
+            serde_json::to_vec(&record.data),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        stored.id == record.id
+            && to_millis(stored.created_at) == to_millis(record.created_at)
+            && stored.owner == record.owner
+            && same_data
+    }
+}
+
+#[async_trait]
+impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
+        self.shared
+            .run(Policy::full("load"), || self.inner.load(cookie_value))
+            .await
+    }
+
+    async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        let Save { record, base, kind } = save;
+        let policy = Policy {
+            retry: self.shared.config.retry_saves,
+            ..Policy::full("save")
+        };
+        let attempts = AtomicU32::new(0);
+        let result = self
+            .shared
+            .run(policy, || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                self.inner.save(Save { record, base, kind })
+            })
+            .await;
+        if attempts.load(Ordering::Relaxed) < 2 {
+            return result;
+        }
+        // A retry ran, so an earlier attempt had an unknown outcome: a
+        // collision on create or "gone" on regenerate may be our own write.
+        let maybe_ours = match (&result, kind) {
+            (Err(e), SaveKind::Create) => {
+                !e.is_transient() && !matches!(e, StoreError::CircuitOpen)
+            }
+            (Ok(SaveOutcome::Gone), SaveKind::Regenerate { .. }) => true,
+            _ => false,
+        };
+        if maybe_ours && self.holds(record).await {
+            metrics::counter!(
+                "sessionkit_store_saves_reconciled_total",
+                "breaker" => self.shared.config.name.to_string()
+            )
+            .increment(1);
+            tracing::debug!("a retried save had already been applied by an earlier attempt");
+            return Ok(SaveOutcome::Saved(record.id.encode()));
+        }
+        result
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.shared
+            .run(Policy::full("delete"), || self.inner.delete(id))
+            .await
+    }
+
+    fn on_removed(&self, listener: RemovalListener) {
+        self.inner.on_removed(listener)
+    }
+}
+
+#[async_trait]
+impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
+    /// Fails fast (one `CircuitOpen` item) while the circuit is open;
+    /// otherwise the wrapped store's stream, unguarded.
+    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+        match self.shared.breaker.try_acquire() {
+            Err(e) => {
+                self.shared
+                    .count("sessionkit_store_fast_fails_total", Policy::SCAN.op);
+                stream::once(async move { Err(e) }).boxed()
+            }
+            // Dropped unrecorded: admission only, the outcome is the stream's.
+            Ok(_permit) => self.inner.iter(),
+        }
+    }
+
+    async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+        self.shared
+            .run(Policy::SCAN, || self.inner.find_by(predicate))
+            .await
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        self.shared.run(Policy::SCAN, || self.inner.count()).await
+    }
+
+    async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
+        self.shared
+            .run(Policy::SCAN, || self.inner.bulk_delete(predicate))
+            .await
+    }
+
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+        self.shared
+            .run(Policy::full("by_owner"), || self.inner.by_owner(owner))
+            .await
+    }
+
+    async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+        self.shared
+            .run(Policy::full("delete_owner"), || {
+                self.inner.delete_owner(owner)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

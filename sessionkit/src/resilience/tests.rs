@@ -1,0 +1,286 @@
+//! Behaviour of `Resilient<S>` over a `MemoryStore` with injected faults, on
+//! tokio's paused clock (timeouts and backoff cost no real time).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::fault::{Fault, FaultSwitch, FaultyStore};
+use super::*;
+use crate::expiry::ExpiryPolicy;
+use crate::store::memory::MemoryStore;
+
+type Data = Vec<String>;
+type Inner = FaultyStore<MemoryStore<Data>>;
+
+fn config() -> ResilienceConfigBuilder {
+    ResilienceConfig::builder()
+        .attempt_timeout(Duration::from_millis(100))
+        .operation_timeout(Duration::from_millis(1000))
+        .max_attempts(3)
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .failure_threshold(3)
+        .reset_timeout(Duration::from_secs(10))
+}
+
+fn store(config: ResilienceConfigBuilder) -> (Resilient<Inner>, FaultSwitch) {
+    let inner = FaultyStore::new(MemoryStore::new());
+    let switch = inner.switch();
+    (Resilient::new(inner, config.build().unwrap()), switch)
+}
+
+fn record(data: &[&str]) -> Record<Data> {
+    Record::new(
+        SessionId::generate(),
+        data.iter().map(|s| s.to_string()).collect(),
+        SystemTime::now(),
+        &ExpiryPolicy::default(),
+    )
+}
+
+async fn create(s: &impl Store<Data>, r: &Record<Data>) -> Result<SaveOutcome, StoreError> {
+    s.save(Save {
+        record: r,
+        base: None,
+        kind: SaveKind::Create,
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_until_the_store_answers() {
+    let (s, switch) = store(config());
+    switch.set_for(Fault::Unavailable, 2);
+    assert!(s
+        .load(&SessionId::generate().encode())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(switch.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_transient_errors_are_returned_without_retrying() {
+    let (s, switch) = store(config());
+    switch.set(Fault::Backend);
+    let r = s.load("anything").await;
+    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    assert_eq!(switch.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_after_max_attempts() {
+    let (s, switch) = store(config().max_attempts(4).failure_threshold(100));
+    switch.set(Fault::Unavailable);
+    assert!(matches!(
+        s.delete(&SessionId::generate()).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(switch.calls(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_store_times_out_within_the_operation_bound() {
+    let (s, switch) = store(
+        config()
+            .attempt_timeout(Duration::from_millis(100))
+            .operation_timeout(Duration::from_millis(250))
+            .max_attempts(10)
+            .failure_threshold(100),
+    );
+    switch.set(Fault::Hang);
+    let started = tokio::time::Instant::now();
+    let r = s.load("x").await;
+    assert!(matches!(r, Err(StoreError::Timeout(_))), "{r:?}");
+    // Virtual time: deterministic, not a wall-clock measurement.
+    assert!(started.elapsed() <= Duration::from_millis(250));
+    assert!(switch.calls() >= 2, "a timed-out attempt is retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_after_the_threshold_and_then_spares_the_store() {
+    let (s, switch) = store(config().max_attempts(1).failure_threshold(3));
+    switch.set(Fault::Unavailable);
+    for _ in 0..3 {
+        assert!(matches!(s.load("x").await, Err(StoreError::Unavailable(_))));
+    }
+    assert_eq!(s.breaker().state(), BreakerState::Open);
+    for _ in 0..20 {
+        assert!(matches!(s.load("x").await, Err(StoreError::CircuitOpen)));
+    }
+    assert_eq!(switch.calls(), 3, "an open circuit does not call the store");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_reset_timeout_one_probe_closes_the_circuit_again() {
+    let clock = ManualMonotonicClock::new();
+    let transitions = Arc::new(AtomicUsize::new(0));
+    let t = transitions.clone();
+    let (s, switch) = store(
+        config()
+            .max_attempts(1)
+            .failure_threshold(2)
+            .clock(clock.clone())
+            .on_breaker_transition(move |_| {
+                t.fetch_add(1, Ordering::SeqCst);
+            }),
+    );
+    switch.set(Fault::Unavailable);
+    let _ = s.load("x").await;
+    let _ = s.load("x").await;
+    assert_eq!(s.breaker().state(), BreakerState::Open);
+    switch.set(Fault::None);
+    assert!(matches!(s.load("x").await, Err(StoreError::CircuitOpen)));
+    clock.advance(Duration::from_secs(10));
+    assert!(
+        s.load("x").await.unwrap().is_none(),
+        "the probe goes through"
+    );
+    assert_eq!(s.breaker().state(), BreakerState::Closed);
+    assert_eq!(transitions.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_does_not_open_the_circuit() {
+    let (s, _switch) = store(config().failure_threshold(1));
+    for v in ["", "garbage", &SessionId::generate().encode()] {
+        assert!(s.load(v).await.unwrap().is_none());
+    }
+    assert_eq!(s.breaker().state(), BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_budget_caps_retries_across_operations() {
+    let (s, switch) = store(
+        config()
+            .max_attempts(5)
+            .retry_budget(0.0, 2)
+            .failure_threshold(1000),
+    );
+    switch.set(Fault::Unavailable);
+    let _ = s.load("x").await;
+    assert_eq!(switch.calls(), 3, "1 call + the burst of 2 retries");
+    let _ = s.load("x").await;
+    assert_eq!(switch.calls(), 4, "budget spent: no retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_reply_was_lost_is_reported_as_saved() {
+    let (s, switch) = store(config());
+    let r = record(&["mine"]);
+    switch.set_for(Fault::LoseReply, 1);
+    let out = create(&s, &r).await.unwrap();
+    assert_eq!(out, SaveOutcome::Saved(r.id.encode()));
+    assert_eq!(s.load(&r.id.encode()).await.unwrap().unwrap().data, r.data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_create_that_collides_with_someone_else_still_fails() {
+    let (s, switch) = store(config());
+    let theirs = record(&["theirs"]);
+    create(&s, &theirs).await.unwrap();
+    let mut mine = theirs.clone();
+    mine.data = vec!["mine".into()];
+    switch.set_for(Fault::Unavailable, 1);
+    assert!(create(&s, &mine).await.is_err());
+    let stored = s.load(&theirs.id.encode()).await.unwrap().unwrap();
+    assert_eq!(stored.data, theirs.data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_regenerate_whose_reply_was_lost_is_reported_as_saved() {
+    let (s, switch) = store(config());
+    let old = record(&["x"]);
+    create(&s, &old).await.unwrap();
+    let mut moved = s.load(&old.id.encode()).await.unwrap().unwrap();
+    moved.id = SessionId::generate();
+    switch.set_for(Fault::LoseReply, 1);
+    let out = s
+        .save(Save {
+            record: &moved,
+            base: None,
+            kind: SaveKind::Regenerate { old: old.id },
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
+    assert!(s.load(&old.id.encode()).await.unwrap().is_none());
+    assert!(s.load(&moved.id.encode()).await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_whose_reply_was_lost_is_repeated_harmlessly() {
+    let (s, switch) = store(config());
+    let r = record(&["a"]);
+    create(&s, &r).await.unwrap();
+    let loaded = s.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut changed = loaded.clone();
+    changed.data.push("b".into());
+    switch.set_for(Fault::LoseReply, 1);
+    let out = s
+        .save(Save {
+            record: &changed,
+            base: Some(&loaded.data),
+            kind: SaveKind::Update,
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Saved(r.id.encode()));
+    let stored = s.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!(stored.data, vec!["a".to_string(), "b".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn saves_are_not_retried_when_retry_saves_is_off() {
+    let (s, switch) = store(config().retry_saves(false));
+    switch.set_for(Fault::Unavailable, 1);
+    assert!(create(&s, &record(&["a"])).await.is_err());
+    assert_eq!(switch.calls(), 1);
+    // Loads are still retried.
+    switch.set_for(Fault::Unavailable, 1);
+    assert!(s.load("x").await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn query_operations_fail_fast_while_the_circuit_is_open() {
+    use futures_util::StreamExt;
+    let (s, switch) = store(config().max_attempts(1).failure_threshold(1));
+    switch.set(Fault::Unavailable);
+    let _ = s.by_owner("alice").await;
+    assert_eq!(s.breaker().state(), BreakerState::Open);
+    let calls = switch.calls();
+    assert!(matches!(s.count().await, Err(StoreError::CircuitOpen)));
+    assert!(matches!(
+        s.delete_owner("alice").await,
+        Err(StoreError::CircuitOpen)
+    ));
+    let first = s.iter().next().await;
+    assert!(matches!(first, Some(Err(StoreError::CircuitOpen))));
+    assert_eq!(switch.calls(), calls);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sessions_removed_by_the_inner_store_still_fire_events() {
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let d = deleted.clone();
+    let inner = MemoryStore::<Data>::builder()
+        .max_entries(1)
+        .build::<Data>();
+    let store = Resilient::new(inner, ResilienceConfig::default());
+    let config = crate::Config::builder()
+        .on_deleted(move |_| {
+            d.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let sessions = crate::Sessions::new(store, config);
+    // 64 shards of one entry each: 100 sessions must evict some.
+    for _ in 0..100 {
+        let s = sessions.load(None).await.unwrap();
+        s.data_mut().push("x".into());
+        sessions.commit(&s, None).await.unwrap();
+    }
+    assert!(
+        deleted.load(Ordering::SeqCst) >= 1,
+        "evictions reach on_deleted"
+    );
+}

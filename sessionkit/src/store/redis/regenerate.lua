@@ -1,0 +1,21 @@
+-- Regenerate: move a session to a new id atomically. The new record exists
+-- before the old one is deleted, and nothing is created if the old one is gone.
+-- KEYS[1] old record key  KEYS[2] new record key
+-- ARGV[1] key prefix  ARGV[2] owner hash ('' = none)  ARGV[3] TTL ms
+-- ARGV[4] new index member  ARGV[5] payload  ARGV[6] expected version
+-- ARGV[7] old index member
+-- Returns {1, version} saved, {0} gone, {2, current value} conflict,
+-- {3} new key taken, {4} bad header.
+local current = redis.call('GET', KEYS[1])
+if not current then return {0} end
+local version, old_owner = parse_header(current)
+if not version then return {4} end
+if version ~= ARGV[6] then return {2, current} end
+local next_version = string.format('%d', tonumber(version) + 1)
+if not redis.call('SET', KEYS[2], envelope(next_version, ARGV[2], ARGV[5]), 'PX', ARGV[3], 'NX') then
+  return {3}
+end
+redis.call('DEL', KEYS[1])
+index_remove(ARGV[1], old_owner, ARGV[7])
+index_add(ARGV[1], ARGV[2], ARGV[4], ARGV[3])
+return {1, tonumber(next_version)}

@@ -1,0 +1,121 @@
+//! How a session is laid out in one Redis string value.
+//!
+//! `sk1:<version>:<owner hash>:<payload>`: a short plain header that the Lua
+//! scripts read (to compare versions and keep the owner index in step without
+//! decoding anything), then the payload produced by [`encode_payload`].
+//!
+//! The payload encoding lives in [`encode_payload`] / [`decode_payload`] and
+//! nowhere else, so that it can be swapped for the shared `sessionkit::codec`
+//! (format, compression, AEAD sealing) without touching the store.
+
+use crate::error::StoreError;
+use crate::record::{Record, SessionData};
+
+/// The header's fixed start.
+const MAGIC: &[u8] = b"sk1:";
+
+/// The parts of a stored value.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Stored<'a> {
+    /// The version the scripts maintain (authoritative over the payload's).
+    pub version: u64,
+    /// SHA-256 hex of the owner, empty when the session has none.
+    pub owner: &'a [u8],
+    /// The encoded record.
+    pub payload: &'a [u8],
+}
+
+/// Splits a stored value into header and payload. Any malformed value is a
+/// [`StoreError::Decode`] that quotes nothing of the value.
+pub(super) fn parse(value: &[u8]) -> Result<Stored<'_>, StoreError> {
+    let bad = || StoreError::Decode("stored value has no valid sessionkit header".into());
+    let rest = value.strip_prefix(MAGIC).ok_or_else(bad)?;
+    let colon = rest.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let digits = &rest[..colon];
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let version = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(bad)?;
+    let rest = &rest[colon + 1..];
+    let colon = rest.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let owner = &rest[..colon];
+    if !(owner.is_empty() || owner.len() == 64 && owner.iter().all(u8::is_ascii_hexdigit)) {
+        return Err(bad());
+    }
+    Ok(Stored {
+        version,
+        owner,
+        payload: &rest[colon + 1..],
+    })
+}
+
+/// Encodes a record for storage. Today: JSON. This is the one function to
+/// replace with the shared codec (compression, sealing) when it lands.
+pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
+    // serde_json's messages can quote data; keep only the category.
+    serde_json::to_vec(record)
+        .map_err(|e| StoreError::Encode(format!("JSON encoding failed ({:?})", e.classify())))
+}
+
+/// Decodes what [`encode_payload`] wrote. Errors never quote the value.
+pub(super) fn decode_payload<T: SessionData>(payload: &[u8]) -> Result<Record<T>, StoreError> {
+    serde_json::from_slice(payload).map_err(|e| {
+        StoreError::Decode(format!(
+            "stored session is not valid JSON for this data type ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_well_formed_value_splits_into_version_owner_and_payload() {
+        let owner = "a".repeat(64);
+        let v = format!("sk1:7:{owner}:{{\"x\":1}}");
+        let s = parse(v.as_bytes()).unwrap();
+        assert_eq!(s.version, 7);
+        assert_eq!(s.owner, owner.as_bytes());
+        assert_eq!(s.payload, b"{\"x\":1}");
+        let anon = parse(b"sk1:1::payload:with:colons").unwrap();
+        assert!(anon.owner.is_empty());
+        assert_eq!(anon.payload, b"payload:with:colons");
+    }
+
+    #[test]
+    fn hostile_values_are_decode_errors_that_quote_nothing() {
+        let long = format!("sk1:{}:", "9".repeat(10_000));
+        for bad in [
+            &b""[..],
+            b"sk1",
+            b"sk1:",
+            b"sk1::",
+            b"sk1:-1::x",
+            b"sk1:1",
+            b"sk1:1:zz:x",
+            b"sk1:99999999999999999999::x",
+            b"sk0:1::x",
+            b"\xff\xfe",
+            long.as_bytes(),
+        ] {
+            match parse(bad) {
+                Err(StoreError::Decode(msg)) => assert!(!msg.contains("sk1:")),
+                other => panic!("accepted a bad value: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn undecodable_payloads_do_not_leak_their_content() {
+        let err = decode_payload::<u32>(b"{\"data\":\"top-secret\"}").unwrap_err();
+        assert!(matches!(err, StoreError::Decode(_)));
+        assert!(!err.to_string().contains("top-secret"));
+    }
+}

@@ -1,0 +1,642 @@
+//! `RedisStore` behaviours beyond the conformance suite, against a real
+//! `redis-server` started by the tests: round trips counted by the server,
+//! hostile ids, concurrent requests, logout races, TTLs, key layout, faults.
+//!
+//! Tests that read the server's command statistics or restart it get a server
+//! of their own; the others share one and use their own key prefix.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sessionkit::store::redis::RedisStore;
+use sessionkit::store::{QueryStore, Save, SaveKind, SaveOutcome, Store};
+use sessionkit::testing::redis_server::RedisServer;
+use sessionkit::{Config, Record, SessionId, Sessions, StoreError};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Wide {
+    f0: u32,
+    f1: u32,
+    f2: u32,
+    f3: u32,
+    f4: u32,
+    f5: u32,
+    f6: u32,
+    f7: u32,
+    user: Option<String>,
+}
+
+impl Wide {
+    fn set(&mut self, field: usize, v: u32) {
+        *[
+            &mut self.f0,
+            &mut self.f1,
+            &mut self.f2,
+            &mut self.f3,
+            &mut self.f4,
+            &mut self.f5,
+            &mut self.f6,
+            &mut self.f7,
+        ][field] = v;
+    }
+}
+
+fn shared() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn unique_prefix() -> String {
+    format!("t-{}:", &SessionId::generate().storage_key()[..12])
+}
+
+async fn store_on(server: &RedisServer) -> RedisStore<Wide> {
+    RedisStore::builder(server.url())
+        .key_prefix(unique_prefix())
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn new_record(owner: Option<&str>) -> Record<Wide> {
+    let mut r = Record::new(
+        SessionId::generate(),
+        Wide::default(),
+        SystemTime::now(),
+        Config::default().expiry(),
+    );
+    r.owner = owner.map(str::to_owned);
+    r
+}
+
+async fn create(store: &RedisStore<Wide>, r: &Record<Wide>) -> String {
+    match store
+        .save(Save {
+            record: r,
+            base: None,
+            kind: SaveKind::Create,
+        })
+        .await
+    {
+        Ok(SaveOutcome::Saved(c)) => c,
+        other => panic!("create failed: {other:?}"),
+    }
+}
+
+/// Saves `mine`, loaded as `base`, as an update.
+async fn update(
+    store: &RedisStore<Wide>,
+    mine: &Record<Wide>,
+    base: &Wide,
+) -> Result<SaveOutcome, StoreError> {
+    store
+        .save(Save {
+            record: mine,
+            base: Some(base),
+            kind: SaveKind::Update,
+        })
+        .await
+}
+
+/// `INFO commandstats` as command name → calls.
+fn command_stats(server: &RedisServer) -> BTreeMap<String, u64> {
+    let info = server.command("INFO commandstats").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("cmdstat_")?;
+            let (name, stats) = rest.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// Commands other than the ones the test itself sends to read statistics.
+fn store_commands(server: &RedisServer) -> BTreeMap<String, u64> {
+    let mut stats = command_stats(server);
+    stats.remove("info");
+    stats.remove("config|resetstat");
+    stats.remove("quit");
+    stats
+}
+
+fn reset_stats(server: &RedisServer) {
+    server.command("CONFIG RESETSTAT").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_is_one_get_and_a_save_is_one_evalsha() {
+    let server = RedisServer::start().unwrap();
+    let store = store_on(&server).await;
+    let mut records = Vec::new();
+    for _ in 0..5 {
+        let r = new_record(Some("round-trips"));
+        create(&store, &r).await;
+        records.push(r);
+    }
+
+    reset_stats(&server);
+    for r in &records {
+        assert!(store.load(&r.id.encode()).await.unwrap().is_some());
+    }
+    let stats = store_commands(&server);
+    assert_eq!(stats, BTreeMap::from([("get".to_owned(), 5)]), "{stats:?}");
+
+    reset_stats(&server);
+    for r in &records {
+        let mut loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+        let base = loaded.data.clone();
+        loaded.data.f0 = 1;
+        let out = update(&store, &loaded, &base).await.unwrap();
+        assert!(matches!(out, SaveOutcome::Saved(_)));
+    }
+    let stats = store_commands(&server);
+    // Five loads (GET) and five saves (EVALSHA). Every other command ran
+    // inside the scripts: one GET and one SET per update, plus the index.
+    assert_eq!(stats.get("evalsha"), Some(&5), "{stats:?}");
+    assert_eq!(
+        stats.get("get"),
+        Some(&10),
+        "5 loads + 1 GET in each script"
+    );
+    assert_eq!(stats.get("set"), Some(&5));
+    for top_level_only in ["eval", "script|load", "mget", "scan", "exists", "getex"] {
+        assert!(!stats.contains_key(top_level_only), "{stats:?}");
+    }
+
+    reset_stats(&server);
+    let fresh = new_record(None);
+    create(&store, &fresh).await;
+    assert_eq!(
+        store_commands(&server),
+        BTreeMap::from([("evalsha".to_owned(), 1), ("set".to_owned(), 1)]),
+        "an anonymous create is one EVALSHA running one SET NX"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_cookie_values_never_reach_redis() {
+    let server = RedisServer::start().unwrap();
+    let store = store_on(&server).await;
+    reset_stats(&server);
+    let long = "A".repeat(10_000);
+    let star43 = "*".repeat(43);
+    let crlf43 = format!("{}\r\nFLUSHALL\r\n", "A".repeat(30));
+    for hostile in [
+        "*",
+        "sessionkit:*",
+        star43.as_str(),
+        "abc\r\nFLUSHALL\r\n",
+        crlf43.as_str(),
+        long.as_str(),
+        "",
+        "\0",
+    ] {
+        assert!(store.load(hostile).await.unwrap().is_none());
+    }
+    let stats = store_commands(&server);
+    assert!(stats.is_empty(), "commands reached Redis: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_requests_changing_different_fields_all_survive() {
+    let store = store_on(shared()).await;
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    for round in 1..=5u32 {
+        // Eight requests load the same version, then save concurrently.
+        let loaded = store.load(&cookie).await.unwrap().unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|field| {
+                let store = store.clone();
+                let loaded = loaded.clone();
+                tokio::spawn(async move {
+                    let mut mine = loaded.clone();
+                    mine.data.set(field, round * 100 + field as u32);
+                    update(&store, &mine, &loaded.data).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Ok(SaveOutcome::Saved(_))));
+        }
+        let got = store.load(&cookie).await.unwrap().unwrap();
+        let mut want = Wide::default();
+        for field in 0..8 {
+            want.set(field, round * 100 + field as u32);
+        }
+        assert_eq!(got.data, want, "round {round}: a change was lost");
+        assert_eq!(got.version, loaded.version + 8);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_through_the_core_keep_both_changes() {
+    let store = store_on(shared()).await;
+    let sessions = Sessions::new(store, Config::default());
+    let first = sessions.load(None).await.unwrap();
+    first.data_mut().f0 = 1;
+    let cookie = sessions
+        .commit(&first, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+
+    let a = sessions.load(Some(&cookie)).await.unwrap();
+    let b = sessions.load(Some(&cookie)).await.unwrap();
+    a.data_mut().f1 = 11;
+    b.data_mut().user = Some("bob".into());
+    let (ra, rb) = tokio::join!(
+        sessions.commit(&a, Some(&cookie)),
+        sessions.commit(&b, Some(&cookie))
+    );
+    ra.unwrap();
+    rb.unwrap();
+
+    let after = sessions.load(Some(&cookie)).await.unwrap();
+    assert!(!after.is_new());
+    let data = after.data().clone();
+    assert_eq!(
+        (data.f0, data.f1, data.user.as_deref()),
+        (1, 11, Some("bob"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_field_changed_twice_keeps_the_last_write() {
+    let store = store_on(shared()).await;
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    let loaded = store.load(&cookie).await.unwrap().unwrap();
+    for v in [5, 7] {
+        let mut mine = loaded.clone();
+        mine.data.f3 = v;
+        update(&store, &mine, &loaded.data).await.unwrap();
+    }
+    assert_eq!(store.load(&cookie).await.unwrap().unwrap().data.f3, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_saving_after_logout_leaves_the_session_deleted() {
+    let store = store_on(shared()).await;
+    let sessions = Sessions::new(store.clone(), Config::default());
+    let login = sessions.load(None).await.unwrap();
+    login.set_owner(Some("slow-user"));
+    login.data_mut().user = Some("slow-user".into());
+    let cookie = sessions
+        .commit(&login, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+
+    // The slow request loads first and works for a while...
+    let slow = sessions.load(Some(&cookie)).await.unwrap();
+    let slow_task = {
+        let sessions = sessions.clone();
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            slow.data_mut().f5 = 55;
+            sessions.commit(&slow, Some(&cookie)).await
+        })
+    };
+    // ...meanwhile the user logs out.
+    let logout = sessions.load(Some(&cookie)).await.unwrap();
+    logout.destroy();
+    sessions.commit(&logout, Some(&cookie)).await.unwrap();
+
+    slow_task.await.unwrap().unwrap();
+    assert!(store.load(&cookie).await.unwrap().is_none(), "resurrected");
+    assert!(store.by_owner("slow-user").await.unwrap().is_empty());
+    assert!(sessions.load(Some(&cookie)).await.unwrap().is_new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_hashes_and_a_key_dump_holds_no_cookie_value() {
+    let server = shared();
+    let store = store_on(server).await;
+    let r = new_record(Some("dump-owner"));
+    let cookie = create(&store, &r).await;
+    let keys = server
+        .command(&format!("KEYS {}*", store.key_prefix()))
+        .unwrap();
+    assert!(keys.contains(&store.key_of(&r.id)));
+    assert!(keys.contains(&store.owner_key_of("dump-owner")));
+    assert!(!keys.contains(&cookie), "a key holds the cookie value");
+    assert!(
+        !keys.contains("dump-owner"),
+        "a key holds the owner in clear"
+    );
+    assert_eq!(
+        store.key_of(&r.id),
+        format!("{}{}", store.key_prefix(), r.id.storage_key())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_ttl_is_the_remaining_lifetime_and_the_owner_set_outlives_it() {
+    let server = shared();
+    let store = store_on(server).await;
+    let mut short = new_record(Some("ttl-owner"));
+    short.idle_deadline = SystemTime::now() + Duration::from_secs(100);
+    let mut long = new_record(Some("ttl-owner"));
+    long.idle_deadline = SystemTime::now() + Duration::from_secs(1000);
+    create(&store, &long).await;
+    create(&store, &short).await;
+    let pttl = |key: String| -> i64 {
+        let reply = server.command(&format!("PTTL {key}")).unwrap();
+        reply.trim().trim_start_matches(':').parse().unwrap()
+    };
+    let short_ttl = pttl(store.key_of(&short.id));
+    assert!((95_000..=100_000).contains(&short_ttl), "{short_ttl}");
+    let long_ttl = pttl(store.key_of(&long.id));
+    assert!((995_000..=1_000_000).contains(&long_ttl), "{long_ttl}");
+    // The set lives as long as its longest session, whatever the write order.
+    let set_ttl = pttl(store.owner_key_of("ttl-owner"));
+    assert!(set_ttl >= long_ttl - 1_000, "{set_ttl} < {long_ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_record_vanishes_from_redis_at_its_deadline() {
+    let store = store_on(shared()).await;
+    let mut r = new_record(None);
+    r.idle_deadline = SystemTime::now() + Duration::from_millis(200);
+    let cookie = create(&store, &r).await;
+    assert!(store.load(&cookie).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.load(&cookie).await.unwrap().is_none());
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_owner_index_entries_are_dropped_when_listing() {
+    let server = shared();
+    let store = store_on(server).await;
+    let live = new_record(Some("stale-owner"));
+    let gone = new_record(Some("stale-owner"));
+    create(&store, &live).await;
+    create(&store, &gone).await;
+    // The record vanishes behind the store's back (like a TTL expiry).
+    server
+        .command(&format!("DEL {}", store.key_of(&gone.id)))
+        .unwrap();
+    let listed = store.by_owner("stale-owner").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, live.id);
+    let card = server
+        .command(&format!("SCARD {}", store.owner_key_of("stale-owner")))
+        .unwrap();
+    assert_eq!(card.trim(), ":1", "the stale member was not removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regenerate_moves_the_owner_index_entry_to_the_new_id() {
+    let store = store_on(shared()).await;
+    let r = new_record(Some("regen-owner"));
+    let old_cookie = create(&store, &r).await;
+    let mut loaded = store.load(&old_cookie).await.unwrap().unwrap();
+    loaded.id = SessionId::generate();
+    store
+        .save(Save {
+            record: &loaded,
+            base: None,
+            kind: SaveKind::Regenerate { old: r.id },
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = store
+        .by_owner("regen-owner")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![loaded.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_stored_value_is_an_error_never_a_panic_and_is_not_overwritten() {
+    let server = shared();
+    let store = store_on(server).await;
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    let key = store.key_of(&r.id);
+    for junk in ["garbage", "sk1:1::{not json", "sk1:x::{}", "sk1:1:zz:{}"] {
+        server.command(&format!("SET {key} \"{junk}\"")).unwrap();
+        let err = store.load(&cookie).await.unwrap_err();
+        assert!(matches!(err, StoreError::Decode(_)), "{err:?}");
+        assert!(!err.to_string().contains("not json"));
+    }
+    // An update of an unreadable record fails and leaves it for inspection.
+    let out = store
+        .save(Save {
+            record: &r,
+            base: None,
+            kind: SaveKind::Update,
+        })
+        .await;
+    assert!(matches!(out, Err(StoreError::Decode(_))), "{out:?}");
+    assert_eq!(
+        server
+            .command(&format!("GET {key}"))
+            .unwrap()
+            .lines()
+            .nth(1),
+        Some("sk1:1:zz:{}")
+    );
+    // Listing skips it instead of failing for every other session.
+    let other = new_record(None);
+    create(&store, &other).await;
+    let listed = store.find_by(&|_| true).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, other.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_moved_to_another_key_does_not_load_under_that_id() {
+    let server = shared();
+    let store = store_on(server).await;
+    let victim = new_record(None);
+    let attacker = new_record(None);
+    create(&store, &victim).await;
+    let attacker_cookie = create(&store, &attacker).await;
+    // Someone with write access copies the victim's value under the attacker's key.
+    server
+        .command(&format!(
+            "COPY {} {} REPLACE",
+            store.key_of(&victim.id),
+            store.key_of(&attacker.id)
+        ))
+        .unwrap();
+    assert!(matches!(
+        store.load(&attacker_cookie).await,
+        Err(StoreError::Decode(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_with_glob_characters_scans_only_its_own_keys() {
+    let server = shared();
+    let tag = &SessionId::generate().storage_key()[..8];
+    let globby: RedisStore<Wide> = RedisStore::builder(server.url())
+        .key_prefix(format!("g{tag}*:"))
+        .connect()
+        .await
+        .unwrap();
+    let plain: RedisStore<Wide> = RedisStore::builder(server.url())
+        .key_prefix(format!("g{tag}x:"))
+        .connect()
+        .await
+        .unwrap();
+    create(&globby, &new_record(None)).await;
+    create(&plain, &new_record(None)).await;
+    create(&plain, &new_record(None)).await;
+    assert_eq!(globby.count().await.unwrap(), 1);
+    assert_eq!(plain.count().await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iteration_walks_many_batches_and_owner_sets_are_not_sessions() {
+    let store: RedisStore<Wide> = RedisStore::builder(shared().url())
+        .key_prefix(unique_prefix())
+        .scan_batch(7)
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..60 {
+        let owner = format!("iter-owner-{}", i % 5);
+        create(&store, &new_record(Some(&owner))).await;
+    }
+    assert_eq!(store.count().await.unwrap(), 60);
+    assert_eq!(store.find_by(&|_| true).await.unwrap().len(), 60);
+    let removed = store
+        .bulk_delete(&|r| r.owner.as_deref() == Some("iter-owner-0"))
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 12);
+    assert_eq!(store.count().await.unwrap(), 48);
+    assert_eq!(store.delete_owner("iter-owner-1").await.unwrap().len(), 12);
+    assert_eq!(store.count().await.unwrap(), 36);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_connects_over_a_unix_socket() {
+    let server = shared();
+    let store: RedisStore<Wide> = RedisStore::builder(server.unix_url())
+        .key_prefix(unique_prefix())
+        .connect()
+        .await
+        .unwrap();
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    assert!(store.load(&cookie).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_is_an_error_that_does_not_quote_it() {
+    let err = RedisStore::<Wide>::connect("redis://user:hunter2@[not-a-host")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_recovers_after_redis_restarts_and_loses_its_scripts() {
+    let mut server = RedisServer::start().unwrap();
+    let store = store_on(&server).await;
+    create(&store, &new_record(None)).await;
+    server.restart().unwrap();
+    // The connection and the script cache are gone; the store reconnects
+    // and reloads the script on NOSCRIPT.
+    let r = new_record(Some("after-restart"));
+    let mut saved = None;
+    for _ in 0..50 {
+        match store
+            .save(Save {
+                record: &r,
+                base: None,
+                kind: SaveKind::Create,
+            })
+            .await
+        {
+            Ok(out) => {
+                saved = Some(out);
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(matches!(saved, Some(SaveOutcome::Saved(_))));
+    assert!(store.load(&r.id.encode()).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_is_a_timeout_and_service_resumes_after() {
+    let server = RedisServer::start().unwrap();
+    let store: RedisStore<Wide> = RedisStore::builder(server.url())
+        .response_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    server.pause().unwrap();
+    let err = store.load(&cookie).await.unwrap_err();
+    assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
+    assert!(err.is_transient());
+    server.resume().unwrap();
+    let mut loaded = None;
+    for _ in 0..50 {
+        if let Ok(found) = store.load(&cookie).await {
+            loaded = found;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(loaded.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_follow_the_injected_clock_not_the_wall_clock() {
+    let server = shared();
+    let clock = sessionkit::ManualClock::new();
+    clock.advance(Duration::from_secs(10 * 24 * 3600));
+    let config = Config::builder().clock(clock.clone()).build().unwrap();
+    let store: RedisStore<Wide> = RedisStore::builder(server.url())
+        .key_prefix(unique_prefix())
+        .clock(config.clock().clone())
+        .connect()
+        .await
+        .unwrap();
+    let r = Record::new(
+        SessionId::generate(),
+        Wide::default(),
+        sessionkit::Clock::now(&clock),
+        config.expiry(),
+    );
+    let cookie = create(&store, &r).await;
+    let reply = server
+        .command(&format!("PTTL {}", store.key_of(&r.id)))
+        .unwrap();
+    let pttl: i64 = reply.trim().trim_start_matches(':').parse().unwrap();
+    let want = r
+        .time_until_expiry(sessionkit::Clock::now(&clock))
+        .as_millis() as i64;
+    assert!(pttl > want - 5_000 && pttl <= want, "{pttl} vs {want}");
+    assert!(store.load(&cookie).await.unwrap().is_some());
+    assert_eq!(store.find_by(&|_| true).await.unwrap().len(), 1);
+}

@@ -1,0 +1,137 @@
+//! `rediss://`: the store talks TLS to a real `redis-server` started with a
+//! certificate from a throw-away CA (made with the `openssl` command line).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::SystemTime;
+
+use sessionkit::expiry::ExpiryPolicy;
+use sessionkit::store::redis::RedisStore;
+use sessionkit::store::{Save, SaveKind, SaveOutcome, Store};
+use sessionkit::testing::redis_server::RedisServer;
+use sessionkit::{Record, SessionId};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command line is needed: apt-get install openssl");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it.
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=sessionkit test CA",
+    ];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let tls_port = free_port();
+    let path = |f: &str| certs.path().join(f).into_os_string();
+    let server = RedisServer::start_with_args([
+        "--tls-port".into(),
+        tls_port.to_string().into(),
+        "--tls-cert-file".into(),
+        path("server.pem"),
+        "--tls-key-file".into(),
+        path("server.key"),
+        "--tls-ca-cert-file".into(),
+        path("ca.pem"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ])
+    .unwrap();
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
+
+    let store: RedisStore<u32> = RedisStore::builder(url.clone())
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .expect("TLS connection with the test CA trusted");
+    let r = Record::new(
+        SessionId::generate(),
+        7u32,
+        SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+    let out = store
+        .save(Save {
+            record: &r,
+            base: None,
+            kind: SaveKind::Create,
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Saved(r.id.encode()));
+    assert_eq!(store.load(&r.id.encode()).await.unwrap().unwrap().data, 7);
+    // The plain port of the same server sees the session: it went over TLS.
+    let plain: RedisStore<u32> = RedisStore::connect(server.url()).await.unwrap();
+    assert!(plain.load(&r.id.encode()).await.unwrap().is_some());
+
+    // Without the CA the certificate is not trusted: no connection.
+    let untrusted = RedisStore::<u32>::builder(url).connect().await;
+    assert!(
+        untrusted.is_err(),
+        "connected to a server with an untrusted certificate"
+    );
+}
