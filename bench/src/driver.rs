@@ -63,10 +63,18 @@ pub struct Sample {
     pub cpu_us_per_req: f64,
     /// Server CPU time over wall time (1.0 = one core busy).
     pub cpu_util: f64,
+    /// Commands Redis ran per request during the load (`INFO commandstats`),
+    /// including those inside Lua scripts.
     pub redis_cmds_per_req: Option<f64>,
+    /// Commands clients sent per request (round trips; `MONITOR` over
+    /// [`MONITORED_REQUESTS`] sequential requests after the load).
+    pub redis_round_trips_per_req: Option<f64>,
     pub redis_cpu_us_per_req: Option<f64>,
     pub errors: u64,
 }
+
+/// Requests sent one by one under `MONITOR` to count Redis round trips.
+pub const MONITORED_REQUESTS: usize = 200;
 
 /// Kills and reaps a child process when dropped.
 struct Guard(Child);
@@ -356,6 +364,25 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                     (true, Some(rp)) => Some(wire::redis_command_calls(rp)?),
                     _ => None,
                 };
+                let round_trips = match (variant.uses_redis(), redis_port) {
+                    (true, Some(rp)) => {
+                        let mut failed = None;
+                        let (client, _script) = wire::redis_monitor(rp, || {
+                            for c in cookies.iter().cycle().take(MONITORED_REQUESTS) {
+                                let cookie = (workload != Workload::New).then_some(c.as_str());
+                                if let Err(e) = wire::http_get(port, workload.path(), cookie) {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        })?;
+                        if let Some(e) = failed {
+                            return Err(e);
+                        }
+                        Some(client as f64 / MONITORED_REQUESTS as f64)
+                    }
+                    _ => None,
+                };
                 let reqs = r.requests.max(1) as f64;
                 let cpu_s = (cpu_after - cpu_before) as f64 / ticks;
                 let sample = Sample {
@@ -368,6 +395,7 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                     redis_cmds_per_req: redis_before
                         .zip(redis_after)
                         .map(|(b, a)| (a - b) as f64 / reqs),
+                    redis_round_trips_per_req: round_trips,
                     redis_cpu_us_per_req: match (
                         variant.uses_redis(),
                         redis_cpu_before,
@@ -389,7 +417,10 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                     sample.cpu_util * 100.0,
                     sample
                         .redis_cmds_per_req
-                        .map(|c| format!("  redis {c:.2} cmd/req"))
+                        .map(|c| format!(
+                            "  redis {:.2} round trips, {c:.2} cmds run/req",
+                            sample.redis_round_trips_per_req.unwrap_or(f64::NAN)
+                        ))
                         .unwrap_or_default(),
                     if sample.errors > 0 {
                         format!("  {} ERRORS", sample.errors)

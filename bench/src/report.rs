@@ -28,6 +28,7 @@ pub struct Summary {
     pub cpu_us_per_req: f64,
     pub cpu_util: f64,
     pub redis_cmds_per_req: Option<f64>,
+    pub redis_round_trips_per_req: Option<f64>,
     pub redis_cpu_us_per_req: Option<f64>,
     pub errors: u64,
 }
@@ -46,6 +47,7 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
         cpu_us_per_req: med(&|s| s.cpu_us_per_req)?,
         cpu_util: med(&|s| s.cpu_util)?,
         redis_cmds_per_req: med_opt(&|s| s.redis_cmds_per_req),
+        redis_round_trips_per_req: med_opt(&|s| s.redis_round_trips_per_req),
         redis_cpu_us_per_req: med_opt(&|s| s.redis_cpu_us_per_req),
         errors: mine.iter().map(|s| s.errors).sum(),
     })
@@ -55,6 +57,7 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
 fn target(variant: Variant, workload: Workload) -> Option<f64> {
     let (read, write, new) = match variant {
         Variant::SessionkitMemory | Variant::SessionkitActixMemory => (0.92, 0.85, 0.80),
+        Variant::SessionkitRedis | Variant::SessionkitActixRedis => (0.75, 0.60, 0.65),
         _ => return None,
     };
     Some(match workload {
@@ -65,7 +68,12 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
 }
 
 /// Pairs compared in the ratio table: (ours, peer).
-const PAIRS: &[(Variant, Variant)] = &[(Variant::SessionkitMemory, Variant::TowerSessionsMemory)];
+const PAIRS: &[(Variant, Variant)] = &[
+    (Variant::SessionkitMemory, Variant::TowerSessionsMemory),
+    (Variant::SessionkitRedis, Variant::TowerSessionsRedis),
+    (Variant::SessionkitRedis, Variant::ActixRedis),
+    (Variant::SessionkitActixRedis, Variant::ActixRedis),
+];
 
 /// Median req/s as a fraction of the same framework's ceiling.
 fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
@@ -87,9 +95,12 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU | server CPU use | Redis cmds/req | Redis CPU µs/req |"
+        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for &v in variants {
         for &w in Workload::ALL {
             let Some(s) = summarize(samples, v, w) else {
@@ -122,7 +133,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} |{}",
+                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} | {} |{}",
                 v.name(),
                 w.name(),
                 s.rps,
@@ -132,6 +143,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                 s.cpu_us_per_req,
                 cell(cpu_frac),
                 s.cpu_util * 100.0,
+                opt(s.redis_round_trips_per_req, 2),
                 opt(s.redis_cmds_per_req, 2),
                 opt(s.redis_cpu_us_per_req, 1),
                 if s.errors > 0 {

@@ -17,6 +17,8 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use sessionkit::store::memory::MemoryStore;
+use sessionkit::store::redis::RedisStore;
 
 /// The session data every variant stores: an integer counter and a short username.
 #[derive(Serialize, Deserialize, Default, Clone, Debug)]
@@ -48,10 +50,12 @@ pub enum Framework {
 pub enum Variant {
     NoneAxum,
     SessionkitMemory,
+    SessionkitRedis,
     TowerSessionsMemory,
     TowerSessionsRedis,
     NoneActix,
     SessionkitActixMemory,
+    SessionkitActixRedis,
     ActixCookie,
     ActixRedis,
 }
@@ -61,10 +65,12 @@ impl Variant {
     pub const ALL: &'static [Variant] = &[
         Variant::NoneAxum,
         Variant::SessionkitMemory,
+        Variant::SessionkitRedis,
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
         Variant::NoneActix,
         Variant::SessionkitActixMemory,
+        Variant::SessionkitActixRedis,
         Variant::ActixCookie,
         Variant::ActixRedis,
     ];
@@ -73,10 +79,12 @@ impl Variant {
         match self {
             Variant::NoneAxum => "none-axum",
             Variant::SessionkitMemory => "sessionkit-memory",
+            Variant::SessionkitRedis => "sessionkit-redis",
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
             Variant::NoneActix => "none-actix",
             Variant::SessionkitActixMemory => "sessionkit-actix-memory",
+            Variant::SessionkitActixRedis => "sessionkit-actix-redis",
             Variant::ActixCookie => "actix-session-cookie",
             Variant::ActixRedis => "actix-session-redis",
         }
@@ -90,6 +98,7 @@ impl Variant {
         match self {
             Variant::NoneActix
             | Variant::SessionkitActixMemory
+            | Variant::SessionkitActixRedis
             | Variant::ActixCookie
             | Variant::ActixRedis => Framework::Actix,
             _ => Framework::Axum,
@@ -109,7 +118,13 @@ impl Variant {
     }
 
     pub fn uses_redis(self) -> bool {
-        matches!(self, Variant::TowerSessionsRedis | Variant::ActixRedis)
+        matches!(
+            self,
+            Variant::SessionkitRedis
+                | Variant::SessionkitActixRedis
+                | Variant::TowerSessionsRedis
+                | Variant::ActixRedis
+        )
     }
 }
 
@@ -130,7 +145,10 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
             rt.block_on(async move {
                 let router = match variant {
                     Variant::NoneAxum => axum_apps::none(),
-                    Variant::SessionkitMemory => axum_apps::sessionkit_memory(),
+                    Variant::SessionkitMemory => axum_apps::sessionkit(MemoryStore::new()),
+                    Variant::SessionkitRedis => {
+                        axum_apps::sessionkit(redis_store(&redis_url()?).await?)
+                    }
                     Variant::TowerSessionsMemory => axum_apps::tower_sessions_memory(),
                     Variant::TowerSessionsRedis => {
                         axum_apps::tower_sessions_redis(&redis_url()?).await?
@@ -145,13 +163,24 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
         Framework::Actix => actix_web::rt::System::new().block_on(async move {
             match variant {
                 Variant::NoneActix => actix_apps::none(addr).await,
-                Variant::SessionkitActixMemory => actix_apps::sessionkit_memory(addr).await,
+                Variant::SessionkitActixMemory => {
+                    actix_apps::sessionkit(addr, MemoryStore::new()).await
+                }
+                Variant::SessionkitActixRedis => {
+                    actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
+                }
                 Variant::ActixCookie => actix_apps::cookie(addr).await,
                 Variant::ActixRedis => actix_apps::redis(addr, &redis_url()?).await,
                 _ => unreachable!("not an actix variant"),
             }
         }),
     }
+}
+
+async fn redis_store(url: &str) -> std::io::Result<RedisStore<BenchData>> {
+    RedisStore::connect(url)
+        .await
+        .map_err(std::io::Error::other)
 }
 
 mod axum_apps {
@@ -167,10 +196,9 @@ mod axum_apps {
             .route("/new", get(|| async { "1" }))
     }
 
-    pub fn sessionkit_memory() -> Router {
-        use sessionkit::store::memory::MemoryStore;
+    pub fn sessionkit(store: impl sessionkit::Store<BenchData>) -> Router {
         use sessionkit::{Config, SessionLayer, Sessions};
-        let sessions = Sessions::new(MemoryStore::<BenchData>::new(), Config::default());
+        let sessions = Sessions::new(store, Config::default());
         sessionkit_routes().layer(SessionLayer::new(&sessions))
     }
 
@@ -312,9 +340,11 @@ mod actix_apps {
     }
 
     /// sessionkit's own actix-web middleware, for a same-framework comparison.
-    pub async fn sessionkit_memory(addr: SocketAddr) -> std::io::Result<()> {
+    pub async fn sessionkit(
+        addr: SocketAddr,
+        store: impl sessionkit::Store<BenchData>,
+    ) -> std::io::Result<()> {
         use sessionkit::http::actix::SessionMiddleware;
-        use sessionkit::store::memory::MemoryStore;
         use sessionkit::{Config, Session, Sessions};
         async fn read(s: Session<BenchData>) -> String {
             let d = s.data();
@@ -329,7 +359,7 @@ mod actix_apps {
             s.set_data(fresh());
             "1"
         }
-        let sessions = Sessions::new(MemoryStore::<BenchData>::new(), Config::default());
+        let sessions = Sessions::new(store, Config::default());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(SessionMiddleware::new(&sessions))

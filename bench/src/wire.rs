@@ -116,6 +116,45 @@ pub fn redis_command_calls(port: u16) -> std::io::Result<u64> {
         .sum())
 }
 
+/// Counts the commands Redis receives from clients and those run inside Lua
+/// scripts while `during` runs, with `MONITOR` (which tags script commands
+/// `[0 lua]`). `INFO commandstats` cannot tell the two apart: it counts a
+/// script's inner commands as well as the `EVALSHA` that ran them.
+pub fn redis_monitor(port: u16, during: impl FnOnce()) -> std::io::Result<(u64, u64)> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    (&stream).write_all(b"MONITOR\r\n")?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut ok = String::new();
+    reader.read_line(&mut ok)?;
+    if !ok.starts_with("+OK") {
+        return Err(std::io::Error::other(format!("MONITOR refused: {ok:?}")));
+    }
+    during();
+    // Let the last commands arrive, then read until the monitor goes quiet.
+    stream.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let (mut client, mut script) = (0, 0);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) if line.contains(" [0 lua] ") || line.contains(" lua] ") => script += 1,
+            Ok(_) if line.starts_with('+') => client += 1,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((client, script))
+}
+
 #[cfg(test)]
 mod tests {
     use super::dechunk;
