@@ -98,11 +98,12 @@ impl SessionId {
     /// SHA-256 of the id, hex encoded: what server-side stores use as a key,
     /// so that a dump of the store yields no usable cookie value.
     pub fn storage_key(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(self.0);
         let mut out = String::with_capacity(64);
         for b in digest {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{b:02x}");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
         }
         out
     }

@@ -45,6 +45,8 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod binding;
+#[cfg(feature = "crypto")]
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -52,6 +54,8 @@ pub mod expiry;
 pub mod flash;
 pub mod http;
 pub mod id;
+#[cfg(feature = "crypto")]
+pub mod keys;
 pub mod merge;
 pub mod record;
 pub mod resilience;
@@ -71,6 +75,8 @@ pub use http::actix::SessionMiddleware;
 #[cfg(feature = "axum")]
 pub use http::tower::SessionLayer;
 pub use id::SessionId;
+#[cfg(feature = "crypto")]
+pub use keys::{KeyPurpose, KeyRing};
 pub use record::{Record, SessionData};
 pub use session::Session;
 pub use sessions::{CookieAction, Sessions};

@@ -23,6 +23,8 @@ use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 
+#[cfg(feature = "cookie-store")]
+pub mod cookie;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -1,0 +1,87 @@
+//! Gzip (flate2, zlib-rs backend) with a bounded output size on the way back.
+//!
+//! A deflate compressor holds a few hundred kilobytes of tables; building
+//! one per value cost more than the sealing itself. Each thread keeps one
+//! and resets it between values (no allocation per value).
+
+use std::cell::RefCell;
+use std::io::Read;
+
+use flate2::read::GzDecoder;
+use flate2::{Compress, FlushCompress, Status};
+
+thread_local! {
+    static GZIP: RefCell<Compress> =
+        RefCell::new(Compress::new_gzip(flate2::Compression::default(), 15));
+}
+
+/// Gzips `data`; `None` when the result is not smaller (then it is stored as is).
+pub(crate) fn gzip(data: &[u8]) -> Option<Vec<u8>> {
+    GZIP.with(|cell| {
+        let mut z = cell.try_borrow_mut().ok()?;
+        z.reset();
+        // Worth it only if smaller: stop as soon as the output reaches the input size.
+        let mut out = Vec::with_capacity(data.len());
+        loop {
+            let read = z.total_in() as usize;
+            let status = z
+                .compress_vec(&data[read..], &mut out, FlushCompress::Finish)
+                .ok()?;
+            match status {
+                Status::StreamEnd => break,
+                _ if out.len() >= data.len() => return None,
+                _ => out.reserve(256),
+            }
+        }
+        (out.len() < data.len()).then_some(out)
+    })
+}
+
+/// Gunzips `data`, refusing to produce more than `max` bytes (a 4 KB cookie
+/// can otherwise inflate to megabytes). Only ever called on authenticated
+/// input, but bounded anyway.
+pub(crate) fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max));
+    let mut dec = GzDecoder::new(data).take(max as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|_| "corrupt gzip stream")?;
+    if out.len() > max {
+        return Err("decompressed size over the limit");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_skips_incompressible_data() {
+        let text = "abc".repeat(1000);
+        let z = gzip(text.as_bytes()).unwrap();
+        assert!(z.len() < 100);
+        assert_eq!(gunzip(&z, 3000).unwrap(), text.as_bytes());
+        assert!(gzip(b"xy").is_none());
+    }
+
+    #[test]
+    fn the_reused_compressor_makes_valid_gzip_every_time() {
+        for i in 0..5 {
+            let text = format!("{i}").repeat(500 + i);
+            let z = gzip(text.as_bytes()).unwrap();
+            assert_eq!(&z[..2], &[0x1f, 0x8b], "gzip magic");
+            assert_eq!(gunzip(&z, 10_000).unwrap(), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![0u8; 10 << 20]).unwrap();
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            gunzip(&bomb, 64 << 10),
+            Err("decompressed size over the limit")
+        );
+        assert!(gunzip(b"not gzip at all", 1000).is_err());
+    }
+}

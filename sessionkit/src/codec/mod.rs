@@ -1,0 +1,494 @@
+//! The codec: how a session becomes bytes (for a store) or a sealed cookie, and back.
+//!
+//! One pipeline, three steps, each optional after the first:
+//! 1. **format**: serde into JSON ([`Format`]);
+//! 2. **compression**: gzip above a size threshold ([`Compression`], default
+//!    256 bytes), kept only when it actually shrinks the value;
+//! 3. **sealing**: AEAD with a [`KeyRing`] subkey for one [`KeyPurpose`]
+//!    ([`envelope`] has the byte layout and the nonce limits).
+//!
+//! Decoding runs backwards and is bounded: input longer than
+//! [`CodecBuilder::max_encoded_len`] is refused before any work, gzip is only
+//! inflated after authentication and never past
+//! [`CodecBuilder::max_decoded_len`]. Every failure is one opaque
+//! [`StoreError::Decode`]; the reason goes to `tracing` at debug level.
+//!
+//! The cookie store ([`crate::store::cookie`]) seals with
+//! [`KeyPurpose::CookieSealing`] bound to the cookie name. Server-side stores
+//! use the same type for their values; their "encrypt stored data" option is
+//! [`CodecBuilder::seal`] with [`KeyPurpose::StoreData`]:
+//!
+//! ```
+//! use sessionkit::codec::{Codec, Compression};
+//! use sessionkit::keys::{KeyPurpose, KeyRing};
+//! use sessionkit::{Record, SessionId};
+//! use sessionkit::expiry::ExpiryPolicy;
+//!
+//! let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
+//! let codec = Codec::builder()
+//!     .compression(Compression::Gzip { threshold: 256 })
+//!     .seal(&ring, KeyPurpose::StoreData)
+//!     .context("redis")              // bind values to this use
+//!     .build();
+//!
+//! let record = Record::new(SessionId::generate(), vec![1u32, 2, 3],
+//!                          std::time::SystemTime::now(), &ExpiryPolicy::default());
+//! let bytes = codec.encode(&record).unwrap();
+//! let back: Record<Vec<u32>> = codec.decode(&bytes).unwrap();
+//! assert_eq!(back.data, vec![1, 2, 3]);
+//! assert!(codec.decode::<Record<Vec<u32>>>(&bytes[1..]).is_err());
+//!
+//! // Without sealing: JSON behind a 3-byte header, readable in `redis-cli`.
+//! let plain = Codec::default();
+//! let bytes = plain.encode(&record).unwrap();
+//! assert_eq!(&bytes[3..4], b"{");
+//! ```
+//!
+//! # Plain layout
+//! An unsealed value is `[version = 1][algorithm = 0][flags]` then the
+//! (possibly gzip-compressed) serialized value. A codec that seals refuses
+//! plain values and the reverse: turning encryption on or off makes existing
+//! values undecodable (their sessions start afresh), never silently trusted.
+//!
+//! # Compression and secrets
+//! Compressing before encrypting lets the ciphertext length depend on the
+//! content. If an attacker can put chosen text into a session that also holds
+//! a secret and watch the cookie's length, they may learn about the secret
+//! (the BREACH family). Keep secrets out of such sessions or use
+//! [`Compression::None`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::StoreError;
+use crate::keys::{KeyId, KeyPurpose, KeyRing};
+
+mod compress;
+pub mod envelope;
+
+pub use envelope::Algorithm;
+use envelope::{Sealer, FLAG_GZIP, VERSION};
+
+/// Length of the header of an unsealed value.
+const PLAIN_HEADER_LEN: usize = 3;
+
+/// The serialization format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON (serde_json): readable, and works with every serde feature
+    /// (`flatten`, `skip_serializing_if`, untagged enums).
+    #[default]
+    Json,
+}
+
+/// Whether and when to compress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Never.
+    None,
+    /// Gzip serialized values longer than `threshold` bytes (kept only if smaller).
+    Gzip {
+        /// Size in bytes above which compression is tried.
+        threshold: usize,
+    },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip { threshold: 256 }
+    }
+}
+
+/// Encodes values to bytes and back (see the [module docs](self)). Build it
+/// once; it is immutable and `Send + Sync`.
+pub struct Codec {
+    format: Format,
+    compression: Compression,
+    sealer: Option<Sealer>,
+    max_encoded_len: usize,
+    max_decoded_len: usize,
+}
+
+impl fmt::Debug for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec")
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .field("sealed", &self.sealer.as_ref().map(|s| s.algorithm()))
+            .field("max_encoded_len", &self.max_encoded_len)
+            .field("max_decoded_len", &self.max_decoded_len)
+            .finish()
+    }
+}
+
+impl Default for Codec {
+    /// JSON, gzip above 256 bytes, not sealed, 1 MiB limits.
+    fn default() -> Self {
+        Codec::builder().build()
+    }
+}
+
+/// What [`Codec::decode_detailed`] found besides the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// The key that sealed the value (`None` for unsealed values).
+    pub key_id: Option<KeyId>,
+    /// Whether that key is not the ring's current one: write the value again
+    /// to re-seal it under the current key.
+    pub stale_key: bool,
+}
+
+impl Codec {
+    /// Starts a builder: JSON, gzip above 256 bytes, not sealed, 1 MiB limits.
+    pub fn builder<'a>() -> CodecBuilder<'a> {
+        CodecBuilder {
+            format: Format::Json,
+            compression: Compression::default(),
+            seal: None,
+            algorithm: Algorithm::default(),
+            context: Vec::new(),
+            max_encoded_len: 1 << 20,
+            max_decoded_len: 1 << 20,
+        }
+    }
+
+    /// Whether values are sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// The longest input [`Codec::decode`] accepts.
+    pub fn max_encoded_len(&self) -> usize {
+        self.max_encoded_len
+    }
+
+    /// Serializes, maybe compresses, maybe seals. Fails when the value does
+    /// not serialize or the result is over `max_encoded_len` (it could not
+    /// be decoded again, so it is refused now rather than lost later).
+    pub fn encode<V: Serialize + ?Sized>(&self, value: &V) -> Result<Vec<u8>, StoreError> {
+        // Serialize straight into the output buffer, behind room for the
+        // header (and nonce), so sealing needs no copy.
+        let start = self
+            .sealer
+            .as_ref()
+            .map_or(PLAIN_HEADER_LEN, Sealer::prefix_len);
+        let mut buf = vec![0u8; start];
+        match self.format {
+            Format::Json => serde_json::to_writer(&mut buf, value)
+                .map_err(|e| StoreError::Encode(format!("serialization failed: {e}")))?,
+        }
+        let body_len = buf.len() - start;
+        if body_len > self.max_decoded_len {
+            return Err(StoreError::Encode(format!(
+                "serialized session is {body_len} bytes, over the {}-byte limit",
+                self.max_decoded_len
+            )));
+        }
+        let mut flags = 0;
+        if let Compression::Gzip { threshold } = self.compression {
+            if body_len > threshold {
+                if let Some(z) = compress::gzip(&buf[start..]) {
+                    buf.truncate(start);
+                    buf.extend_from_slice(&z);
+                    flags |= FLAG_GZIP;
+                }
+            }
+        }
+        let out = match &self.sealer {
+            Some(sealer) => sealer
+                .seal_in_place(flags, buf)
+                .ok_or_else(|| StoreError::Encode("value too large to seal".into()))?,
+            None => {
+                buf[..PLAIN_HEADER_LEN].copy_from_slice(&[VERSION, 0, flags]);
+                buf
+            }
+        };
+        if out.len() > self.max_encoded_len {
+            return Err(StoreError::Encode(format!(
+                "encoded session is {} bytes, over the {}-byte limit",
+                out.len(),
+                self.max_encoded_len
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Opens, decompresses and deserializes. Every failure is the same
+    /// [`StoreError::Decode`]; the reason is logged at debug level.
+    pub fn decode<V: DeserializeOwned>(&self, bytes: &[u8]) -> Result<V, StoreError> {
+        self.decode_detailed(bytes).map(|(v, _)| v)
+    }
+
+    /// [`Codec::decode`], also saying which key sealed the value, so a store
+    /// can re-seal values under a previous key.
+    pub fn decode_detailed<V: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(V, Decoded), StoreError> {
+        self.decode_owned(Cow::Borrowed(bytes))
+    }
+
+    /// [`Codec::decode_detailed`] on a buffer the caller owns (a sealed value
+    /// is then decrypted in place, without a copy).
+    pub(crate) fn decode_owned<V: DeserializeOwned>(
+        &self,
+        bytes: Cow<'_, [u8]>,
+    ) -> Result<(V, Decoded), StoreError> {
+        self.try_decode(bytes).map_err(|reason| {
+            tracing::debug!(reason, "session value rejected");
+            StoreError::Decode("session value rejected".into())
+        })
+    }
+
+    fn try_decode<V: DeserializeOwned>(
+        &self,
+        bytes: Cow<'_, [u8]>,
+    ) -> Result<(V, Decoded), &'static str> {
+        if bytes.len() > self.max_encoded_len {
+            return Err("input over the size limit");
+        }
+        let opened;
+        let (flags, body, info) = match &self.sealer {
+            Some(sealer) => {
+                opened = sealer.open(bytes.into_owned())?;
+                let info = Decoded {
+                    key_id: Some(opened.key_id),
+                    stale_key: !sealer.is_current(opened.key_id),
+                };
+                (opened.flags, &opened.buf[opened.range.clone()], info)
+            }
+            None => {
+                if bytes.len() < PLAIN_HEADER_LEN {
+                    return Err("shorter than a header");
+                }
+                if bytes[0] != VERSION {
+                    return Err("unknown version");
+                }
+                if bytes[1] != 0 {
+                    return Err("sealed value given to a codec that does not seal");
+                }
+                if bytes[2] & !FLAG_GZIP != 0 {
+                    return Err("unknown flags");
+                }
+                let info = Decoded {
+                    key_id: None,
+                    stale_key: false,
+                };
+                (bytes[2], &bytes[PLAIN_HEADER_LEN..], info)
+            }
+        };
+        let inflated;
+        let body = if flags & FLAG_GZIP != 0 {
+            inflated = compress::gunzip(body, self.max_decoded_len)?;
+            &inflated[..]
+        } else if body.len() > self.max_decoded_len {
+            return Err("decoded size over the limit");
+        } else {
+            body
+        };
+        let value = match self.format {
+            Format::Json => serde_json::from_slice(body).map_err(|_| "does not deserialize")?,
+        };
+        Ok((value, info))
+    }
+}
+
+/// Builder for [`Codec`].
+#[must_use = "call .build() to get a Codec"]
+pub struct CodecBuilder<'a> {
+    format: Format,
+    compression: Compression,
+    seal: Option<(&'a KeyRing, KeyPurpose)>,
+    algorithm: Algorithm,
+    context: Vec<u8>,
+    max_encoded_len: usize,
+    max_decoded_len: usize,
+}
+
+impl fmt::Debug for CodecBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodecBuilder")
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .field("purpose", &self.seal.map(|s| s.1))
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> CodecBuilder<'a> {
+    /// The serialization format (default JSON).
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Compression (default gzip above 256 bytes).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Seals every value with `ring`'s subkeys for `purpose` (current key
+    /// seals, every key opens). The cipher instances are built in
+    /// [`CodecBuilder::build`]; the ring itself is not kept.
+    pub fn seal(mut self, ring: &'a KeyRing, purpose: KeyPurpose) -> Self {
+        self.seal = Some((ring, purpose));
+        self
+    }
+
+    /// The AEAD (default XChaCha20-Poly1305; see [`Algorithm`] for the
+    /// nonce limits). Only used with [`CodecBuilder::seal`].
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Bytes bound into every sealed value's associated data (the cookie
+    /// name, a key prefix): a value sealed under one context does not open
+    /// under another. Only used with [`CodecBuilder::seal`].
+    pub fn context(mut self, context: impl AsRef<[u8]>) -> Self {
+        self.context = context.as_ref().to_vec();
+        self
+    }
+
+    /// Longest encoded value accepted, checked before any decoding (default 1 MiB).
+    pub fn max_encoded_len(mut self, n: usize) -> Self {
+        self.max_encoded_len = n;
+        self
+    }
+
+    /// Longest serialized value, after decompression (default 1 MiB).
+    pub fn max_decoded_len(mut self, n: usize) -> Self {
+        self.max_decoded_len = n;
+        self
+    }
+
+    /// Builds the codec.
+    pub fn build(self) -> Codec {
+        Codec {
+            format: self.format,
+            compression: self.compression,
+            sealer: self
+                .seal
+                .map(|(ring, purpose)| Sealer::new(ring, purpose, self.algorithm, &self.context)),
+            max_encoded_len: self.max_encoded_len,
+            max_decoded_len: self.max_decoded_len,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::builder()
+            .current(1, "0123456789abcdef0123456789abcdef")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn large_values_are_compressed_and_flagged_small_ones_are_not() {
+        let c = Codec::default();
+        let big = "a".repeat(1000);
+        let bytes = c.encode(&big).unwrap();
+        assert_eq!(bytes[2], FLAG_GZIP);
+        assert!(bytes.len() < 100);
+        assert_eq!(c.decode::<String>(&bytes).unwrap(), big);
+        let small = c.encode("a").unwrap();
+        assert_eq!(small[2], 0);
+        let off = Codec::builder().compression(Compression::None).build();
+        assert_eq!(off.encode(&big).unwrap()[2], 0);
+    }
+
+    #[test]
+    fn sealed_and_plain_codecs_refuse_each_others_values() {
+        let r = ring();
+        let sealed = Codec::builder().seal(&r, KeyPurpose::StoreData).build();
+        let plain = Codec::default();
+        assert!(plain.decode::<u32>(&sealed.encode(&7u32).unwrap()).is_err());
+        assert!(sealed.decode::<u32>(&plain.encode(&7u32).unwrap()).is_err());
+        assert_eq!(
+            sealed
+                .decode::<u32>(&sealed.encode(&7u32).unwrap())
+                .unwrap(),
+            7
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let c = Codec::builder().max_encoded_len(100).build();
+        let mut v = c.encode("x").unwrap();
+        v.resize(101, b' ');
+        assert!(c.decode::<String>(&v).is_err());
+        assert!(matches!(
+            c.encode(&"y".repeat(200)),
+            Err(StoreError::Encode(_))
+        ));
+    }
+
+    #[test]
+    fn a_sealed_gzip_bomb_is_refused_after_authentication() {
+        let r = ring();
+        let c = Codec::builder()
+            .seal(&r, KeyPurpose::StoreData)
+            .max_decoded_len(64 << 10)
+            .build();
+        // A legitimately sealed value that inflates past the limit.
+        let big = Codec::builder()
+            .seal(&r, KeyPurpose::StoreData)
+            .max_decoded_len(usize::MAX)
+            .build()
+            .encode(&"0".repeat(1 << 20))
+            .unwrap();
+        assert!(big.len() < 10_000);
+        assert!(matches!(
+            c.decode::<String>(&big),
+            Err(StoreError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn errors_are_opaque() {
+        let c = Codec::default();
+        let e1 = c.decode::<u32>(b"").unwrap_err().to_string();
+        let e2 = c
+            .decode::<u32>(b"\x01\x00\x00\"not a number\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e1, e2);
+    }
+
+    #[test]
+    fn decode_detailed_reports_a_previous_key() {
+        let old = ring();
+        let new = KeyRing::builder()
+            .current(2, "fedcba9876543210fedcba9876543210")
+            .previous(1, "0123456789abcdef0123456789abcdef")
+            .build()
+            .unwrap();
+        let v = Codec::builder()
+            .seal(&old, KeyPurpose::StoreData)
+            .build()
+            .encode(&1u8)
+            .unwrap();
+        let c = Codec::builder().seal(&new, KeyPurpose::StoreData).build();
+        let (_, info) = c.decode_detailed::<u8>(&v).unwrap();
+        assert_eq!(
+            info,
+            Decoded {
+                key_id: Some(1),
+                stale_key: true
+            }
+        );
+        let (_, info) = c.decode_detailed::<u8>(&c.encode(&1u8).unwrap()).unwrap();
+        assert!(!info.stale_key);
+    }
+}

@@ -1,0 +1,375 @@
+//! [`CookieStore`]: the whole session sealed inside the cookie, no server state.
+//!
+//! The cookie value is the complete [`Record`] (data, flash, owner, creation
+//! time, idle and absolute deadlines), serialized, gzip-compressed above a
+//! threshold and sealed with AEAD ([`crate::codec`]) under the key ring's
+//! [`KeyPurpose::CookieSealing`] subkey, bound to the cookie name: a value
+//! copied into another cookie, or sealed for another purpose, does not open.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use sessionkit::keys::KeyRing;
+//! use sessionkit::store::cookie::CookieStore;
+//! use sessionkit::{Config, Session, SessionLayer, Sessions};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+//! struct Visits { count: u64 }
+//!
+//! async fn hit(session: Session<Visits>) -> String {
+//!     session.data_mut().count += 1;
+//!     format!("visit {}", session.data().count)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // In production: the secret comes from your secret store (e.g. SESSION_SECRET).
+//! let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
+//! let config = Config::default();
+//! let store = CookieStore::<Visits>::new(&ring, &config);
+//! let sessions = Sessions::new(store, config);
+//! let app: Router = Router::new().route("/", get(hit)).layer(SessionLayer::new(&sessions));
+//! # let _ = app;
+//! # }
+//! ```
+//!
+//! # What opening checks
+//! A value longer than the 4096-byte browser limit is refused before it is
+//! decoded; then base64url, the envelope, the key id (it must be in the
+//! ring), the tag, the gzip size bound and the deadlines inside the sealed
+//! record. A copied cookie replayed after its idle or absolute deadline
+//! fails even if a browser (or an attacker) still sends it; `on_expired`
+//! and `on_deleted` fire as for any other store. Every failure means "no
+//! session": the request gets a fresh one and never an error.
+//!
+//! # Size: the 4096-byte limit
+//! Browsers drop cookies over about 4096 bytes, silently. Every save
+//! measures the whole `Set-Cookie` header (name, value and attributes) and,
+//! over [`CookieStoreBuilder::max_cookie_len`] (default 4096), fails with
+//! [`StoreError::CookieTooLarge`] `{ size, limit }` instead of sending a
+//! cookie the browser would throw away. The tower layer then replaces the
+//! handler's response with its error responder's (by default a `500` with
+//! a short text body) and sends no `Set-Cookie`, so the browser keeps its
+//! previous, valid session. To handle it yourself, install an
+//! [`ErrorResponder`](crate::http::ErrorResponder) with
+//! `SessionLayer::error_responder` and match on `CookieTooLarge` (e.g. a
+//! `413` telling the user the cart is full), and keep large data server-side:
+//! store an id in the session and the data in your database, or use a
+//! server-side store.
+//!
+//! # When the cookie is rewritten
+//! Like every store, only when the session changed, on [`Session::touch`],
+//! or, with sliding expiration, once less than half of the idle window is
+//! left ([`crate::expiry`]): a read-only request in the first half of the
+//! window sends no `Set-Cookie`. Each write seals afresh (new nonce, current
+//! key).
+//!
+//! # Keys and rotation
+//! A cookie sealed under a previous key of the ring opens, and its next
+//! write (any change, or the sliding-expiration touch) seals it under the
+//! current key. Keep a previous key in the ring for one idle timeout after
+//! rotating; after that every cookie still sealed with it is past its idle
+//! deadline. A key removed from the ring makes its cookies fail to open.
+//! See [`crate::keys`].
+//!
+//! # Limits of a stateless store
+//! - Nothing is kept server-side, so nothing can be revoked: `destroy`
+//!   expires the cookie in the browser, but a copy taken earlier opens until
+//!   its deadlines. Keep the idle timeout short, or use a server-side store
+//!   where logout must be final.
+//! - [`Store::delete`] has nothing to delete and returns `Ok(false)`.
+//! - No listing or owner index: `CookieStore` does not implement
+//!   [`crate::QueryStore`], so `revoke_owner` on it does not compile.
+//! - Two concurrent requests each send back their own cookie; the browser
+//!   keeps the last one (last writer wins).
+//!
+//! [`Session::touch`]: crate::Session::touch
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::codec::{Algorithm, Codec, Compression};
+use crate::config::{Config, CookieConfig};
+use crate::error::StoreError;
+use crate::events::{Callbacks, DeleteReason, EventKind};
+use crate::expiry::Clock;
+use crate::id::SessionId;
+use crate::keys::{KeyPurpose, KeyRing};
+use crate::record::{Record, SessionData};
+use crate::sessions::CookieAction;
+use crate::store::{Save, SaveOutcome, Store};
+
+/// The browser limit for one cookie, in bytes (RFC 6265 §6.1 minimum, and
+/// what major browsers enforce).
+pub const BROWSER_COOKIE_LIMIT: usize = 4096;
+
+/// A store that keeps the whole session in the cookie, sealed with AEAD.
+/// See the [module docs](self).
+pub struct CookieStore<T> {
+    inner: Arc<Inner>,
+    _data: PhantomData<fn() -> T>,
+}
+
+struct Inner {
+    codec: Codec,
+    cookie: CookieConfig,
+    clock: Arc<dyn Clock>,
+    callbacks: Callbacks,
+    max_cookie_len: usize,
+}
+
+impl<T> Clone for CookieStore<T> {
+    fn clone(&self) -> Self {
+        CookieStore {
+            inner: self.inner.clone(),
+            _data: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for CookieStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieStore")
+            .field("cookie", &self.inner.cookie.name())
+            .field("codec", &self.inner.codec)
+            .field("max_cookie_len", &self.inner.max_cookie_len)
+            .finish()
+    }
+}
+
+impl<T: SessionData> CookieStore<T> {
+    /// A cookie store with the defaults: XChaCha20-Poly1305, gzip above 256
+    /// bytes, 4096-byte cookie limit. Give it the same `config` you give
+    /// [`crate::Sessions::new`]: the cookie name is bound into every sealed
+    /// value, and the clock checks the deadlines.
+    pub fn new(keys: &KeyRing, config: &Config) -> Self {
+        Self::builder(keys, config).build()
+    }
+
+    /// A builder to change the algorithm, compression or limits.
+    pub fn builder<'a>(keys: &'a KeyRing, config: &'a Config) -> CookieStoreBuilder<'a, T> {
+        CookieStoreBuilder {
+            keys,
+            config,
+            algorithm: Algorithm::default(),
+            compression: Compression::default(),
+            max_cookie_len: BROWSER_COOKIE_LIMIT,
+            max_decoded_len: 64 << 10,
+            _data: PhantomData,
+        }
+    }
+
+    /// Seals a record into a cookie value (what [`Store::save`] does, without
+    /// the size check against the whole `Set-Cookie` header).
+    pub fn seal(&self, record: &Record<T>) -> Result<String, StoreError> {
+        Ok(URL_SAFE_NO_PAD.encode(self.inner.codec.encode(record)?))
+    }
+
+    /// Opens a cookie value: `None` if it is oversized, malformed, not
+    /// authentic, sealed with a key not in the ring, or past a deadline.
+    /// The reason is logged at debug level. A value past a deadline fires
+    /// the configuration's `on_expired` and `on_deleted` callbacks.
+    pub fn open(&self, cookie_value: &str) -> Option<Record<T>> {
+        let i = &self.inner;
+        if cookie_value.len() > i.max_cookie_len {
+            tracing::debug!(
+                len = cookie_value.len(),
+                "session cookie rejected: over the size limit"
+            );
+            return None;
+        }
+        let bytes = match URL_SAFE_NO_PAD.decode(cookie_value) {
+            Ok(b) => b,
+            Err(_) => {
+                tracing::debug!("session cookie rejected: not base64url");
+                return None;
+            }
+        };
+        let (record, info) = i
+            .codec
+            .decode_owned::<Record<T>>(std::borrow::Cow::Owned(bytes))
+            .ok()?;
+        if let Some(kind) = record.expired(i.clock.now()) {
+            tracing::debug!(?kind, "session cookie rejected: past its deadline");
+            let owner = record.owner.as_deref();
+            i.callbacks.emit(EventKind::Expired(kind), owner);
+            i.callbacks
+                .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
+            return None;
+        }
+        if info.stale_key {
+            tracing::debug!(
+                key_id = info.key_id,
+                "session cookie sealed with a previous key; the next write re-seals it"
+            );
+        }
+        Some(record)
+    }
+}
+
+#[async_trait]
+impl<T: SessionData> Store<T> for CookieStore<T> {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
+        Ok(self.open(cookie_value))
+    }
+
+    async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        let mut record = save.record.clone();
+        record.version += 1;
+        let value = self.seal(&record)?;
+        let i = &self.inner;
+        // Measure the header exactly as the layer will send it.
+        let max_age = record
+            .absolute_deadline
+            .duration_since(i.clock.now())
+            .unwrap_or(Duration::ZERO);
+        let header_len = crate::http::set_cookie_header(
+            &i.cookie,
+            &CookieAction::Set {
+                value: value.clone(),
+                max_age,
+            },
+        )
+        .map_or(0, |h| h.len());
+        let size = header_len.max(value.len());
+        if size > i.max_cookie_len {
+            return Err(StoreError::CookieTooLarge {
+                size,
+                limit: i.max_cookie_len,
+            });
+        }
+        Ok(SaveOutcome::Saved(value))
+    }
+
+    /// Nothing is stored server-side: returns `Ok(false)`. The layer expires
+    /// the cookie in the browser; see the module docs on revocation.
+    async fn delete(&self, _id: &SessionId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+/// Builder for [`CookieStore`].
+#[must_use = "call .build() to get a CookieStore"]
+pub struct CookieStoreBuilder<'a, T> {
+    keys: &'a KeyRing,
+    config: &'a Config,
+    algorithm: Algorithm,
+    compression: Compression,
+    max_cookie_len: usize,
+    max_decoded_len: usize,
+    _data: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for CookieStoreBuilder<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieStoreBuilder")
+            .field("algorithm", &self.algorithm)
+            .field("compression", &self.compression)
+            .field("max_cookie_len", &self.max_cookie_len)
+            .field("max_decoded_len", &self.max_decoded_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: SessionData> CookieStoreBuilder<'_, T> {
+    /// The AEAD (default XChaCha20-Poly1305). See [`Algorithm`] for the
+    /// nonce limits of AES-256-GCM.
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// Compression of the serialized record (default gzip above 256 bytes).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Largest `Set-Cookie` header a save may produce, and largest cookie
+    /// value a load accepts (default [`BROWSER_COOKIE_LIMIT`]). Lower it if
+    /// your other cookies share the browser's per-domain budget.
+    pub fn max_cookie_len(mut self, n: usize) -> Self {
+        self.max_cookie_len = n;
+        self
+    }
+
+    /// Largest serialized record after decompression (default 64 KiB), the
+    /// bound that makes a sealed gzip bomb harmless. A save of a record that
+    /// serializes to more fails with [`StoreError::Encode`].
+    pub fn max_decoded_len(mut self, n: usize) -> Self {
+        self.max_decoded_len = n;
+        self
+    }
+
+    /// Derives the cipher instances and builds the store.
+    pub fn build(self) -> CookieStore<T> {
+        let codec = Codec::builder()
+            .compression(self.compression)
+            .seal(self.keys, KeyPurpose::CookieSealing)
+            .algorithm(self.algorithm)
+            .context(self.config.cookie().name())
+            // The cookie text is bounded before base64 decoding (see `open`),
+            // and a save over the limit must be `CookieTooLarge` measured on
+            // the whole header, not a codec error: no second bound here.
+            .max_encoded_len(usize::MAX)
+            .max_decoded_len(self.max_decoded_len)
+            .build();
+        CookieStore {
+            inner: Arc::new(Inner {
+                codec,
+                cookie: self.config.cookie().clone(),
+                clock: self.config.clock().clone(),
+                callbacks: self.config.callbacks.clone(),
+                max_cookie_len: self.max_cookie_len,
+            }),
+            _data: PhantomData,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::ExpiryPolicy;
+    use crate::keys::PasswordKdf;
+
+    #[tokio::test]
+    async fn pbkdf2_runs_once_per_secret_at_build_and_never_per_request() {
+        use crate::keys::tests::PBKDF2_RUNS;
+        let before = PBKDF2_RUNS.with(|c| c.get());
+        let ring = KeyRing::builder()
+            .current(2, "a passphrase someone typed, 32+ bytes")
+            .previous(1, "the previous passphrase, also 32+ bytes")
+            .password_kdf(PasswordKdf::new(1_000, "deployment salt 1"))
+            .build()
+            .unwrap();
+        assert_eq!(PBKDF2_RUNS.with(|c| c.get()) - before, 2);
+        let config = Config::default();
+        let store = CookieStore::<u32>::new(&ring, &config);
+        let record = Record::new(
+            SessionId::generate(),
+            7,
+            config.clock().now(),
+            &ExpiryPolicy::default(),
+        );
+        for _ in 0..50 {
+            let SaveOutcome::Saved(v) = store
+                .save(Save {
+                    record: &record,
+                    base: None,
+                    kind: crate::store::SaveKind::Create,
+                })
+                .await
+                .unwrap()
+            else {
+                panic!("a cookie store always saves")
+            };
+            assert_eq!(store.load(&v).await.unwrap().unwrap().data, 7);
+        }
+        assert_eq!(PBKDF2_RUNS.with(|c| c.get()) - before, 2);
+    }
+}
