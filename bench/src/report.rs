@@ -58,6 +58,7 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
     let (read, write, new) = match variant {
         Variant::SessionkitMemory | Variant::SessionkitActixMemory => (0.92, 0.85, 0.80),
         Variant::SessionkitRedis | Variant::SessionkitActixRedis => (0.75, 0.60, 0.65),
+        Variant::SessionkitCookie | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
         _ => return None,
     };
     Some(match workload {
@@ -73,6 +74,8 @@ const PAIRS: &[(Variant, Variant)] = &[
     (Variant::SessionkitRedis, Variant::TowerSessionsRedis),
     (Variant::SessionkitRedis, Variant::ActixRedis),
     (Variant::SessionkitActixRedis, Variant::ActixRedis),
+    (Variant::SessionkitCookie, Variant::ActixCookie),
+    (Variant::SessionkitActixCookie, Variant::ActixCookie),
 ];
 
 /// Median req/s as a fraction of the same framework's ceiling.

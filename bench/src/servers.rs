@@ -17,6 +17,8 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use sessionkit::keys::KeyRing;
+use sessionkit::store::cookie::CookieStore;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::redis::RedisStore;
 
@@ -51,11 +53,13 @@ pub enum Variant {
     NoneAxum,
     SessionkitMemory,
     SessionkitRedis,
+    SessionkitCookie,
     TowerSessionsMemory,
     TowerSessionsRedis,
     NoneActix,
     SessionkitActixMemory,
     SessionkitActixRedis,
+    SessionkitActixCookie,
     ActixCookie,
     ActixRedis,
 }
@@ -66,11 +70,13 @@ impl Variant {
         Variant::NoneAxum,
         Variant::SessionkitMemory,
         Variant::SessionkitRedis,
+        Variant::SessionkitCookie,
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
         Variant::NoneActix,
         Variant::SessionkitActixMemory,
         Variant::SessionkitActixRedis,
+        Variant::SessionkitActixCookie,
         Variant::ActixCookie,
         Variant::ActixRedis,
     ];
@@ -80,11 +86,13 @@ impl Variant {
             Variant::NoneAxum => "none-axum",
             Variant::SessionkitMemory => "sessionkit-memory",
             Variant::SessionkitRedis => "sessionkit-redis",
+            Variant::SessionkitCookie => "sessionkit-cookie",
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
             Variant::NoneActix => "none-actix",
             Variant::SessionkitActixMemory => "sessionkit-actix-memory",
             Variant::SessionkitActixRedis => "sessionkit-actix-redis",
+            Variant::SessionkitActixCookie => "sessionkit-actix-cookie",
             Variant::ActixCookie => "actix-session-cookie",
             Variant::ActixRedis => "actix-session-redis",
         }
@@ -99,6 +107,7 @@ impl Variant {
             Variant::NoneActix
             | Variant::SessionkitActixMemory
             | Variant::SessionkitActixRedis
+            | Variant::SessionkitActixCookie
             | Variant::ActixCookie
             | Variant::ActixRedis => Framework::Actix,
             _ => Framework::Axum,
@@ -149,6 +158,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                     Variant::SessionkitRedis => {
                         axum_apps::sessionkit(redis_store(&redis_url()?).await?)
                     }
+                    Variant::SessionkitCookie => axum_apps::sessionkit(cookie_store()?),
                     Variant::TowerSessionsMemory => axum_apps::tower_sessions_memory(),
                     Variant::TowerSessionsRedis => {
                         axum_apps::tower_sessions_redis(&redis_url()?).await?
@@ -166,6 +176,9 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                 Variant::SessionkitActixMemory => {
                     actix_apps::sessionkit(addr, MemoryStore::new()).await
                 }
+                Variant::SessionkitActixCookie => {
+                    actix_apps::sessionkit(addr, cookie_store()?).await
+                }
                 Variant::SessionkitActixRedis => {
                     actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
                 }
@@ -175,6 +188,15 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
             }
         }),
     }
+}
+
+/// A cookie store under a fresh throw-away secret (sessions do not outlive the process).
+fn cookie_store() -> std::io::Result<CookieStore<BenchData>> {
+    let ring = KeyRing::builder()
+        .current(1, KeyRing::generate_secret())
+        .build()
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    Ok(CookieStore::new(&ring, &sessionkit::Config::default()))
 }
 
 async fn redis_store(url: &str) -> std::io::Result<RedisStore<BenchData>> {
