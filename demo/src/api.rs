@@ -1,32 +1,41 @@
 //! The JSON contract: `/api/me`, `/api/login`, `/api/logout`, `/api/counter`,
-//! `/api/flash` and `/api/admin/revoke/{username}`.
+//! `/api/flash` and `/api/admin/revoke/{username}`, written once for every
+//! framework.
 //!
-//! Handlers only use the [`Session`] handle; the layer loads the session
-//! lazily and saves it once the response is ready. Errors are JSON
+//! Each route is a function over the request's [`Session`] (and, for the
+//! admin route, the store's [`OwnerRevocation`] if it has one) that returns a
+//! [`Reply`]: a status and a JSON body. The framework files
+//! ([`crate::axum_app`], [`crate::actix_app`]) only extract the session and
+//! the raw request parts, call these functions and turn the [`Reply`] into
+//! their own response type; the session layer of each framework loads the
+//! session lazily and saves it once the response is ready. Errors are JSON
 //! (`{"error": "..."}`) with a status that says whose fault it is.
 //!
 //! ```
-//! use sessionkit_demo::api::validate_username;
+//! use sessionkit_demo::api::{validate_username, parse_login};
 //! assert!(validate_username("alice").is_ok());
 //! assert!(validate_username("").is_err());
 //! assert!(validate_username(&"x".repeat(65)).is_err());
+//!
+//! let body = br#"{"username": "alice"}"#;
+//! assert_eq!(parse_login(Some(b"application/json"), Ok(body)).unwrap().username, "alice");
+//! assert_eq!(parse_login(None, Ok(body)).unwrap_err().status, 400);
 //! ```
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
-use sessionkit::{FlashMessage, QueryStore, Session, Sessions, StoreError};
+use serde_json::Value;
+use sessionkit::{FlashMessage, QueryStore, Session, Sessions, Store, StoreError};
 
 use crate::DemoSession;
 
 /// The longest accepted username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// The `Cache-Control` of every `/api` answer: answers about a session are private to it.
+pub const API_CACHE_CONTROL: &str = "no-store";
 
 /// `GET /api/me`: who this session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,35 +85,68 @@ pub struct Revoked {
     pub revoked: usize,
 }
 
+/// What a route answers, whatever framework serves it: a status code and a
+/// JSON body (sent with [`API_CACHE_CONTROL`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// `200 OK` with `body` as JSON.
+    pub fn ok(body: impl Serialize) -> Self {
+        match serde_json::to_value(body) {
+            Ok(body) => Reply { status: 200, body },
+            // The answer types above are plain structs of strings and
+            // numbers; this arm exists so that nothing here can panic.
+            Err(e) => ApiError::new(500, format!("cannot encode the answer: {e}")).into(),
+        }
+    }
+}
+
 /// An error answer: `{"error": "..."}` with a status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// The status code.
-    pub status: StatusCode,
+    /// The HTTP status code (4xx or 5xx).
+    pub status: u16,
     /// What went wrong, for the client.
     pub message: String,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    /// An error with this status and message.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(400, message)
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Self {
+        Reply {
+            status: e.status,
+            body: serde_json::json!({ "error": e.message }),
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+impl<T: Serialize> From<Result<T, ApiError>> for Reply {
+    fn from(r: Result<T, ApiError>) -> Self {
+        r.map_or_else(Reply::from, Reply::ok)
     }
 }
 
-/// Checks a username: 1 to [`MAX_USERNAME_CHARS`] characters, no control characters.
+/// Checks a username: 1 to [`MAX_USERNAME_CHARS`] characters, no control
+/// characters, no U+FFFD (the mark of bytes that were not UTF-8).
 pub fn validate_username(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::bad_request("username must not be empty"));
@@ -119,13 +161,64 @@ pub fn validate_username(name: &str) -> Result<(), ApiError> {
             "username must not contain control characters",
         ));
     }
+    // What a lossy decoder makes of bytes that are not UTF-8 (actix-web
+    // decodes `%FF` in a path this way; axum rejects it): never a name.
+    if name.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(ApiError::bad_request(
+            "username must be valid UTF-8 (no U+FFFD replacement characters)",
+        ));
+    }
     Ok(())
 }
 
-/// Revokes every session of one user. Object-safe so the router need not
+/// Whether a `Content-Type` value announces JSON (`application/json` or
+/// `application/<something>+json`, parameters and case ignored).
+fn is_json(content_type: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(content_type) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses and checks a `POST /api/login` request from its `Content-Type`
+/// header and its body (or the error the framework met reading the body,
+/// e.g. one over its size limit). Only a JSON object with a valid
+/// `username` string passes.
+pub fn parse_login(
+    content_type: Option<&[u8]>,
+    body: Result<&[u8], ApiError>,
+) -> Result<LoginRequest, ApiError> {
+    let expected = "expected a JSON body {\"username\": \"...\"}";
+    let body = body.map_err(|e| ApiError::new(e.status, format!("{expected}: {}", e.message)))?;
+    if !content_type.is_some_and(is_json) {
+        return Err(ApiError::bad_request(format!(
+            "{expected}: Content-Type must be application/json"
+        )));
+    }
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("{expected}: {e}")))?;
+    // Only an object: serde alone would also take `["alice"]` for the struct.
+    if !body.is_object() {
+        return Err(ApiError::bad_request(format!("{expected}: not an object")));
+    }
+    let request: LoginRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("{expected}: {e}")))?;
+    validate_username(&request.username)?;
+    Ok(request)
+}
+
+/// Revokes every session of one user. Object-safe so the apps need not
 /// name the store type; implemented for every [`Sessions`] over a
-/// [`QueryStore`]. A store that cannot list sessions (the cookie store)
-/// will answer with an error instead.
+/// [`QueryStore`]. A store that cannot list sessions (the cookie store,
+/// which keeps them in the browser) has none: see [`revocation_of`] and
+/// [`revoke`].
 #[async_trait]
 pub trait OwnerRevocation: Send + Sync + 'static {
     /// Deletes every session owned by `owner`; returns how many.
@@ -139,10 +232,59 @@ impl<S: QueryStore<DemoSession>> OwnerRevocation for Sessions<DemoSession, S> {
     }
 }
 
-/// What the API handlers share.
-#[derive(Clone)]
-pub struct ApiState {
-    pub(crate) revocation: Arc<dyn OwnerRevocation>,
+/// The revocation capability of an app: `None` for stores that cannot
+/// find a user's sessions.
+pub type Revocation = Option<Arc<dyn OwnerRevocation>>;
+
+/// The revocation capability of sessions over a [`QueryStore`].
+pub fn revocation_of<S: QueryStore<DemoSession>>(
+    sessions: &Sessions<DemoSession, S>,
+) -> Revocation {
+    Some(Arc::new(sessions.clone()))
+}
+
+/// What the app tells an admin when its store cannot revoke sessions.
+pub const CANNOT_REVOKE: &str =
+    "the cookie store keeps sessions in the browser and cannot revoke them";
+
+/// The store-independent part of what an app serves: its sessions (for the
+/// session layer) and whether it can revoke a user's sessions.
+pub struct DemoSessions<S> {
+    /// The sessions the session layer serves.
+    pub sessions: Sessions<DemoSession, S>,
+    /// `POST /api/admin/revoke/{username}`'s capability.
+    pub revocation: Revocation,
+}
+
+impl<S: Store<DemoSession>> Clone for DemoSessions<S> {
+    fn clone(&self) -> Self {
+        DemoSessions {
+            sessions: self.sessions.clone(),
+            revocation: self.revocation.clone(),
+        }
+    }
+}
+
+impl<S: QueryStore<DemoSession>> DemoSessions<S> {
+    /// Sessions over a store that can list a user's sessions: the admin route works.
+    pub fn with_revocation(sessions: Sessions<DemoSession, S>) -> Self {
+        let revocation = revocation_of(&sessions);
+        DemoSessions {
+            sessions,
+            revocation,
+        }
+    }
+}
+
+impl<S: Store<DemoSession>> DemoSessions<S> {
+    /// Sessions over a store that cannot: the admin route answers
+    /// `501` with [`CANNOT_REVOKE`].
+    pub fn without_revocation(sessions: Sessions<DemoSession, S>) -> Self {
+        DemoSessions {
+            sessions,
+            revocation: None,
+        }
+    }
 }
 
 fn me_of(session: &Session<DemoSession>) -> Me {
@@ -156,24 +298,22 @@ fn me_of(session: &Session<DemoSession>) -> Me {
     }
 }
 
-pub(crate) async fn me(session: Session<DemoSession>) -> Json<Me> {
-    Json(me_of(&session))
+/// `GET /api/me`.
+pub fn me(session: &Session<DemoSession>) -> Reply {
+    Reply::ok(me_of(session))
 }
 
-pub(crate) async fn login(
-    session: Session<DemoSession>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<Json<Me>, ApiError> {
-    let expected = "expected a JSON body {\"username\": \"...\"}";
-    let Json(body) =
-        body.map_err(|e| ApiError::bad_request(format!("{expected}: {}", e.body_text())))?;
-    // Only an object: serde alone would also take `["alice"]` for the struct.
-    if !body.is_object() {
-        return Err(ApiError::bad_request(format!("{expected}: not an object")));
-    }
-    let LoginRequest { username } = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("{expected}: {e}")))?;
-    validate_username(&username)?;
+/// `POST /api/login`, with the request's `Content-Type` and body as
+/// [`parse_login`] takes them.
+pub fn login(
+    session: &Session<DemoSession>,
+    content_type: Option<&[u8]>,
+    body: Result<&[u8], ApiError>,
+) -> Reply {
+    let username = match parse_login(content_type, body) {
+        Ok(LoginRequest { username }) => username,
+        Err(e) => return e.into(),
+    };
     // A new id on every privilege change defeats session fixation: the
     // cookie the client had before logging in is dead once this returns.
     session.regenerate_id();
@@ -192,53 +332,60 @@ pub(crate) async fn login(
         .flash()
         .set("notice", format!("Welcome, {username}"));
     tracing::info!("user logged in");
-    Ok(Json(me_of(&session)))
+    me(session)
 }
 
-pub(crate) async fn logout(session: Session<DemoSession>) -> Json<LoggedOut> {
+/// `POST /api/logout`.
+pub fn logout(session: &Session<DemoSession>) -> Reply {
     let was = session.data().username.is_some();
     session.destroy();
-    Json(LoggedOut { logged_out: was })
+    Reply::ok(LoggedOut { logged_out: was })
 }
 
-pub(crate) async fn counter(session: Session<DemoSession>) -> Json<Counter> {
+/// `POST /api/counter`.
+pub fn counter(session: &Session<DemoSession>) -> Reply {
     let counter = {
         let mut data = session.data_mut();
         data.counter = data.counter.saturating_add(1);
         data.counter
     };
-    Json(Counter { counter })
+    Reply::ok(Counter { counter })
 }
 
-pub(crate) async fn flash(session: Session<DemoSession>) -> Json<Flashes> {
-    Json(Flashes {
+/// `GET /api/flash`.
+pub fn flash(session: &Session<DemoSession>) -> Reply {
+    Reply::ok(Flashes {
         messages: session.flash().take_all(),
     })
 }
 
-pub(crate) async fn revoke(
-    State(state): State<ApiState>,
-    Path(username): Path<String>,
-) -> Result<Json<Revoked>, ApiError> {
-    validate_username(&username)?;
-    match state.revocation.revoke_owner(&username).await {
+/// `POST /api/admin/revoke/{username}`, with the path segment as the
+/// framework decoded it (or the error it met decoding it).
+pub async fn revoke(
+    revocation: Option<&dyn OwnerRevocation>,
+    username: Result<&str, ApiError>,
+) -> Reply {
+    let username = match username.and_then(|u| validate_username(u).map(|()| u)) {
+        Ok(u) => u,
+        Err(e) => return e.into(),
+    };
+    let Some(revocation) = revocation else {
+        return ApiError::new(501, CANNOT_REVOKE).into();
+    };
+    match revocation.revoke_owner(username).await {
         Ok(revoked) => {
             tracing::info!(revoked, "revoked a user's sessions");
-            Ok(Json(Revoked { revoked }))
+            Reply::ok(Revoked { revoked })
         }
         Err(e) => {
             tracing::error!(error = %e, "revoking a user's sessions failed");
-            Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: "the session store is unavailable; retry shortly".into(),
-            })
+            ApiError::new(503, "the session store is unavailable; retry shortly").into()
         }
     }
 }
 
-pub(crate) async fn healthz() -> &'static str {
-    "ok\n"
-}
+/// `GET /healthz`: never touches the session store.
+pub const HEALTHZ: &str = "ok\n";
 
 #[cfg(test)]
 mod tests {
@@ -253,9 +400,68 @@ mod tests {
 
     #[test]
     fn blank_and_control_character_usernames_are_rejected() {
-        for bad in ["", "   ", "a\nb", "\u{0}", "x\u{7f}"] {
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "\u{0}",
+            "x\u{7f}",
+            "\u{fffd}",
+            "a\u{fffd}b",
+        ] {
             let e = validate_username(bad).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
+            assert_eq!(e.status, 400, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_json_content_types_are_taken_for_a_login() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.demo+json",
+        ] {
+            assert!(is_json(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            &b"text/plain"[..],
+            b"application/jsonx",
+            b"multipart/form-data",
+            b"",
+            b"\xff\xfe",
+            b"application/x-www-form-urlencoded",
+        ] {
+            assert!(!is_json(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_login_bodies_are_400s_naming_the_expected_shape() {
+        let json = Some(&b"application/json"[..]);
+        for body in [
+            &b""[..],
+            b"{",
+            b"\xef\xbb\xbf{}",
+            b"\xff",
+            b"[\"alice\"]",
+            b"{\"username\": 1}",
+            b"{\"username\": \"\"}",
+            b"null",
+        ] {
+            let e = parse_login(json, Ok(body)).unwrap_err();
+            assert_eq!(e.status, 400, "{body:?}");
+            assert!(e.message.contains("username"), "{}", e.message);
+        }
+        let too_big = parse_login(json, Err(ApiError::new(413, "payload too large"))).unwrap_err();
+        assert_eq!(too_big.status, 413);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_revocation_answers_501_with_a_json_error() {
+        let r = revoke(None, Ok("alice")).await;
+        assert_eq!(r.status, 501);
+        assert_eq!(r.body["error"], CANNOT_REVOKE);
+        let bad = revoke(None, Ok("a\nb")).await;
+        assert_eq!(bad.status, 400, "the name is checked first");
     }
 }

@@ -21,7 +21,7 @@
 //!     _ => Err(std::env::VarError::NotPresent),
 //! };
 //! let err = DemoConfig::from_vars(bad).unwrap_err();
-//! assert!(err.to_string().contains("supported values: memory"));
+//! assert!(err.to_string().contains("supported values: memory, redis, cookie, cluster"));
 //! ```
 
 use std::env::VarError;
@@ -31,47 +31,102 @@ use sessionkit::{Config, ConfigError};
 
 /// Which session store the demo runs on (`SESSION_STORE`).
 ///
-/// Only the stores this build has are listed; `cookie`, `redis` and
-/// `cluster` arrive with those stores, each as one variant here and one
-/// match arm in [`crate::serve_with`].
+/// Each kind is one variant here and one match arm in [`crate::serve_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     /// [`sessionkit::store::memory::MemoryStore`]: in this process, lost on restart.
     Memory,
+    /// [`sessionkit::store::redis::RedisStore`] at `REDIS_URL`, wrapped in
+    /// [`sessionkit::resilience::Resilient`].
+    Redis,
+    /// [`sessionkit::store::cookie::CookieStore`]: the whole session sealed
+    /// in the cookie with a key from `SESSION_SECRET`; nothing server-side.
+    Cookie,
+    /// [`sessionkit::store::cluster::ClusteredStore`]: Redis at `REDIS_URL`
+    /// with a local cache per process, kept honest over pub/sub with
+    /// messages authenticated by a key from `SESSION_SECRET`; wrapped in
+    /// [`sessionkit::resilience::Resilient`].
+    Cluster,
 }
 
 impl StoreKind {
     /// Every supported kind, in the order the error message lists them.
-    pub const ALL: &'static [StoreKind] = &[StoreKind::Memory];
+    pub const ALL: &'static [StoreKind] = &[
+        StoreKind::Memory,
+        StoreKind::Redis,
+        StoreKind::Cookie,
+        StoreKind::Cluster,
+    ];
 
     /// The value `SESSION_STORE` takes for this kind.
     pub fn name(self) -> &'static str {
         match self {
             StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
+            StoreKind::Cookie => "cookie",
+            StoreKind::Cluster => "cluster",
         }
+    }
+
+    /// Whether this store talks to the Redis at `REDIS_URL`.
+    pub fn uses_redis(self) -> bool {
+        matches!(self, StoreKind::Redis | StoreKind::Cluster)
+    }
+
+    /// Whether this store derives keys from `SESSION_SECRET`.
+    pub fn uses_secret(self) -> bool {
+        matches!(self, StoreKind::Cookie | StoreKind::Cluster)
     }
 }
 
 /// Which web framework serves the demo (`DEMO_FRAMEWORK`).
-///
-/// `actix` arrives with the actix integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
     /// axum, through [`sessionkit::SessionLayer`].
     Axum,
+    /// actix-web 4, through [`sessionkit::http::actix::SessionMiddleware`].
+    Actix,
 }
 
 impl Framework {
     /// Every supported framework.
-    pub const ALL: &'static [Framework] = &[Framework::Axum];
+    pub const ALL: &'static [Framework] = &[Framework::Axum, Framework::Actix];
 
     /// The value `DEMO_FRAMEWORK` takes for this framework.
     pub fn name(self) -> &'static str {
         match self {
             Framework::Axum => "axum",
+            Framework::Actix => "actix",
         }
     }
 }
+
+/// `SESSION_SECRET`: the secret the cookie and cluster stores derive their
+/// keys from. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSecret(String);
+
+impl SessionSecret {
+    /// Wraps a secret (at least [`sessionkit::keys::MIN_SECRET_LEN`] bytes
+    /// to be accepted by the key ring).
+    pub fn new(secret: impl Into<String>) -> Self {
+        SessionSecret(secret.into())
+    }
+
+    /// The secret itself, for the key ring. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret(<redacted>)")
+    }
+}
+
+/// `REDIS_URL` when unset.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The demo's configuration. [`DemoConfig::default`] is what an empty
 /// environment gives: memory store, axum, port 3000, secure cookies.
@@ -87,6 +142,12 @@ pub struct DemoConfig {
     /// Browsers accept `Secure` cookies on `http://localhost`, so this is only
     /// needed to reach the demo over plain HTTP under another host name.
     pub insecure_cookies: bool,
+    /// The Redis of the `redis` and `cluster` stores (`REDIS_URL`, default
+    /// [`DEFAULT_REDIS_URL`]). It may hold a password: it is never logged.
+    pub redis_url: String,
+    /// `SESSION_SECRET`, for the `cookie` and `cluster` stores. When unset
+    /// there, a throw-away secret is generated at start (with a warning).
+    pub session_secret: Option<SessionSecret>,
 }
 
 impl Default for DemoConfig {
@@ -96,6 +157,8 @@ impl Default for DemoConfig {
             framework: Framework::Axum,
             port: 3000,
             insecure_cookies: false,
+            redis_url: DEFAULT_REDIS_URL.to_owned(),
+            session_secret: None,
         }
     }
 }
@@ -116,6 +179,19 @@ pub enum DemoConfigProblem {
     /// `PORT` is not a number from 0 to 65535.
     #[error("PORT={0:?} is not a port number (0 to 65535; 0 lets the OS pick one)")]
     Port(String),
+    /// `REDIS_URL` is not a URL the Redis client takes. The value is not
+    /// quoted: it may hold a password.
+    #[error(
+        "REDIS_URL is not a Redis URL (expected redis://[user:password@]host:port[/db] \
+         or unix:///path/to/redis.sock; the value is not shown as it may hold a password)"
+    )]
+    RedisUrl,
+    /// `SESSION_SECRET` is too short for the key ring. The value is not quoted.
+    #[error(
+        "SESSION_SECRET is {0} bytes; at least {min} are required (e.g. `openssl rand -base64 32`)",
+        min = sessionkit::keys::MIN_SECRET_LEN
+    )]
+    SessionSecretTooShort(usize),
     /// A variable is not valid UTF-8.
     #[error("{0} is not valid UTF-8")]
     NotUnicode(&'static str),
@@ -163,6 +239,18 @@ fn choose<K: Copy>(
         })
 }
 
+/// Whether `url` has a scheme and shape the Redis client takes (the client
+/// checks the rest when connecting).
+fn is_redis_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "redis" | "unix" | "redis+unix")
+        && !rest.is_empty()
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 impl DemoConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, DemoConfigError> {
@@ -189,6 +277,8 @@ impl DemoConfig {
         let framework = get("DEMO_FRAMEWORK");
         let port = get("PORT");
         let insecure = get("DEMO_INSECURE_COOKIES");
+        let redis_url = get("REDIS_URL");
+        let secret = get("SESSION_SECRET");
         if let Some(v) = store {
             match choose("SESSION_STORE", &v, StoreKind::ALL, StoreKind::name) {
                 Ok(k) => config.store = k,
@@ -216,6 +306,20 @@ impl DemoConfig {
                     value: v,
                     supported: "1, true, yes, 0, false, no".into(),
                 }),
+            }
+        }
+        if let Some(v) = redis_url {
+            config.redis_url = v.trim().to_owned();
+        }
+        if config.store.uses_redis() && !is_redis_url(&config.redis_url) {
+            problems.push(DemoConfigProblem::RedisUrl);
+        }
+        // Taken as it is (not trimmed): every byte is key material.
+        config.session_secret = secret.map(SessionSecret);
+        if let Some(secret) = &config.session_secret {
+            let len = secret.expose().len();
+            if config.store.uses_secret() && len < sessionkit::keys::MIN_SECRET_LEN {
+                problems.push(DemoConfigProblem::SessionSecretTooShort(len));
             }
         }
         if problems.is_empty() {
@@ -282,7 +386,7 @@ mod tests {
     #[test]
     fn every_bad_variable_is_reported_with_what_it_accepts() {
         let err = DemoConfig::from_vars(env(&[
-            ("SESSION_STORE", "redis"),
+            ("SESSION_STORE", "mongo"),
             ("DEMO_FRAMEWORK", "rocket"),
             ("PORT", "70000"),
             ("DEMO_INSECURE_COOKIES", "maybe"),
@@ -291,8 +395,8 @@ mod tests {
         assert_eq!(err.problems().len(), 4);
         let text = err.to_string();
         for needle in [
-            "SESSION_STORE=\"redis\" is not supported; supported values: memory",
-            "DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum",
+            "SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie, cluster",
+            "DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum, actix",
             "PORT=\"70000\"",
             "DEMO_INSECURE_COOKIES=\"maybe\"",
         ] {
@@ -324,6 +428,69 @@ mod tests {
             err.problems(),
             &[DemoConfigProblem::NotUnicode("SESSION_STORE")]
         );
+    }
+
+    #[test]
+    fn redis_urls_are_checked_only_for_the_redis_store_and_never_quoted() {
+        let c = DemoConfig::from_vars(env(&[
+            ("SESSION_STORE", "redis"),
+            ("DEMO_FRAMEWORK", "actix"),
+        ]))
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Redis);
+        assert_eq!(c.framework, Framework::Actix);
+        assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
+        let c = DemoConfig::from_vars(env(&[
+            ("SESSION_STORE", "redis"),
+            ("REDIS_URL", " redis://:pw@db:6380/2 "),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://:pw@db:6380/2");
+        assert!(DemoConfig::from_vars(env(&[("REDIS_URL", "nonsense")])).is_ok());
+        for bad in [
+            "nonsense-with-secret",
+            "http://secret@host",
+            "redis://",
+            "redis://se cret@host",
+            "redis://secret@host\r\nFLUSHALL",
+        ] {
+            let var = move |name: &str| match name {
+                "SESSION_STORE" => Ok("redis".to_owned()),
+                "REDIS_URL" => Ok(bad.to_owned()),
+                _ => Err(VarError::NotPresent),
+            };
+            let err = DemoConfig::from_vars(var).unwrap_err();
+            assert_eq!(err.problems(), &[DemoConfigProblem::RedisUrl], "{bad:?}");
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_session_secret_is_checked_for_the_stores_that_use_it_and_never_printed() {
+        let secret = "s3cret-".repeat(5);
+        let var = |store: &'static str, secret: String| {
+            move |name: &str| match name {
+                "SESSION_STORE" => Ok(store.to_owned()),
+                "SESSION_SECRET" => Ok(secret.clone()),
+                _ => Err(VarError::NotPresent),
+            }
+        };
+        let users = StoreKind::ALL.iter().filter(|k| k.uses_secret());
+        for store in users.map(|k| k.name()) {
+            let c = DemoConfig::from_vars(var(store, secret.clone())).unwrap();
+            assert_eq!(c.session_secret.as_ref().unwrap().expose(), secret);
+            assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+            let err = DemoConfig::from_vars(var(store, "s3cret-short".into())).unwrap_err();
+            assert_eq!(
+                err.problems(),
+                &[DemoConfigProblem::SessionSecretTooShort(12)]
+            );
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+        // Not used by the memory store: not checked.
+        assert!(DemoConfig::from_vars(var("memory", "short".into())).is_ok());
+        let c = DemoConfig::from_vars(env(&[("SESSION_STORE", "cookie")])).unwrap();
+        assert_eq!(c.session_secret, None);
     }
 
     #[test]

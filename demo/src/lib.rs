@@ -6,19 +6,24 @@
 //! environment variables and the JSON contract.
 //!
 //! The crate is a library plus a thin `main.rs` so that tests can start the
-//! app in-process on an ephemeral port, over any store and with an injected
-//! clock:
+//! app in-process on an ephemeral port, over any store, on either framework
+//! and with an injected clock:
 //!
 //! ```
 //! use sessionkit::{Config, Sessions, store::memory::MemoryStore};
-//! use sessionkit_demo::{app, DemoSession};
+//! use sessionkit_demo::{api::DemoSessions, config::Framework, serve_app, DemoSession};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let sessions = Sessions::new(MemoryStore::<DemoSession>::new(), Config::default());
-//! let router: axum::Router = app(&sessions);
-//! # let _ = router;
+//! let app = DemoSessions::with_revocation(sessions);
+//! let running = serve_app(Framework::Actix, &app, 0).await.unwrap();
+//! println!("{}", running.url());
+//! running.shutdown().await.unwrap();
 //! # }
 //! ```
+//!
+//! The route logic is written once, framework-free, in [`api`];
+//! [`axum_app`] and [`actix_app`] only wire it to their framework.
 //!
 //! ## Routes
 //! | route | session use |
@@ -26,7 +31,7 @@
 //! | `GET /` | none: a static page whose script calls the API |
 //! | `GET /healthz` | none: no store call, no `Set-Cookie` |
 //! | `GET /api/me`, `POST /api/login`, `/api/logout`, `/api/counter`, `GET /api/flash` | [`sessionkit::Session`] |
-//! | `POST /api/admin/revoke/{username}` | [`sessionkit::Sessions::revoke_owner`] |
+//! | `POST /api/admin/revoke/{username}` | [`sessionkit::Sessions::revoke_owner`], for stores that can list a user's sessions |
 //!
 //! The revoke route is unprotected because this is a demo; a real
 //! application must restrict it to administrators.
@@ -34,16 +39,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::sync::Arc;
-
-use axum::http::header::{HeaderValue, CACHE_CONTROL};
-use axum::response::{Html, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
-use sessionkit::{QueryStore, SessionLayer, Sessions};
+use sessionkit::{QueryStore, Sessions};
 
+pub mod actix_app;
 pub mod api;
+pub mod axum_app;
 pub mod config;
 pub mod server;
 
@@ -63,30 +64,8 @@ pub struct DemoSession {
 /// The HTML page at `/`.
 pub const PAGE: &str = include_str!("page.html");
 
-/// The demo's router over any store that can revoke a user's sessions.
-pub fn app<S: QueryStore<DemoSession>>(sessions: &Sessions<DemoSession, S>) -> Router {
-    let state = api::ApiState {
-        revocation: Arc::new(sessions.clone()),
-    };
-    let api = Router::new()
-        .route("/me", get(api::me))
-        .route("/login", post(api::login))
-        .route("/logout", post(api::logout))
-        .route("/counter", post(api::counter))
-        .route("/flash", get(api::flash))
-        .route("/admin/revoke/{username}", post(api::revoke))
-        .with_state(state)
-        // Answers about a session are private to it.
-        .layer(axum::middleware::map_response(no_store));
-    Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route("/healthz", get(api::healthz))
-        .nest("/api", api)
-        .layer(SessionLayer::new(sessions))
-}
-
-async fn no_store(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+/// The demo's axum router over any store that can revoke a user's sessions
+/// (shorthand for [`axum_app::router`] with [`api::DemoSessions::with_revocation`]).
+pub fn app<S: QueryStore<DemoSession>>(sessions: &Sessions<DemoSession, S>) -> axum::Router {
+    axum_app::router(&api::DemoSessions::with_revocation(sessions.clone()))
 }

@@ -1,82 +1,12 @@
 //! The real binary, as `cargo run -p sessionkit-demo` starts it: configured
 //! by the environment, logging one ready line, serving over TCP.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sessionkit-demo");
-
-/// Kills the child (by its pid) if a test fails before stopping it.
-struct Demo {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn forward(stream: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-}
-
-fn spawn(env: &[(&str, &str)]) -> Demo {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "SESSION_STORE",
-        "DEMO_FRAMEWORK",
-        "PORT",
-        "DEMO_INSECURE_COOKIES",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the demo binary starts");
-    let (tx, lines) = mpsc::channel();
-    forward(child.stdout.take().unwrap(), tx.clone());
-    forward(child.stderr.take().unwrap(), tx);
-    Demo { child, lines }
-}
-
-/// Reads output lines until one contains `needle`; returns everything read.
-fn wait_for(demo: &Demo, needle: &str, within: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + within;
-    let mut seen = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match demo.lines.recv_timeout(left) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(needle) {
-                    return Ok(seen);
-                }
-            }
-            Err(_) => return Err(seen),
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use common::process::{free_port, spawn, wait_for};
 
 #[tokio::test]
 async fn the_real_binary_logs_a_ready_line_and_serves_a_login_round_trip() {
@@ -151,12 +81,33 @@ fn unsupported_store_or_framework_stops_the_start_with_the_supported_values() {
         out.push('\n');
     }
     assert!(
-        out.contains("SESSION_STORE=\"mongo\" is not supported; supported values: memory"),
+        out.contains("SESSION_STORE=\"mongo\" is not supported; supported values: memory, redis, cookie, cluster"),
         "{out}"
     );
     assert!(
-        out.contains("DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum"),
+        out.contains("DEMO_FRAMEWORK=\"rocket\" is not supported; supported values: axum, actix"),
         "{out}"
     );
     assert!(!out.contains("listening on"), "{out}");
+}
+
+#[tokio::test]
+async fn the_real_binary_serves_the_same_contract_on_actix_and_stops_on_sigterm() {
+    let (mut demo, base) = common::process::Demo::start(&[("DEMO_FRAMEWORK", "actix")]);
+    let mut b = common::Browser::new(&base);
+    let login = b.login("alice").await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(b.increment().await, 1);
+    assert_eq!(b.me().await["username"], "alice");
+    let page = common::send(&b.http, &base, reqwest::Method::GET, "/", None, None).await;
+    assert!(page.text.contains("<form id=\"login\">"));
+
+    let pid = demo.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, out) = demo.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}\n{out}");
 }

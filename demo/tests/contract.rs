@@ -1,4 +1,5 @@
-//! The JSON contract, driven over a real TCP socket with reqwest.
+//! The JSON contract, driven over a real TCP socket with reqwest, once per
+//! framework: every case runs as `on_axum::<case>` and `on_actix::<case>`.
 
 mod common;
 
@@ -6,7 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{assert_anonymous, send, start, Browser, CookieChange, COOKIE_NAME};
+use common::{
+    assert_anonymous, revoke_alice_on_three_clients_but_not_bob, send, start, Browser,
+    CookieChange, COOKIE_NAME,
+};
 use futures_util::stream::BoxStream;
 use reqwest::header::{HeaderValue, CACHE_CONTROL, COOKIE};
 use reqwest::{Method, StatusCode};
@@ -14,11 +18,12 @@ use serde_json::json;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::{Removed, Save, SaveOutcome};
 use sessionkit::{Config, QueryStore, Record, SessionId, Sessions, Store, StoreError};
-use sessionkit_demo::{app, serve_app, DemoSession};
+use sessionkit_demo::api::DemoSessions;
+use sessionkit_demo::config::Framework;
+use sessionkit_demo::{serve_app, DemoSession};
 
-#[tokio::test]
-async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected() {
-    let server = start(Config::default()).await;
+async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
 
     let login = b.login("alice").await;
@@ -72,11 +77,10 @@ async fn login_me_counter_flash_logout_then_the_old_cookie_is_rejected() {
     assert_anonymous(&Browser::with_cookie(&server.url(), &cookie).me().await);
 }
 
-#[tokio::test]
-async fn a_hundred_concurrent_clients_never_see_each_others_data() {
+async fn a_hundred_concurrent_clients_never_see_each_others_data(framework: Framework) {
     const CLIENTS: usize = 100;
     const INCREMENTS: i64 = 10;
-    let server = start(Config::default()).await;
+    let server = start(framework, Config::default()).await;
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
@@ -113,9 +117,10 @@ async fn a_hundred_concurrent_clients_never_see_each_others_data() {
     assert_eq!(distinct.len(), CLIENTS);
 }
 
-#[tokio::test]
-async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session() {
-    let server = start(Config::default()).await;
+async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session(
+    framework: Framework,
+) {
+    let server = start(framework, Config::default()).await;
     let mut alice = Browser::new(&server.url());
     alice.login("alice").await;
     alice.increment().await;
@@ -138,9 +143,8 @@ async fn a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_emp
     );
 }
 
-#[tokio::test]
-async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead() {
-    let server = start(Config::default()).await;
+async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
     assert_eq!(b.increment().await, 1, "an anonymous session");
     let before = b.cookie.clone().expect("anonymous session has a cookie");
@@ -163,9 +167,8 @@ async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead() {
     assert_eq!(me["counter"], 1);
 }
 
-#[tokio::test]
-async fn logging_in_as_someone_else_does_not_inherit_their_counter() {
-    let server = start(Config::default()).await;
+async fn logging_in_as_someone_else_does_not_inherit_their_counter(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
     b.login("alice").await;
     b.increment().await;
@@ -182,37 +185,9 @@ async fn logging_in_as_someone_else_does_not_inherit_their_counter() {
     );
 }
 
-#[tokio::test]
-async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else() {
-    let server = start(Config::default()).await;
-    let mut alices = Vec::new();
-    for _ in 0..3 {
-        let mut b = Browser::new(&server.url());
-        b.login("alice").await;
-        b.increment().await;
-        alices.push(b);
-    }
-    let mut bob = Browser::new(&server.url());
-    bob.login("bob").await;
-
-    let mut admin = Browser::new(&server.url());
-    let r = admin
-        .request(Method::POST, "/api/admin/revoke/alice", None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body, json!({ "revoked": 3 }));
-    assert_eq!(
-        r.cookie,
-        CookieChange::None,
-        "revoking does not touch the admin's session"
-    );
-
-    for b in &mut alices {
-        let r = b.request(Method::GET, "/api/me", None).await;
-        assert_anonymous(&r.body);
-        assert_eq!(r.cookie, CookieChange::Removed);
-    }
-    assert_eq!(bob.me().await["username"], "bob");
+async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let mut admin = revoke_alice_on_three_clients_but_not_bob(&server.url()).await;
 
     let again = admin
         .request(Method::POST, "/api/admin/revoke/alice", None)
@@ -225,9 +200,8 @@ async fn admin_revoke_logs_the_user_out_on_every_client_and_no_one_else() {
     assert!(bad.body["error"].is_string(), "{}", bad.text);
 }
 
-#[tokio::test]
-async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error() {
-    let server = start(Config::default()).await;
+async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let mut alice = Browser::new(&server.url());
     alice.login("alice").await;
     let real = alice.cookie.clone().unwrap();
@@ -281,9 +255,8 @@ async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error() {
     assert_eq!(me["counter"], 0, "alice's session was never reached");
 }
 
-#[tokio::test]
-async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session() {
-    let server = start(Config::default()).await;
+async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session(framework: Framework) {
+    let server = start(framework, Config::default()).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/login", server.url());
     let too_long = "x".repeat(65);
@@ -376,12 +349,13 @@ impl QueryStore<DemoSession> for CountingStore {
     }
 }
 
-#[tokio::test]
-async fn routes_without_the_session_make_no_store_call_and_send_no_cookie() {
+async fn routes_without_the_session_make_no_store_call_and_send_no_cookie(framework: Framework) {
     let store = CountingStore::default();
     let calls = store.calls.clone();
     let sessions = Sessions::new(store, Config::default());
-    let server = serve_app(app(&sessions), 0).await.unwrap();
+    let server = serve_app(framework, &DemoSessions::with_revocation(sessions), 0)
+        .await
+        .unwrap();
     let mut alice = Browser::new(&server.url());
     alice.login("alice").await;
     assert!(calls.load(Ordering::SeqCst) > 0, "login used the store");
@@ -415,3 +389,73 @@ async fn routes_without_the_session_make_no_store_call_and_send_no_cookie() {
     assert_eq!(alice.me().await["username"], "alice");
     assert!(calls.load(Ordering::SeqCst) > 0);
 }
+
+async fn a_store_that_cannot_revoke_answers_the_admin_route_with_a_501_json_error(
+    framework: Framework,
+) {
+    let sessions = Sessions::new(MemoryStore::<DemoSession>::new(), Config::default());
+    let app = DemoSessions::without_revocation(sessions);
+    let server = serve_app(framework, &app, 0).await.unwrap();
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    let mut admin = Browser::new(&server.url());
+    let r = admin
+        .request(Method::POST, "/api/admin/revoke/alice", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({ "error": sessionkit_demo::api::CANNOT_REVOKE })
+    );
+    assert_eq!(r.headers[CACHE_CONTROL], "no-store");
+    assert_eq!(alice.me().await["username"], "alice", "nothing was revoked");
+}
+
+async fn hostile_admin_paths_and_oversized_login_bodies_get_json_errors(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let http = reqwest::Client::new();
+    for path in ["%FF", "%00", "a%0Ab", &"x".repeat(65), "%E2%80%AE%0D"] {
+        let r = send(
+            &http,
+            &server.url(),
+            Method::POST,
+            &format!("/api/admin/revoke/{path}"),
+            None,
+            None,
+        )
+        .await;
+        assert!(
+            r.status.is_client_error(),
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+        assert!(r.body["error"].is_string(), "{path}: {}", r.text);
+    }
+    let huge = format!("{{\"username\": \"{}\"}}", "x".repeat(4 << 20));
+    let r = http
+        .post(format!("{}/api/login", server.url()))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.headers().get("set-cookie").is_none());
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("username"), "{err}");
+}
+
+common::on_each_framework!(
+    login_me_counter_flash_logout_then_the_old_cookie_is_rejected,
+    a_hundred_concurrent_clients_never_see_each_others_data,
+    a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session,
+    login_regenerates_the_id_so_the_pre_login_cookie_is_dead,
+    logging_in_as_someone_else_does_not_inherit_their_counter,
+    admin_revoke_logs_the_user_out_on_every_client_and_no_one_else,
+    tampered_and_garbage_cookies_get_a_fresh_session_not_an_error,
+    bad_login_bodies_get_a_clear_400_json_error_and_no_session,
+    routes_without_the_session_make_no_store_call_and_send_no_cookie,
+    a_store_that_cannot_revoke_answers_the_admin_route_with_a_501_json_error,
+    hostile_admin_paths_and_oversized_login_bodies_get_json_errors,
+);

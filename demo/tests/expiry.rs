@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{assert_anonymous, start, Browser, CookieChange};
 use reqwest::Method;
 use sessionkit::{Config, ManualClock};
+use sessionkit_demo::config::Framework;
 
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -21,10 +22,11 @@ fn config(clock: &ManualClock, absolute: Duration) -> Config {
         .unwrap()
 }
 
-#[tokio::test]
-async fn an_idle_session_dies_after_the_idle_timeout_but_activity_keeps_it_alive() {
+async fn an_idle_session_dies_after_the_idle_timeout_but_activity_keeps_it_alive(
+    framework: Framework,
+) {
     let clock = ManualClock::new();
-    let server = start(config(&clock, Duration::from_secs(3600))).await;
+    let server = start(framework, config(&clock, Duration::from_secs(3600))).await;
     let mut active = Browser::new(&server.url());
     let mut idle = Browser::new(&server.url());
     active.login("active").await;
@@ -61,10 +63,9 @@ async fn an_idle_session_dies_after_the_idle_timeout_but_activity_keeps_it_alive
     assert_eq!(r.cookie, CookieChange::Removed);
 }
 
-#[tokio::test]
-async fn an_active_session_still_dies_at_its_absolute_lifetime() {
+async fn an_active_session_still_dies_at_its_absolute_lifetime(framework: Framework) {
     let clock = ManualClock::new();
-    let server = start(config(&clock, Duration::from_secs(300))).await;
+    let server = start(framework, config(&clock, Duration::from_secs(300))).await;
     let mut b = Browser::new(&server.url());
     b.login("alice").await;
     let cookie = b.cookie.clone().unwrap();
@@ -89,3 +90,8 @@ async fn an_active_session_still_dies_at_its_absolute_lifetime() {
     assert_eq!(r.cookie, CookieChange::Removed);
     assert_anonymous(&Browser::with_cookie(&server.url(), &cookie).me().await);
 }
+
+common::on_each_framework!(
+    an_idle_session_dies_after_the_idle_timeout_but_activity_keeps_it_alive,
+    an_active_session_still_dies_at_its_absolute_lifetime,
+);

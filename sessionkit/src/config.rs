@@ -98,15 +98,45 @@ pub struct Config {
 /// The secret key client-binding fingerprints are computed with (at least 32
 /// bytes). Derive it from your key material, e.g. with a dedicated HKDF purpose.
 #[derive(Clone)]
-pub struct BindingKey(Arc<[u8]>);
+pub struct BindingKey(Arc<[Vec<u8>]>);
 
 impl BindingKey {
     /// Wraps key bytes. Fewer than 32 bytes is a configuration error at `build()`.
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        BindingKey(Arc::from(bytes.as_ref()))
+        BindingKey(Arc::from(vec![bytes.as_ref().to_vec()]))
     }
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
+
+    /// The key ring's binding-fingerprint subkeys (HKDF purpose
+    /// [`KeyPurpose::BindingFingerprint`](crate::keys::KeyPurpose::BindingFingerprint)):
+    /// sessions are bound under the current key; fingerprints made under a
+    /// previous key still match, and are re-made under the current key on
+    /// the session's next write.
+    #[cfg(feature = "crypto")]
+    pub fn from_key_ring(ring: &crate::keys::KeyRing) -> Self {
+        use crate::keys::KeyPurpose;
+        let current = ring.current_id();
+        let (_, key) = ring.current(KeyPurpose::BindingFingerprint);
+        let mut keys = vec![key.expose_secret().to_vec()];
+        keys.extend(
+            ring.subkeys(KeyPurpose::BindingFingerprint)
+                .filter(|(id, _)| *id != current)
+                .map(|(_, k)| k.expose_secret().to_vec()),
+        );
+        BindingKey(Arc::from(keys))
+    }
+
+    /// The current key.
+    pub(crate) fn current(&self) -> &[u8] {
+        &self.0[0]
+    }
+
+    /// The previous keys, newest first.
+    pub(crate) fn previous(&self) -> impl Iterator<Item = &[u8]> {
+        self.0[1..].iter().map(Vec::as_slice)
+    }
+
+    fn shortest(&self) -> usize {
+        self.0.iter().map(Vec::len).min().unwrap_or(0)
     }
 }
 
@@ -425,11 +455,7 @@ impl ConfigBuilder {
             problems.push(ConfigProblem::ProxiesWithoutIpBinding);
         }
         if binding.enabled() {
-            if self
-                .binding_key
-                .as_ref()
-                .is_none_or(|k| k.bytes().len() < 32)
-            {
+            if self.binding_key.as_ref().is_none_or(|k| k.shortest() < 32) {
                 problems.push(ConfigProblem::BindingKey);
             }
         } else if binding.destroy_on_mismatch || self.binding_key.is_some() {

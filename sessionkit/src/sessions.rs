@@ -241,11 +241,25 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
 }
 
 impl<T: SessionData, S: Store<T>> Core<T, S> {
-    /// The binding fingerprint of `client`, base64url, when binding is on.
+    /// The binding fingerprint of `client` under the current key, base64url,
+    /// when binding is on.
     fn fingerprint(&self, client: &ClientInfo) -> Option<String> {
         let cfg = &self.config;
         let key = cfg.binding_key.as_ref().filter(|_| cfg.binding.enabled())?;
-        Some(URL_SAFE_NO_PAD.encode(binding::fingerprint(key.bytes(), client, &cfg.binding)))
+        Some(URL_SAFE_NO_PAD.encode(binding::fingerprint(key.current(), client, &cfg.binding)))
+    }
+
+    /// Whether `bound` is `client`'s fingerprint under a previous binding key
+    /// (made before a key rotation).
+    fn bound_under_previous_key(&self, bound: &str, client: &ClientInfo) -> bool {
+        let cfg = &self.config;
+        let Some(key) = cfg.binding_key.as_ref() else {
+            return false;
+        };
+        key.previous().any(|k| {
+            let print = URL_SAFE_NO_PAD.encode(binding::fingerprint(k, client, &cfg.binding));
+            bool::from(print.as_bytes().ct_eq(bound.as_bytes()))
+        })
     }
 
     /// Another client presented a bound session: it gets a fresh one.
@@ -324,10 +338,13 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         }
         if let Some(print) = &print {
             match &record.binding {
-                Some(bound) if !bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {
-                    return self.binding_mismatch(record, clock, print.clone()).await;
+                Some(bound) if bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {}
+                // Bound before a key rotation: re-bound under the current key
+                // with the next write.
+                Some(bound) if self.bound_under_previous_key(bound, client) => {
+                    record.binding = Some(print.clone());
                 }
-                Some(_) => {}
+                Some(_) => return self.binding_mismatch(record, clock, print.clone()).await,
                 // Created before binding was turned on: bind it to this client
                 // (written with the session's next save).
                 None => record.binding = Some(print.clone()),

@@ -20,6 +20,8 @@
 //! and must not depend on what other tests left there (server stores may share
 //! a backend: the cases count only sessions they created, by a unique owner).
 
+#[path = "testing_redis_cluster.rs"]
+pub mod redis_cluster;
 #[path = "testing_redis.rs"]
 pub mod redis_server;
 

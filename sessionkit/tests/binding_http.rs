@@ -156,3 +156,59 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     assert_eq!(same, "1");
     assert_eq!(srv.mismatches.load(Ordering::SeqCst), 0);
 }
+
+#[cfg(feature = "crypto")]
+#[tokio::test]
+async fn a_binding_key_rotation_keeps_bound_sessions_for_their_client_only() {
+    use sessionkit::binding::ClientInfo;
+    use sessionkit::keys::KeyRing;
+    let old_secret = KeyRing::generate_secret();
+    let new_secret = KeyRing::generate_secret();
+    let before = KeyRing::builder().current(1, &old_secret).build().unwrap();
+    let after = KeyRing::builder()
+        .current(2, &new_secret)
+        .previous(1, &old_secret)
+        .build()
+        .unwrap();
+    let store = MemoryStore::<Data>::new();
+    let config = |ring: &KeyRing| {
+        Config::builder()
+            .bind_to_user_agent(true)
+            .binding_key(BindingKey::from_key_ring(ring))
+            .build()
+            .unwrap()
+    };
+    let alice = ClientInfo {
+        ip: None,
+        user_agent: Some(b"alice-browser".to_vec()),
+    };
+    let mallory = ClientInfo {
+        ip: None,
+        user_agent: Some(b"curl".to_vec()),
+    };
+
+    let sessions = Sessions::new(store.clone(), config(&before));
+    let s = sessions.load_for(None, &alice).await.unwrap();
+    *s.data_mut() = 9;
+    let cookie = sessions
+        .commit(&s, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+
+    let rotated = Sessions::new(store, config(&after));
+    let s = rotated.load_for(Some(&cookie), &alice).await.unwrap();
+    assert_eq!(
+        *s.data(),
+        9,
+        "bound under the previous key, still the same client"
+    );
+    let s = rotated.load_for(Some(&cookie), &mallory).await.unwrap();
+    assert_eq!(
+        *s.data(),
+        0,
+        "another client must not get it after the rotation either"
+    );
+}

@@ -4,19 +4,50 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod process;
+
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sessionkit::Config;
+use sessionkit_demo::config::Framework;
 use sessionkit_demo::{serve_with, DemoConfig, Running};
 
 /// The demo's session cookie name (the library default).
 pub const COOKIE_NAME: &str = "id";
 
-/// Starts the demo on an ephemeral port with this session configuration.
-pub async fn start(config: Config) -> Running {
+/// Instantiates each case, an `async fn(Framework)`, once per framework:
+/// `on_axum::<case>` and `on_actix::<case>`.
+#[allow(unused_macros)]
+macro_rules! on_each_framework {
+    ($($case:ident),* $(,)?) => {
+        mod on_axum {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(sessionkit_demo::config::Framework::Axum).await
+                }
+            )*
+        }
+        mod on_actix {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(sessionkit_demo::config::Framework::Actix).await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_each_framework;
+
+/// Starts the demo (memory store) on an ephemeral port with `framework` and
+/// this session configuration.
+pub async fn start(framework: Framework, config: Config) -> Running {
     let demo = DemoConfig {
         port: 0,
+        framework,
         ..DemoConfig::default()
     };
     serve_with(&demo, config).await.expect("demo starts")
@@ -185,4 +216,39 @@ pub fn assert_anonymous(me: &Value) {
     assert_eq!(me["logged_in"], false, "{me}");
     assert_eq!(me["username"], Value::Null, "{me}");
     assert_eq!(me["counter"], 0, "{me}");
+}
+
+/// Logs in alice on three clients and bob on one, revokes alice through
+/// the admin route and checks that exactly alice's three sessions died
+/// (their cookies are expired) and bob's lives. Returns the admin's browser.
+pub async fn revoke_alice_on_three_clients_but_not_bob(base: &str) -> Browser {
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        let mut b = Browser::new(base);
+        b.login("alice").await;
+        b.increment().await;
+        alices.push(b);
+    }
+    let mut bob = Browser::new(base);
+    bob.login("bob").await;
+
+    let mut admin = Browser::new(base);
+    let r = admin
+        .request(Method::POST, "/api/admin/revoke/alice", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, json!({ "revoked": 3 }));
+    assert_eq!(
+        r.cookie,
+        CookieChange::None,
+        "revoking does not touch the admin's session"
+    );
+
+    for b in &mut alices {
+        let r = b.request(Method::GET, "/api/me", None).await;
+        assert_anonymous(&r.body);
+        assert_eq!(r.cookie, CookieChange::Removed);
+    }
+    assert_eq!(bob.me().await["username"], "bob");
+    admin
 }

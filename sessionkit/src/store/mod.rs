@@ -23,6 +23,8 @@ use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "cookie-store")]
 pub mod cookie;
 pub mod memory;

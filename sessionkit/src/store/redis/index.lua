@@ -5,7 +5,8 @@
 -- without decoding the payload (which may be compressed or sealed).
 --
 -- Owner index keys are built here from the key prefix (ARGV[1]): fine on a
--- single Redis or a replica set; Redis Cluster would need hash tags.
+-- single Redis or a replica set; on Redis Cluster the prefix is a hash tag
+-- (`{sessionkit:}`), so these keys share the slot of the declared ones.
 
 local function parse_header(value)
   return string.match(value, '^sk1:(%d+):(%x*):')

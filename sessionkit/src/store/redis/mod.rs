@@ -67,14 +67,29 @@
 //! `INFO commandstats` in the benchmark): that is the price of the version
 //! check, the no-resurrection rule and the owner index in one round trip.
 //!
+//! # Redis Cluster (feature `cluster`)
+//! `RedisStore::connect_cluster` / `RedisStore::cluster_builder` talk to
+//! a Redis Cluster through redis-rs' cluster client. The scripts touch
+//! several keys at once (a session and its owner's set; the old and new
+//! session on regenerate; an owner's set and all its sessions on revoke), and
+//! a cluster runs a script only when all its keys share a hash slot, so on a
+//! cluster the key prefix is put inside a hash tag (`{sessionkit:}<hash>`):
+//! one store's keys live in one slot, every guarantee above holds unchanged,
+//! and `SCAN` runs on every master. The trade-off (one application's
+//! sessions on one master) and why no finer tag works are explained in the
+//! `cluster` submodule's source docs.
+//!
 //! # Limits
-//! The owner index and the scripts assume one Redis (or a primary with
-//! replicas): on Redis Cluster the owner set and the session keys would need
-//! hash tags to share a slot. Payloads are JSON for now, neither compressed
+//! Payloads are JSON for now, neither compressed
 //! nor sealed: the encoding sits behind one internal function pair, ready
 //! for the shared codec (compression, AEAD sealing of stored data).
 
+#[cfg(feature = "cluster")]
+mod cluster;
+mod conn;
 mod value;
+
+pub(crate) use conn::Conn;
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -123,12 +138,13 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 /// A session store on Redis. Cheap to clone (clones share one multiplexed,
 /// self-reconnecting connection). See the [module docs](self) for the design.
 pub struct RedisStore<T> {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     scan_batch: usize,
     max_merge_retries: u32,
     response_timeout: Duration,
     clock: Arc<dyn Clock>,
+    payload: value::PayloadCodec,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -141,6 +157,7 @@ impl<T> Clone for RedisStore<T> {
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
             clock: self.clock.clone(),
+            payload: self.payload.clone(),
             _data: PhantomData,
         }
     }
@@ -166,6 +183,10 @@ pub struct RedisStoreBuilder<T> {
     #[cfg(feature = "redis-tls")]
     tls_root_certificate: Option<Vec<u8>>,
     clock: Arc<dyn Clock>,
+    /// `Some(nodes)`: connect to a Redis Cluster through these seed nodes.
+    #[cfg(feature = "cluster")]
+    cluster_nodes: Option<Vec<String>>,
+    payload: value::PayloadCodec,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -221,6 +242,31 @@ impl<T: SessionData> RedisStoreBuilder<T> {
         self
     }
 
+    /// Encodes stored values with `codec` instead of plain JSON: compression
+    /// and, with [`CodecBuilder::seal`](crate::codec::CodecBuilder::seal) and
+    /// [`KeyPurpose::StoreData`](crate::keys::KeyPurpose::StoreData),
+    /// encryption, so a dump of Redis yields neither data nor session ids.
+    /// Turning it on or off makes existing sessions undecodable: their users
+    /// start fresh sessions (never a silently trusted plain value).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::codec::Codec;
+    /// use sessionkit::keys::{KeyPurpose, KeyRing};
+    /// use sessionkit::store::redis::RedisStore;
+    /// let ring = KeyRing::builder().current(1, std::env::var("SESSION_SECRET").unwrap()).build().unwrap();
+    /// let store = RedisStore::<u64>::builder("redis://127.0.0.1/")
+    ///     .codec(Codec::builder().seal(&ring, KeyPurpose::StoreData).context("redis").build())
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "crypto")]
+    pub fn codec(mut self, codec: crate::codec::Codec) -> Self {
+        self.payload.codec = Some(Arc::new(codec));
+        self
+    }
+
     /// Bounds each attempt to (re)connect (default: redis-rs' default).
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = Some(timeout);
@@ -233,8 +279,16 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     /// (feature `redis-tls`) or `unix:///path/to/redis.sock`. Errors never
     /// quote the URL (it may hold a password).
     pub async fn connect(self) -> Result<RedisStore<T>, StoreError> {
+        #[cfg(feature = "cluster")]
+        if let Some(nodes) = &self.cluster_nodes {
+            let conn =
+                cluster::connect(nodes, Some(self.response_timeout), self.connection_timeout)
+                    .await
+                    .map_err(|e| map_err(e, self.response_timeout))?;
+            return self.finish(Conn::Cluster(conn)).await;
+        }
         #[cfg(feature = "redis-tls")]
-        let client = match self.tls_root_certificate {
+        let client = match self.tls_root_certificate.clone() {
             Some(root) => redis::Client::build_with_tls(
                 self.url.as_str(),
                 redis::TlsCertificates {
@@ -257,13 +311,26 @@ impl<T: SessionData> RedisStoreBuilder<T> {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| map_err(e, self.response_timeout))?;
+        self.finish(Conn::Single(conn)).await
+    }
+
+    async fn finish(self, conn: Conn) -> Result<RedisStore<T>, StoreError> {
+        #[cfg(feature = "cluster")]
+        let prefix = if self.cluster_nodes.is_some() {
+            cluster::hash_tagged(self.prefix)
+        } else {
+            self.prefix
+        };
+        #[cfg(not(feature = "cluster"))]
+        let prefix = self.prefix;
         let store = RedisStore {
             conn,
-            prefix: self.prefix,
+            prefix,
             scan_batch: self.scan_batch,
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
             clock: self.clock,
+            payload: self.payload,
             _data: PhantomData,
         };
         store.load_scripts().await?;
@@ -271,9 +338,20 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     }
 }
 
+/// A scan over every node that holds keys (see [`RedisStore::start_scan`]).
+struct Scan {
+    /// `None`: the one server; `Some(address)`: a cluster master.
+    nodes: Vec<Option<(String, u16)>>,
+    /// The node being scanned.
+    node: usize,
+    /// Its cursor.
+    cursor: u64,
+}
+
 /// What a save script answered.
 enum Reply {
-    Saved,
+    /// Written; the version now stored.
+    Saved(u64),
     Gone,
     Conflict(Vec<u8>),
     Taken,
@@ -293,6 +371,9 @@ impl<T: SessionData> RedisStore<T> {
             #[cfg(feature = "redis-tls")]
             tls_root_certificate: None,
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "cluster")]
+            cluster_nodes: None,
+            payload: value::PayloadCodec::default(),
             _data: PhantomData,
         }
     }
@@ -349,7 +430,7 @@ impl<T: SessionData> RedisStore<T> {
     /// not belong to the key it was read from.
     fn decode(&self, raw: &[u8], expected: Option<&SessionId>) -> Result<Record<T>, StoreError> {
         let stored = value::parse(raw)?;
-        let mut record: Record<T> = value::decode_payload(stored.payload)?;
+        let mut record: Record<T> = self.payload.decode(stored.payload)?;
         if expected.is_some_and(|id| *id != record.id) {
             return Err(StoreError::Decode(
                 "stored session belongs to another id".into(),
@@ -366,7 +447,7 @@ impl<T: SessionData> RedisStore<T> {
         kind: SaveKind,
         expected_version: u64,
     ) -> Result<Reply, StoreError> {
-        let payload = value::encode_payload(record)?;
+        let payload = self.payload.encode(record)?;
         let owner = record.owner.as_deref().map(owner_hash).unwrap_or_default();
         let ttl = ttl_millis(record, self.clock.now());
         let member = record.id.storage_key();
@@ -412,19 +493,48 @@ impl<T: SessionData> RedisStore<T> {
             .map_err(|e| self.err(e))
     }
 
-    /// One `SCAN` step: the next cursor and the session keys found (owner
-    /// sets and foreign keys filtered out).
-    async fn scan_step(&self, cursor: u64) -> Result<(u64, Vec<String>), StoreError> {
-        let mut conn = self.conn.clone();
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+    /// Starts a scan of every node that holds keys: the server, or each
+    /// master of a cluster (a cluster `SCAN` sees only one node's keys).
+    async fn start_scan(&self) -> Result<Scan, StoreError> {
+        let nodes = match &self.conn {
+            Conn::Single(_) => vec![None],
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => cluster::masters(&mut c.clone())
+                .await
+                .map_err(|e| self.err(e))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        Ok(Scan {
+            nodes,
+            node: 0,
+            cursor: 0,
+        })
+    }
+
+    /// One `SCAN` step: the session keys found (owner sets and foreign keys
+    /// filtered out), or `None` when every node has been scanned.
+    async fn scan_step(&self, scan: &mut Scan) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(node) = scan.nodes.get(scan.node) else {
+            return Ok(None);
+        };
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(scan.cursor)
             .arg("MATCH")
             .arg(format!("{}*", glob_escape(&self.prefix)))
             .arg("COUNT")
-            .arg(self.scan_batch)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+            .arg(self.scan_batch);
+        let (next, keys): (u64, Vec<String>) = match (node, self.conn.clone()) {
+            #[cfg(feature = "cluster")]
+            (Some(addr), Conn::Cluster(mut c)) => cluster::query_on(&mut c, cmd, addr).await,
+            (_, mut conn) => cmd.query_async(&mut conn).await,
+        }
+        .map_err(|e| self.err(e))?;
+        if next == 0 {
+            scan.node += 1;
+        }
+        scan.cursor = next;
         let keys = keys
             .into_iter()
             .filter(|k| {
@@ -432,7 +542,7 @@ impl<T: SessionData> RedisStore<T> {
                     .is_some_and(is_storage_key)
             })
             .collect();
-        Ok((next, keys))
+        Ok(Some(keys))
     }
 
     /// Decodes fetched values, skipping missing, expired and undecodable ones
@@ -466,7 +576,10 @@ fn parse_reply(reply: Value) -> Result<Reply, StoreError> {
     };
     Ok(match code {
         0 => Reply::Gone,
-        1 => Reply::Saved,
+        1 => match items.next() {
+            Some(Value::Int(v)) => Reply::Saved(u64::try_from(v).map_err(|_| bad())?),
+            _ => return Err(bad()),
+        },
         2 => match items.next() {
             Some(Value::BulkString(v)) => Reply::Conflict(v),
             _ => return Err(bad()),
@@ -555,14 +668,29 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        Ok(self.save_versioned(save).await?.0)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
+    }
+}
+
+impl<T: SessionData> RedisStore<T> {
+    /// [`Store::save`], also returning the version now stored when it saved
+    /// (the clustered store publishes it so other nodes know what is stale).
+    pub(crate) async fn save_versioned(
+        &self,
+        save: Save<'_, T>,
+    ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
         let cookie = save.record.id.encode();
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
         for _ in 0..=self.max_merge_retries {
             let record = merged.as_ref().unwrap_or(save.record);
             match self.run_save(record, save.kind, expected).await? {
-                Reply::Saved => return Ok(SaveOutcome::Saved(cookie)),
-                Reply::Gone => return Ok(SaveOutcome::Gone),
+                Reply::Saved(version) => return Ok((SaveOutcome::Saved(cookie), Some(version))),
+                Reply::Gone => return Ok((SaveOutcome::Gone, None)),
                 Reply::Taken => {
                     return Err(StoreError::Backend(
                         "session id collision: the key is already taken".into(),
@@ -593,24 +721,32 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
         )))
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
-    }
-}
-
-impl<T: SessionData> RedisStore<T> {
     /// Deletes sessions in one script run; says, per id, whether it existed.
     async fn delete_many(&self, ids: &[SessionId]) -> Result<Vec<bool>, StoreError> {
+        self.run_delete(&SCRIPTS.delete, ids, &[]).await
+    }
+
+    /// Runs `delete.lua` (or a script built around it) over `ids`; `extra`
+    /// arguments follow the index members.
+    async fn run_delete(
+        &self,
+        script: &Script,
+        ids: &[SessionId],
+        extra: &[&[u8]],
+    ) -> Result<Vec<bool>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = SCRIPTS.delete.prepare_invoke();
+        let mut inv = script.prepare_invoke();
         for id in ids {
             inv.key(self.key_of(id));
         }
         inv.arg(&self.prefix);
         for id in ids {
             inv.arg(id.storage_key());
+        }
+        for arg in extra {
+            inv.arg(*arg);
         }
         let mut conn = self.conn.clone();
         let existed: Vec<i64> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
@@ -622,28 +758,37 @@ impl<T: SessionData> RedisStore<T> {
 impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
         // SCAN may return a key twice; `seen` keeps each session once.
-        let start = (Some(0u64), HashSet::<String>::new());
-        stream::unfold(start, move |(cursor, mut seen)| async move {
-            let cursor = cursor?;
+        let start = (None::<Scan>, false, HashSet::<String>::new());
+        stream::unfold(start, move |(scan, done, mut seen)| async move {
+            if done {
+                return None;
+            }
             let batch = async {
-                let (next, keys) = self.scan_step(cursor).await?;
+                let mut scan = match scan {
+                    Some(scan) => scan,
+                    None => self.start_scan().await?,
+                };
+                let Some(keys) = self.scan_step(&mut scan).await? else {
+                    return Ok::<_, StoreError>(None);
+                };
                 let keys: Vec<String> = keys
                     .into_iter()
                     .filter(|k| seen.insert(k.clone()))
                     .collect();
                 let values = self.mget(&keys).await?;
-                Ok::<_, StoreError>((next, self.decode_live(&keys, values)))
+                Ok(Some((scan, self.decode_live(&keys, values))))
             }
             .await;
             match batch {
-                Ok((next, records)) => {
-                    let cursor = (next != 0).then_some(next);
-                    Some((
-                        stream::iter(records.into_iter().map(Ok)).left_stream(),
-                        (cursor, seen),
-                    ))
-                }
-                Err(e) => Some((stream::once(async { Err(e) }).right_stream(), (None, seen))),
+                Ok(Some((scan, records))) => Some((
+                    stream::iter(records.into_iter().map(Ok)).left_stream(),
+                    (Some(scan), false, seen),
+                )),
+                Ok(None) => None,
+                Err(e) => Some((
+                    stream::once(async { Err(e) }).right_stream(),
+                    (None, true, seen),
+                )),
             }
         })
         .flatten()
@@ -654,15 +799,11 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         // Keys only: the TTL equals the remaining lifetime, so a key that
         // exists is a live session; no value needs to be fetched.
         let mut seen = HashSet::new();
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = self.scan_step(cursor).await?;
+        let mut scan = self.start_scan().await?;
+        while let Some(keys) = self.scan_step(&mut scan).await? {
             seen.extend(keys);
-            if next == 0 {
-                return Ok(seen.len());
-            }
-            cursor = next;
         }
+        Ok(seen.len())
     }
 
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {

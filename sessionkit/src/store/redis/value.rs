@@ -2,11 +2,11 @@
 //!
 //! `sk1:<version>:<owner hash>:<payload>`: a short plain header that the Lua
 //! scripts read (to compare versions and keep the owner index in step without
-//! decoding anything), then the payload produced by [`encode_payload`].
+//! decoding anything), then the payload produced by [`PayloadCodec::encode`].
 //!
-//! The payload encoding lives in [`encode_payload`] / [`decode_payload`] and
-//! nowhere else, so that it can be swapped for the shared `sessionkit::codec`
-//! (format, compression, AEAD sealing) without touching the store.
+//! The payload is JSON by default; with feature `crypto` the store can use
+//! the shared [`crate::codec::Codec`] instead (compression, AEAD sealing),
+//! chosen with `RedisStoreBuilder::codec`.
 
 use crate::error::StoreError;
 use crate::record::{Record, SessionData};
@@ -52,8 +52,36 @@ pub(super) fn parse(value: &[u8]) -> Result<Stored<'_>, StoreError> {
     })
 }
 
-/// Encodes a record for storage. Today: JSON. This is the one function to
-/// replace with the shared codec (compression, sealing) when it lands.
+/// How payloads are encoded: plain JSON, or (feature `crypto`) the shared
+/// [`crate::codec::Codec`] with compression and/or sealing under the key
+/// ring's store-data subkey.
+#[derive(Clone, Default)]
+pub(super) struct PayloadCodec {
+    #[cfg(feature = "crypto")]
+    pub codec: Option<std::sync::Arc<crate::codec::Codec>>,
+}
+
+impl PayloadCodec {
+    /// Encodes a record for storage.
+    pub fn encode<T: SessionData>(&self, record: &Record<T>) -> Result<Vec<u8>, StoreError> {
+        #[cfg(feature = "crypto")]
+        if let Some(codec) = &self.codec {
+            return codec.encode(record);
+        }
+        encode_payload(record)
+    }
+
+    /// Decodes what [`PayloadCodec::encode`] wrote. Errors never quote the value.
+    pub fn decode<T: SessionData>(&self, payload: &[u8]) -> Result<Record<T>, StoreError> {
+        #[cfg(feature = "crypto")]
+        if let Some(codec) = &self.codec {
+            return codec.decode(payload);
+        }
+        decode_payload(payload)
+    }
+}
+
+/// Encodes a record as JSON (the store's default payload).
 pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
     // serde_json's messages can quote data; keep only the category.
     serde_json::to_vec(record)

@@ -1,0 +1,96 @@
+//! The demo on axum: routes wired to [`crate::api`] behind
+//! [`sessionkit::SessionLayer`]. Nothing here decides anything about
+//! sessions; it only moves request parts in and the [`Reply`] out.
+//!
+//! ```
+//! use sessionkit::{Config, Sessions, store::memory::MemoryStore};
+//! use sessionkit_demo::{api::DemoSessions, axum_app, DemoSession};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let sessions = Sessions::new(MemoryStore::<DemoSession>::new(), Config::default());
+//! let router: axum::Router = axum_app::router(&DemoSessions::with_revocation(sessions));
+//! # let _ = router;
+//! # }
+//! ```
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sessionkit::{Session, SessionLayer, Store};
+
+use crate::api::{self, ApiError, DemoSessions, Reply, Revocation};
+use crate::{DemoSession, PAGE};
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body)).into_response()
+    }
+}
+
+/// The demo's router: the page, `/healthz` and the JSON API.
+pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
+    let api = Router::new()
+        .route(
+            "/me",
+            get(|s: Session<DemoSession>| async move { api::me(&s) }),
+        )
+        .route("/login", post(login))
+        .route(
+            "/logout",
+            post(|s: Session<DemoSession>| async move { api::logout(&s) }),
+        )
+        .route(
+            "/counter",
+            post(|s: Session<DemoSession>| async move { api::counter(&s) }),
+        )
+        .route(
+            "/flash",
+            get(|s: Session<DemoSession>| async move { api::flash(&s) }),
+        )
+        .route("/admin/revoke/{username}", post(revoke))
+        .with_state(app.revocation.clone())
+        .layer(axum::middleware::map_response(no_store));
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(|| async { api::HEALTHZ }))
+        .nest("/api", api)
+        .layer(SessionLayer::new(&app.sessions))
+}
+
+async fn login(
+    session: Session<DemoSession>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let body = body
+        .as_ref()
+        .map(|b| b.as_ref())
+        .map_err(|e| ApiError::new(e.status().as_u16(), e.body_text()));
+    let content_type = headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+    api::login(&session, content_type, body)
+}
+
+async fn revoke(
+    State(revocation): State<Revocation>,
+    username: Result<Path<String>, PathRejection>,
+) -> Reply {
+    let username = username
+        .as_ref()
+        .map(|Path(u)| u.as_str())
+        .map_err(|e| ApiError::new(e.status().as_u16(), e.body_text()));
+    api::revoke(revocation.as_deref(), username).await
+}
+
+async fn no_store(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(api::API_CACHE_CONTROL),
+    );
+    res
+}

@@ -1,0 +1,231 @@
+//! The invalidation bus: Redis pub/sub between the nodes of a fleet.
+//!
+//! Each node publishes one [`Invalidation`] per changed or removed session
+//! on the channel and keeps one subscription to it, in a background task.
+//! While subscribed, the task applies other nodes' messages to the local
+//! cache. When the subscription drops (connection killed, server restart,
+//! network trouble) the task empties the cache and the store bypasses it
+//! until the task has subscribed again, retrying with exponential backoff
+//! and jitter (backon). Messages that fail authentication or parsing are
+//! ignored and counted (`sessionkit_cluster_messages_rejected_total`).
+//!
+//! Redis Cluster broadcasts classic `PUBLISH` to every node, so one
+//! subscription to any node of a cluster sees every message.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::cache::LocalCache;
+use super::message::{Invalidation, MessageKey, NodeId, Rejection};
+use crate::error::StoreError;
+use crate::record::SessionData;
+use crate::store::redis::Conn;
+
+/// First delay before resubscribing, and the cap.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How often the subscription is checked with a `PING`, and how long the
+/// answer may take: a connection that died without a word (a network
+/// partition sends no FIN) counts as lost after at most the sum.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Publishes this node's messages; owns the subscriber task (aborted on drop).
+pub(crate) struct Bus {
+    conn: Conn,
+    pub(crate) channel: String,
+    pub(crate) key: MessageKey,
+    pub(crate) node: NodeId,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Bus {
+    /// Starts the subscriber and waits (up to `wait`) for the first
+    /// subscription; without one the store simply starts in bypass mode.
+    pub(crate) async fn start<T: SessionData>(
+        conn: Conn,
+        subscribe_urls: Vec<String>,
+        channel: String,
+        key: MessageKey,
+        node: NodeId,
+        cache: &Arc<LocalCache<T>>,
+        wait: Duration,
+    ) -> Self {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let subscriber = Subscriber {
+            cache: Arc::downgrade(cache),
+            urls: subscribe_urls,
+            channel: channel.clone(),
+            key: key.clone(),
+            node,
+        };
+        let task = tokio::spawn(subscriber.run(ready_tx));
+        let _ = tokio::time::timeout(wait, ready_rx).await;
+        Bus {
+            conn,
+            channel,
+            key,
+            node,
+            task,
+        }
+    }
+
+    /// Publishes the messages in one round trip; returns when Redis has
+    /// handed them to the subscribers.
+    pub(crate) async fn publish(&self, messages: &[Invalidation]) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for m in messages {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(m.encode(&self.key, &self.channel))
+                .ignore();
+            metrics::counter!("sessionkit_cluster_published_total", "kind" => m.kind.label())
+                .increment(1);
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(|e| {
+            StoreError::Unavailable(format!("publishing a cache invalidation failed: {e}"))
+        })
+    }
+}
+
+/// The background task's state. Holds the cache weakly: it ends when the
+/// store is dropped.
+struct Subscriber<T> {
+    cache: Weak<LocalCache<T>>,
+    urls: Vec<String>,
+    channel: String,
+    key: MessageKey,
+    node: NodeId,
+}
+
+impl<T: SessionData> Subscriber<T> {
+    async fn run(self, ready: oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        let mut backoff = self.backoff();
+        let mut next_url = 0;
+        loop {
+            let url = &self.urls[next_url % self.urls.len().max(1)];
+            next_url += 1;
+            match self.subscribe(url).await {
+                Ok(pubsub) => {
+                    let Some(cache) = self.cache.upgrade() else {
+                        return;
+                    };
+                    cache.go_live();
+                    metrics::gauge!("sessionkit_cluster_subscribed").set(1.0);
+                    drop(cache);
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                    backoff = self.backoff();
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut health = tokio::time::interval(HEALTH_INTERVAL);
+                    health.tick().await;
+                    loop {
+                        tokio::select! {
+                            msg = messages.next() => {
+                                let Some(msg) = msg else { break };
+                                let Some(cache) = self.cache.upgrade() else {
+                                    return;
+                                };
+                                self.apply(&cache, msg.get_payload_bytes());
+                            }
+                            _ = health.tick() => {
+                                let pong = tokio::time::timeout(
+                                    HEALTH_TIMEOUT,
+                                    sink.ping::<redis::Value>(),
+                                );
+                                if !matches!(pong.await, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let Some(cache) = self.cache.upgrade() else {
+                        return;
+                    };
+                    cache.go_dark();
+                    cache
+                        .counters
+                        .subscription_losses
+                        .fetch_add(1, Ordering::Relaxed);
+                    metrics::gauge!("sessionkit_cluster_subscribed").set(0.0);
+                    metrics::counter!("sessionkit_cluster_subscription_lost_total").increment(1);
+                    tracing::warn!(
+                        "lost the cache invalidation subscription; local cache emptied and \
+                         bypassed until resubscribed"
+                    );
+                }
+                Err(e) => {
+                    if self.cache.strong_count() == 0 {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "subscribing to cache invalidations failed; retrying");
+                }
+            }
+            let delay = backoff.next().unwrap_or(RECONNECT_MAX);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(RECONNECT_MIN)
+            .with_max_delay(RECONNECT_MAX)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    async fn subscribe(&self, url: &str) -> redis::RedisResult<redis::aio::PubSub> {
+        let client = redis::Client::open(url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.channel).await?;
+        Ok(pubsub)
+    }
+
+    fn apply(&self, cache: &LocalCache<T>, payload: &[u8]) {
+        match Invalidation::decode(payload, &self.key, &self.channel) {
+            Err(reason) => reject(cache, reason),
+            Ok(m) if m.node == self.node => {
+                cache.counters.own_ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(m) => {
+                match m.kind {
+                    super::message::InvalidationKind::Saved => cache.drop_older(m.key, m.version),
+                    _ => cache.forget(m.key),
+                }
+                // Counted once applied, so whoever watches the counter sees the effect.
+                cache.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("sessionkit_cluster_invalidations_total", "kind" => m.kind.label())
+                    .increment(1);
+            }
+        }
+    }
+}
+
+fn reject<T: SessionData>(cache: &LocalCache<T>, reason: Rejection) {
+    cache.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("sessionkit_cluster_messages_rejected_total", "reason" => reason.label())
+        .increment(1);
+    // Says why, quotes nothing: the payload is attacker-controlled.
+    tracing::warn!(
+        reason = reason.label(),
+        "ignored an invalid cache invalidation message"
+    );
+}

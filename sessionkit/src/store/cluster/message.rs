@@ -1,0 +1,307 @@
+//! One invalidation message on the bus: who sent it, which session (by key
+//! hash), which version, what happened, authenticated with HMAC-SHA256.
+//!
+//! Fixed layout, 93 bytes:
+//!
+//! | bytes  | field                                                        |
+//! |--------|--------------------------------------------------------------|
+//! | 0..4   | `SKI1` (format marker)                                       |
+//! | 4      | kind ([`InvalidationKind`])                                  |
+//! | 5..21  | sender's [`NodeId`]                                          |
+//! | 21..29 | version now stored (big endian; 0 for removals)              |
+//! | 29..61 | SHA-256 of the session id (the store's key hash)             |
+//! | 61..93 | HMAC-SHA256 over the channel name, a 0 byte, and bytes 0..61 |
+//!
+//! The tag covers the channel name so a message cannot be replayed from one
+//! application's channel into another's that happens to share the key. A
+//! replayed message (same channel) can only make nodes drop cache entries,
+//! which costs a Redis read and never serves stale data.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Length of an encoded message.
+pub const MESSAGE_LEN: usize = 93;
+const MAGIC: &[u8; 4] = b"SKI1";
+const BODY_LEN: usize = 61;
+
+/// The key that authenticates bus messages: 32 bytes shared by every node.
+///
+/// Once the crate's `KeyRing` lands, its cluster-messages subkey is what
+/// goes here. `Debug` never prints the key.
+#[derive(Clone)]
+pub struct MessageKey([u8; 32]);
+
+impl MessageKey {
+    /// Wraps 32 secret bytes. All-zero keys are refused by
+    /// [`ClusterOptions`](super::ClusterOptions) validation.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        MessageKey(bytes)
+    }
+
+    /// The key ring's current cluster-messages subkey (HKDF purpose
+    /// [`KeyPurpose::ClusterMessages`](crate::keys::KeyPurpose::ClusterMessages)).
+    /// Every node must run with the same current secret; rotate by
+    /// restarting all nodes with the new ring.
+    #[cfg(feature = "crypto")]
+    pub fn from_key_ring(ring: &crate::keys::KeyRing) -> Self {
+        let (_, key) = ring.current(crate::keys::KeyPurpose::ClusterMessages);
+        MessageKey(*key.expose_secret())
+    }
+
+    pub(crate) fn is_all_zero(&self) -> bool {
+        self.0.iter().all(|&b| b == 0)
+    }
+
+    fn mac(&self, channel: &str, body: &[u8]) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length: this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(channel.as_bytes());
+        mac.update(&[0]);
+        mac.update(body);
+        mac
+    }
+}
+
+impl From<[u8; 32]> for MessageKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        MessageKey(bytes)
+    }
+}
+
+impl std::fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageKey(<secret>)")
+    }
+}
+
+/// Identifies one node (one [`ClusteredStore`](super::ClusteredStore)
+/// instance) on the bus, so it can skip its own messages.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId([u8; 16]);
+
+impl NodeId {
+    /// A fresh random id (the default).
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+        NodeId(bytes)
+    }
+
+    /// A stable id derived from a name (host name, pod name…). Two
+    /// instances with the same name would ignore each other's messages:
+    /// give every process its own.
+    pub fn from_name(name: &str) -> Self {
+        use sha2::Digest;
+        let digest = Sha256::digest(name.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        NodeId(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeId(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// What happened to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum InvalidationKind {
+    /// Written: `version` is the version now stored. Holders of an older
+    /// version drop it; holders of this one or a newer one keep theirs.
+    Saved = 1,
+    /// Deleted (logout, destroy).
+    Deleted = 2,
+    /// Moved to a new id by `regenerate_id`: the old id is dead.
+    Regenerated = 3,
+    /// Removed by `bulk_delete`.
+    BulkDeleted = 4,
+    /// Removed by an owner revoke (`delete_owner`).
+    OwnerRevoked = 5,
+}
+
+impl InvalidationKind {
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Saved,
+            2 => Self::Deleted,
+            3 => Self::Regenerated,
+            4 => Self::BulkDeleted,
+            5 => Self::OwnerRevoked,
+            _ => return None,
+        })
+    }
+
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Saved => "saved",
+            Self::Deleted => "deleted",
+            Self::Regenerated => "regenerated",
+            Self::BulkDeleted => "bulk_deleted",
+            Self::OwnerRevoked => "owner_revoked",
+        }
+    }
+}
+
+/// A decoded, authenticated message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The sender.
+    pub node: NodeId,
+    /// What happened.
+    pub kind: InvalidationKind,
+    /// The version now stored (meaningful for [`InvalidationKind::Saved`]).
+    pub version: u64,
+    /// SHA-256 of the session id.
+    pub key: [u8; 32],
+}
+
+/// Why a message was ignored (a metrics label; nothing of the message is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Wrong length or format marker.
+    Malformed,
+    /// The tag does not verify: forged, or sent with another key.
+    BadTag,
+    /// Unknown kind byte (authentic, but from a newer format).
+    UnknownKind,
+}
+
+impl Rejection {
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BadTag => "bad_tag",
+            Self::UnknownKind => "unknown_kind",
+        }
+    }
+}
+
+impl Invalidation {
+    /// The message bytes, tagged for `channel` under `key`.
+    pub fn encode(&self, key: &MessageKey, channel: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MESSAGE_LEN);
+        out.extend_from_slice(MAGIC);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.node.0);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.key);
+        let tag = key.mac(channel, &out).finalize().into_bytes();
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Checks and decodes a message: length and marker first, then the tag
+    /// (in constant time), then the fields.
+    pub fn decode(bytes: &[u8], key: &MessageKey, channel: &str) -> Result<Self, Rejection> {
+        if bytes.len() != MESSAGE_LEN || &bytes[..4] != MAGIC {
+            return Err(Rejection::Malformed);
+        }
+        let (body, tag) = bytes.split_at(BODY_LEN);
+        key.mac(channel, body)
+            .verify_slice(tag)
+            .map_err(|_| Rejection::BadTag)?;
+        let kind = InvalidationKind::from_byte(body[4]).ok_or(Rejection::UnknownKind)?;
+        let mut node = [0u8; 16];
+        node.copy_from_slice(&body[5..21]);
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&body[21..29]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&body[29..61]);
+        Ok(Invalidation {
+            node: NodeId(node),
+            kind,
+            version: u64::from_be_bytes(version),
+            key: hash,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Invalidation {
+        Invalidation {
+            node: NodeId::random(),
+            kind: InvalidationKind::Saved,
+            version: 7,
+            key: [9; 32],
+        }
+    }
+
+    #[test]
+    fn a_message_round_trips_under_its_key_and_channel() {
+        let key = MessageKey::new([1; 32]);
+        let m = sample();
+        let bytes = m.encode(&key, "ch");
+        assert_eq!(bytes.len(), MESSAGE_LEN);
+        assert_eq!(Invalidation::decode(&bytes, &key, "ch"), Ok(m));
+    }
+
+    #[test]
+    fn forged_or_replayed_elsewhere_messages_are_rejected() {
+        let key = MessageKey::new([1; 32]);
+        let bytes = sample().encode(&key, "ch");
+        let other = MessageKey::new([2; 32]);
+        assert_eq!(
+            Invalidation::decode(&bytes, &other, "ch"),
+            Err(Rejection::BadTag)
+        );
+        assert_eq!(
+            Invalidation::decode(&bytes, &key, "other-channel"),
+            Err(Rejection::BadTag)
+        );
+        // Flip each bit of the body: never accepted.
+        for i in 4..BODY_LEN * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(Invalidation::decode(&b, &key, "ch").is_err(), "bit {i}");
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_are_rejected_without_panicking() {
+        let key = MessageKey::new([1; 32]);
+        let long = vec![b'S'; 10_000];
+        let mut wrong_magic = sample().encode(&key, "ch");
+        wrong_magic[0] = b'X';
+        for bad in [&b""[..], b"SKI1", &long, &wrong_magic, &[0u8; MESSAGE_LEN]] {
+            assert!(Invalidation::decode(bad, &key, "ch").is_err());
+        }
+    }
+
+    #[test]
+    fn an_authentic_message_of_an_unknown_kind_is_rejected() {
+        let key = MessageKey::new([1; 32]);
+        let mut body = sample().encode(&key, "ch");
+        body.truncate(BODY_LEN);
+        body[4] = 99;
+        let tag = key.mac("ch", &body).finalize().into_bytes();
+        body.extend_from_slice(&tag);
+        assert_eq!(
+            Invalidation::decode(&body, &key, "ch"),
+            Err(Rejection::UnknownKind)
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        assert!(!format!("{:?}", MessageKey::new([0xab; 32])).contains("ab"));
+    }
+}

@@ -1,0 +1,433 @@
+//! Three `ClusteredStore` nodes (separate connections, separate caches) on
+//! one real `redis-server` started by this test: logouts, revokes and
+//! regenerations on one node reach the others; a lost subscription empties
+//! the cache; forged messages are ignored; warm reads send nothing to Redis.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use sessionkit::expiry::ExpiryPolicy;
+use sessionkit::store::cluster::{
+    ClusterOptions, ClusteredStore, Invalidation, InvalidationKind, MessageKey, NodeId,
+};
+use sessionkit::store::redis::RedisStore;
+use sessionkit::store::{QueryStore, Save, SaveKind, SaveOutcome, Store};
+use sessionkit::testing::redis_server::RedisServer;
+use sessionkit::testing::TestData;
+use sessionkit::{Record, SessionId};
+
+const KEY: [u8; 32] = [42; 32];
+
+/// Three nodes sharing one Redis, one prefix and one channel (unique per test).
+async fn fleet(server: &RedisServer) -> [ClusteredStore<TestData>; 3] {
+    let tag = &SessionId::generate().storage_key()[..12];
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(server, tag).await);
+    }
+    nodes.try_into().unwrap()
+}
+
+async fn node(server: &RedisServer, tag: &str) -> ClusteredStore<TestData> {
+    let store = RedisStore::builder(server.url())
+        .key_prefix(format!("fleet-{tag}:"))
+        .connect()
+        .await
+        .unwrap();
+    let options = ClusterOptions::new(KEY).channel(format!("invalidate-{tag}"));
+    let node = ClusteredStore::with_store(store, vec![server.url()], options)
+        .await
+        .unwrap();
+    assert!(node.is_subscribed());
+    node
+}
+
+fn record(owner: Option<&str>) -> Record<TestData> {
+    let mut r = Record::new(
+        SessionId::generate(),
+        TestData {
+            name: Some("alice".into()),
+            ..TestData::default()
+        },
+        SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+    r.owner = owner.map(str::to_owned);
+    r
+}
+
+async fn save(store: &ClusteredStore<TestData>, r: &Record<TestData>, kind: SaveKind) -> String {
+    match store
+        .save(Save {
+            record: r,
+            base: None,
+            kind,
+        })
+        .await
+        .unwrap()
+    {
+        SaveOutcome::Saved(cookie) => cookie,
+        SaveOutcome::Gone => panic!("session gone"),
+    }
+}
+
+/// Logs in through `a` and reads through `b` and `c`: all three cache it.
+async fn login_and_warm(
+    nodes: &[ClusteredStore<TestData>; 3],
+    owner: Option<&str>,
+) -> Record<TestData> {
+    let r = record(owner);
+    let cookie = save(&nodes[0], &r, SaveKind::Create).await;
+    for n in nodes {
+        assert!(n.load(&cookie).await.unwrap().is_some());
+        assert!(n.is_cached(&r.id), "every node caches it after a read");
+    }
+    r
+}
+
+/// Waits until no node in `nodes` caches `id`; the time it took.
+async fn until_forgotten(nodes: &[&ClusteredStore<TestData>], id: &SessionId) -> Duration {
+    let start = Instant::now();
+    while nodes.iter().any(|n| n.is_cached(id)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "invalidation did not arrive"
+        );
+        tokio::task::yield_now().await;
+    }
+    start.elapsed()
+}
+
+fn commands_since_reset(server: &RedisServer) -> Vec<String> {
+    let stats = server.command("INFO commandstats").unwrap();
+    stats
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        // The test's own INFO/CONFIG/QUIT, and the subscriber's health PING
+        // (every 5 s), are not reads.
+        .filter(|l| {
+            !["info:", "config", "quit:", "ping:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_on_one_node_is_rejected_by_the_others_within_a_measured_bound() {
+    let server = RedisServer::start().unwrap();
+    let nodes = fleet(&server).await;
+    let [a, b, c] = &nodes;
+    let (mut after_return, mut from_call) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let r = login_and_warm(&nodes, None).await;
+        let called = Instant::now();
+        assert!(c.delete(&r.id).await.unwrap(), "logout through C");
+        after_return.push(until_forgotten(&[a, b], &r.id).await);
+        from_call.push(called.elapsed());
+        for n in [a, b, c] {
+            assert!(
+                n.load(&r.id.encode()).await.unwrap().is_none(),
+                "old cookie rejected"
+            );
+        }
+    }
+    for (what, times) in [
+        ("after delete returned", &mut after_return),
+        ("from the delete call", &mut from_call),
+    ] {
+        times.sort();
+        println!(
+            "logout propagation to A and B {what}, 100 trials: min {:?} median {:?} max {:?}",
+            times[0], times[50], times[99]
+        );
+    }
+    assert!(
+        from_call[50] < Duration::from_millis(50),
+        "median over 50 ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_revokes_bulk_deletes_and_regenerations_reach_the_other_nodes() {
+    let server = RedisServer::start().unwrap();
+    let nodes = fleet(&server).await;
+    let [a, b, c] = &nodes;
+
+    // Update through A: B and C drop their older version, then read the new one.
+    let r = login_and_warm(&nodes, None).await;
+    let mut changed = a.load(&r.id.encode()).await.unwrap().unwrap();
+    changed.data.counter = 41;
+    save(a, &changed, SaveKind::Update).await;
+    until_forgotten(&[b, c], &r.id).await;
+    assert_eq!(
+        b.load(&r.id.encode()).await.unwrap().unwrap().data.counter,
+        41
+    );
+    assert!(a.is_cached(&r.id), "the writer caches what it wrote");
+
+    // Regenerate through B: the old id dies everywhere.
+    let loaded = b.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    save(b, &moved, SaveKind::Regenerate { old: loaded.id }).await;
+    until_forgotten(&[a, c], &r.id).await;
+    for n in [a, b, c] {
+        assert!(n.load(&r.id.encode()).await.unwrap().is_none());
+        assert!(n.load(&moved.id.encode()).await.unwrap().is_some());
+    }
+
+    // Owner revoke through C.
+    let owner = format!("owner-{}", &SessionId::generate().storage_key()[..8]);
+    let s1 = login_and_warm(&nodes, Some(&owner)).await;
+    let s2 = login_and_warm(&nodes, Some(&owner)).await;
+    assert_eq!(c.delete_owner(&owner).await.unwrap().len(), 2);
+    for s in [&s1, &s2] {
+        until_forgotten(&[a, b], &s.id).await;
+        assert!(a.load(&s.id.encode()).await.unwrap().is_none());
+    }
+
+    // Bulk delete through A.
+    let s3 = login_and_warm(&nodes, Some(&owner)).await;
+    let o = owner.clone();
+    let removed = a
+        .bulk_delete(&move |r| r.owner.as_deref() == Some(o.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    until_forgotten(&[b, c], &s3.id).await;
+    assert!(b.load(&s3.id.encode()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_subscription_empties_the_cache_and_nothing_stale_is_served() {
+    let server = RedisServer::start().unwrap();
+    let nodes = fleet(&server).await;
+    let [a, b, c] = &nodes;
+    let r = login_and_warm(&nodes, None).await;
+
+    server.command("CLIENT KILL TYPE pubsub").unwrap();
+    let start = Instant::now();
+    while a.is_subscribed() || b.is_subscribed() {
+        assert!(start.elapsed() < Duration::from_secs(2), "loss not noticed");
+        tokio::task::yield_now().await;
+    }
+    assert!(!a.is_cached(&r.id) && !b.is_cached(&r.id), "caches flushed");
+    assert!(a.stats().subscription_losses >= 1);
+
+    // Logout through C while A and B hear nothing: they must not serve it.
+    let a_heard = a.stats().invalidations;
+    assert!(c.delete(&r.id).await.unwrap());
+    let a_was_deaf = !a.is_subscribed();
+    let bypassed = a.stats().bypassed;
+    assert!(a.load(&r.id.encode()).await.unwrap().is_none());
+    assert!(b.load(&r.id.encode()).await.unwrap().is_none());
+    if a_was_deaf {
+        assert_eq!(a.stats().invalidations, a_heard, "A missed the message");
+        assert!(a.stats().bypassed > bypassed, "A read Redis, not its cache");
+    }
+
+    // Resubscribed: caching works again and invalidations arrive again.
+    let start = Instant::now();
+    while !(a.is_subscribed() && b.is_subscribed() && c.is_subscribed()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never resubscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r2 = login_and_warm(&nodes, None).await;
+    c.delete(&r2.id).await.unwrap();
+    until_forgotten(&[a, b], &r2.id).await;
+    println!("A and B were without subscription for at least the delete: {a_was_deaf}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_and_malformed_messages_are_ignored_and_counted() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    a.load(&cookie).await.unwrap();
+    assert!(a.is_cached(&r.id));
+
+    let channel = format!("invalidate-{tag}");
+    let forged = Invalidation {
+        node: NodeId::random(),
+        kind: InvalidationKind::Deleted,
+        version: 0,
+        key: key_hash_of(&r.id),
+    };
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let wrong_key = forged.encode(&MessageKey::new([1; 32]), &channel);
+    let other_channel = forged.encode(&MessageKey::new(KEY), "another-channel");
+    let mut truncated = forged.encode(&MessageKey::new(KEY), &channel);
+    truncated.pop();
+    for payload in [
+        wrong_key,
+        other_channel,
+        truncated,
+        b"hello".to_vec(),
+        vec![],
+    ] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    while a.stats().rejected < 5 {
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", a.stats());
+        tokio::task::yield_now().await;
+    }
+    assert!(a.is_cached(&r.id), "no forged message evicted anything");
+    assert_eq!(a.stats().invalidations, 0);
+
+    // The genuine article does evict.
+    let genuine = forged.encode(&MessageKey::new(KEY), &channel);
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(genuine)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    until_forgotten(&[&a], &r.id).await;
+}
+
+/// SHA-256 of the id: the key hash messages carry.
+fn key_hash_of(id: &SessionId) -> [u8; 32] {
+    let hex = id.storage_key();
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_ignores_its_own_messages_and_keeps_what_it_wrote() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    let mut loaded = a.load(&cookie).await.unwrap().unwrap();
+    loaded.data.counter = 7;
+    save(&a, &loaded, SaveKind::Update).await;
+    let start = Instant::now();
+    while a.stats().own_ignored < 1 {
+        assert!(start.elapsed() < Duration::from_secs(2));
+        tokio::task::yield_now().await;
+    }
+    assert!(a.is_cached(&r.id));
+    let hits = a.stats().hits;
+    assert_eq!(a.load(&cookie).await.unwrap().unwrap().data.counter, 7);
+    assert_eq!(a.stats().hits, hits + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warm_read_sends_no_command_to_redis() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    assert!(a.load(&cookie).await.unwrap().is_some());
+
+    server.command("CONFIG RESETSTAT").unwrap();
+    for _ in 0..100 {
+        assert!(a.load(&cookie).await.unwrap().is_some());
+    }
+    assert_eq!(commands_since_reset(&server), Vec::<String>::new());
+
+    // The same count on the plain store shows what the cache saves.
+    server.command("CONFIG RESETSTAT").unwrap();
+    for _ in 0..100 {
+        assert!(a.inner().load(&cookie).await.unwrap().is_some());
+    }
+    let plain = commands_since_reset(&server);
+    assert_eq!(plain.len(), 1, "{plain:?}");
+    assert!(plain[0].starts_with("get:calls=100,"), "{plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_server_is_noticed_by_the_health_ping_and_the_cache_is_emptied() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    a.load(&cookie).await.unwrap();
+    assert!(a.is_cached(&r.id));
+
+    // SIGSTOP: the connection stays open but nothing answers, as in a
+    // network partition. No FIN arrives; only the PING can tell.
+    server.pause().unwrap();
+    let start = Instant::now();
+    while a.is_subscribed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "silence never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("silent server noticed after {:?}", start.elapsed());
+    assert!(!a.is_cached(&r.id));
+    server.resume().unwrap();
+    let start = Instant::now();
+    while !a.is_subscribed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never resubscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.load(&cookie).await.unwrap().is_some());
+    assert!(a.is_cached(&r.id), "caching again once resubscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saved_message_evicts_only_older_versions() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let a = node(&server, tag).await;
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    let held = a.load(&cookie).await.unwrap().unwrap().version;
+    let channel = format!("invalidate-{tag}");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let other_node = NodeId::random();
+    for version in [held - 1, held, held + 1] {
+        let applied = a.stats().invalidations;
+        let m = Invalidation {
+            node: other_node,
+            kind: InvalidationKind::Saved,
+            version,
+            key: key_hash_of(&r.id),
+        };
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(m.encode(&MessageKey::new(KEY), &channel))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while a.stats().invalidations == applied {
+            assert!(start.elapsed() < Duration::from_secs(2));
+            tokio::task::yield_now().await;
+        }
+        // A late (or equal) version leaves the fresher entry; a newer one evicts.
+        assert_eq!(a.is_cached(&r.id), version <= held, "version {version}");
+    }
+}

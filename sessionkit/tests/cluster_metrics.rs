@@ -1,0 +1,125 @@
+//! What `ClusteredStore` reports through the `metrics` facade: cache hits,
+//! misses and bypasses, published and applied invalidations, rejected
+//! messages by reason, lost subscriptions — and never a session id or key.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::CompositeKey;
+use sessionkit::expiry::ExpiryPolicy;
+use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+use sessionkit::store::{Save, SaveKind, Store};
+use sessionkit::testing::redis_server::RedisServer;
+use sessionkit::testing::TestData;
+use sessionkit::{Record, SessionId};
+
+type Metrics = Vec<(CompositeKey, DebugValue)>;
+
+fn counter(snap: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+    snap.iter()
+        .filter(|(k, _)| {
+            let key = k.key();
+            key.name() == name
+                && labels
+                    .iter()
+                    .all(|(l, v)| key.labels().any(|x| x.key() == *l && x.value() == *v))
+        })
+        .map(|(_, v)| match v {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[test]
+fn cache_and_bus_events_are_counted_without_ids() {
+    let server = RedisServer::start().unwrap();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let id = SessionId::generate();
+    metrics::with_local_recorder(&recorder, || {
+        // One thread: the subscriber task runs here too, under this recorder.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let options = |tag: &str| ClusterOptions::new([5u8; 32]).channel(tag.to_owned());
+            let a = ClusteredStore::<TestData>::connect(&server.url(), options("m"))
+                .await
+                .unwrap();
+            let b = ClusteredStore::<TestData>::connect(&server.url(), options("m"))
+                .await
+                .unwrap();
+            let r = Record::new(
+                id,
+                TestData::default(),
+                SystemTime::now(),
+                &ExpiryPolicy::default(),
+            );
+            a.save(Save {
+                record: &r,
+                base: None,
+                kind: SaveKind::Create,
+            })
+            .await
+            .unwrap();
+            let cookie = id.encode();
+            b.load(&cookie).await.unwrap(); // miss
+            b.load(&cookie).await.unwrap(); // hit
+            a.delete(&id).await.unwrap(); // published, applied by b
+            wait_for("b applies the delete", || b.stats().invalidations == 1).await;
+            server.command("PUBLISH m forged").unwrap();
+            wait_for("b rejects the forgery", || b.stats().rejected == 1).await;
+            server.command("CLIENT KILL TYPE pubsub").unwrap();
+            wait_for("b notices", || !b.is_subscribed()).await;
+            b.load(&cookie).await.unwrap(); // bypass
+            wait_for("b resubscribes", || b.is_subscribed()).await;
+        });
+    });
+    let snap: Metrics = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect();
+    assert_eq!(counter(&snap, "sessionkit_cache_misses_total", &[]), 1);
+    assert_eq!(counter(&snap, "sessionkit_cache_hits_total", &[]), 1);
+    assert!(counter(&snap, "sessionkit_cache_bypassed_total", &[]) >= 1);
+    assert_eq!(
+        counter(
+            &snap,
+            "sessionkit_cluster_invalidations_total",
+            &[("kind", "deleted")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &snap,
+            "sessionkit_cluster_messages_rejected_total",
+            &[("reason", "malformed")]
+        ),
+        2,
+        "both nodes hear the forgery"
+    );
+    assert_eq!(
+        counter(&snap, "sessionkit_cluster_subscription_lost_total", &[]),
+        2,
+        "both nodes lost theirs"
+    );
+    let (full, key) = (id.encode(), id.storage_key());
+    for (k, _) in &snap {
+        for label in k.key().labels() {
+            assert!(!label.value().contains(&full[..8]) && !label.value().contains(&key[..8]));
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `RedisStore` and `ClusteredStore` on a real Redis Cluster of three
+//! masters that this test binary starts itself (`redis-cli --cluster
+//! create`): the whole conformance suite, the owner index and the query
+//! operations included, plus scans that see every master.
+
+use std::sync::OnceLock;
+
+use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+use sessionkit::store::redis::RedisStore;
+use sessionkit::store::{QueryStore, Save, SaveKind, Store};
+use sessionkit::testing::redis_cluster::RedisCluster;
+use sessionkit::testing::TestData;
+use sessionkit::{Record, SessionId};
+
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn unique_prefix() -> String {
+    format!("cluster-{}:", &SessionId::generate().storage_key()[..12])
+}
+
+async fn plain_with_prefix(prefix: String) -> RedisStore<TestData> {
+    let store = RedisStore::cluster_builder(cluster().urls())
+        .key_prefix(prefix)
+        .connect()
+        .await
+        .expect("connect to the test cluster");
+    assert!(store.is_cluster());
+    store
+}
+
+async fn plain() -> RedisStore<TestData> {
+    plain_with_prefix(unique_prefix()).await
+}
+
+async fn clustered() -> ClusteredStore<TestData> {
+    let store = plain().await;
+    let channel = format!("invalidate-{}", store.key_prefix());
+    ClusteredStore::with_store(
+        store,
+        cluster().urls(),
+        ClusterOptions::new([7u8; 32]).channel(channel),
+    )
+    .await
+    .expect("valid options")
+}
+
+sessionkit::store_conformance_tests!(redis_on_cluster, plain());
+sessionkit::server_store_conformance_tests!(redis_on_cluster_server, plain());
+sessionkit::query_store_conformance_tests!(redis_on_cluster_query, plain());
+sessionkit::store_conformance_tests!(clustered_on_cluster, clustered());
+sessionkit::server_store_conformance_tests!(clustered_on_cluster_server, clustered());
+sessionkit::query_store_conformance_tests!(clustered_on_cluster_query, clustered());
+
+fn new_record(owner: &str) -> Record<TestData> {
+    let mut r = Record::new(
+        SessionId::generate(),
+        TestData::default(),
+        std::time::SystemTime::now(),
+        &sessionkit::expiry::ExpiryPolicy::default(),
+    );
+    r.owner = Some(owner.to_owned());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_with_different_prefixes_spread_over_the_masters_and_count_sees_them_all() {
+    // One store's keys share a slot (hash-tagged prefix); many prefixes
+    // land on different masters. A count through any store scans every
+    // master and finds exactly its own sessions.
+    let mut stores = Vec::new();
+    for _ in 0..12 {
+        stores.push(plain().await);
+    }
+    for (i, store) in stores.iter().enumerate() {
+        for _ in 0..=i {
+            let r = new_record("spread");
+            store
+                .save(Save {
+                    record: &r,
+                    base: None,
+                    kind: SaveKind::Create,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    for (i, store) in stores.iter().enumerate() {
+        assert_eq!(store.count().await.unwrap(), i + 1);
+    }
+    let masters_used = cluster()
+        .nodes()
+        .iter()
+        .filter(|n| {
+            n.command("DBSIZE")
+                .is_ok_and(|r| r.trim_start_matches(':').trim() != "0")
+        })
+        .count();
+    assert!(masters_used >= 2, "12 prefixes all hashed to one master");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_is_wrapped_in_a_hash_tag_on_a_cluster() {
+    let store = plain_with_prefix("app:".into()).await;
+    assert_eq!(store.key_prefix(), "{app:}");
+    let tagged = plain_with_prefix("app:{eu}:".into()).await;
+    assert_eq!(tagged.key_prefix(), "app:{eu}:");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_reaches_nodes_subscribed_through_other_cluster_masters() {
+    // Each node subscribes through a different master: classic PUBLISH is
+    // broadcast over the cluster bus, so every node hears every message.
+    let prefix = unique_prefix();
+    let channel = format!("invalidate-{prefix}");
+    let urls = cluster().urls();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let store = plain_with_prefix(prefix.clone()).await;
+        let mut rotated = urls.clone();
+        rotated.rotate_left(i);
+        let options = ClusterOptions::new([7u8; 32]).channel(channel.clone());
+        nodes.push(
+            ClusteredStore::with_store(store, rotated, options)
+                .await
+                .unwrap(),
+        );
+    }
+    let r = new_record("alice");
+    let cookie = match nodes[0]
+        .save(Save {
+            record: &r,
+            base: None,
+            kind: SaveKind::Create,
+        })
+        .await
+        .unwrap()
+    {
+        sessionkit::store::SaveOutcome::Saved(c) => c,
+        other => panic!("{other:?}"),
+    };
+    for n in &nodes {
+        assert!(n.load(&cookie).await.unwrap().is_some());
+        assert!(n.is_cached(&r.id));
+    }
+    assert!(nodes[2].delete(&r.id).await.unwrap());
+    let start = std::time::Instant::now();
+    while nodes[0].is_cached(&r.id) || nodes[1].is_cached(&r.id) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        tokio::task::yield_now().await;
+    }
+    for n in &nodes {
+        assert!(n.load(&cookie).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_cluster_urls_are_errors_that_quote_no_password() {
+    for nodes in [
+        vec!["not a url at all"],
+        vec!["redis://:hunter2-secret@127.0.0.1:1/"],
+        vec![],
+    ] {
+        let err = RedisStore::<TestData>::cluster_builder(nodes.clone())
+            .connection_timeout(std::time::Duration::from_millis(200))
+            .connect()
+            .await
+            .expect_err("cannot connect");
+        let text = err.to_string();
+        println!("{nodes:?} -> {text}");
+        assert!(!text.contains("hunter2-secret"), "{text}");
+    }
+    let err = ClusteredStore::<TestData>::connect_cluster(
+        &["redis://:hunter2-secret@127.0.0.1:1/"],
+        ClusterOptions::new([7u8; 32]),
+    )
+    .await
+    .expect_err("cannot connect");
+    assert!(!err.to_string().contains("hunter2-secret"));
+}
