@@ -59,6 +59,8 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
         Variant::SessionkitMemory | Variant::SessionkitActixMemory => (0.92, 0.85, 0.80),
         Variant::SessionkitRedis | Variant::SessionkitActixRedis => (0.75, 0.60, 0.65),
         Variant::SessionkitCookie | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
+        // Only reads with a warm cache have a target.
+        Variant::SessionkitCluster => return (workload == Workload::Read).then_some(0.90),
         _ => return None,
     };
     Some(match workload {

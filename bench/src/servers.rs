@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use sessionkit::keys::KeyRing;
+use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
 use sessionkit::store::cookie::CookieStore;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::redis::RedisStore;
@@ -54,6 +55,7 @@ pub enum Variant {
     SessionkitMemory,
     SessionkitRedis,
     SessionkitCookie,
+    SessionkitCluster,
     TowerSessionsMemory,
     TowerSessionsRedis,
     NoneActix,
@@ -71,6 +73,7 @@ impl Variant {
         Variant::SessionkitMemory,
         Variant::SessionkitRedis,
         Variant::SessionkitCookie,
+        Variant::SessionkitCluster,
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
         Variant::NoneActix,
@@ -87,6 +90,7 @@ impl Variant {
             Variant::SessionkitMemory => "sessionkit-memory",
             Variant::SessionkitRedis => "sessionkit-redis",
             Variant::SessionkitCookie => "sessionkit-cookie",
+            Variant::SessionkitCluster => "sessionkit-cluster",
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
             Variant::NoneActix => "none-actix",
@@ -130,6 +134,7 @@ impl Variant {
         matches!(
             self,
             Variant::SessionkitRedis
+                | Variant::SessionkitCluster
                 | Variant::SessionkitActixRedis
                 | Variant::TowerSessionsRedis
                 | Variant::ActixRedis
@@ -159,6 +164,9 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                         axum_apps::sessionkit(redis_store(&redis_url()?).await?)
                     }
                     Variant::SessionkitCookie => axum_apps::sessionkit(cookie_store()?),
+                    Variant::SessionkitCluster => {
+                        axum_apps::sessionkit(cluster_store(&redis_url()?).await?)
+                    }
                     Variant::TowerSessionsMemory => axum_apps::tower_sessions_memory(),
                     Variant::TowerSessionsRedis => {
                         axum_apps::tower_sessions_redis(&redis_url()?).await?
@@ -197,6 +205,13 @@ fn cookie_store() -> std::io::Result<CookieStore<BenchData>> {
         .build()
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     Ok(CookieStore::new(&ring, &sessionkit::Config::default()))
+}
+
+/// One node of a clustered store (Redis plus its local cache), default options.
+async fn cluster_store(url: &str) -> std::io::Result<ClusteredStore<BenchData>> {
+    ClusteredStore::connect(url, ClusterOptions::new([7u8; 32]))
+        .await
+        .map_err(std::io::Error::other)
 }
 
 async fn redis_store(url: &str) -> std::io::Result<RedisStore<BenchData>> {
