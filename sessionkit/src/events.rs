@@ -110,16 +110,23 @@ impl fmt::Debug for Callbacks {
 impl Callbacks {
     /// Records the metric and runs the matching callback.
     pub(crate) fn emit(&self, kind: EventKind, owner: Option<&str>) {
-        let (slot, label) = match kind {
-            EventKind::Started => (&self.started, "created"),
-            EventKind::Loaded => (&self.loaded, "loaded"),
-            EventKind::Deleted(_) => (&self.deleted, "deleted"),
-            EventKind::Regenerated => (&self.regenerated, "regenerated"),
-            EventKind::Expired(_) => (&self.expired, "expired"),
-            EventKind::BindingMismatch => (&self.binding_mismatch, "binding_mismatch"),
-            EventKind::AmbiguousCookie => (&self.ambiguous_cookie, "ambiguous_cookie"),
+        // Literal labels let `metrics` keep each key in a static; a variable
+        // label would build and allocate the key on every event.
+        macro_rules! total {
+            ($event:literal) => {
+                metrics::counter!("sessionkit_sessions_total", "event" => $event)
+            };
+        }
+        let (slot, counter) = match kind {
+            EventKind::Started => (&self.started, total!("created")),
+            EventKind::Loaded => (&self.loaded, total!("loaded")),
+            EventKind::Deleted(_) => (&self.deleted, total!("deleted")),
+            EventKind::Regenerated => (&self.regenerated, total!("regenerated")),
+            EventKind::Expired(_) => (&self.expired, total!("expired")),
+            EventKind::BindingMismatch => (&self.binding_mismatch, total!("binding_mismatch")),
+            EventKind::AmbiguousCookie => (&self.ambiguous_cookie, total!("ambiguous_cookie")),
         };
-        metrics::counter!("sessionkit_sessions_total", "event" => label).increment(1);
+        counter.increment(1);
         if let Some(cb) = slot {
             cb(&SessionEvent {
                 kind,

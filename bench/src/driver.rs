@@ -1,0 +1,439 @@
+//! The driver: starts Redis and each server, pre-creates sessions, runs wrk
+//! against every variant and workload in interleaved rounds, and collects
+//! requests/s, p99, server CPU per request and Redis commands per request.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::servers::Variant;
+use crate::wire;
+
+/// The cores the server and the load generator are pinned to.
+const SERVER_CORE: &str = "0";
+const CLIENT_CORE: &str = "1";
+
+const LUA: &str = include_str!("../lua/rotate.lua");
+
+/// A request pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Workload {
+    Read,
+    Write,
+    New,
+}
+
+impl Workload {
+    pub const ALL: &'static [Workload] = &[Workload::Read, Workload::Write, Workload::New];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Workload::Read => "/read",
+            Workload::Write => "/write",
+            Workload::New => "/new",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        &self.path()[1..]
+    }
+}
+
+/// What `all` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rounds: usize,
+    pub duration: u64,
+    pub warmup: u64,
+    pub connections: u32,
+    pub sessions: usize,
+    pub variants: Vec<Variant>,
+}
+
+/// One measured wrk run.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub variant: Variant,
+    pub workload: Workload,
+    pub rps: f64,
+    pub p99_us: f64,
+    pub cpu_us_per_req: f64,
+    /// Server CPU time over wall time (1.0 = one core busy).
+    pub cpu_util: f64,
+    /// Commands Redis ran per request during the load (`INFO commandstats`),
+    /// including those inside Lua scripts.
+    pub redis_cmds_per_req: Option<f64>,
+    /// Commands clients sent per request (round trips; `MONITOR` over
+    /// [`MONITORED_REQUESTS`] sequential requests after the load).
+    pub redis_round_trips_per_req: Option<f64>,
+    pub redis_cpu_us_per_req: Option<f64>,
+    pub errors: u64,
+}
+
+/// Requests sent one by one under `MONITOR` to count Redis round trips.
+pub const MONITORED_REQUESTS: usize = 200;
+
+/// Kills and reaps a child process when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Guard {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may contain spaces; fields restart after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| std::io::Error::other("bad /proc stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let num = |i: usize| -> std::io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad /proc stat field"))
+    };
+    Ok(num(11)? + num(12)?)
+}
+
+fn wait_for_port(port: u16, within: Duration) -> std::io::Result<()> {
+    let start = Instant::now();
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > within {
+            return Err(std::io::Error::other(format!(
+                "nothing listening on port {port}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_redis(dir: &Path) -> std::io::Result<(Guard, u16)> {
+    let port = free_port()?;
+    let child = Command::new("taskset")
+        .args(["-c", CLIENT_CORE, "redis-server"])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let guard = Guard(child);
+    wait_for_port(port, Duration::from_secs(10))?;
+    Ok((guard, port))
+}
+
+fn start_server(variant: Variant, redis_port: Option<u16>) -> std::io::Result<(Guard, u16)> {
+    let port = free_port()?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", SERVER_CORE])
+        .arg(exe)
+        .args(["serve", variant.name(), &port.to_string()]);
+    if let Some(rp) = redis_port {
+        cmd.arg(format!("redis://127.0.0.1:{rp}"));
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        return Err(std::io::Error::other(format!(
+            "{} did not start (said {line:?})",
+            variant.name()
+        )));
+    }
+    wait_for_port(port, Duration::from_secs(10))?;
+    Ok((guard, port))
+}
+
+fn expect(what: &str, reply: &wire::Reply, body: &str) -> std::io::Result<()> {
+    if reply.status != 200 || reply.body.trim() != body {
+        return Err(std::io::Error::other(format!(
+            "{what}: expected 200 {body:?}, got {} {:?}",
+            reply.status, reply.body
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the variant really keeps sessions (so a broken variant cannot
+/// look fast), then pre-creates `n` sessions and returns their cookies.
+fn prepare(variant: Variant, port: u16, n: usize) -> std::io::Result<Vec<String>> {
+    let name = variant.name();
+    if variant.is_ceiling() {
+        expect(name, &wire::http_get(port, "/read", None)?, "1 bench-user")?;
+        // Same header size as a session cookie (43-char id), so the ceiling
+        // parses comparable requests.
+        return Ok((0..n).map(|i| format!("id={:0>43}", i)).collect());
+    }
+    let new = wire::http_get(port, "/new", None)?;
+    expect(&format!("{name} /new"), &new, "1")?;
+    let c1 = new
+        .set_cookie
+        .ok_or_else(|| std::io::Error::other(format!("{name} /new set no cookie")))?;
+    expect(
+        &format!("{name} /read"),
+        &wire::http_get(port, "/read", Some(&c1))?,
+        "1 bench-user",
+    )?;
+    let write = wire::http_get(port, "/write", Some(&c1))?;
+    expect(&format!("{name} /write"), &write, "2")?;
+    let c2 = write.set_cookie.unwrap_or(c1);
+    expect(
+        &format!("{name} /read after /write"),
+        &wire::http_get(port, "/read", Some(&c2))?,
+        "2 bench-user",
+    )?;
+    (0..n)
+        .map(|_| {
+            let r = wire::http_get(port, "/new", None)?;
+            expect(&format!("{name} /new"), &r, "1")?;
+            r.set_cookie
+                .ok_or_else(|| std::io::Error::other(format!("{name} /new set no cookie")))
+        })
+        .collect()
+}
+
+struct WrkResult {
+    requests: u64,
+    duration_s: f64,
+    p99_us: f64,
+    errors: u64,
+}
+
+fn wrk(
+    opts: &Options,
+    dir: &Path,
+    port: u16,
+    workload: Workload,
+    cookies: &Path,
+    secs: u64,
+) -> std::io::Result<WrkResult> {
+    let cookie_arg = match workload {
+        Workload::New => "-".into(),
+        _ => cookies.display().to_string(),
+    };
+    let out = Command::new("taskset")
+        .args(["-c", CLIENT_CORE, "wrk", "-t1"])
+        .arg(format!("-c{}", opts.connections))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency")
+        .arg("-s")
+        .arg(dir.join("rotate.lua"))
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .args(["--", workload.path(), &cookie_arg])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("BENCH_RESULT"))
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "wrk gave no result: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        })?;
+    let fields: BTreeMap<&str, f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect();
+    let get = |k: &str| fields.get(k).copied().unwrap_or(0.0);
+    Ok(WrkResult {
+        requests: get("requests") as u64,
+        duration_s: get("duration_us") / 1e6,
+        p99_us: get("p99_us"),
+        errors: (get("connect_errors")
+            + get("read_errors")
+            + get("write_errors")
+            + get("status_errors")
+            + get("timeouts")) as u64,
+    })
+}
+
+/// Rounds × variants × workloads, interleaved; returns every sample.
+pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
+    for tool in ["wrk", "taskset", "redis-server"] {
+        if Command::new("which")
+            .arg(tool)
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            return Err(std::io::Error::other(format!("{tool} is not installed")));
+        }
+    }
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("sessionkit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("rotate.lua"), LUA)?;
+    let ticks = clock_ticks_per_sec();
+
+    let needs_redis = opts.variants.iter().any(|v| v.uses_redis());
+    let redis = if needs_redis {
+        Some(start_redis(&dir)?)
+    } else {
+        None
+    };
+    let redis_port = redis.as_ref().map(|(_, p)| *p);
+    let redis_pid = redis.as_ref().map(|(g, _)| g.pid());
+
+    let per_run = opts.warmup + opts.duration;
+    let total = opts.rounds * opts.variants.len() * Workload::ALL.len() * per_run as usize;
+    eprintln!(
+        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {}s), ~{} min",
+        opts.rounds,
+        opts.variants.len(),
+        Workload::ALL.len(),
+        opts.warmup,
+        opts.duration,
+        total.div_ceil(60) + 1
+    );
+
+    let mut samples = Vec::new();
+    for round in 0..opts.rounds {
+        // Start each round at a different variant, so no variant always runs
+        // first (or right after the same neighbour).
+        let n = opts.variants.len();
+        for k in 0..n {
+            let variant = opts.variants[(k + round) % n];
+            if variant.uses_redis() {
+                if let Some(rp) = redis_port {
+                    wire::redis_bulk(rp, "FLUSHALL").ok();
+                }
+            }
+            let (server, port) =
+                start_server(variant, redis_port.filter(|_| variant.uses_redis()))?;
+            let cookies = prepare(variant, port, opts.sessions)?;
+            let cookie_file = dir.join(format!("cookies-{}.txt", variant.name()));
+            std::fs::write(&cookie_file, cookies.join("\n") + "\n")?;
+            for &workload in Workload::ALL {
+                if opts.warmup > 0 {
+                    wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
+                }
+                let redis_before = match (variant.uses_redis(), redis_port) {
+                    (true, Some(rp)) => Some(wire::redis_command_calls(rp)?),
+                    _ => None,
+                };
+                let redis_cpu_before = redis_pid.map(cpu_ticks).transpose()?;
+                let cpu_before = cpu_ticks(server.pid())?;
+                let r = wrk(opts, &dir, port, workload, &cookie_file, opts.duration)?;
+                let cpu_after = cpu_ticks(server.pid())?;
+                let redis_cpu_after = redis_pid.map(cpu_ticks).transpose()?;
+                let redis_after = match (variant.uses_redis(), redis_port) {
+                    (true, Some(rp)) => Some(wire::redis_command_calls(rp)?),
+                    _ => None,
+                };
+                let round_trips = match (variant.uses_redis(), redis_port) {
+                    (true, Some(rp)) => {
+                        let mut failed = None;
+                        let (client, _script) = wire::redis_monitor(rp, || {
+                            for c in cookies.iter().cycle().take(MONITORED_REQUESTS) {
+                                let cookie = (workload != Workload::New).then_some(c.as_str());
+                                if let Err(e) = wire::http_get(port, workload.path(), cookie) {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        })?;
+                        if let Some(e) = failed {
+                            return Err(e);
+                        }
+                        Some(client as f64 / MONITORED_REQUESTS as f64)
+                    }
+                    _ => None,
+                };
+                let reqs = r.requests.max(1) as f64;
+                let cpu_s = (cpu_after - cpu_before) as f64 / ticks;
+                let sample = Sample {
+                    variant,
+                    workload,
+                    rps: r.requests as f64 / r.duration_s.max(1e-9),
+                    p99_us: r.p99_us,
+                    cpu_us_per_req: cpu_s * 1e6 / reqs,
+                    cpu_util: cpu_s / r.duration_s.max(1e-9),
+                    redis_cmds_per_req: redis_before
+                        .zip(redis_after)
+                        .map(|(b, a)| (a - b) as f64 / reqs),
+                    redis_round_trips_per_req: round_trips,
+                    redis_cpu_us_per_req: match (
+                        variant.uses_redis(),
+                        redis_cpu_before,
+                        redis_cpu_after,
+                    ) {
+                        (true, Some(b), Some(a)) => Some((a - b) as f64 / ticks * 1e6 / reqs),
+                        _ => None,
+                    },
+                    errors: r.errors,
+                };
+                eprintln!(
+                    "round {} {:<24} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}",
+                    round + 1,
+                    variant.name(),
+                    workload.name(),
+                    sample.rps,
+                    sample.p99_us / 1000.0,
+                    sample.cpu_us_per_req,
+                    sample.cpu_util * 100.0,
+                    sample
+                        .redis_cmds_per_req
+                        .map(|c| format!(
+                            "  redis {:.2} round trips, {c:.2} cmds run/req",
+                            sample.redis_round_trips_per_req.unwrap_or(f64::NAN)
+                        ))
+                        .unwrap_or_default(),
+                    if sample.errors > 0 {
+                        format!("  {} ERRORS", sample.errors)
+                    } else {
+                        String::new()
+                    },
+                );
+                samples.push(sample);
+            }
+            drop(server);
+        }
+    }
+    drop(redis);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(samples)
+}

@@ -1,0 +1,114 @@
+//! Load benchmark of sessionkit against tower-sessions and actix-session.
+//!
+//! ```text
+//! cargo run --release -p sessionkit-bench -- all        # the whole run, prints the table
+//! cargo run --release -p sessionkit-bench -- list       # the variants
+//! cargo run --release -p sessionkit-bench -- serve sessionkit-memory 8080 [redis://…]
+//! ```
+//!
+//! `all` options: `--rounds N` (3), `--duration SECS` (4), `--warmup SECS`
+//! (1), `--connections N` (32), `--sessions N` (1000), `--variants a,b,…`
+//! (every variant; ceilings are added as needed). See BENCHMARKS.md.
+
+mod driver;
+mod report;
+mod servers;
+mod wire;
+
+use servers::Variant;
+
+const USAGE: &str = "usage: sessionkit-bench all [--rounds N] [--duration SECS] [--warmup SECS] \
+[--connections N] [--sessions N] [--variants a,b,...]\n       sessionkit-bench list\n       \
+sessionkit-bench serve <variant> <port> [redis-url]";
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("sessionkit-bench: {msg}\n{USAGE}");
+    std::process::exit(2)
+}
+
+fn parse_all(args: &[String]) -> driver::Options {
+    let mut opts = driver::Options {
+        rounds: 3,
+        duration: 4,
+        warmup: 1,
+        connections: 32,
+        sessions: 1000,
+        variants: Variant::ALL.to_vec(),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| fail(format!("{flag} needs a value")));
+        let num = || -> u64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| fail(format!("{flag}: {value:?} is not a number")))
+        };
+        match flag.as_str() {
+            "--rounds" => opts.rounds = num().max(1) as usize,
+            "--duration" => opts.duration = num().max(1),
+            "--warmup" => opts.warmup = num(),
+            "--connections" => opts.connections = num().max(1) as u32,
+            "--sessions" => opts.sessions = num().max(1) as usize,
+            "--variants" => {
+                let mut chosen: Vec<Variant> = value
+                    .split(',')
+                    .map(|n| {
+                        Variant::parse(n.trim())
+                            .unwrap_or_else(|| fail(format!("unknown variant {n:?}")))
+                    })
+                    .collect();
+                // Every fraction needs its ceiling in the same run.
+                for v in chosen.clone() {
+                    if !chosen.contains(&v.ceiling()) {
+                        chosen.push(v.ceiling());
+                    }
+                }
+                opts.variants = Variant::ALL
+                    .iter()
+                    .copied()
+                    .filter(|v| chosen.contains(v))
+                    .collect();
+            }
+            other => fail(format!("unknown option {other}")),
+        }
+    }
+    opts
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("all") => {
+            let opts = parse_all(&args[1..]);
+            match driver::run_all(&opts) {
+                Ok(samples) => print!("{}", report::markdown(&samples, &opts.variants)),
+                Err(e) => {
+                    eprintln!("sessionkit-bench: {e}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        Some("list") => {
+            for v in Variant::ALL {
+                println!("{}", v.name());
+            }
+        }
+        Some("serve") => {
+            let variant = args
+                .get(1)
+                .and_then(|n| Variant::parse(n))
+                .unwrap_or_else(|| fail("serve needs a known variant (see `list`)"));
+            let port = args
+                .get(2)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| fail("serve needs a port"));
+            if let Err(e) = servers::serve(variant, port, args.get(3).cloned()) {
+                eprintln!("sessionkit-bench serve {}: {e}", variant.name());
+                std::process::exit(1)
+            }
+        }
+        _ => fail("no command"),
+    }
+}

@@ -1,0 +1,424 @@
+//! The servers under test: one per variant, all exposing the same routes.
+//!
+//! - `GET /read`: the session exists; reads the counter and the username and
+//!   returns them (`"<counter> <username>"`), changing nothing.
+//! - `GET /write`: increments the counter and saves; returns the new counter.
+//! - `GET /new` (sent without a cookie): creates a session with counter = 1
+//!   and username `bench-user`; returns `"1"`.
+//!
+//! The ceilings (`none-axum`, `none-actix`) have no session layer and answer
+//! constants. Each session variant is compared with the ceiling of its own
+//! framework, so framework overhead does not count for or against a library.
+//!
+//! Every variant runs on a single worker: the driver pins the process to one
+//! core. axum variants use Tokio's current-thread runtime; actix variants use
+//! `HttpServer::workers(1)` (actix's own per-worker single-threaded runtime).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use sessionkit::keys::KeyRing;
+use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+use sessionkit::store::cookie::CookieStore;
+use sessionkit::store::memory::MemoryStore;
+use sessionkit::store::redis::RedisStore;
+
+/// The session data every variant stores: an integer counter and a short username.
+#[derive(Serialize, Deserialize, Default, Clone, Debug)]
+pub struct BenchData {
+    pub counter: u64,
+    pub username: String,
+}
+
+const USERNAME: &str = "bench-user";
+/// The key peers store [`BenchData`] under (they keep untyped maps).
+const KEY: &str = "data";
+
+fn fresh() -> BenchData {
+    BenchData {
+        counter: 1,
+        username: USERNAME.to_owned(),
+    }
+}
+
+/// Which web framework a variant runs on (selects its ceiling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framework {
+    Axum,
+    Actix,
+}
+
+/// One server configuration under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    NoneAxum,
+    SessionkitMemory,
+    SessionkitRedis,
+    SessionkitCookie,
+    SessionkitCluster,
+    TowerSessionsMemory,
+    TowerSessionsRedis,
+    NoneActix,
+    SessionkitActixMemory,
+    SessionkitActixRedis,
+    SessionkitActixCookie,
+    ActixCookie,
+    ActixRedis,
+}
+
+impl Variant {
+    /// Every variant, in the order the driver runs and prints them.
+    pub const ALL: &'static [Variant] = &[
+        Variant::NoneAxum,
+        Variant::SessionkitMemory,
+        Variant::SessionkitRedis,
+        Variant::SessionkitCookie,
+        Variant::SessionkitCluster,
+        Variant::TowerSessionsMemory,
+        Variant::TowerSessionsRedis,
+        Variant::NoneActix,
+        Variant::SessionkitActixMemory,
+        Variant::SessionkitActixRedis,
+        Variant::SessionkitActixCookie,
+        Variant::ActixCookie,
+        Variant::ActixRedis,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::NoneAxum => "none-axum",
+            Variant::SessionkitMemory => "sessionkit-memory",
+            Variant::SessionkitRedis => "sessionkit-redis",
+            Variant::SessionkitCookie => "sessionkit-cookie",
+            Variant::SessionkitCluster => "sessionkit-cluster",
+            Variant::TowerSessionsMemory => "tower-sessions-memory",
+            Variant::TowerSessionsRedis => "tower-sessions-redis",
+            Variant::NoneActix => "none-actix",
+            Variant::SessionkitActixMemory => "sessionkit-actix-memory",
+            Variant::SessionkitActixRedis => "sessionkit-actix-redis",
+            Variant::SessionkitActixCookie => "sessionkit-actix-cookie",
+            Variant::ActixCookie => "actix-session-cookie",
+            Variant::ActixRedis => "actix-session-redis",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Variant> {
+        Variant::ALL.iter().copied().find(|v| v.name() == name)
+    }
+
+    pub fn framework(self) -> Framework {
+        match self {
+            Variant::NoneActix
+            | Variant::SessionkitActixMemory
+            | Variant::SessionkitActixRedis
+            | Variant::SessionkitActixCookie
+            | Variant::ActixCookie
+            | Variant::ActixRedis => Framework::Actix,
+            _ => Framework::Axum,
+        }
+    }
+
+    /// The no-session server of the same framework.
+    pub fn ceiling(self) -> Variant {
+        match self.framework() {
+            Framework::Axum => Variant::NoneAxum,
+            Framework::Actix => Variant::NoneActix,
+        }
+    }
+
+    pub fn is_ceiling(self) -> bool {
+        self == self.ceiling()
+    }
+
+    pub fn uses_redis(self) -> bool {
+        matches!(
+            self,
+            Variant::SessionkitRedis
+                | Variant::SessionkitCluster
+                | Variant::SessionkitActixRedis
+                | Variant::TowerSessionsRedis
+                | Variant::ActixRedis
+        )
+    }
+}
+
+/// Runs the server for `variant` on `127.0.0.1:port` until killed. Prints
+/// `ready` on stdout once it accepts connections.
+pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let redis_url = || {
+        redis_url
+            .clone()
+            .ok_or_else(|| std::io::Error::other("this variant needs a Redis URL"))
+    };
+    match variant.framework() {
+        Framework::Axum => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let router = match variant {
+                    Variant::NoneAxum => axum_apps::none(),
+                    Variant::SessionkitMemory => axum_apps::sessionkit(MemoryStore::new()),
+                    Variant::SessionkitRedis => {
+                        axum_apps::sessionkit(redis_store(&redis_url()?).await?)
+                    }
+                    Variant::SessionkitCookie => axum_apps::sessionkit(cookie_store()?),
+                    Variant::SessionkitCluster => {
+                        axum_apps::sessionkit(cluster_store(&redis_url()?).await?)
+                    }
+                    Variant::TowerSessionsMemory => axum_apps::tower_sessions_memory(),
+                    Variant::TowerSessionsRedis => {
+                        axum_apps::tower_sessions_redis(&redis_url()?).await?
+                    }
+                    _ => unreachable!("not an axum variant"),
+                };
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                println!("ready");
+                axum::serve(listener, router).await
+            })
+        }
+        Framework::Actix => actix_web::rt::System::new().block_on(async move {
+            match variant {
+                Variant::NoneActix => actix_apps::none(addr).await,
+                Variant::SessionkitActixMemory => {
+                    actix_apps::sessionkit(addr, MemoryStore::new()).await
+                }
+                Variant::SessionkitActixCookie => {
+                    actix_apps::sessionkit(addr, cookie_store()?).await
+                }
+                Variant::SessionkitActixRedis => {
+                    actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
+                }
+                Variant::ActixCookie => actix_apps::cookie(addr).await,
+                Variant::ActixRedis => actix_apps::redis(addr, &redis_url()?).await,
+                _ => unreachable!("not an actix variant"),
+            }
+        }),
+    }
+}
+
+/// A cookie store under a fresh throw-away secret (sessions do not outlive the process).
+fn cookie_store() -> std::io::Result<CookieStore<BenchData>> {
+    let ring = KeyRing::builder()
+        .current(1, KeyRing::generate_secret())
+        .build()
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    Ok(CookieStore::new(&ring, &sessionkit::Config::default()))
+}
+
+/// One node of a clustered store (Redis plus its local cache), default options.
+async fn cluster_store(url: &str) -> std::io::Result<ClusteredStore<BenchData>> {
+    ClusteredStore::connect(url, ClusterOptions::new([7u8; 32]))
+        .await
+        .map_err(std::io::Error::other)
+}
+
+async fn redis_store(url: &str) -> std::io::Result<RedisStore<BenchData>> {
+    RedisStore::connect(url)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+mod axum_apps {
+    use axum::routing::get;
+    use axum::Router;
+
+    use super::{fresh, BenchData, KEY};
+
+    pub fn none() -> Router {
+        Router::new()
+            .route("/read", get(|| async { "1 bench-user" }))
+            .route("/write", get(|| async { "2" }))
+            .route("/new", get(|| async { "1" }))
+    }
+
+    pub fn sessionkit(store: impl sessionkit::Store<BenchData>) -> Router {
+        use sessionkit::{Config, SessionLayer, Sessions};
+        let sessions = Sessions::new(store, Config::default());
+        sessionkit_routes().layer(SessionLayer::new(&sessions))
+    }
+
+    fn sessionkit_routes() -> Router {
+        use sessionkit::Session;
+        async fn read(s: Session<BenchData>) -> String {
+            let d = s.data();
+            format!("{} {}", d.counter, d.username)
+        }
+        async fn write(s: Session<BenchData>) -> String {
+            let mut d = s.data_mut();
+            d.counter += 1;
+            d.counter.to_string()
+        }
+        async fn new(s: Session<BenchData>) -> &'static str {
+            s.set_data(fresh());
+            "1"
+        }
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/new", get(new))
+    }
+
+    fn tower_sessions_routes() -> Router {
+        use tower_sessions::Session;
+        async fn load(s: &Session) -> BenchData {
+            s.get::<BenchData>(KEY)
+                .await
+                .expect("tower-sessions load")
+                .unwrap_or_default()
+        }
+        async fn read(s: Session) -> String {
+            let d = load(&s).await;
+            format!("{} {}", d.counter, d.username)
+        }
+        async fn write(s: Session) -> String {
+            let mut d = load(&s).await;
+            d.counter += 1;
+            s.insert(KEY, &d).await.expect("tower-sessions insert");
+            d.counter.to_string()
+        }
+        async fn new(s: Session) -> &'static str {
+            s.insert(KEY, fresh()).await.expect("tower-sessions insert");
+            "1"
+        }
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/new", get(new))
+    }
+
+    pub fn tower_sessions_memory() -> Router {
+        use tower_sessions::{MemoryStore, SessionManagerLayer};
+        tower_sessions_routes().layer(SessionManagerLayer::new(MemoryStore::default()))
+    }
+
+    pub async fn tower_sessions_redis(url: &str) -> std::io::Result<Router> {
+        use tower_sessions::SessionManagerLayer;
+        use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+        use tower_sessions_redis_store::RedisStore;
+        let config = Config::from_url(url).map_err(std::io::Error::other)?;
+        // One connection: the server runs on one core.
+        let pool = Pool::new(config, None, None, None, 1).map_err(std::io::Error::other)?;
+        let _task = pool.connect();
+        pool.wait_for_connect()
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(tower_sessions_routes().layer(SessionManagerLayer::new(RedisStore::new(pool))))
+    }
+}
+
+mod actix_apps {
+    use std::net::SocketAddr;
+
+    use actix_session::storage::{CookieSessionStore, RedisSessionStore, SessionStore};
+    use actix_session::{Session, SessionMiddleware};
+    use actix_web::cookie::Key;
+    use actix_web::{web, App, HttpServer};
+
+    use super::{fresh, BenchData, KEY};
+
+    fn load(s: &Session) -> BenchData {
+        s.get::<BenchData>(KEY)
+            .expect("actix-session load")
+            .unwrap_or_default()
+    }
+
+    async fn read(s: Session) -> String {
+        let d = load(&s);
+        format!("{} {}", d.counter, d.username)
+    }
+
+    async fn write(s: Session) -> String {
+        let mut d = load(&s);
+        d.counter += 1;
+        s.insert(KEY, &d).expect("actix-session insert");
+        d.counter.to_string()
+    }
+
+    async fn new(s: Session) -> &'static str {
+        s.insert(KEY, fresh()).expect("actix-session insert");
+        "1"
+    }
+
+    pub async fn none(addr: SocketAddr) -> std::io::Result<()> {
+        let server = HttpServer::new(|| {
+            App::new()
+                .route("/read", web::get().to(|| async { "1 bench-user" }))
+                .route("/write", web::get().to(|| async { "2" }))
+                .route("/new", web::get().to(|| async { "1" }))
+        })
+        .workers(1)
+        .bind(addr)?
+        .run();
+        println!("ready");
+        server.await
+    }
+
+    /// `store` makes the store for each worker (there is one).
+    async fn with_store<S, F>(addr: SocketAddr, store: F) -> std::io::Result<()>
+    where
+        S: SessionStore + 'static,
+        F: Fn() -> S + Clone + Send + 'static,
+    {
+        let key = Key::generate();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(SessionMiddleware::new(store(), key.clone()))
+                .route("/read", web::get().to(read))
+                .route("/write", web::get().to(write))
+                .route("/new", web::get().to(new))
+        })
+        .workers(1)
+        .bind(addr)?
+        .run();
+        println!("ready");
+        server.await
+    }
+
+    /// sessionkit's own actix-web middleware, for a same-framework comparison.
+    pub async fn sessionkit(
+        addr: SocketAddr,
+        store: impl sessionkit::Store<BenchData>,
+    ) -> std::io::Result<()> {
+        use sessionkit::http::actix::SessionMiddleware;
+        use sessionkit::{Config, Session, Sessions};
+        async fn read(s: Session<BenchData>) -> String {
+            let d = s.data();
+            format!("{} {}", d.counter, d.username)
+        }
+        async fn write(s: Session<BenchData>) -> String {
+            let mut d = s.data_mut();
+            d.counter += 1;
+            d.counter.to_string()
+        }
+        async fn new(s: Session<BenchData>) -> &'static str {
+            s.set_data(fresh());
+            "1"
+        }
+        let sessions = Sessions::new(store, Config::default());
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(SessionMiddleware::new(&sessions))
+                .route("/read", web::get().to(read))
+                .route("/write", web::get().to(write))
+                .route("/new", web::get().to(new))
+        })
+        .workers(1)
+        .bind(addr)?
+        .run();
+        println!("ready");
+        server.await
+    }
+
+    pub async fn cookie(addr: SocketAddr) -> std::io::Result<()> {
+        with_store(addr, CookieSessionStore::default).await
+    }
+
+    pub async fn redis(addr: SocketAddr, url: &str) -> std::io::Result<()> {
+        let store = RedisSessionStore::new(url)
+            .await
+            .map_err(std::io::Error::other)?;
+        with_store(addr, move || store.clone()).await
+    }
+}
