@@ -52,20 +52,7 @@ async fn bound_app() -> App {
 
 attack_suite!(bound_app; binding_a_cookie_replayed_from_another_browser_gives_a_fresh_session);
 
-attack_suite!(app;
-    fixation_a_planted_session_does_not_become_the_victims_login,
-    fixation_the_previous_id_dies_when_the_same_user_logs_in_again,
-    replay_after_logout_gives_a_fresh_session,
-    replay_after_owner_revoke_gives_a_fresh_session,
-    replay_after_idle_expiry_gives_a_fresh_session,
-    replay_after_absolute_expiry_gives_a_fresh_session,
-    tampering_any_changed_character_gives_a_fresh_session,
-    key_injection_gives_a_fresh_session,
-    ambiguous_or_lookalike_cookies_give_no_session,
-    hostile_headers_stay_within_time_and_memory_bounds,
-    race_a_slow_save_after_logout_leaves_the_session_deleted,
-    race_parallel_logins_give_independent_fixation_safe_sessions,
-);
+server_side_attack_suite!(app);
 
 /// Calls of every command but the probe's own `INFO` and `QUIT`, from `INFO commandstats`.
 fn commands_sent(server: &RedisServer) -> u64 {
