@@ -93,19 +93,95 @@ pub(crate) struct Core<T, S> {
 
 /// Object-safe view of [`Sessions`] used by the HTTP adapters, so request
 /// extensions need not name the store type.
+///
+/// Each operation comes in two halves: a synchronous `*_now` that finishes
+/// the work when the store can answer without I/O ([`Store::load_now`]), and
+/// an async half (boxed) only for what must wait. [`load_session`] and
+/// [`commit_session`] put them together; a request served from memory thus
+/// allocates no future of ours.
 #[async_trait]
 pub(crate) trait Engine<T: SessionData>: Send + Sync + 'static {
     fn config(&self) -> &Config;
-    async fn load(
+    /// `None`: the store needs I/O, call [`Engine::load_io`].
+    fn load_now(
         &self,
         cookie_value: Option<&str>,
         client: &ClientInfo,
-    ) -> Result<Session<T>, StoreError>;
-    async fn commit(
+    ) -> Option<Result<Loaded<T>, StoreError>>;
+    async fn load_io(
         &self,
-        session: &Session<T>,
+        cookie_value: &str,
+        client: &ClientInfo,
+    ) -> Result<Loaded<T>, StoreError>;
+    /// The follow-up of a load that found an expired or foreign session.
+    async fn settle(&self, loaded: Loaded<T>) -> Result<Session<T>, StoreError>;
+    fn commit_now(&self, session: &Session<T>, incoming: Option<&str>) -> CommitStep<T>;
+    async fn commit_io(
+        &self,
+        pending: Pending<T>,
         incoming: Option<&str>,
     ) -> Result<CookieAction, StoreError>;
+}
+
+/// What a load found, before any follow-up I/O.
+pub(crate) enum Loaded<T> {
+    /// The session to hand out.
+    Ready(Session<T>),
+    /// The record is past a deadline: delete it, start fresh (bound to
+    /// this client's fingerprint, if any).
+    Expired(Record<T>, crate::expiry::ExpiryKind, Option<String>),
+    /// Bound to another client (this one's fingerprint attached).
+    Mismatch(Record<T>, String),
+}
+
+/// A commit that needs the store's async half.
+pub(crate) enum Pending<T> {
+    Delete(Option<crate::SessionId>, Option<String>),
+    Save(Box<PendingSave<T>>),
+}
+
+pub(crate) struct PendingSave<T> {
+    record: Record<T>,
+    base: Option<T>,
+    kind: SaveKind,
+    now: std::time::SystemTime,
+}
+
+pub(crate) enum CommitStep<T> {
+    Done(Result<CookieAction, StoreError>),
+    Io(Pending<T>),
+}
+
+/// Loads a session: the synchronous path when the store allows, else the
+/// async one.
+pub(crate) async fn load_session<T: SessionData, E: Engine<T> + ?Sized>(
+    engine: &E,
+    cookie_value: Option<&str>,
+    client: &ClientInfo,
+) -> Result<Session<T>, StoreError> {
+    let loaded = match engine.load_now(cookie_value, client) {
+        Some(loaded) => loaded?,
+        None => {
+            let value = cookie_value.expect("load_now answers when there is no cookie");
+            engine.load_io(value, client).await?
+        }
+    };
+    match loaded {
+        Loaded::Ready(session) => Ok(session),
+        other => engine.settle(other).await,
+    }
+}
+
+/// Commits a session: the synchronous path when nothing needs I/O.
+pub(crate) async fn commit_session<T: SessionData, E: Engine<T> + ?Sized>(
+    engine: &E,
+    session: &Session<T>,
+    incoming: Option<&str>,
+) -> Result<CookieAction, StoreError> {
+    match engine.commit_now(session, incoming) {
+        CommitStep::Done(result) => result,
+        CommitStep::Io(pending) => engine.commit_io(pending, incoming).await,
+    }
 }
 
 fn observe(op: &'static str, started: Instant, result: Result<(), &StoreError>) {
@@ -163,7 +239,7 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
     /// there is no cookie or it names no live session. Only a store failure
     /// is an error.
     pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError> {
-        self.inner.load(cookie_value, &ClientInfo::default()).await
+        load_session(&*self.inner, cookie_value, &ClientInfo::default()).await
     }
 
     /// [`Sessions::load`] for a request from `client` (see [`crate::binding`]):
@@ -173,7 +249,7 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
         cookie_value: Option<&str>,
         client: &ClientInfo,
     ) -> Result<Session<T>, StoreError> {
-        self.inner.load(cookie_value, client).await
+        load_session(&*self.inner, cookie_value, client).await
     }
 
     /// Saves, regenerates or deletes as the request left the session, and
@@ -184,7 +260,7 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
         session: &Session<T>,
         incoming: Option<&str>,
     ) -> Result<CookieAction, StoreError> {
-        self.inner.commit(session, incoming).await
+        commit_session(&*self.inner, session, incoming).await
     }
 
     /// Deletes one session by id (an admin action); fires `on_deleted`.
@@ -285,30 +361,17 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
     }
 }
 
-#[async_trait]
-impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
-    fn config(&self) -> &Config {
-        &self.config
-    }
-
-    async fn load(
+impl<T: SessionData, S: Store<T>> Core<T, S> {
+    /// Everything a load does after the store answered, up to the point
+    /// where I/O may be needed again.
+    fn after_load(
         &self,
-        cookie_value: Option<&str>,
+        loaded: Result<Option<Record<T>>, StoreError>,
         client: &ClientInfo,
-    ) -> Result<Session<T>, StoreError> {
+        print: Option<String>,
+    ) -> Result<Loaded<T>, StoreError> {
         let cfg = &self.config;
         let clock = cfg.clock.clone();
-        let print = self.fingerprint(client);
-        let Some(value) = cookie_value else {
-            return Ok(Session::fresh(clock, cfg.expiry, false, print));
-        };
-        let started = Instant::now();
-        let loaded = self
-            .store
-            .load(value)
-            .instrument(tracing::debug_span!("sessionkit.store.load"))
-            .await;
-        observe("load", started, loaded.as_ref().map(|_| ()));
         let loaded = match loaded {
             // Not a store failure: one value the store cannot read (e.g. the
             // session type changed). Start fresh, as for a tampered cookie.
@@ -321,51 +384,39 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         };
         let Some(mut record) = loaded else {
             metrics::counter!("sessionkit_invalid_lookups_total").increment(1);
-            return Ok(Session::fresh(clock, cfg.expiry, true, print));
+            return Ok(Loaded::Ready(Session::fresh(
+                clock, cfg.expiry, true, print,
+            )));
         };
-        let now = clock.now();
-        if let Some(kind) = record.expired(now) {
-            // The store may still hold it (a cookie store cannot delete);
-            // deleting is best effort, the deadline already makes it dead.
-            if let Err(e) = self.store.delete(&record.id).await {
-                tracing::debug!(error = %e, "could not delete an expired session");
-            }
-            let owner = record.owner.as_deref();
-            cfg.callbacks.emit(EventKind::Expired(kind), owner);
-            cfg.callbacks
-                .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
-            return Ok(Session::fresh(clock, cfg.expiry, true, print));
+        if let Some(kind) = record.expired(clock.now()) {
+            return Ok(Loaded::Expired(record, kind, print));
         }
-        if let Some(print) = &print {
+        if let Some(print) = print {
             match &record.binding {
                 Some(bound) if bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {}
                 // Bound before a key rotation: re-bound under the current key
                 // with the next write.
                 Some(bound) if self.bound_under_previous_key(bound, client) => {
-                    record.binding = Some(print.clone());
+                    record.binding = Some(print);
                 }
-                Some(_) => return self.binding_mismatch(record, clock, print.clone()).await,
+                Some(_) => return Ok(Loaded::Mismatch(record, print)),
                 // Created before binding was turned on: bind it to this client
                 // (written with the session's next save).
-                None => record.binding = Some(print.clone()),
+                None => record.binding = Some(print),
             }
         }
         cfg.callbacks
             .emit(EventKind::Loaded, record.owner.as_deref());
-        Ok(Session::loaded(record, clock, cfg.expiry))
+        Ok(Loaded::Ready(Session::loaded(record, clock, cfg.expiry)))
     }
 
-    async fn commit(
-        &self,
-        session: &Session<T>,
-        incoming: Option<&str>,
-    ) -> Result<CookieAction, StoreError> {
+    /// Decides what a finished request means for the store.
+    fn plan(&self, session: &Session<T>, now: std::time::SystemTime) -> Plan {
         let cfg = &self.config;
-        let now = cfg.clock.now();
         let dirty = session.is_dirty();
         let is_new = session.is_new();
         // Decide under the lock, act after it: no guard lives across an await.
-        let plan = session.with_meta(|m| {
+        session.with_meta(|m| {
             if m.destroyed {
                 let victim = if is_new {
                     None
@@ -398,56 +449,27 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                 SaveKind::Update
             };
             Plan::Save(meta, kind)
-        });
-        let (record, base, kind) = match plan {
-            Plan::Nothing(stale) => {
-                return Ok(if stale {
-                    CookieAction::Remove
-                } else {
-                    CookieAction::None
-                });
-            }
-            Plan::Delete(victim, owner) => {
-                if let Some(id) = victim {
-                    let started = Instant::now();
-                    let r = self.store.delete(&id).await;
-                    observe("delete", started, r.as_ref().map(|_| ()));
-                    r?;
-                    cfg.callbacks.emit(
-                        EventKind::Deleted(DeleteReason::Destroyed),
-                        owner.as_deref(),
-                    );
-                }
-                return Ok(if incoming.is_some() {
-                    CookieAction::Remove
-                } else {
-                    CookieAction::None
-                });
-            }
-            Plan::Save(meta, kind) => {
-                let cell = session.shared.data.lock();
-                (meta.join(cell.data.clone()), cell.base.clone(), kind)
-            }
-        };
-        let owner = record.owner.clone();
-        let started = Instant::now();
-        let outcome = self
-            .store
-            .save(Save {
-                record: &record,
-                base: base.as_ref(),
-                kind,
-            })
-            .instrument(tracing::debug_span!("sessionkit.store.save"))
-            .await;
-        observe("save", started, outcome.as_ref().map(|_| ()));
+        })
+    }
+
+    /// Events and the cookie action for a save the store answered.
+    fn after_save(
+        &self,
+        outcome: Result<SaveOutcome, StoreError>,
+        record: &Record<T>,
+        kind: SaveKind,
+        now: std::time::SystemTime,
+        incoming: Option<&str>,
+    ) -> Result<CookieAction, StoreError> {
+        let cfg = &self.config;
+        let owner = record.owner.as_deref();
         match outcome? {
             SaveOutcome::Gone => Ok(CookieAction::Remove),
             SaveOutcome::Saved(value) => {
                 match kind {
-                    SaveKind::Create => cfg.callbacks.emit(EventKind::Started, owner.as_deref()),
+                    SaveKind::Create => cfg.callbacks.emit(EventKind::Started, owner),
                     SaveKind::Regenerate { .. } => {
-                        cfg.callbacks.emit(EventKind::Regenerated, owner.as_deref())
+                        cfg.callbacks.emit(EventKind::Regenerated, owner)
                     }
                     SaveKind::Update => {}
                 }
@@ -459,6 +481,150 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     .duration_since(now)
                     .unwrap_or(Duration::ZERO);
                 Ok(CookieAction::Set { value, max_age })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn load_now(
+        &self,
+        cookie_value: Option<&str>,
+        client: &ClientInfo,
+    ) -> Option<Result<Loaded<T>, StoreError>> {
+        let print = self.fingerprint(client);
+        let Some(value) = cookie_value else {
+            let cfg = &self.config;
+            let fresh = Session::fresh(cfg.clock.clone(), cfg.expiry, false, print);
+            return Some(Ok(Loaded::Ready(fresh)));
+        };
+        let started = Instant::now();
+        let loaded = self.store.load_now(value)?;
+        observe("load", started, loaded.as_ref().map(|_| ()));
+        Some(self.after_load(loaded, client, print))
+    }
+
+    async fn load_io(
+        &self,
+        cookie_value: &str,
+        client: &ClientInfo,
+    ) -> Result<Loaded<T>, StoreError> {
+        let print = self.fingerprint(client);
+        let started = Instant::now();
+        let loaded = self
+            .store
+            .load(cookie_value)
+            .instrument(tracing::debug_span!("sessionkit.store.load"))
+            .await;
+        observe("load", started, loaded.as_ref().map(|_| ()));
+        self.after_load(loaded, client, print)
+    }
+
+    async fn settle(&self, loaded: Loaded<T>) -> Result<Session<T>, StoreError> {
+        let cfg = &self.config;
+        let clock = cfg.clock.clone();
+        match loaded {
+            Loaded::Ready(session) => Ok(session),
+            Loaded::Expired(record, kind, print) => {
+                // The store may still hold it (a cookie store cannot delete);
+                // deleting is best effort, the deadline already makes it dead.
+                if let Err(e) = self.store.delete(&record.id).await {
+                    tracing::debug!(error = %e, "could not delete an expired session");
+                }
+                let owner = record.owner.as_deref();
+                cfg.callbacks.emit(EventKind::Expired(kind), owner);
+                cfg.callbacks
+                    .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
+                Ok(Session::fresh(clock, cfg.expiry, true, print))
+            }
+            Loaded::Mismatch(record, print) => self.binding_mismatch(record, clock, print).await,
+        }
+    }
+
+    fn commit_now(&self, session: &Session<T>, incoming: Option<&str>) -> CommitStep<T> {
+        let now = self.config.clock.now();
+        let (record, base, kind) = match self.plan(session, now) {
+            Plan::Nothing(stale) => {
+                return CommitStep::Done(Ok(if stale {
+                    CookieAction::Remove
+                } else {
+                    CookieAction::None
+                }));
+            }
+            Plan::Delete(victim, owner) => return CommitStep::Io(Pending::Delete(victim, owner)),
+            Plan::Save(meta, kind) => {
+                let cell = session.shared.data.lock();
+                (meta.join(cell.data.clone()), cell.base.clone(), kind)
+            }
+        };
+        let started = Instant::now();
+        let save = Save {
+            record: &record,
+            base: base.as_ref(),
+            kind,
+        };
+        match self.store.save_now(save) {
+            Some(outcome) => {
+                observe("save", started, outcome.as_ref().map(|_| ()));
+                CommitStep::Done(self.after_save(outcome, &record, kind, now, incoming))
+            }
+            None => CommitStep::Io(Pending::Save(Box::new(PendingSave {
+                record,
+                base,
+                kind,
+                now,
+            }))),
+        }
+    }
+
+    async fn commit_io(
+        &self,
+        pending: Pending<T>,
+        incoming: Option<&str>,
+    ) -> Result<CookieAction, StoreError> {
+        let cfg = &self.config;
+        match pending {
+            Pending::Delete(victim, owner) => {
+                if let Some(id) = victim {
+                    let started = Instant::now();
+                    let r = self.store.delete(&id).await;
+                    observe("delete", started, r.as_ref().map(|_| ()));
+                    r?;
+                    cfg.callbacks.emit(
+                        EventKind::Deleted(DeleteReason::Destroyed),
+                        owner.as_deref(),
+                    );
+                }
+                Ok(if incoming.is_some() {
+                    CookieAction::Remove
+                } else {
+                    CookieAction::None
+                })
+            }
+            Pending::Save(p) => {
+                let PendingSave {
+                    record,
+                    base,
+                    kind,
+                    now,
+                } = *p;
+                let started = Instant::now();
+                let outcome = self
+                    .store
+                    .save(Save {
+                        record: &record,
+                        base: base.as_ref(),
+                        kind,
+                    })
+                    .instrument(tracing::debug_span!("sessionkit.store.save"))
+                    .await;
+                observe("save", started, outcome.as_ref().map(|_| ()));
+                self.after_save(outcome, &record, kind, now, incoming)
             }
         }
     }

@@ -79,11 +79,34 @@ async fn create<S: Store<TestData>>(store: &S, r: &Record<TestData>) -> String {
     }
 }
 
+/// Loads through [`Store::load`] and checks that [`Store::load_now`], when
+/// the store answers it, agrees.
 async fn load<S: Store<TestData>>(store: &S, cookie: &str) -> Option<Record<TestData>> {
-    store
+    let loaded = store
         .load(cookie)
         .await
-        .expect("load must not fail on a healthy store")
+        .expect("load must not fail on a healthy store");
+    if let Some(now) = store.load_now(cookie) {
+        let now = now.expect("load_now must not fail when load did not");
+        assert_eq!(
+            now.as_ref().map(fingerprint),
+            loaded.as_ref().map(fingerprint),
+            "load_now disagrees with load"
+        );
+    }
+    loaded
+}
+
+/// What must match between two loads of the same record.
+fn fingerprint(r: &Record<TestData>) -> impl PartialEq + std::fmt::Debug {
+    (
+        r.id,
+        r.data.clone(),
+        r.version,
+        r.owner.clone(),
+        r.flash.clone(),
+        to_millis(r.idle_deadline),
+    )
 }
 
 /// Behaviours every store keeps.
@@ -133,6 +156,40 @@ pub mod cases {
                 &v[..v.len().min(8)]
             );
         }
+    }
+
+    /// Writes through [`Store::save_now`] (when the store offers it) are
+    /// ordinary writes: the async path sees them, with the same versions.
+    pub async fn synchronous_saves_are_ordinary_saves<S: Store<TestData>>(store: S) {
+        let mut r = record(None);
+        let Some(created) = store.save_now(Save {
+            record: &r,
+            base: None,
+            kind: SaveKind::Create,
+        }) else {
+            return; // the store always waits: nothing to compare
+        };
+        let Ok(SaveOutcome::Saved(cookie)) = created else {
+            panic!("create through save_now failed: {created:?}");
+        };
+        let got = load(&store, &cookie)
+            .await
+            .expect("created session must load");
+        assert_eq!(got.version, 1);
+        r = got;
+        r.data.counter += 1;
+        let updated = store.save_now(Save {
+            record: &r,
+            base: None,
+            kind: SaveKind::Update,
+        });
+        let Some(Ok(SaveOutcome::Saved(cookie))) = updated else {
+            panic!("update through save_now failed: {updated:?}");
+        };
+        let got = load(&store, &cookie)
+            .await
+            .expect("updated session must load");
+        assert_eq!((got.data.counter, got.version), (r.data.counter, 2));
     }
 
     /// An update replaces the data; loading shows the new data.
@@ -408,6 +465,7 @@ macro_rules! store_conformance_tests {
             created_session_loads_back_intact,
             unknown_and_hostile_values_load_as_none,
             update_replaces_data,
+            synchronous_saves_are_ordinary_saves,
         ]);
     };
 }

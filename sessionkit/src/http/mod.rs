@@ -36,7 +36,7 @@ use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::session::Session;
-use crate::sessions::{CookieAction, Engine};
+use crate::sessions::{commit_session, load_session, CookieAction, Engine};
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -340,8 +340,11 @@ impl<T: SessionData> SessionSlot<T> {
     /// treated like a tampered cookie: a fresh session, not an error.
     pub async fn session(&self) -> Result<Session<T>, StoreError> {
         let i = &self.inner;
+        if let Some(session) = i.session.get() {
+            return Ok(session.clone());
+        }
         i.session
-            .get_or_try_init(|| i.engine.load(i.cookie.as_deref(), &i.client))
+            .get_or_try_init(|| load_session(&*i.engine, i.cookie.as_deref(), &i.client))
             .await
             .cloned()
     }
@@ -358,7 +361,7 @@ impl<T: SessionData> SessionSlot<T> {
         let Some(session) = i.session.get() else {
             return Ok(None);
         };
-        let action = i.engine.commit(session, i.cookie.as_deref()).await?;
+        let action = commit_session(&*i.engine, session, i.cookie.as_deref()).await?;
         Ok(set_cookie_header(i.engine.config().cookie(), &action))
     }
 }

@@ -414,6 +414,17 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
             .await
     }
 
+    /// Forwarded: an answer that needs no I/O cannot time out, and says
+    /// nothing about the remote's health, so it bypasses the breaker.
+    fn load_now(&self, cookie_value: &str) -> Option<Result<Option<Record<T>>, StoreError>> {
+        self.inner.load_now(cookie_value)
+    }
+
+    /// Forwarded, like [`Store::load_now`].
+    fn save_now(&self, save: Save<'_, T>) -> Option<Result<SaveOutcome, StoreError>> {
+        self.inner.save_now(save)
+    }
+
     fn on_removed(&self, listener: RemovalListener) {
         self.inner.on_removed(listener)
     }

@@ -211,6 +211,8 @@ impl<T: SessionData> CookieStore<T> {
     }
 }
 
+// The whole session is in the cookie: the `*_now` methods always answer,
+// and the async ones are the same code.
 #[async_trait]
 impl<T: SessionData> Store<T> for CookieStore<T> {
     async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
@@ -218,6 +220,26 @@ impl<T: SessionData> Store<T> for CookieStore<T> {
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        self.save_sync(save)
+    }
+
+    fn load_now(&self, cookie_value: &str) -> Option<Result<Option<Record<T>>, StoreError>> {
+        Some(Ok(self.open(cookie_value)))
+    }
+
+    fn save_now(&self, save: Save<'_, T>) -> Option<Result<SaveOutcome, StoreError>> {
+        Some(self.save_sync(save))
+    }
+
+    /// Nothing is stored server-side: returns `Ok(false)`. The layer expires
+    /// the cookie in the browser; see the module docs on revocation.
+    async fn delete(&self, _id: &SessionId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+impl<T: SessionData> CookieStore<T> {
+    fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         let mut record = save.record.clone();
         record.version += 1;
         let value = self.seal(&record)?;
@@ -243,12 +265,6 @@ impl<T: SessionData> Store<T> for CookieStore<T> {
             });
         }
         Ok(SaveOutcome::Saved(value))
-    }
-
-    /// Nothing is stored server-side: returns `Ok(false)`. The layer expires
-    /// the cookie in the browser; see the module docs on revocation.
-    async fn delete(&self, _id: &SessionId) -> Result<bool, StoreError> {
-        Ok(false)
     }
 }
 

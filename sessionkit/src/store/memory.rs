@@ -279,17 +279,14 @@ impl<T: SessionData> Inner<T> {
     }
 }
 
-#[async_trait]
-impl<T: SessionData> Store<T> for MemoryStore<T> {
-    async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
-        let Ok(id) = SessionId::parse(cookie_value) else {
-            return Ok(None);
-        };
+impl<T: SessionData> MemoryStore<T> {
+    fn load_sync(&self, cookie_value: &str) -> Option<Record<T>> {
+        let id = SessionId::parse(cookie_value).ok()?;
         let inner = &self.inner;
-        Ok(inner.shards[inner.shard(&id)].lock().get(&id).cloned())
+        inner.shards[inner.shard(&id)].lock().get(&id).cloned()
     }
 
-    async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+    fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         let inner = &self.inner;
         let rec = save.record;
         let cookie = rec.id.encode();
@@ -379,6 +376,27 @@ impl<T: SessionData> Store<T> for MemoryStore<T> {
                 Ok(SaveOutcome::Saved(cookie))
             }
         }
+    }
+}
+
+// Everything is in memory: the `*_now` methods always answer, and the async
+// ones are the same code.
+#[async_trait]
+impl<T: SessionData> Store<T> for MemoryStore<T> {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
+        Ok(self.load_sync(cookie_value))
+    }
+
+    async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        self.save_sync(save)
+    }
+
+    fn load_now(&self, cookie_value: &str) -> Option<Result<Option<Record<T>>, StoreError>> {
+        Some(Ok(self.load_sync(cookie_value)))
+    }
+
+    fn save_now(&self, save: Save<'_, T>) -> Option<Result<SaveOutcome, StoreError>> {
+        Some(self.save_sync(save))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {

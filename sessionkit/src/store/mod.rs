@@ -62,6 +62,13 @@ pub struct Save<'a, T> {
     pub kind: SaveKind,
 }
 
+impl<T> Clone for Save<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Save<'_, T> {}
+
 /// The result of a [`Store::save`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
@@ -88,6 +95,26 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
 
     /// Deletes a session. Returns whether it existed.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
+
+    /// [`Store::load`] answered on the spot, for stores that can do it
+    /// without I/O (the data is in this process: memory, the cookie itself,
+    /// a warm local cache). `None` means "I need to wait: call
+    /// [`Store::load`]". The default is `None`.
+    ///
+    /// [`crate::Sessions`] tries it first, so a request served from memory
+    /// allocates no future and takes no detour through the executor. When
+    /// it returns `Some`, it must be exactly what `load` would have returned.
+    fn load_now(&self, cookie_value: &str) -> Option<Result<Option<Record<T>>, StoreError>> {
+        let _ = cookie_value;
+        None
+    }
+
+    /// [`Store::save`] done on the spot, when the store can without I/O
+    /// (same contract as [`Store::load_now`]). The default is `None`.
+    fn save_now(&self, save: Save<'_, T>) -> Option<Result<SaveOutcome, StoreError>> {
+        let _ = save;
+        None
+    }
 
     /// Registers a listener for sessions the store removes on its own
     /// (background expiry sweeps, eviction to stay within bounds), so that
