@@ -632,10 +632,10 @@ async fn hostile_cookie_values_give_a_fresh_session_never_an_error(fw: Framework
     }
 }
 
-async fn cookie_headers_with_non_ascii_bytes_give_a_fresh_session(fw: Framework) {
+async fn non_ascii_bytes_in_the_session_cookie_give_a_fresh_session(fw: Framework) {
     let s = Server::start(fw).await;
     let valid = s.session_with_one_visit().await;
-    let mut with_valid = format!("id={valid}; x=").into_bytes();
+    let mut with_valid = format!("id={valid}").into_bytes();
     with_valid.extend_from_slice(b"\xff\xfe");
     for header in [b"id=\xff\xfe\x80".to_vec(), with_valid] {
         let r = s.send_bytes("GET", "/counter", Some(&header), "").await;
@@ -644,6 +644,11 @@ async fn cookie_headers_with_non_ascii_bytes_give_a_fresh_session(fw: Framework)
         assert_eq!((r.status, r.body.as_str()), (200, "counter=1"));
         assert_ne!(r.new_cookie().expect("fresh cookie"), valid);
     }
+    // Another application's malformed cookie does not cost the user theirs.
+    let mut beside = format!("id={valid}; x=").into_bytes();
+    beside.extend_from_slice(b"\xff\xfe");
+    let r = s.send_bytes("GET", "/counter", Some(&beside), "").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "counter=1 user=-"));
 }
 
 async fn two_session_cookies_in_one_request_count_as_no_session(fw: Framework) {
@@ -783,5 +788,5 @@ both_frameworks!(
     a_failing_save_replaces_the_response_and_sets_no_cookie,
     a_route_without_the_middleware_answers_500_naming_the_misconfiguration,
     setting_the_cookie_keeps_a_caching_policy_the_handler_chose,
-    cookie_headers_with_non_ascii_bytes_give_a_fresh_session,
+    non_ascii_bytes_in_the_session_cookie_give_a_fresh_session,
 );

@@ -36,7 +36,7 @@ use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::session::Session;
-use crate::sessions::{commit_session, load_session, CookieAction, Engine};
+use crate::sessions::{commit_session, load_session, CommitStep, CookieAction, Engine, Pending};
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -86,30 +86,22 @@ pub fn find_cookie_in<'a>(
     cookie_headers: impl IntoIterator<Item = &'a [u8]>,
     name: &str,
 ) -> CookieLookup<'a> {
-    let mut found = None;
+    // Bytes, not `str`: one pass over each header and no UTF-8 decoding of
+    // other applications' cookies (this runs on every request).
+    let name = name.as_bytes();
+    let mut found: Option<&'a [u8]> = None;
     for header in cookie_headers {
-        // Non-ASCII headers are not valid cookies; skip them rather than fail
-        // (the same bytes `HeaderValue::to_str` accepts).
-        if !header
-            .iter()
-            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-        {
-            continue;
-        }
-        let Ok(text) = std::str::from_utf8(header) else {
-            continue;
-        };
-        for pair in text.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
+        for pair in header.split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if k.trim() != name {
+            if pair[..eq].trim_ascii() != name {
                 continue;
             }
-            let v = v.trim();
+            let v = pair[eq + 1..].trim_ascii();
             let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
+                .strip_prefix(b"\"".as_slice())
+                .and_then(|v| v.strip_suffix(b"\"".as_slice()))
                 .unwrap_or(v);
             if found.is_some() {
                 metrics::counter!("sessionkit_ambiguous_cookies_total").increment(1);
@@ -119,8 +111,13 @@ pub fn find_cookie_in<'a>(
             found = Some(v);
         }
     }
-    match found {
-        Some(v) => CookieLookup::Found(v),
+    // Only visible ASCII is a cookie value (RFC 6265 is stricter still; the
+    // stores check their own format). Anything else counts as no cookie.
+    match found.filter(|v| v.iter().all(|&b| (0x21..0x7f).contains(&b))) {
+        Some(v) => match std::str::from_utf8(v) {
+            Ok(v) => CookieLookup::Found(v),
+            Err(_) => CookieLookup::Missing,
+        },
         None => CookieLookup::Missing,
     }
 }
@@ -366,6 +363,14 @@ impl<T: SessionData> SessionSlot<T> {
     }
 }
 
+/// [`SessionSlot::finish_now`]'s answer.
+pub(crate) enum Finish<T> {
+    /// Done; `Err` carries the response that must replace the handler's.
+    Done(Result<(), ErrorResponse>),
+    /// The store must be waited for: hand this to [`SessionSlot::finish_io`].
+    Io(Pending<T>),
+}
+
 impl<T: SessionData> SessionSlot<T> {
     /// [`SessionSlot::finish`] applied to the handler's response headers:
     /// adds `Set-Cookie` (and `Cache-Control: no-store` unless the handler
@@ -375,21 +380,57 @@ impl<T: SessionData> SessionSlot<T> {
         &self,
         headers: &mut impl HeaderSink,
     ) -> Result<(), ErrorResponse> {
-        match self.finish().await {
-            Ok(None) => Ok(()),
-            Ok(Some(set_cookie)) => {
-                // A response that sets the session cookie must not be
-                // cached and replayed to someone else.
-                if headers.add("set-cookie", &set_cookie) && !headers.has("cache-control") {
-                    headers.add("cache-control", "no-store");
-                }
-                Ok(())
-            }
+        match self.finish_now(headers) {
+            Finish::Done(result) => result,
+            Finish::Io(pending) => self.finish_io(pending, headers).await,
+        }
+    }
+
+    /// The part of [`SessionSlot::finish_into`] that needs no I/O: all of it
+    /// when the handler did not use the session, or the store answers on
+    /// the spot ([`crate::Store::save_now`]).
+    pub(crate) fn finish_now(&self, headers: &mut impl HeaderSink) -> Finish<T> {
+        let i = &self.inner;
+        let Some(session) = i.session.get() else {
+            return Finish::Done(Ok(()));
+        };
+        match i.engine.commit_now(session, i.cookie.as_deref()) {
+            CommitStep::Done(action) => Finish::Done(self.apply(action, headers)),
+            CommitStep::Io(pending) => Finish::Io(pending),
+        }
+    }
+
+    /// The rest of [`SessionSlot::finish_now`], waiting for the store.
+    pub(crate) async fn finish_io(
+        &self,
+        pending: Pending<T>,
+        headers: &mut impl HeaderSink,
+    ) -> Result<(), ErrorResponse> {
+        let i = &self.inner;
+        let action = i.engine.commit_io(pending, i.cookie.as_deref()).await;
+        self.apply(action, headers)
+    }
+
+    fn apply(
+        &self,
+        action: Result<CookieAction, StoreError>,
+        headers: &mut impl HeaderSink,
+    ) -> Result<(), ErrorResponse> {
+        let action = match action {
+            Ok(action) => action,
             Err(e) => {
                 tracing::error!(error = %e, "session could not be saved; replacing the response");
-                Err(self.error_response(&e))
+                return Err(self.error_response(&e));
+            }
+        };
+        if let Some(set_cookie) = set_cookie_header(self.inner.engine.config().cookie(), &action) {
+            // A response that sets the session cookie must not be
+            // cached and replayed to someone else.
+            if headers.add("set-cookie", &set_cookie) && !headers.has("cache-control") {
+                headers.add("cache-control", "no-store");
             }
         }
+        Ok(())
     }
 }
 
@@ -479,6 +520,17 @@ mod tests {
             http::HeaderValue::from_bytes(b"id=\xff\xfe").unwrap(),
         );
         assert_eq!(find_cookie(&h, "id"), CookieLookup::Missing);
+        // Another application's malformed cookie does not hide ours.
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            http::HeaderValue::from_bytes(b"other=\xff\xfe; id=abc").unwrap(),
+        );
+        assert_eq!(find_cookie(&h, "id"), CookieLookup::Found("abc"));
+        assert_eq!(
+            find_cookie(&headers(&["id=a b"]), "id"),
+            CookieLookup::Missing
+        );
     }
 
     #[test]

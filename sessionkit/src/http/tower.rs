@@ -32,7 +32,7 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::http::{DefaultErrorResponder, ErrorResponder, ErrorResponse, SessionSlot};
+use crate::http::{DefaultErrorResponder, ErrorResponder, ErrorResponse, Finish, SessionSlot};
 use crate::record::SessionData;
 use crate::sessions::{Engine, Sessions};
 use crate::store::Store;
@@ -110,7 +110,7 @@ where
 {
     type Response = Response;
     type Error = Svc::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Svc::Error>> + Send>>;
+    type Future = SessionFuture<Svc::Future, T>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -129,12 +129,68 @@ where
         // The clone that was made ready is the one we must call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut resp = inner.call(req).await?;
-            if let Err(e) = slot.finish_into(resp.headers_mut()).await {
-                resp = render(e);
+        SessionFuture {
+            state: State::Handler {
+                fut: inner.call(req),
+                slot: Some(slot),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SessionService`]: the handler's, then the
+    /// save. Allocates only when the save has to wait for the store.
+    pub struct SessionFuture<F, T: SessionData> {
+        #[pin]
+        state: State<F, T>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, T: SessionData> {
+        Handler {
+            #[pin]
+            fut: F,
+            slot: Option<SessionSlot<T>>,
+        },
+        Saving {
+            fut: Pin<Box<dyn Future<Output = Response> + Send>>,
+        },
+    }
+}
+
+impl<F, E, T> Future for SessionFuture<F, T>
+where
+    F: Future<Output = Result<Response, E>>,
+    T: SessionData,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Handler { fut, slot } => {
+                    let mut resp = std::task::ready!(fut.poll(cx))?;
+                    let slot = slot.take().expect("polled after completion");
+                    match slot.finish_now(resp.headers_mut()) {
+                        Finish::Done(Ok(())) => return Poll::Ready(Ok(resp)),
+                        Finish::Done(Err(e)) => return Poll::Ready(Ok(render(e))),
+                        Finish::Io(pending) => {
+                            let fut = Box::pin(async move {
+                                match slot.finish_io(pending, resp.headers_mut()).await {
+                                    Ok(()) => resp,
+                                    Err(e) => render(e),
+                                }
+                            });
+                            state.set(State::Saving { fut });
+                        }
+                    }
+                }
+                StateProj::Saving { fut } => return fut.as_mut().poll(cx).map(Ok),
             }
-            Ok(resp)
-        })
+        }
     }
 }
