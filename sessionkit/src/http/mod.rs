@@ -123,29 +123,57 @@ pub fn find_cookie_in<'a>(
 }
 
 /// Renders the `Set-Cookie` header value for an action, or `None` for [`CookieAction::None`].
+///
+/// ```
+/// use std::time::Duration;
+/// use sessionkit::http::set_cookie_header;
+/// use sessionkit::{Config, CookieAction};
+///
+/// let config = Config::default();
+/// let set = CookieAction::Set { value: "abc".into(), max_age: Duration::from_secs(60) };
+/// assert_eq!(
+///     set_cookie_header(config.cookie(), &set).unwrap(),
+///     "id=abc; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=60"
+/// );
+/// ```
 pub fn set_cookie_header(config: &CookieConfig, action: &CookieAction) -> Option<String> {
     let (value, max_age) = match action {
         CookieAction::None => return None,
-        CookieAction::Set { value, max_age } => (value.as_str(), max_age.as_secs() as i64),
+        CookieAction::Set { value, max_age } => (value.as_str(), max_age.as_secs()),
         CookieAction::Remove => ("", 0),
     };
-    let mut c = cookie::Cookie::build((config.name(), value))
-        .path(config.path())
-        .http_only(config.http_only())
-        .secure(config.secure())
-        .same_site(match config.same_site() {
-            SameSite::Strict => cookie::SameSite::Strict,
-            SameSite::Lax => cookie::SameSite::Lax,
-            SameSite::None => cookie::SameSite::None,
-        })
-        .max_age(cookie::time::Duration::seconds(max_age));
+    // Written out by hand rather than through the `cookie` crate's Display:
+    // the same text (`tests::set_cookie_matches_the_cookie_crate`) for a
+    // tenth of the instructions, on every response that sets the cookie.
+    // Name, path and domain were validated by `Config`; values are
+    // base64url, so nothing needs escaping.
+    let mut out = String::with_capacity(112 + value.len());
+    out.push_str(config.name());
+    out.push('=');
+    out.push_str(value);
+    if config.http_only() {
+        out.push_str("; HttpOnly");
+    }
+    out.push_str(match config.same_site() {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    if config.secure() {
+        out.push_str("; Secure");
+    }
+    out.push_str("; Path=");
+    out.push_str(config.path());
     if let Some(d) = config.domain() {
-        c = c.domain(d);
+        out.push_str("; Domain=");
+        out.push_str(d.strip_prefix('.').unwrap_or(d));
     }
+    out.push_str("; Max-Age=");
+    out.push_str(itoa::Buffer::new().format(max_age));
     if matches!(action, CookieAction::Remove) {
-        c = c.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        out.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
     }
-    Some(c.build().to_string())
+    Some(out)
 }
 
 /// A response for when the session store fails.
@@ -531,6 +559,71 @@ mod tests {
             find_cookie(&headers(&["id=a b"]), "id"),
             CookieLookup::Missing
         );
+    }
+
+    #[test]
+    fn set_cookie_matches_the_cookie_crate() {
+        use crate::Config;
+        let configs = [
+            Config::default(),
+            Config::builder()
+                .same_site(SameSite::Strict)
+                .cookie_domain(".example.com")
+                .cookie_path("/app")
+                .build()
+                .unwrap(),
+            Config::builder()
+                .same_site(SameSite::None)
+                .cookie_name("__Secure-sid")
+                .cookie_domain("example.com")
+                .build()
+                .unwrap(),
+            Config::builder()
+                .dangerously_allow_insecure_http()
+                .dangerously_allow_script_access()
+                .build()
+                .unwrap(),
+        ];
+        let actions = [
+            CookieAction::Set {
+                value: "v-_0".into(),
+                max_age: Duration::from_secs(86_400 * 30),
+            },
+            CookieAction::Set {
+                value: "x".into(),
+                max_age: Duration::ZERO,
+            },
+            CookieAction::Remove,
+        ];
+        for cfg in &configs {
+            for action in &actions {
+                let c = cfg.cookie();
+                let (value, max_age) = match action {
+                    CookieAction::Set { value, max_age } => (value.as_str(), max_age.as_secs()),
+                    _ => ("", 0),
+                };
+                let mut reference = cookie::Cookie::build((c.name(), value))
+                    .path(c.path())
+                    .http_only(c.http_only())
+                    .secure(c.secure())
+                    .same_site(match c.same_site() {
+                        SameSite::Strict => cookie::SameSite::Strict,
+                        SameSite::Lax => cookie::SameSite::Lax,
+                        SameSite::None => cookie::SameSite::None,
+                    })
+                    .max_age(cookie::time::Duration::seconds(max_age as i64));
+                if let Some(d) = c.domain() {
+                    reference = reference.domain(d);
+                }
+                if matches!(action, CookieAction::Remove) {
+                    reference = reference.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+                }
+                assert_eq!(
+                    set_cookie_header(c, action).unwrap(),
+                    reference.build().to_string()
+                );
+            }
+        }
     }
 
     #[test]
