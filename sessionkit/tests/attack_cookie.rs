@@ -49,6 +49,30 @@ attack_suite!(app;
     race_parallel_logins_give_independent_fixation_safe_sessions,
 );
 
+/// The same attacks with the opened-value cache on: a cache hit must
+/// never let through what opening would refuse.
+mod with_opened_cache {
+    use super::*;
+
+    async fn cached_app() -> App {
+        let kit = Kit::new();
+        let store = CookieStore::<Data>::builder(&ring(), &kit.config)
+            .opened_cache(1024)
+            .build();
+        kit.serve(store).await
+    }
+
+    attack_suite!(cached_app;
+        fixation_a_planted_session_does_not_become_the_victims_login,
+        replay_after_idle_expiry_gives_a_fresh_session,
+        replay_after_absolute_expiry_gives_a_fresh_session,
+        tampering_any_changed_character_gives_a_fresh_session,
+        key_injection_gives_a_fresh_session,
+        ambiguous_or_lookalike_cookies_give_no_session,
+        race_parallel_logins_give_independent_fixation_safe_sessions,
+    );
+}
+
 /// 10^5 random values over HTTP: none opens, every one is counted.
 #[test]
 fn enumeration_of_a_hundred_thousand_random_values_finds_nothing_and_is_counted() {

@@ -16,3 +16,16 @@ async fn fresh() -> CookieStore<TestData> {
 }
 
 sessionkit::store_conformance_tests!(cookie, fresh());
+
+async fn cached() -> CookieStore<TestData> {
+    let ring = KeyRing::builder()
+        .current(1, KeyRing::generate_secret())
+        .build()
+        .unwrap();
+    let config = Config::default();
+    CookieStore::builder(&ring, &config)
+        .opened_cache(64)
+        .build()
+}
+
+sessionkit::store_conformance_tests!(cookie_with_opened_cache, cached());

@@ -111,7 +111,73 @@ pub const BROWSER_COOKIE_LIMIT: usize = 4096;
 /// See the [module docs](self).
 pub struct CookieStore<T> {
     inner: Arc<Inner>,
+    cache: Option<Arc<OpenedCache<T>>>,
     _data: PhantomData<fn() -> T>,
+}
+
+/// Cookie values this process sealed or opened recently, with the record
+/// each holds, so that a hot session is not decrypted and parsed on every
+/// request ([`CookieStoreBuilder::opened_cache`]).
+///
+/// Direct-mapped: each value has one slot, chosen by a keyed hash of its
+/// last 22 characters (they encode the AEAD tag, different for every sealed
+/// value); a newer value takes the slot. Exact: a hit needs the whole value
+/// to match, compared in constant time, and a value is only ever cached
+/// after it was authenticated or sealed here, so a hit returns what opening
+/// it would. Written by hand: a general cache (moka) costs more per lookup
+/// than the decryption it would save on small cookies.
+struct OpenedCache<T> {
+    slots: Box<[parking_lot::Mutex<Option<(Box<str>, Record<T>)>>]>,
+    hasher: std::hash::RandomState,
+}
+
+impl<T: SessionData> OpenedCache<T> {
+    fn new(entries: usize) -> Self {
+        OpenedCache {
+            slots: (0..entries)
+                .map(|_| parking_lot::Mutex::new(None))
+                .collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn slot(&self, value: &str) -> &parking_lot::Mutex<Option<(Box<str>, Record<T>)>> {
+        use std::hash::BuildHasher;
+        let tail = &value.as_bytes()[value.len().saturating_sub(22)..];
+        &self.slots[self.hasher.hash_one(tail) as usize % self.slots.len()]
+    }
+
+    fn get(&self, value: &str) -> Option<Record<T>> {
+        match &*self.slot(value).lock() {
+            Some((key, record)) if constant_time_eq(key.as_bytes(), value.as_bytes()) => {
+                Some(record.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn put(&self, value: &str, record: &Record<T>) {
+        *self.slot(value).lock() = Some((value.into(), record.clone()));
+    }
+}
+
+/// Equality without an early exit on the first differing byte, so the time
+/// a lookup takes says nothing about how much of a cached value an attacker
+/// guessed. Lengths are not secret.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut diff, wa, wb) = (0u64, a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in wa.remainder().iter().zip(wb.remainder()) {
+        diff |= u64::from(x ^ y);
+    }
+    for (x, y) in wa.zip(wb) {
+        let x = u64::from_ne_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_ne_bytes(y.try_into().expect("8 bytes"));
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
 }
 
 struct Inner {
@@ -126,6 +192,7 @@ impl<T> Clone for CookieStore<T> {
     fn clone(&self) -> Self {
         CookieStore {
             inner: self.inner.clone(),
+            cache: self.cache.clone(),
             _data: PhantomData,
         }
     }
@@ -159,6 +226,7 @@ impl<T: SessionData> CookieStore<T> {
             compression: Compression::default(),
             max_cookie_len: BROWSER_COOKIE_LIMIT,
             max_decoded_len: 64 << 10,
+            opened_cache: 0,
             _data: PhantomData,
         }
     }
@@ -174,6 +242,31 @@ impl<T: SessionData> CookieStore<T> {
     /// The reason is logged at debug level. A value past a deadline fires
     /// the configuration's `on_expired` and `on_deleted` callbacks.
     pub fn open(&self, cookie_value: &str) -> Option<Record<T>> {
+        let record = match &self.cache {
+            Some(cache) => match cache.get(cookie_value) {
+                Some(record) => record,
+                None => {
+                    let record = self.unseal(cookie_value)?;
+                    cache.put(cookie_value, &record);
+                    record
+                }
+            },
+            None => self.unseal(cookie_value)?,
+        };
+        let i = &self.inner;
+        if let Some(kind) = record.expired(i.clock.now()) {
+            tracing::debug!(?kind, "session cookie rejected: past its deadline");
+            let owner = record.owner.as_deref();
+            i.callbacks.emit(EventKind::Expired(kind), owner);
+            i.callbacks
+                .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
+            return None;
+        }
+        Some(record)
+    }
+
+    /// Decodes and authenticates a cookie value; deadlines are not checked.
+    fn unseal(&self, cookie_value: &str) -> Option<Record<T>> {
         let i = &self.inner;
         if cookie_value.len() > i.max_cookie_len {
             tracing::debug!(
@@ -193,14 +286,6 @@ impl<T: SessionData> CookieStore<T> {
             .codec
             .decode_owned::<Record<T>>(std::borrow::Cow::Owned(bytes))
             .ok()?;
-        if let Some(kind) = record.expired(i.clock.now()) {
-            tracing::debug!(?kind, "session cookie rejected: past its deadline");
-            let owner = record.owner.as_deref();
-            i.callbacks.emit(EventKind::Expired(kind), owner);
-            i.callbacks
-                .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
-            return None;
-        }
         if info.stale_key {
             tracing::debug!(
                 key_id = info.key_id,
@@ -264,6 +349,9 @@ impl<T: SessionData> CookieStore<T> {
                 limit: i.max_cookie_len,
             });
         }
+        if let Some(cache) = &self.cache {
+            cache.put(&value, &record);
+        }
         Ok(SaveOutcome::Saved(value))
     }
 }
@@ -277,6 +365,7 @@ pub struct CookieStoreBuilder<'a, T> {
     compression: Compression,
     max_cookie_len: usize,
     max_decoded_len: usize,
+    opened_cache: usize,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -287,6 +376,7 @@ impl<T> fmt::Debug for CookieStoreBuilder<'_, T> {
             .field("compression", &self.compression)
             .field("max_cookie_len", &self.max_cookie_len)
             .field("max_decoded_len", &self.max_decoded_len)
+            .field("opened_cache", &self.opened_cache)
             .finish_non_exhaustive()
     }
 }
@@ -321,6 +411,29 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
         self
     }
 
+    /// Keeps up to `entries` recently sealed or opened cookie values in
+    /// memory with the records they hold (default 0: off), so that a
+    /// session read again and again is decrypted and parsed once. Each
+    /// entry holds one cookie value (up to `max_cookie_len` bytes) and one
+    /// record: budget `entries × (cookie size + record size)` of memory.
+    ///
+    /// A hit returns exactly what opening the value would (the value was
+    /// authenticated or sealed here, and deadlines are checked on every
+    /// load). What it changes: decrypted sessions stay in this process's
+    /// memory while cached. Measured effect: see `BENCHMARKS.md`.
+    ///
+    /// ```
+    /// # use sessionkit::{Config, keys::KeyRing, store::cookie::CookieStore};
+    /// # let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
+    /// let config = Config::default();
+    /// let store = CookieStore::<u64>::builder(&ring, &config).opened_cache(10_000).build();
+    /// # let _ = store;
+    /// ```
+    pub fn opened_cache(mut self, entries: usize) -> Self {
+        self.opened_cache = entries;
+        self
+    }
+
     /// Derives the cipher instances and builds the store.
     pub fn build(self) -> CookieStore<T> {
         let codec = Codec::builder()
@@ -342,6 +455,7 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
                 callbacks: self.config.callbacks.clone(),
                 max_cookie_len: self.max_cookie_len,
             }),
+            cache: (self.opened_cache > 0).then(|| Arc::new(OpenedCache::new(self.opened_cache))),
             _data: PhantomData,
         }
     }
@@ -350,6 +464,20 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_every_byte_and_the_length() {
+        let a: Vec<u8> = (0..=40).collect();
+        for len in 0..a.len() {
+            assert!(constant_time_eq(&a[..len], &a[..len]));
+            assert!(!constant_time_eq(&a[..len], &a[..len + 1]));
+            for i in 0..len {
+                let mut b = a[..len].to_vec();
+                b[i] ^= 0x10;
+                assert!(!constant_time_eq(&a[..len], &b), "len {len} byte {i}");
+            }
+        }
+    }
     use crate::expiry::ExpiryPolicy;
     use crate::keys::PasswordKdf;
 
