@@ -127,9 +127,12 @@ pub struct CookieStore<T> {
 /// it would. Written by hand: a general cache (moka) costs more per lookup
 /// than the decryption it would save on small cookies.
 struct OpenedCache<T> {
-    slots: Box<[parking_lot::Mutex<Option<(Box<str>, Record<T>)>>]>,
+    slots: Box<[Slot<T>]>,
     hasher: std::hash::RandomState,
 }
+
+/// One cached cookie value and its record.
+type Slot<T> = parking_lot::Mutex<Option<(Box<str>, Record<T>)>>;
 
 impl<T: SessionData> OpenedCache<T> {
     fn new(entries: usize) -> Self {
@@ -141,7 +144,7 @@ impl<T: SessionData> OpenedCache<T> {
         }
     }
 
-    fn slot(&self, value: &str) -> &parking_lot::Mutex<Option<(Box<str>, Record<T>)>> {
+    fn slot(&self, value: &str) -> &Slot<T> {
         use std::hash::BuildHasher;
         let tail = &value.as_bytes()[value.len().saturating_sub(22)..];
         &self.slots[self.hasher.hash_one(tail) as usize % self.slots.len()]
