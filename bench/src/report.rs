@@ -58,7 +58,9 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
     let (read, write, new) = match variant {
         Variant::SessionkitMemory | Variant::SessionkitActixMemory => (0.92, 0.85, 0.80),
         Variant::SessionkitRedis | Variant::SessionkitActixRedis => (0.75, 0.60, 0.65),
-        Variant::SessionkitCookie | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
+        Variant::SessionkitCookie
+        | Variant::SessionkitCookieCached
+        | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
         // Only reads with a warm cache have a target.
         Variant::SessionkitCluster => return (workload == Workload::Read).then_some(0.90),
         _ => return None,
@@ -77,6 +79,7 @@ const PAIRS: &[(Variant, Variant)] = &[
     (Variant::SessionkitRedis, Variant::ActixRedis),
     (Variant::SessionkitActixRedis, Variant::ActixRedis),
     (Variant::SessionkitCookie, Variant::ActixCookie),
+    (Variant::SessionkitCookieCached, Variant::ActixCookie),
     (Variant::SessionkitActixCookie, Variant::ActixCookie),
 ];
 

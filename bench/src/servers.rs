@@ -55,6 +55,7 @@ pub enum Variant {
     SessionkitMemory,
     SessionkitRedis,
     SessionkitCookie,
+    SessionkitCookieCached,
     SessionkitCluster,
     TowerSessionsMemory,
     TowerSessionsRedis,
@@ -73,6 +74,7 @@ impl Variant {
         Variant::SessionkitMemory,
         Variant::SessionkitRedis,
         Variant::SessionkitCookie,
+        Variant::SessionkitCookieCached,
         Variant::SessionkitCluster,
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
@@ -90,6 +92,7 @@ impl Variant {
             Variant::SessionkitMemory => "sessionkit-memory",
             Variant::SessionkitRedis => "sessionkit-redis",
             Variant::SessionkitCookie => "sessionkit-cookie",
+            Variant::SessionkitCookieCached => "sessionkit-cookie-cached",
             Variant::SessionkitCluster => "sessionkit-cluster",
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
@@ -163,7 +166,10 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                     Variant::SessionkitRedis => {
                         axum_apps::sessionkit(redis_store(&redis_url()?).await?)
                     }
-                    Variant::SessionkitCookie => axum_apps::sessionkit(cookie_store()?),
+                    Variant::SessionkitCookie => axum_apps::sessionkit(cookie_store(0)?),
+                    Variant::SessionkitCookieCached => {
+                        axum_apps::sessionkit(cookie_store(COOKIE_CACHE_ENTRIES)?)
+                    }
                     Variant::SessionkitCluster => {
                         axum_apps::sessionkit(cluster_store(&redis_url()?).await?)
                     }
@@ -185,7 +191,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                     actix_apps::sessionkit(addr, MemoryStore::new()).await
                 }
                 Variant::SessionkitActixCookie => {
-                    actix_apps::sessionkit(addr, cookie_store()?).await
+                    actix_apps::sessionkit(addr, cookie_store(0)?).await
                 }
                 Variant::SessionkitActixRedis => {
                     actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
@@ -198,13 +204,21 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
     }
 }
 
-/// A cookie store under a fresh throw-away secret (sessions do not outlive the process).
-fn cookie_store() -> std::io::Result<CookieStore<BenchData>> {
+/// Entries of the opened-value cache in `sessionkit-cookie-cached`: more
+/// than the 1000 sessions the load rotates over.
+const COOKIE_CACHE_ENTRIES: usize = 4096;
+
+/// A cookie store under a fresh throw-away secret (sessions do not outlive
+/// the process), with `cache` entries of opened-value cache (0: none).
+fn cookie_store(cache: usize) -> std::io::Result<CookieStore<BenchData>> {
     let ring = KeyRing::builder()
         .current(1, KeyRing::generate_secret())
         .build()
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-    Ok(CookieStore::new(&ring, &sessionkit::Config::default()))
+    let config = sessionkit::Config::default();
+    Ok(CookieStore::builder(&ring, &config)
+        .opened_cache(cache)
+        .build())
 }
 
 /// One node of a clustered store (Redis plus its local cache), default options.
