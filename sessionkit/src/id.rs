@@ -19,8 +19,6 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// Length of a session id in bytes (256 bits).
@@ -108,7 +106,20 @@ impl SessionId {
 
     /// The cookie form: 43 characters of unpadded base64url.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+        // By hand for the same reason as `parse` (on every new session and
+        // every server-side save); `tests::parse_agrees_with_the_base64_crate`
+        // checks it against the crate.
+        let mut out = String::with_capacity(ENCODED_ID_LEN);
+        for chunk in self.0.chunks(3) {
+            let mut n = 0u32;
+            for (i, &b) in chunk.iter().enumerate() {
+                n |= u32::from(b) << (16 - 8 * i);
+            }
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            }
+        }
+        out
     }
 
     /// SHA-256 of the id, hex encoded: what server-side stores use as a key,
@@ -152,13 +163,15 @@ impl std::hash::Hash for SessionId {
 /// Marks characters outside the base64url alphabet in [`DECODE`].
 const INVALID: u8 = 0x80;
 
+/// The base64url alphabet.
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 /// base64url character → its 6-bit value, or [`INVALID`].
 const DECODE: [u8; 256] = {
     let mut t = [INVALID; 256];
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut i = 0;
     while i < 64 {
-        t[alphabet[i] as usize] = i as u8;
+        t[ALPHABET[i] as usize] = i as u8;
         i += 1;
     }
     t
@@ -189,6 +202,8 @@ impl<'de> serde::Deserialize<'de> for SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
 
     #[test]
     fn generated_ids_round_trip_and_differ() {
@@ -255,6 +270,7 @@ mod tests {
             let ours = |t: &str| SessionId::parse(t).ok().map(|id| *id.as_bytes());
             proptest::prop_assert_eq!(ours(&text), reference(&text));
             let encoded = SessionId::from_bytes(raw).encode();
+            proptest::prop_assert_eq!(&encoded, &URL_SAFE_NO_PAD.encode(raw));
             proptest::prop_assert_eq!(ours(&encoded), Some(raw));
             // Every last character: only the canonical ones decode.
             for c in DECODE_ALPHABET.chars() {
