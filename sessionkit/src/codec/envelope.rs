@@ -25,7 +25,7 @@
 //!
 //! Why not RustCrypto's AEADs: on the benchmark machine (x86-64 with AVX2,
 //! AVX-512, VAES, VPCLMULQDQ) its `poly1305` AVX2 path had a fixed cost of
-//! about 3 µs per message, which made sealing a cookie 1.7–3.3× slower than
+//! about 3 µs per message, which made sealing a cookie 1.4–3× slower than
 //! the `cookie` crate's private jar (`benches/seal.rs`). Measured there, AEAD
 //! alone, seal + open: XChaCha20-Poly1305 5.4 µs (RustCrypto) against 1.0 µs
 //! (HChaCha20 + ring) at 100 bytes, 11.6 against 4.3 µs at 3 KB; AES-256-GCM
