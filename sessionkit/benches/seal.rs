@@ -11,6 +11,9 @@
 //!
 //! The `kdf_iterations` group shows that the PBKDF2 iteration count costs
 //! nothing per request: the ring is built (and PBKDF2 run) outside the loop.
+//! The `nonce` group measures the one `getrandom` syscall every seal makes
+//! for its random nonce (the jar draws its nonce from rand's user-space
+//! `thread_rng` instead, no syscall).
 
 use std::hint::black_box;
 use std::time::SystemTime;
@@ -156,5 +159,26 @@ fn kdf_iterations(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal_and_open, cookie_store_record, kdf_iterations);
+/// What the random nonce of every seal costs: one `getrandom` syscall.
+fn nonce(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nonce");
+    for len in [12usize, 24] {
+        group.bench_function(BenchmarkId::new("getrandom_fill", len), |b| {
+            let mut n = [0u8; 24];
+            b.iter(|| {
+                getrandom::fill(&mut n[..len]).unwrap();
+                black_box(n)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    seal_and_open,
+    cookie_store_record,
+    kdf_iterations,
+    nonce
+);
 criterion_main!(benches);

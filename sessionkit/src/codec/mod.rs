@@ -176,7 +176,10 @@ impl Codec {
             .sealer
             .as_ref()
             .map_or(PLAIN_HEADER_LEN, Sealer::prefix_len);
-        let mut buf = vec![0u8; start];
+        // Room for a small value and the tag up front: no reallocation while
+        // serializing a typical session, nor when the tag is appended.
+        let mut buf = Vec::with_capacity(start + 256 + envelope::TAG_LEN);
+        buf.resize(start, 0);
         match self.format {
             Format::Json => serde_json::to_writer(&mut buf, value)
                 .map_err(|e| StoreError::Encode(format!("serialization failed: {e}")))?,

@@ -17,7 +17,9 @@
 //! Secrets shorter than 32 bytes, a missing current secret or duplicate key
 //! ids are configuration errors, all reported at once ([`KeyRingError`]).
 //! Key bytes are zeroized when the ring is dropped and never printed by
-//! `Debug`.
+//! `Debug`. A codec built from the ring keeps copies: the XChaCha20 key in a
+//! zeroizing buffer, and for AES-256-GCM `ring`'s key schedule, which `ring`
+//! does not zeroize on drop (nor the per-message ChaCha20 key it is handed).
 //!
 //! ```
 //! use sessionkit::keys::{KeyPurpose, KeyRing};
