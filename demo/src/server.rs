@@ -271,7 +271,7 @@ pub async fn serve_with(config: &DemoConfig, sessions: Config) -> Result<Running
         StoreKind::Memory => {
             let store = MemoryStore::<DemoSession>::builder()
                 .clock(sessions.clock().clone())
-                .build::<DemoSession>();
+                .build();
             let app = DemoSessions::with_revocation(Sessions::new(store, sessions));
             serve_app(framework, &app, port).await
         }

@@ -262,9 +262,7 @@ async fn query_operations_fail_fast_while_the_circuit_is_open() {
 async fn sessions_removed_by_the_inner_store_still_fire_events() {
     let deleted = Arc::new(AtomicUsize::new(0));
     let d = deleted.clone();
-    let inner = MemoryStore::<Data>::builder()
-        .max_entries(1)
-        .build::<Data>();
+    let inner = MemoryStore::<Data>::builder().max_entries(1).build();
     let store = Resilient::new(inner, ResilienceConfig::default());
     let config = crate::Config::builder()
         .on_deleted(move |_| {

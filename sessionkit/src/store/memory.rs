@@ -25,7 +25,7 @@
 //! let store = MemoryStore::<String>::builder()
 //!     .max_entries(10_000)
 //!     .sweep_interval(Duration::from_secs(30))
-//!     .build::<String>();
+//!     .build();
 //! # let _ = store;
 //! ```
 
@@ -146,15 +146,17 @@ struct Inner<T> {
     listener: OnceLock<RemovalListener>,
 }
 
-/// Builder for [`MemoryStore`].
-pub struct MemoryStoreBuilder {
+/// Builder for [`MemoryStore`], from [`MemoryStore::builder`].
+#[must_use = "call .build() to get a MemoryStore"]
+pub struct MemoryStoreBuilder<T> {
     max_entries: usize,
     sweep_interval: Duration,
     clock: Arc<dyn Clock>,
     sample: usize,
+    _data: std::marker::PhantomData<fn() -> T>,
 }
 
-impl MemoryStoreBuilder {
+impl<T: SessionData> MemoryStoreBuilder<T> {
     /// The most sessions kept (default 100 000). Values below 64 are raised to 64.
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
@@ -172,7 +174,7 @@ impl MemoryStoreBuilder {
     }
     /// Builds the store; inside a Tokio runtime this also starts the sweeper,
     /// which stops when the last clone of the store is dropped.
-    pub fn build<T: SessionData>(self) -> MemoryStore<T> {
+    pub fn build(self) -> MemoryStore<T> {
         let per_shard = self.max_entries.max(SHARDS).div_ceil(SHARDS);
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
@@ -220,12 +222,13 @@ impl<T: SessionData> MemoryStore<T> {
     }
 
     /// A builder to set the bound, the sweep interval and the clock.
-    pub fn builder() -> MemoryStoreBuilder {
+    pub fn builder() -> MemoryStoreBuilder<T> {
         MemoryStoreBuilder {
             max_entries: 100_000,
             sweep_interval: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
             sample: EVICTION_SAMPLE,
+            _data: std::marker::PhantomData,
         }
     }
 
@@ -628,7 +631,7 @@ mod tests {
             .max_entries(2 * SHARDS)
             .clock(clock.clone());
         builder.sample = 16;
-        let store = builder.build::<u32>();
+        let store = builder.build();
         let (soon, later, new) = (
             id_in_shard_zero(1),
             id_in_shard_zero(2),
@@ -674,7 +677,7 @@ mod tests {
             .max_entries(4 * SHARDS)
             .clock(clock.clone());
         builder.sample = 16;
-        let store = builder.build::<u32>();
+        let store = builder.build();
         let live = id_in_shard_zero(9);
         create(&store, live, &clock, 3600);
         for n in 1..=3 {
