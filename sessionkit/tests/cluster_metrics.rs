@@ -123,3 +123,27 @@ fn cache_and_bus_events_are_counted_without_ids() {
         }
     }
 }
+
+/// Through `Sessions` (which tries the synchronous path first), a miss and a
+/// hit are each counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_through_sessions_count_each_miss_and_hit_once() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let options = || ClusterOptions::new([6u8; 32]).channel("once".to_owned());
+    let connect = || ClusteredStore::<TestData>::connect(&url, options());
+    let writer = sessionkit::Sessions::new(connect().await.unwrap(), sessionkit::Config::default());
+    let reader = sessionkit::Sessions::new(connect().await.unwrap(), sessionkit::Config::default());
+    let fresh = writer.load(None).await.unwrap();
+    fresh.data_mut().counter = 7;
+    let action = writer.commit(&fresh, None).await.unwrap();
+    let cookie = action.value().unwrap().to_owned();
+    let store = reader.store();
+    wait_for("subscribed", || store.is_subscribed()).await;
+    let before = store.stats();
+    assert_eq!(reader.load(Some(&cookie)).await.unwrap().data().counter, 7); // miss
+    assert_eq!(reader.load(Some(&cookie)).await.unwrap().data().counter, 7); // hit
+    let after = store.stats();
+    assert_eq!(after.misses - before.misses, 1, "{after:?}");
+    assert_eq!(after.hits - before.hits, 1, "{after:?}");
+}

@@ -112,6 +112,19 @@ impl<T: SessionData> LocalCache<T> {
         }
     }
 
+    /// The cached record if there is one (counted as a hit). A miss or a
+    /// bypass is not counted here: the [`LocalCache::lookup`] that follows
+    /// on the slow path counts it, once.
+    pub(crate) fn hit(&self, key: &KeyHash) -> Option<Record<T>> {
+        if !self.is_subscribed() {
+            return None;
+        }
+        let record = self.entries.get(key)?;
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sessionkit_cache_hits_total").increment(1);
+        Some((*record).clone())
+    }
+
     pub(crate) fn ticket(&self, key: &KeyHash) -> Ticket {
         Ticket {
             generation: self.generation.load(Ordering::Acquire),

@@ -419,11 +419,12 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
 
     /// A warm read is answered from the local cache (no Redis command).
     fn load_now(&self, cookie_value: &str) -> Option<Result<Option<Record<T>>, StoreError>> {
-        let id = SessionId::parse(cookie_value).ok()?;
-        match self.cache.lookup(&key_hash(&id)) {
-            Lookup::Hit(record) => Some(Ok(Some(record))),
-            Lookup::Bypass | Lookup::Miss => None,
-        }
+        let Ok(id) = SessionId::parse(cookie_value) else {
+            return Some(Ok(None));
+        };
+        self.cache
+            .hit(&key_hash(&id))
+            .map(|record| Ok(Some(record)))
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
