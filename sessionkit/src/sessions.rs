@@ -497,15 +497,17 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         cookie_value: Option<&str>,
         client: &ClientInfo,
     ) -> Option<Result<Loaded<T>, StoreError>> {
-        let print = self.fingerprint(client);
         let Some(value) = cookie_value else {
             let cfg = &self.config;
+            let print = self.fingerprint(client);
             let fresh = Session::fresh(cfg.clock.clone(), cfg.expiry, false, print);
             return Some(Ok(Loaded::Ready(fresh)));
         };
         let started = Instant::now();
         let loaded = self.store.load_now(value)?;
         observe("load", started, loaded.as_ref().map(|_| ()));
+        // After the store answered: when it cannot, `load_io` computes it.
+        let print = self.fingerprint(client);
         Some(self.after_load(loaded, client, print))
     }
 
