@@ -168,13 +168,20 @@ where
 }
 
 impl HeaderSink for HeaderMap {
-    fn has(&self, name: &'static str) -> bool {
-        self.contains_key(name)
-    }
     fn add(&mut self, name: &'static str, value: &str) -> bool {
         HeaderValue::from_str(value)
             .map(|v| self.append(HeaderName::from_static(name), v))
             .is_ok()
+    }
+    fn add_set_cookie(&mut self, value: String) -> bool {
+        let Ok(value) = HeaderValue::try_from(value) else {
+            return false;
+        };
+        self.append(header::SET_COOKIE, value);
+        if !self.contains_key(header::CACHE_CONTROL) {
+            self.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        true
     }
 }
 

@@ -212,21 +212,35 @@ impl ErrorResponse {
 /// The response headers of whatever framework serves the request, as the
 /// session edge writes them. Header names are lowercase and valid.
 pub(crate) trait HeaderSink {
-    /// Whether the response already has a header of this name.
-    fn has(&self, name: &'static str) -> bool;
     /// Adds a header after any of the same name; `false` (and nothing added)
     /// when the value is not a valid header value.
     fn add(&mut self, name: &'static str, value: &str) -> bool;
+    /// Adds the session's `Set-Cookie` (taking the string: no copy) and,
+    /// unless the response already says how to cache it, `Cache-Control:
+    /// no-store`. `false` when the value is not a valid header value.
+    fn add_set_cookie(&mut self, value: String) -> bool;
 }
 
 impl HeaderSink for HeaderMap {
-    fn has(&self, name: &'static str) -> bool {
-        self.contains_key(name)
-    }
     fn add(&mut self, name: &'static str, value: &str) -> bool {
         HeaderValue::from_str(value)
             .map(|v| self.append(http::HeaderName::from_static(name), v))
             .is_ok()
+    }
+    fn add_set_cookie(&mut self, value: String) -> bool {
+        // Typed names and a static value: no lookup of the name, no copy of
+        // the value (on every response that sets the cookie).
+        let Ok(value) = HeaderValue::try_from(value) else {
+            return false;
+        };
+        self.append(http::header::SET_COOKIE, value);
+        if !self.contains_key(http::header::CACHE_CONTROL) {
+            self.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+        }
+        true
     }
 }
 
@@ -463,10 +477,9 @@ impl<T: SessionData> SessionSlot<T> {
         };
         if let Some(set_cookie) = set_cookie_header(self.inner.engine.config().cookie(), &action) {
             // A response that sets the session cookie must not be
-            // cached and replayed to someone else.
-            if headers.add("set-cookie", &set_cookie) && !headers.has("cache-control") {
-                headers.add("cache-control", "no-store");
-            }
+            // cached and replayed to someone else (`add_set_cookie` adds
+            // `Cache-Control: no-store` unless the handler set its own).
+            headers.add_set_cookie(set_cookie);
         }
         Ok(())
     }
