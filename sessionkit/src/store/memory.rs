@@ -104,17 +104,18 @@ impl<T> Shard<T> {
         Some(record)
     }
 
+    fn swap_remove_index(&mut self, i: usize) -> Option<Record<T>> {
+        let (_, record) = self.map.swap_remove_index(i)?;
+        self.deadlines.swap_remove(i);
+        Some(record)
+    }
+
     fn retain(&mut self, mut keep: impl FnMut(&Record<T>) -> bool) {
         self.map.retain(|_, r| keep(r));
         self.deadlines = self.map.values().map(Record::expires_at).collect();
     }
-
-    /// The id and deadline at a position.
-    fn at(&self, i: usize) -> Option<(SessionId, SystemTime)> {
-        let deadline = *self.deadlines.get(i)?;
-        Some((*self.map.get_index(i)?.0, deadline))
-    }
 }
+
 const OWNER_SHARDS: usize = 16;
 /// How many entries a full shard looks at to pick what to evict.
 ///
@@ -343,7 +344,8 @@ impl<T: SessionData> Inner<T> {
             return Vec::new();
         }
         let now = self.clock.now();
-        let mut victims: Vec<SessionId> = Vec::new();
+        // Positions, not ids: removal by position needs no hash lookup.
+        let mut victims: Vec<usize> = Vec::new();
         let mut nearest: Option<(SystemTime, usize)> = None;
         for _ in 0..self.sample {
             let i = fastrand::usize(..len);
@@ -351,22 +353,22 @@ impl<T: SessionData> Inner<T> {
                 continue;
             };
             if now >= deadline {
-                if let Some((id, _)) = map.at(i) {
-                    if !victims.contains(&id) {
-                        victims.push(id);
-                    }
+                if !victims.contains(&i) {
+                    victims.push(i);
                 }
             } else if nearest.is_none_or(|(at, _)| deadline < at) {
                 nearest = Some((deadline, i));
             }
         }
-        let nearest = nearest.and_then(|(_, i)| map.at(i)).map(|(id, _)| id);
         if victims.is_empty() {
-            victims.extend(nearest);
+            victims.extend(nearest.map(|(_, i)| i));
         }
+        // Highest position first: a swap-remove moves the last entry into
+        // the hole, which is then above every position still to remove.
+        victims.sort_unstable_by(|a, b| b.cmp(a));
         victims
-            .iter()
-            .filter_map(|id| map.swap_remove(id))
+            .into_iter()
+            .filter_map(|i| map.swap_remove_index(i))
             .collect()
     }
 }
@@ -663,6 +665,9 @@ mod tests {
                     shard.swap_remove(&id);
                 }
                 _ if step % 100 == 3 => shard.retain(|r| r.data % 3 != 0),
+                _ if step % 8 == 7 && shard.len() > 0 => {
+                    shard.swap_remove_index(fastrand::usize(..shard.len()));
+                }
                 _ => {}
             }
             let expected: Vec<SystemTime> = shard.map.values().map(Record::expires_at).collect();
