@@ -4,7 +4,8 @@
 //! byte  0      version (1)
 //! byte  1      algorithm (1 = XChaCha20-Poly1305, 2 = AES-256-GCM)
 //! bytes 2..4   key id, big-endian
-//! byte  4      flags (bit 0: the plaintext is gzip-compressed; other bits must be 0)
+//! byte  4      flags (bit 0: the plaintext is gzip-compressed; bit 1: it is a
+//!              session record in the compact layout; other bits must be 0)
 //! then         nonce (24 bytes for XChaCha20-Poly1305, 12 for AES-256-GCM)
 //! then         ciphertext, then the 16-byte tag
 //! ```
@@ -49,7 +50,10 @@ pub const HEADER_LEN: usize = 5;
 pub const TAG_LEN: usize = 16;
 /// Flag: the plaintext was gzip-compressed before sealing.
 pub const FLAG_GZIP: u8 = 0b0000_0001;
-const KNOWN_FLAGS: u8 = FLAG_GZIP;
+/// Flag: the plaintext is a session record in the compact layout
+/// ([`Codec::encode_record`](super::Codec::encode_record)), not plain JSON.
+pub const FLAG_RECORD: u8 = 0b0000_0010;
+const KNOWN_FLAGS: u8 = FLAG_GZIP | FLAG_RECORD;
 
 /// The AEAD that seals values.
 ///

@@ -68,9 +68,12 @@ use crate::keys::{KeyId, KeyPurpose, KeyRing};
 
 mod compress;
 pub mod envelope;
+mod frame;
 
 pub use envelope::Algorithm;
-use envelope::{Sealer, FLAG_GZIP, VERSION};
+use envelope::{Sealer, FLAG_GZIP, FLAG_RECORD, VERSION};
+
+use crate::record::Record;
 
 /// Length of the header of an unsealed value.
 const PLAIN_HEADER_LEN: usize = 3;
@@ -142,6 +145,14 @@ pub struct Decoded {
     pub stale_key: bool,
 }
 
+/// Logs why a value was rejected (debug level) and returns the one opaque error.
+fn logged<V>(result: Result<V, &'static str>) -> Result<V, StoreError> {
+    result.map_err(|reason| {
+        tracing::debug!(reason, "session value rejected");
+        StoreError::Decode("session value rejected".into())
+    })
+}
+
 impl Codec {
     /// Starts a builder: JSON, gzip above 256 bytes, not sealed, 1 MiB limits.
     pub fn builder<'a>() -> CodecBuilder<'a> {
@@ -170,6 +181,28 @@ impl Codec {
     /// not serialize or the result is over `max_encoded_len` (it could not
     /// be decoded again, so it is refused now rather than lost later).
     pub fn encode<V: Serialize + ?Sized>(&self, value: &V) -> Result<Vec<u8>, StoreError> {
+        self.encode_with(0, |buf| match self.format {
+            Format::Json => serde_json::to_writer(buf, value)
+                .map_err(|e| StoreError::Encode(format!("serialization failed: {e}"))),
+        })
+    }
+
+    /// Encodes a session record in the compact record layout: its metadata
+    /// (id, deadlines, version, owner) in fixed binary fields and only the
+    /// data and flash messages as JSON, about 200 bytes fewer than
+    /// [`Codec::encode`] gives for the same record, and faster to decode.
+    /// Read it back with [`Codec::decode_record`].
+    pub fn encode_record<T: Serialize>(&self, record: &Record<T>) -> Result<Vec<u8>, StoreError> {
+        self.encode_with(FLAG_RECORD, |buf| frame::write(record, buf))
+    }
+
+    /// Serializes with `write` behind room for the header, then compresses
+    /// and seals as configured.
+    fn encode_with(
+        &self,
+        mut flags: u8,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), StoreError>,
+    ) -> Result<Vec<u8>, StoreError> {
         // Serialize straight into the output buffer, behind room for the
         // header (and nonce), so sealing needs no copy.
         let start = self
@@ -180,10 +213,7 @@ impl Codec {
         // serializing a typical session, nor when the tag is appended.
         let mut buf = Vec::with_capacity(start + 256 + envelope::TAG_LEN);
         buf.resize(start, 0);
-        match self.format {
-            Format::Json => serde_json::to_writer(&mut buf, value)
-                .map_err(|e| StoreError::Encode(format!("serialization failed: {e}")))?,
-        }
+        write(&mut buf)?;
         let body_len = buf.len() - start;
         if body_len > self.max_decoded_len {
             return Err(StoreError::Encode(format!(
@@ -191,7 +221,6 @@ impl Codec {
                 self.max_decoded_len
             )));
         }
-        let mut flags = 0;
         if let Compression::Gzip { threshold } = self.compression {
             if body_len > threshold {
                 if let Some(z) = compress::gzip(&buf[start..]) {
@@ -235,21 +264,61 @@ impl Codec {
         self.decode_owned(Cow::Borrowed(bytes))
     }
 
+    /// Decodes a session record written by [`Codec::encode_record`] or, for
+    /// values written before the compact layout, by [`Codec::encode`].
+    /// Failures are one opaque [`StoreError::Decode`], as for
+    /// [`Codec::decode`].
+    pub fn decode_record<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Record<T>, StoreError> {
+        self.decode_record_owned(Cow::Borrowed(bytes))
+            .map(|(r, _)| r)
+    }
+
+    /// [`Codec::decode_record`] on a buffer the caller owns (a sealed value
+    /// is then decrypted in place, without a copy), also saying which key
+    /// sealed it.
+    pub(crate) fn decode_record_owned<T: DeserializeOwned>(
+        &self,
+        bytes: Cow<'_, [u8]>,
+    ) -> Result<(Record<T>, Decoded), StoreError> {
+        let format = self.format;
+        logged(self.try_decode(bytes, |flags, body| {
+            if flags & FLAG_RECORD != 0 {
+                frame::read(body)
+            } else {
+                match format {
+                    Format::Json => {
+                        serde_json::from_slice(body).map_err(|_| "does not deserialize")
+                    }
+                }
+            }
+        }))
+    }
+
     /// [`Codec::decode_detailed`] on a buffer the caller owns (a sealed value
     /// is then decrypted in place, without a copy).
     pub(crate) fn decode_owned<V: DeserializeOwned>(
         &self,
         bytes: Cow<'_, [u8]>,
     ) -> Result<(V, Decoded), StoreError> {
-        self.try_decode(bytes).map_err(|reason| {
-            tracing::debug!(reason, "session value rejected");
-            StoreError::Decode("session value rejected".into())
-        })
+        let format = self.format;
+        logged(self.try_decode(bytes, |flags, body| {
+            if flags & FLAG_RECORD != 0 {
+                return Err("a compact session record: read it with decode_record");
+            }
+            match format {
+                Format::Json => serde_json::from_slice(body).map_err(|_| "does not deserialize"),
+            }
+        }))
     }
 
-    fn try_decode<V: DeserializeOwned>(
+    /// Opens, checks and inflates; `parse` gets the flags and the body.
+    fn try_decode<V>(
         &self,
         bytes: Cow<'_, [u8]>,
+        parse: impl FnOnce(u8, &[u8]) -> Result<V, &'static str>,
     ) -> Result<(V, Decoded), &'static str> {
         if bytes.len() > self.max_encoded_len {
             return Err("input over the size limit");
@@ -274,7 +343,7 @@ impl Codec {
                 if bytes[1] != 0 {
                     return Err("sealed value given to a codec that does not seal");
                 }
-                if bytes[2] & !FLAG_GZIP != 0 {
+                if bytes[2] & !(FLAG_GZIP | FLAG_RECORD) != 0 {
                     return Err("unknown flags");
                 }
                 let info = Decoded {
@@ -293,10 +362,7 @@ impl Codec {
         } else {
             body
         };
-        let value = match self.format {
-            Format::Json => serde_json::from_slice(body).map_err(|_| "does not deserialize")?,
-        };
-        Ok((value, info))
+        Ok((parse(flags, body)?, info))
     }
 }
 
@@ -408,6 +474,42 @@ mod tests {
         assert_eq!(small[2], 0);
         let off = Codec::builder().compression(Compression::None).build();
         assert_eq!(off.encode(&big).unwrap()[2], 0);
+    }
+
+    #[test]
+    fn records_decode_from_both_layouts_and_only_through_decode_record() {
+        use crate::expiry::ExpiryPolicy;
+        use crate::id::SessionId;
+        let r = ring();
+        let mut record = Record::new(
+            SessionId::generate(),
+            "x".repeat(400), // compressed too
+            std::time::SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        record.owner = Some("ada".into());
+        for codec in [
+            Codec::default(),
+            Codec::builder().seal(&r, KeyPurpose::CookieSealing).build(),
+            Codec::builder()
+                .seal(&r, KeyPurpose::StoreData)
+                .algorithm(Algorithm::Aes256Gcm)
+                .compression(Compression::None)
+                .build(),
+        ] {
+            let compact = codec.encode_record(&record).unwrap();
+            let json = codec.encode(&record).unwrap();
+            assert!(compact.len() < json.len());
+            for bytes in [&compact, &json] {
+                let back: Record<String> = codec.decode_record(bytes).unwrap();
+                assert_eq!(
+                    (back.id, &back.data, &back.owner),
+                    (record.id, &record.data, &record.owner)
+                );
+            }
+            // The compact layout is not JSON: the plain decoder says no.
+            assert!(codec.decode::<Record<String>>(&compact).is_err());
+        }
     }
 
     #[test]

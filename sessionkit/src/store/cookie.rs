@@ -237,7 +237,7 @@ impl<T: SessionData> CookieStore<T> {
     /// Seals a record into a cookie value (what [`Store::save`] does, without
     /// the size check against the whole `Set-Cookie` header).
     pub fn seal(&self, record: &Record<T>) -> Result<String, StoreError> {
-        Ok(URL_SAFE_NO_PAD.encode(self.inner.codec.encode(record)?))
+        Ok(URL_SAFE_NO_PAD.encode(self.inner.codec.encode_record(record)?))
     }
 
     /// Opens a cookie value: `None` if it is oversized, malformed, not
@@ -287,7 +287,7 @@ impl<T: SessionData> CookieStore<T> {
         };
         let (record, info) = i
             .codec
-            .decode_owned::<Record<T>>(std::borrow::Cow::Owned(bytes))
+            .decode_record_owned::<T>(std::borrow::Cow::Owned(bytes))
             .ok()?;
         if info.stale_key {
             tracing::debug!(
@@ -483,6 +483,34 @@ mod tests {
     }
     use crate::expiry::ExpiryPolicy;
     use crate::keys::PasswordKdf;
+
+    #[test]
+    fn cookies_in_the_earlier_json_layout_still_open() {
+        let ring = KeyRing::builder()
+            .current(1, KeyRing::generate_secret())
+            .build()
+            .unwrap();
+        let config = Config::default();
+        let store = CookieStore::<u32>::new(&ring, &config);
+        let record = Record::new(
+            SessionId::generate(),
+            7,
+            config.clock().now(),
+            &ExpiryPolicy::default(),
+        );
+        let old = URL_SAFE_NO_PAD.encode(store.inner.codec.encode(&record).unwrap());
+        let new = store.seal(&record).unwrap();
+        assert!(
+            new.len() + 150 < old.len(),
+            "{} vs {}",
+            new.len(),
+            old.len()
+        );
+        for value in [old, new] {
+            let opened = store.open(&value).expect("opens");
+            assert_eq!((opened.id, opened.data), (record.id, 7));
+        }
+    }
 
     #[tokio::test]
     async fn pbkdf2_runs_once_per_secret_at_build_and_never_per_request() {

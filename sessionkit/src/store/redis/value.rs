@@ -66,7 +66,7 @@ impl PayloadCodec {
     pub fn encode<T: SessionData>(&self, record: &Record<T>) -> Result<Vec<u8>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            return codec.encode(record);
+            return codec.encode_record(record);
         }
         encode_payload(record)
     }
@@ -75,7 +75,7 @@ impl PayloadCodec {
     pub fn decode<T: SessionData>(&self, payload: &[u8]) -> Result<Record<T>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            return codec.decode(payload);
+            return codec.decode_record(payload);
         }
         decode_payload(payload)
     }
