@@ -1,6 +1,6 @@
 //! Fuzzes everything that opens a session cookie or a stored value:
 //! `CookieStore::open` on the input as cookie text, and the sealed and plain
-//! `Codec::decode` on the raw bytes. None of them may panic, and nothing the
+//! `Codec::decode` and `Codec::decode_record` (both record layouts) on the raw bytes. None of them may panic, and nothing the
 //! fuzzer makes up may open under the ring's key.
 
 #![no_main]
@@ -46,5 +46,10 @@ fuzz_target!(|input: &[u8]| {
         o.sealed.decode::<Record<Data>>(input).is_err(),
         "forged sealed value opened"
     );
+    assert!(
+        o.sealed.decode_record::<Data>(input).is_err(),
+        "forged sealed record opened"
+    );
     let _ = o.plain.decode::<Record<Data>>(input);
+    let _ = o.plain.decode_record::<Data>(input);
 });

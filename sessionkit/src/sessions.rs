@@ -231,6 +231,7 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
         &self.inner.config
     }
 
+    #[cfg(any(feature = "axum", feature = "actix"))]
     pub(crate) fn engine(&self) -> Arc<dyn Engine<T>> {
         self.inner.clone()
     }

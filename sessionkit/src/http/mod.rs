@@ -31,7 +31,7 @@ use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::StatusCode;
 use tokio::sync::OnceCell;
 
-use crate::binding::{ClientHeaders, ClientInfo};
+use crate::binding::ClientInfo;
 use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
@@ -347,7 +347,8 @@ impl<T: SessionData> SessionSlot<T> {
         let cookie_headers = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
         let binding = engine.config().binding();
         let client = if binding.enabled() {
-            ClientInfo::from_request(peer, &ClientHeaders::from_header_map(headers), binding)
+            let headers = crate::binding::ClientHeaders::from_header_map(headers);
+            ClientInfo::from_request(peer, &headers, binding)
         } else {
             ClientInfo::default()
         };
