@@ -89,8 +89,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 
 use crate::codec::{Algorithm, Codec, Compression};
 use crate::config::{Config, CookieConfig};
@@ -237,7 +235,7 @@ impl<T: SessionData> CookieStore<T> {
     /// Seals a record into a cookie value (what [`Store::save`] does, without
     /// the size check against the whole `Set-Cookie` header).
     pub fn seal(&self, record: &Record<T>) -> Result<String, StoreError> {
-        Ok(URL_SAFE_NO_PAD.encode(self.inner.codec.encode_record(record)?))
+        Ok(base64_simd::URL_SAFE_NO_PAD.encode_to_string(self.inner.codec.encode_record(record)?))
     }
 
     /// Opens a cookie value: `None` if it is oversized, malformed, not
@@ -278,7 +276,7 @@ impl<T: SessionData> CookieStore<T> {
             );
             return None;
         }
-        let bytes = match URL_SAFE_NO_PAD.decode(cookie_value) {
+        let bytes = match base64_simd::URL_SAFE_NO_PAD.decode_to_vec(cookie_value) {
             Ok(b) => b,
             Err(_) => {
                 tracing::debug!("session cookie rejected: not base64url");
@@ -483,6 +481,31 @@ mod tests {
     }
     use crate::expiry::ExpiryPolicy;
     use crate::keys::PasswordKdf;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    proptest::proptest! {
+        /// The SIMD codec the store uses accepts exactly what the `base64`
+        /// crate's strict decoder accepts (canonical trailing bits, no
+        /// padding), with the same bytes, and encodes the same text.
+        #[test]
+        fn simd_base64_agrees_with_the_base64_crate(
+            text in "[A-Za-z0-9_=*.+/-]{0,90}",
+            raw in proptest::collection::vec(0u8.., 0..90),
+        ) {
+            let simd = base64_simd::URL_SAFE_NO_PAD;
+            proptest::prop_assert_eq!(simd.decode_to_vec(&text).ok(), URL_SAFE_NO_PAD.decode(&text).ok());
+            let encoded = simd.encode_to_string(&raw);
+            proptest::prop_assert_eq!(&encoded, &URL_SAFE_NO_PAD.encode(&raw));
+            // Every other last character for the same value is refused.
+            if let Some(stem) = encoded.len().checked_sub(1).map(|n| &encoded[..n]) {
+                for c in "AQgw-_".chars() {
+                    let t = format!("{stem}{c}");
+                    proptest::prop_assert_eq!(simd.decode_to_vec(&t).ok(), URL_SAFE_NO_PAD.decode(&t).ok());
+                }
+            }
+        }
+    }
 
     #[test]
     fn cookies_in_the_earlier_json_layout_still_open() {
