@@ -95,9 +95,11 @@ fn enumeration_of_a_hundred_thousand_random_values_finds_nothing_and_is_counted(
 async fn a_gzip_bomb_in_a_validly_sealed_cookie_is_refused_within_bounds() {
     let app = app().await;
     let ring = ring();
-    // The store's own sealing, without its decompression bound.
+    // The store's own sealing, without its decompression bound, at the
+    // best compression an attacker would use.
     let codec = Codec::builder()
         .compression(Compression::Gzip { threshold: 256 })
+        .gzip_level(9)
         .seal(&ring, KeyPurpose::CookieSealing)
         .context("id")
         .max_encoded_len(usize::MAX)
