@@ -52,6 +52,8 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod flash;
+#[cfg(any(feature = "crypto", feature = "redis"))]
+mod frame;
 pub mod http;
 pub mod id;
 #[cfg(feature = "crypto")]

@@ -111,13 +111,20 @@ async fn a_deeply_nested_stored_value_gives_a_fresh_session() {
     for bomb in [arrays, objects] {
         let cookie = app.login("alice", None).await;
         let key = key_of(&cookie);
-        let stored: String = redis::cmd("GET")
+        // Bytes: the record's metadata is binary, its data JSON.
+        let stored: Vec<u8> = redis::cmd("GET")
             .arg(&key)
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!(stored.contains("\"extra\":null"), "record layout changed");
-        let hostile = stored.replace("\"extra\":null", &format!("\"extra\":{bomb}"));
+        let field = b"\"extra\":null";
+        let at = stored
+            .windows(field.len())
+            .position(|w| w == field)
+            .expect("record layout changed");
+        let mut hostile = stored[..at].to_vec();
+        hostile.extend_from_slice(format!("\"extra\":{bomb}").as_bytes());
+        hostile.extend_from_slice(&stored[at + field.len()..]);
         let _: () = redis::cmd("SET")
             .arg(&key)
             .arg(&hostile)

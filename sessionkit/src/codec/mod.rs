@@ -68,11 +68,11 @@ use crate::keys::{KeyId, KeyPurpose, KeyRing};
 
 mod compress;
 pub mod envelope;
-mod frame;
 
 pub use envelope::Algorithm;
 use envelope::{Sealer, FLAG_GZIP, FLAG_RECORD, VERSION};
 
+use crate::frame;
 use crate::record::Record;
 
 /// Length of the header of an unsealed value.

@@ -79,10 +79,12 @@
 //! sessions on one master) and why no finer tag works are explained in the
 //! `cluster` submodule's source docs.
 //!
-//! # Limits
-//! Payloads are JSON for now, neither compressed
-//! nor sealed: the encoding sits behind one internal function pair, ready
-//! for the shared codec (compression, AEAD sealing of stored data).
+//! # Payloads
+//! By default a value's payload is the compact record layout: the metadata
+//! (id, deadlines, version, owner) in fixed binary fields and the data and
+//! flash messages as JSON, so `redis-cli GET` still shows the data readably.
+//! Values written as whole-record JSON by earlier releases still load.
+//! [`RedisStoreBuilder::codec`] adds compression and AEAD sealing.
 
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -242,7 +244,7 @@ impl<T: SessionData> RedisStoreBuilder<T> {
         self
     }
 
-    /// Encodes stored values with `codec` instead of plain JSON: compression
+    /// Encodes stored values with `codec` instead of the plain payload: compression
     /// and, with [`CodecBuilder::seal`](crate::codec::CodecBuilder::seal) and
     /// [`KeyPurpose::StoreData`](crate::keys::KeyPurpose::StoreData),
     /// encryption, so a dump of Redis yields neither data nor session ids.

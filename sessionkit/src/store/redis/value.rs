@@ -81,15 +81,24 @@ impl PayloadCodec {
     }
 }
 
-/// Encodes a record as JSON (the store's default payload).
+/// Encodes a record for the plain payload: the compact record layout
+/// (metadata in binary, the data and flash messages as JSON; see
+/// `crate::frame`).
 pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
-    // serde_json's messages can quote data; keep only the category.
-    serde_json::to_vec(record)
-        .map_err(|e| StoreError::Encode(format!("JSON encoding failed ({:?})", e.classify())))
+    let mut buf = Vec::with_capacity(160);
+    crate::frame::write(record, &mut buf)?;
+    Ok(buf)
 }
 
-/// Decodes what [`encode_payload`] wrote. Errors never quote the value.
+/// Decodes what [`encode_payload`] wrote, or a whole-record JSON payload
+/// written by earlier releases (it starts with `{`, which the compact
+/// layout never does). Errors never quote the value.
 pub(super) fn decode_payload<T: SessionData>(payload: &[u8]) -> Result<Record<T>, StoreError> {
+    if payload.first() != Some(&b'{') {
+        return crate::frame::read(payload).map_err(|reason| {
+            StoreError::Decode(format!("stored session does not decode ({reason})"))
+        });
+    }
     serde_json::from_slice(payload).map_err(|e| {
         StoreError::Decode(format!(
             "stored session is not valid JSON for this data type ({:?} error at line {} column {})",
@@ -145,5 +154,37 @@ mod tests {
         let err = decode_payload::<u32>(b"{\"data\":\"top-secret\"}").unwrap_err();
         assert!(matches!(err, StoreError::Decode(_)));
         assert!(!err.to_string().contains("top-secret"));
+        // Same in the compact layout: a record whose data is not a u32.
+        let record = Record::new(
+            crate::SessionId::generate(),
+            "top-secret".to_string(),
+            std::time::SystemTime::now(),
+            &crate::expiry::ExpiryPolicy::default(),
+        );
+        let compact = encode_payload(&record).unwrap();
+        let err = decode_payload::<u32>(&compact).unwrap_err();
+        assert!(matches!(err, StoreError::Decode(_)));
+        assert!(!err.to_string().contains("top-secret"));
+    }
+
+    #[test]
+    fn payloads_round_trip_in_both_layouts() {
+        let mut record = Record::new(
+            crate::SessionId::generate(),
+            vec![1u32, 2],
+            std::time::SystemTime::now(),
+            &crate::expiry::ExpiryPolicy::default(),
+        );
+        record.owner = Some("ada".into());
+        let compact = encode_payload(&record).unwrap();
+        let json = serde_json::to_vec(&record).unwrap();
+        assert!(compact.len() < json.len());
+        for payload in [compact, json] {
+            let back: Record<Vec<u32>> = decode_payload(&payload).unwrap();
+            assert_eq!(
+                (back.id, back.data, back.owner),
+                (record.id, vec![1, 2], record.owner.clone())
+            );
+        }
     }
 }

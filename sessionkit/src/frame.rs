@@ -12,6 +12,9 @@
 //! then           the data as JSON, to the end
 //! ```
 //!
+//! Used by the codec (sealed cookies, sealed Redis values) and for the Redis
+//! store's plain payloads.
+//!
 //! Why not JSON for the whole record: in a sealed cookie the record's
 //! field names, the base64 id and four decimal timestamps were about 200 of
 //! the bytes and most of the decode time (serde_json over a small record,
