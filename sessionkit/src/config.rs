@@ -31,6 +31,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use crate::binding::{BindingConfig, TrustedProxies};
 use crate::events::{Callbacks, SessionEvent};
 use crate::expiry::{Clock, ExpiryPolicy, SystemClock};
@@ -97,13 +99,14 @@ pub struct Config {
 
 /// The secret key client-binding fingerprints are computed with (at least 32
 /// bytes). Derive it from your key material, e.g. with a dedicated HKDF purpose.
+/// The key bytes are zeroized when the last clone is dropped.
 #[derive(Clone)]
-pub struct BindingKey(Arc<[Vec<u8>]>);
+pub struct BindingKey(Arc<[Zeroizing<Vec<u8>>]>);
 
 impl BindingKey {
     /// Wraps key bytes. Fewer than 32 bytes is a configuration error at `build()`.
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        BindingKey(Arc::from(vec![bytes.as_ref().to_vec()]))
+        BindingKey(Arc::from(vec![Zeroizing::new(bytes.as_ref().to_vec())]))
     }
 
     /// The key ring's binding-fingerprint subkeys (HKDF purpose
@@ -116,11 +119,11 @@ impl BindingKey {
         use crate::keys::KeyPurpose;
         let current = ring.current_id();
         let (_, key) = ring.current(KeyPurpose::BindingFingerprint);
-        let mut keys = vec![key.expose_secret().to_vec()];
+        let mut keys = vec![Zeroizing::new(key.expose_secret().to_vec())];
         keys.extend(
             ring.subkeys(KeyPurpose::BindingFingerprint)
                 .filter(|(id, _)| *id != current)
-                .map(|(_, k)| k.expose_secret().to_vec()),
+                .map(|(_, k)| Zeroizing::new(k.expose_secret().to_vec())),
         );
         BindingKey(Arc::from(keys))
     }
@@ -132,11 +135,11 @@ impl BindingKey {
 
     /// The previous keys, newest first.
     pub(crate) fn previous(&self) -> impl Iterator<Item = &[u8]> {
-        self.0[1..].iter().map(Vec::as_slice)
+        self.0[1..].iter().map(|k| k.as_slice())
     }
 
     fn shortest(&self) -> usize {
-        self.0.iter().map(Vec::len).min().unwrap_or(0)
+        self.0.iter().map(|k| k.len()).min().unwrap_or(0)
     }
 }
 
