@@ -640,3 +640,31 @@ async fn ttls_follow_the_injected_clock_not_the_wall_clock() {
     assert!(store.load(&cookie).await.unwrap().is_some());
     assert_eq!(store.find_by(&|_| true).await.unwrap().len(), 1);
 }
+
+/// With `connect_retries(0)` a Redis that is down fails `connect` at once
+/// (a refused connection, no backoff), with an error that does not quote
+/// the URL; with one retry it still fails, after one backoff step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_retries_bounds_the_wait_for_a_redis_that_is_down() {
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://:secret-password@127.0.0.1:{port}/");
+    for retries in [0, 1] {
+        let started = std::time::Instant::now();
+        let err = RedisStore::<Wide>::builder(url.clone())
+            .connect_retries(retries)
+            .connect()
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "{retries} retries took {took:?}"
+        );
+        assert!(!err.to_string().contains("secret-password"), "{err}");
+    }
+}
