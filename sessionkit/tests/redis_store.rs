@@ -668,3 +668,45 @@ async fn connect_retries_bounds_the_wait_for_a_redis_that_is_down() {
         assert!(!err.to_string().contains("secret-password"), "{err}");
     }
 }
+
+/// `lazy()`: the store is built while Redis is down (no wait, no error);
+/// its operations fail with a transient error meanwhile, and once Redis is
+/// up they work, scripts included (loaded on first use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_store_starts_while_redis_is_down_and_works_once_it_is_up() {
+    let mut server = RedisServer::start().expect("redis-server");
+    server.kill().unwrap();
+    let started = std::time::Instant::now();
+    let store = RedisStore::<Wide>::builder(server.url())
+        .connect_retries(0)
+        .lazy()
+        .connect()
+        .await
+        .expect("a lazy connect does not reach Redis");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let r = new_record(Some("ada"));
+    let err = store.load(&r.id.encode()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    server.restart().unwrap();
+    // The first command after Redis came back may still see the failed
+    // connection; the manager reconnects behind it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let cookie = loop {
+        let save = store
+            .save(Save {
+                record: &r,
+                base: None,
+                kind: SaveKind::Create,
+            })
+            .await;
+        match save {
+            Ok(SaveOutcome::Saved(cookie)) => break cookie,
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("save after Redis came back: {other:?}"),
+        }
+    };
+    let loaded = store.load(&cookie).await.unwrap().expect("saved session");
+    assert_eq!((loaded.id, loaded.owner.as_deref()), (r.id, Some("ada")));
+}

@@ -183,6 +183,7 @@ pub struct RedisStoreBuilder<T> {
     response_timeout: Duration,
     connection_timeout: Option<Duration>,
     connect_retries: Option<usize>,
+    lazy: bool,
     #[cfg(feature = "redis-tls")]
     tls_root_certificate: Option<Vec<u8>>,
     clock: Arc<dyn Clock>,
@@ -288,6 +289,29 @@ impl<T: SessionData> RedisStoreBuilder<T> {
         self
     }
 
+    /// Makes [`connect`](Self::connect) return at once without reaching
+    /// Redis: the connection is made on the first command, and the scripts
+    /// are loaded on first use. An application can then start while Redis
+    /// is down and serve what does not need sessions; session operations
+    /// fail with a transient error (`503` at the HTTP edge, or the
+    /// anonymous mode) until Redis answers. Pair it with
+    /// [`Resilient`](crate::resilience::Resilient). Single-node connections
+    /// only: a Redis Cluster client still connects eagerly.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::store::redis::RedisStore;
+    /// let store = RedisStore::<u64>::builder("redis://127.0.0.1/")
+    ///     .lazy()
+    ///     .connect()
+    ///     .await?; // returns even if Redis is down
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn lazy(mut self) -> Self {
+        self.lazy = true;
+        self
+    }
+
     /// Connects and loads the scripts.
     ///
     /// The URL may be `redis://[user:password@]host:port/db`, `rediss://…`
@@ -326,9 +350,12 @@ impl<T: SessionData> RedisStoreBuilder<T> {
         if let Some(n) = self.connect_retries {
             config = config.set_number_of_retries(n);
         }
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| map_err(e, self.response_timeout))?;
+        let conn = if self.lazy {
+            ConnectionManager::new_lazy_with_config(client, config)
+        } else {
+            ConnectionManager::new_with_config(client, config).await
+        }
+        .map_err(|e| map_err(e, self.response_timeout))?;
         self.finish(Conn::Single(conn)).await
     }
 
@@ -351,7 +378,10 @@ impl<T: SessionData> RedisStoreBuilder<T> {
             payload: self.payload,
             _data: PhantomData,
         };
-        store.load_scripts().await?;
+        // Lazy: no round trip now; `EVALSHA` loads a missing script on first use.
+        if !self.lazy {
+            store.load_scripts().await?;
+        }
         Ok(store)
     }
 }
@@ -387,6 +417,7 @@ impl<T: SessionData> RedisStore<T> {
             response_timeout: Duration::from_millis(500),
             connection_timeout: None,
             connect_retries: None,
+            lazy: false,
             #[cfg(feature = "redis-tls")]
             tls_root_certificate: None,
             clock: Arc::new(SystemClock),
