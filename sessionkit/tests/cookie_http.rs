@@ -378,11 +378,10 @@ async fn a_session_over_the_cookie_limit_is_an_error_response_not_a_lost_cookie(
     impl ErrorResponder for TooLarge {
         fn respond(&self, e: &StoreError) -> ErrorResponse {
             match e {
-                StoreError::CookieTooLarge { size, limit } => ErrorResponse {
-                    status: http::StatusCode::PAYLOAD_TOO_LARGE,
-                    body: format!("session {size} > {limit}"),
-                    retry_after: None,
-                },
+                StoreError::CookieTooLarge { size, limit } => ErrorResponse::text(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("session {size} > {limit}"),
+                ),
                 other => DefaultErrorResponder.respond(other),
             }
         }

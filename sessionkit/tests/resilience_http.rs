@@ -317,10 +317,12 @@ async fn a_hung_store_answers_503_once_the_operation_timeout_is_spent() {
 #[tokio::test]
 async fn a_custom_error_responder_shapes_the_answer() {
     let app = start(resilience(), |l| {
-        l.error_responder(|e: &StoreError| ErrorResponse {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: format!("maintenance ({})\n", e.kind()),
-            retry_after: Some(30),
+        l.error_responder(|e: &StoreError| {
+            ErrorResponse::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("maintenance ({})\n", e.kind()),
+            )
+            .retry_after(30)
         })
     })
     .await;
@@ -331,6 +333,29 @@ async fn a_custom_error_responder_shapes_the_answer() {
     assert_eq!(r.headers[RETRY_AFTER], "30");
     assert_eq!(r.body, "maintenance (unavailable)\n");
     assert!(r.set_cookie.is_empty());
+}
+
+#[tokio::test]
+async fn a_json_api_gets_its_store_failures_as_json() {
+    let app = start(resilience(), |l| {
+        l.error_responder(|e: &StoreError| {
+            ErrorResponse::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "error": "sessions_unavailable", "kind": e.kind() }),
+            )
+            .retry_after(2)
+        })
+    })
+    .await;
+    let cookie = app.session().await;
+    app.switch.set(Fault::Unavailable);
+    let r = app.call("POST", "/count", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers[CONTENT_TYPE], "application/json");
+    assert_eq!(r.headers[CACHE_CONTROL], "no-store");
+    assert_eq!(r.headers[RETRY_AFTER], "2");
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "sessions_unavailable");
 }
 
 #[tokio::test]

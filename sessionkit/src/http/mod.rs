@@ -186,22 +186,68 @@ pub fn set_cookie_header(config: &CookieConfig, action: &CookieAction) -> Option
     Some(out)
 }
 
-/// A response for when the session store fails.
+/// A response for when the session store fails. Build it with
+/// [`ErrorResponse::text`] or [`ErrorResponse::json`]:
+///
+/// ```
+/// use http::StatusCode;
+/// use sessionkit::http::ErrorResponse;
+///
+/// let r = ErrorResponse::json(
+///     StatusCode::SERVICE_UNAVAILABLE,
+///     &serde_json::json!({ "error": "sessions_unavailable" }),
+/// )
+/// .retry_after(5);
+/// assert_eq!(r.content_type, "application/json");
+/// assert_eq!(r.body, r#"{"error":"sessions_unavailable"}"#);
+/// assert_eq!(r.retry_after, Some(5));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorResponse {
     /// The status code.
     pub status: StatusCode,
-    /// A short text body (sent as `text/plain; charset=utf-8`).
+    /// The body.
     pub body: String,
     /// `Retry-After` in seconds, if any.
     pub retry_after: Option<u32>,
+    /// The body's media type, sent as `Content-Type` (`text/plain;
+    /// charset=utf-8` from [`ErrorResponse::text`], `application/json` from
+    /// [`ErrorResponse::json`]).
+    pub content_type: &'static str,
 }
 
 impl ErrorResponse {
+    /// A plain-text response (`text/plain; charset=utf-8`).
+    pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        ErrorResponse {
+            status,
+            body: body.into(),
+            retry_after: None,
+            content_type: "text/plain; charset=utf-8",
+        }
+    }
+
+    /// A JSON response (`application/json`) for APIs whose clients expect
+    /// JSON errors. A value that does not serialize gives the body `{}`.
+    pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Self {
+        ErrorResponse {
+            status,
+            body: serde_json::to_string(body).unwrap_or_else(|_| "{}".into()),
+            retry_after: None,
+            content_type: "application/json",
+        }
+    }
+
+    /// Adds `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// Writes the headers that go with the body: content type, `no-store`
     /// and `Retry-After`. Adapters call it on a response that has none yet.
     pub(crate) fn write_headers(&self, headers: &mut impl HeaderSink) {
-        headers.add("content-type", "text/plain; charset=utf-8");
+        headers.add("content-type", self.content_type);
         headers.add("cache-control", "no-store");
         if let Some(secs) = self.retry_after {
             headers.add("retry-after", &secs.to_string());
@@ -263,11 +309,10 @@ impl SessionRejection {
     /// failure, a `500` naming the misconfiguration for a missing middleware.
     pub fn response(&self) -> ErrorResponse {
         match self {
-            SessionRejection::MissingLayer(_) => ErrorResponse {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                body: "Session layer missing for this route (server misconfiguration).\n".into(),
-                retry_after: None,
-            },
+            SessionRejection::MissingLayer(_) => ErrorResponse::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Session layer missing for this route (server misconfiguration).\n",
+            ),
             SessionRejection::Unavailable(e) => e.clone(),
         }
     }
@@ -299,17 +344,16 @@ impl ErrorResponder for DefaultErrorResponder {
     fn respond(&self, error: &StoreError) -> ErrorResponse {
         if error.is_transient() || matches!(error, StoreError::CircuitOpen | StoreError::Backend(_))
         {
-            ErrorResponse {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body: "Session service temporarily unavailable; please retry shortly.\n".into(),
-                retry_after: Some(1),
-            }
+            ErrorResponse::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Session service temporarily unavailable; please retry shortly.\n",
+            )
+            .retry_after(1)
         } else {
-            ErrorResponse {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                body: "The session could not be stored.\n".into(),
-                retry_after: None,
-            }
+            ErrorResponse::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The session could not be stored.\n",
+            )
         }
     }
 }
