@@ -286,16 +286,11 @@ impl Codec {
         &self,
         bytes: Cow<'_, [u8]>,
     ) -> Result<(Record<T>, Decoded), StoreError> {
-        let format = self.format;
         logged(self.try_decode(bytes, |flags, body| {
             if flags & FLAG_RECORD != 0 {
                 frame::read(body)
             } else {
-                match format {
-                    Format::Json => {
-                        serde_json::from_slice(body).map_err(|_| "does not deserialize")
-                    }
-                }
+                self.parse(body)
             }
         }))
     }
@@ -306,15 +301,19 @@ impl Codec {
         &self,
         bytes: Cow<'_, [u8]>,
     ) -> Result<(V, Decoded), StoreError> {
-        let format = self.format;
         logged(self.try_decode(bytes, |flags, body| {
             if flags & FLAG_RECORD != 0 {
                 return Err("a compact session record: read it with decode_record");
             }
-            match format {
-                Format::Json => serde_json::from_slice(body).map_err(|_| "does not deserialize"),
-            }
+            self.parse(body)
         }))
+    }
+
+    /// Deserializes a whole value in the codec's format.
+    fn parse<V: DeserializeOwned>(&self, body: &[u8]) -> Result<V, &'static str> {
+        match self.format {
+            Format::Json => serde_json::from_slice(body).map_err(|_| "does not deserialize"),
+        }
     }
 
     /// Opens, checks and inflates; `parse` gets the flags and the body.

@@ -507,20 +507,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cookies_in_the_earlier_json_layout_still_open() {
-        let ring = KeyRing::builder()
-            .current(1, KeyRing::generate_secret())
-            .build()
-            .unwrap();
+    /// A cookie store on `ring` and a fresh record with data 7.
+    fn store_and_record(ring: &KeyRing) -> (CookieStore<u32>, Record<u32>) {
         let config = Config::default();
-        let store = CookieStore::<u32>::new(&ring, &config);
+        let store = CookieStore::<u32>::new(ring, &config);
         let record = Record::new(
             SessionId::generate(),
             7,
             config.clock().now(),
             &ExpiryPolicy::default(),
         );
+        (store, record)
+    }
+
+    #[test]
+    fn cookies_in_the_earlier_json_layout_still_open() {
+        let ring = KeyRing::builder()
+            .current(1, KeyRing::generate_secret())
+            .build()
+            .unwrap();
+        let (store, record) = store_and_record(&ring);
         let old = URL_SAFE_NO_PAD.encode(store.inner.codec.encode(&record).unwrap());
         let new = store.seal(&record).unwrap();
         // Measured: 160 characters against 316 for this small session.
@@ -547,14 +553,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(PBKDF2_RUNS.with(|c| c.get()) - before, 2);
-        let config = Config::default();
-        let store = CookieStore::<u32>::new(&ring, &config);
-        let record = Record::new(
-            SessionId::generate(),
-            7,
-            config.clock().now(),
-            &ExpiryPolicy::default(),
-        );
+        let (store, record) = store_and_record(&ring);
         for _ in 0..50 {
             let SaveOutcome::Saved(v) = store
                 .save(Save {
