@@ -1,7 +1,8 @@
 //! Fuzzes everything that opens a session cookie or a stored value:
 //! `CookieStore::open` on the input as cookie text, and the sealed and plain
-//! `Codec::decode` and `Codec::decode_record` (both record layouts) on the raw bytes. None of them may panic, and nothing the
-//! fuzzer makes up may open under the ring's key.
+//! `Codec::decode`, `Codec::decode_record` (both record layouts) and
+//! `Codec::decode_bytes` on the raw bytes. None of them may panic, and
+//! nothing the fuzzer makes up may open under the ring's key.
 
 #![no_main]
 
@@ -50,6 +51,11 @@ fuzz_target!(|input: &[u8]| {
         o.sealed.decode_record::<Data>(input).is_err(),
         "forged sealed record opened"
     );
+    assert!(
+        o.sealed.decode_bytes(input).is_err(),
+        "forged sealed bytes opened"
+    );
     let _ = o.plain.decode::<Record<Data>>(input);
     let _ = o.plain.decode_record::<Data>(input);
+    let _ = o.plain.decode_bytes(input);
 });

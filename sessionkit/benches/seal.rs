@@ -1,19 +1,24 @@
 //! Seal + open of one cookie value, sessionkit's codec next to the `cookie`
 //! crate's private jar (AES-256-GCM), in the same run, for 100 B, 1 KB and
 //! 3 KB payloads. Every side starts from a `String` and ends with it again.
-//! sessionkit always pays for serde_json on the way in and out; the jar is
-//! measured bare (`cookie_private_jar`) and with the same serde_json step a
-//! session layer on top of it needs (`cookie_private_jar_serde_json`, what
-//! actix-session's cookie store does). Compression is off on our side so
-//! every side encrypts the same bytes.
+//! Like for like, two pairs:
+//! - raw payload: our `Codec::encode_bytes`/`decode_bytes` (`*_bytes`)
+//!   against the bare jar (`cookie_private_jar`), which seals the string as
+//!   it is;
+//! - typed value: our `Codec::encode`/`decode` of the `String` (serde_json
+//!   in and out, what the session store does) against the jar with the same
+//!   serde_json step a session layer on top of it needs
+//!   (`cookie_private_jar_serde_json`, what actix-session's cookie store
+//!   does).
+//!
+//! Compression is off on our side so every side encrypts the same bytes.
 //!
 //! `cargo bench -p sessionkit --features cookie-store --bench seal`
 //!
 //! The `kdf_iterations` group shows that the PBKDF2 iteration count costs
 //! nothing per request: the ring is built (and PBKDF2 run) outside the loop.
-//! The `nonce` group measures the one `getrandom` syscall every seal makes
-//! for its random nonce (the jar draws its nonce from rand's user-space
-//! `thread_rng` instead, no syscall).
+//! The `random` group compares a `getrandom` syscall per draw with the
+//! fork-safe thread-local generator ids and nonces now come from.
 
 use std::hint::black_box;
 use std::time::SystemTime;
@@ -63,6 +68,14 @@ fn seal_open(codec: &Codec, value: &String) -> String {
     codec.decode::<String>(&bytes).unwrap()
 }
 
+/// Our side for a raw payload: the bytes API, no serde.
+fn seal_open_bytes(codec: &Codec, value: &String) -> String {
+    let b64 = base64_simd::URL_SAFE_NO_PAD;
+    let sealed = b64.encode_to_string(codec.encode_bytes(value.as_bytes()).unwrap());
+    let bytes = b64.decode_to_vec(black_box(&sealed)).unwrap();
+    String::from_utf8(codec.decode_bytes(&bytes).unwrap()).unwrap()
+}
+
 fn seal_and_open(c: &mut Criterion) {
     let ring = ring(None);
     let xchacha = codec(&ring, Algorithm::XChaCha20Poly1305);
@@ -81,6 +94,16 @@ fn seal_and_open(c: &mut Criterion) {
             BenchmarkId::new("sessionkit_aes256gcm", label),
             &value,
             |b, v| b.iter(|| seal_open(&aes, v)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("sessionkit_xchacha20poly1305_bytes", label),
+            &value,
+            |b, v| b.iter(|| seal_open_bytes(&xchacha, v)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("sessionkit_aes256gcm_bytes", label),
+            &value,
+            |b, v| b.iter(|| seal_open_bytes(&aes, v)),
         );
         group.bench_with_input(
             BenchmarkId::new("cookie_private_jar", label),
@@ -159,18 +182,21 @@ fn kdf_iterations(c: &mut Criterion) {
     group.finish();
 }
 
-/// What the random nonce of every seal costs: one `getrandom` syscall.
-fn nonce(c: &mut Criterion) {
-    let mut group = c.benchmark_group("nonce");
-    for len in [12usize, 24] {
-        group.bench_function(BenchmarkId::new("getrandom_fill", len), |b| {
-            let mut n = [0u8; 24];
-            b.iter(|| {
-                getrandom::fill(&mut n[..len]).unwrap();
-                black_box(n)
-            })
-        });
-    }
+/// Where ids and nonces come from: one `getrandom` syscall per draw (what
+/// earlier releases paid) against the fork-safe thread-local generator now
+/// behind `SessionId::generate` and every nonce (`src/rng.rs`).
+fn random(c: &mut Criterion) {
+    let mut group = c.benchmark_group("random");
+    group.bench_function("getrandom_syscall_32B", |b| {
+        let mut n = [0u8; 32];
+        b.iter(|| {
+            getrandom::fill(&mut n).unwrap();
+            black_box(n)
+        })
+    });
+    group.bench_function("session_id_generate_32B", |b| {
+        b.iter(|| black_box(SessionId::generate()))
+    });
     group.finish();
 }
 
@@ -179,6 +205,6 @@ criterion_group!(
     seal_and_open,
     cookie_store_record,
     kdf_iterations,
-    nonce
+    random
 );
 criterion_main!(benches);

@@ -1,4 +1,5 @@
-//! Session identifiers: 256 random bits from the operating system's CSPRNG.
+//! Session identifiers: 256 random bits from a CSPRNG seeded by the operating
+//! system (rand's thread-local ChaCha12, reseeded after `fork`).
 //!
 //! A [`SessionId`] is what a server-side store hands to the browser. It is
 //! encoded as 43 characters of unpadded base64url. [`SessionId::parse`] checks
@@ -46,14 +47,15 @@ pub enum InvalidSessionId {
 }
 
 impl SessionId {
-    /// A fresh id from the operating system's CSPRNG.
+    /// A fresh id: 256 bits from a CSPRNG seeded by the operating system
+    /// (rand's thread-local ChaCha12, reseeded after `fork`).
     ///
     /// # Panics
     /// Only if the operating system cannot provide randomness at all, in which
     /// case no secure session can be issued and continuing would be worse.
     pub fn generate() -> Self {
         let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+        crate::rng::fill(&mut bytes);
         SessionId(bytes)
     }
 

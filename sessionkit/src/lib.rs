@@ -40,7 +40,8 @@
 //!
 //! See `ARCHITECTURE.md` in the repository for the map of the code.
 
-#![forbid(unsafe_code)]
+// One audited exception: `rng` registers a `pthread_atfork` handler.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -61,6 +62,7 @@ pub mod keys;
 pub mod merge;
 pub mod record;
 pub mod resilience;
+mod rng;
 pub mod session;
 pub mod sessions;
 pub mod store;

@@ -5,7 +5,8 @@
 //! byte  1      algorithm (1 = XChaCha20-Poly1305, 2 = AES-256-GCM)
 //! bytes 2..4   key id, big-endian
 //! byte  4      flags (bit 0: the plaintext is gzip-compressed; bit 1: it is a
-//!              session record in the compact layout; other bits must be 0)
+//!              session record in the compact layout; bit 2: it is raw bytes
+//!              from `Codec::encode_bytes`; other bits must be 0)
 //! then         nonce (24 bytes for XChaCha20-Poly1305, 12 for AES-256-GCM)
 //! then         ciphertext, then the 16-byte tag
 //! ```
@@ -53,7 +54,10 @@ pub const FLAG_GZIP: u8 = 0b0000_0001;
 /// Flag: the plaintext is a session record in the compact layout
 /// ([`Codec::encode_record`](super::Codec::encode_record)), not plain JSON.
 pub const FLAG_RECORD: u8 = 0b0000_0010;
-const KNOWN_FLAGS: u8 = FLAG_GZIP | FLAG_RECORD;
+/// Flag: the plaintext is raw bytes
+/// ([`Codec::encode_bytes`](super::Codec::encode_bytes)), not serialized data.
+pub const FLAG_BYTES: u8 = 0b0000_0100;
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_GZIP | FLAG_RECORD | FLAG_BYTES;
 
 /// The AEAD that seals values.
 ///
@@ -245,13 +249,9 @@ impl Sealer {
         buf[1] = self.algorithm.code();
         buf[2..4].copy_from_slice(&id.to_be_bytes());
         buf[4] = flags;
-        // One getrandom syscall per seal (0.3–0.6 µs here, `nonce` group of
-        // `benches/seal.rs`). Kept on purpose: a user-space CSPRNG would be
-        // faster, but a forked child inherits its state and would repeat the
-        // parent's nonces (rand's ThreadRng does not reseed on fork; rand
-        // 0.8's reseeds only after serving its buffered block).
-        getrandom::fill(&mut buf[HEADER_LEN..start])
-            .expect("the OS random number generator is unavailable");
+        // A CSPRNG in user space, reseeded after fork (`crate::rng`): a
+        // getrandom syscall per seal cost a quarter of a small seal + open.
+        crate::rng::fill(&mut buf[HEADER_LEN..start]);
         let ad = self.ad(&buf[..HEADER_LEN]);
         let (head, body) = buf.split_at_mut(start);
         let tag = cipher.encrypt(&head[HEADER_LEN..], &ad, body)?;

@@ -70,7 +70,7 @@ mod compress;
 pub mod envelope;
 
 pub use envelope::Algorithm;
-use envelope::{Sealer, FLAG_GZIP, FLAG_RECORD, VERSION};
+use envelope::{Sealer, FLAG_BYTES, FLAG_GZIP, FLAG_RECORD, KNOWN_FLAGS, VERSION};
 
 use crate::frame;
 use crate::record::Record;
@@ -199,6 +199,50 @@ impl Codec {
         self.encode_with(FLAG_RECORD, |buf| frame::write(record, buf))
     }
 
+    /// Compresses (as configured) and seals raw bytes, for secrets that are
+    /// not sessions but should use the same keys and envelope: a CSRF token,
+    /// a signed download link, an e-mail confirmation. Read them back with
+    /// [`Codec::decode_bytes`]; the envelope marks them as bytes, so they
+    /// never decode as a typed value or a record, nor those as bytes. Give
+    /// each use its own [`CodecBuilder::context`] so one kind of token cannot
+    /// stand in for another.
+    ///
+    /// ```
+    /// use sessionkit::codec::Codec;
+    /// use sessionkit::keys::{KeyPurpose, KeyRing};
+    ///
+    /// let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
+    /// let links = Codec::builder()
+    ///     .seal(&ring, KeyPurpose::StoreData)
+    ///     .context("download-link")
+    ///     .build();
+    /// let token = links.encode_bytes(b"report-2026-11.pdf").unwrap();
+    /// assert_eq!(links.decode_bytes(&token).unwrap(), b"report-2026-11.pdf");
+    ///
+    /// let other = Codec::builder().seal(&ring, KeyPurpose::StoreData).context("invite").build();
+    /// assert!(other.decode_bytes(&token).is_err());
+    /// assert!(links.decode::<Vec<u8>>(&token).is_err());
+    /// ```
+    pub fn encode_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.encode_with(FLAG_BYTES, |buf| {
+            buf.extend_from_slice(bytes);
+            Ok(())
+        })
+    }
+
+    /// Opens and inflates a value written by [`Codec::encode_bytes`]. Every
+    /// failure (including a typed value or a record given here) is the one
+    /// opaque [`StoreError::Decode`], as for [`Codec::decode`].
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        logged(self.try_decode(Cow::Borrowed(bytes), |flags, body| {
+            if flags & (FLAG_BYTES | FLAG_RECORD) != FLAG_BYTES {
+                return Err("not a value written by encode_bytes");
+            }
+            Ok(body.to_vec())
+        }))
+        .map(|(v, _)| v)
+    }
+
     /// Serializes with `write` behind room for the header, then compresses
     /// and seals as configured.
     fn encode_with(
@@ -287,7 +331,9 @@ impl Codec {
         bytes: Cow<'_, [u8]>,
     ) -> Result<(Record<T>, Decoded), StoreError> {
         logged(self.try_decode(bytes, |flags, body| {
-            if flags & FLAG_RECORD != 0 {
+            if flags & FLAG_BYTES != 0 {
+                Err("raw bytes: read them with decode_bytes")
+            } else if flags & FLAG_RECORD != 0 {
                 frame::read(body)
             } else {
                 self.parse(body)
@@ -304,6 +350,9 @@ impl Codec {
         logged(self.try_decode(bytes, |flags, body| {
             if flags & FLAG_RECORD != 0 {
                 return Err("a compact session record: read it with decode_record");
+            }
+            if flags & FLAG_BYTES != 0 {
+                return Err("raw bytes: read them with decode_bytes");
             }
             self.parse(body)
         }))
@@ -345,7 +394,7 @@ impl Codec {
                 if bytes[1] != 0 {
                     return Err("sealed value given to a codec that does not seal");
                 }
-                if bytes[2] & !(FLAG_GZIP | FLAG_RECORD) != 0 {
+                if bytes[2] & !KNOWN_FLAGS != 0 {
                     return Err("unknown flags");
                 }
                 let info = Decoded {
@@ -608,5 +657,87 @@ mod tests {
         );
         let (_, info) = c.decode_detailed::<u8>(&c.encode(&1u8).unwrap()).unwrap();
         assert!(!info.stale_key);
+    }
+
+    /// The codecs the bytes tests run through: plain, sealed with each
+    /// algorithm, with and without gzip.
+    fn every_codec(r: &KeyRing) -> Vec<Codec> {
+        vec![
+            Codec::default(),
+            Codec::builder().compression(Compression::None).build(),
+            Codec::builder().seal(r, KeyPurpose::StoreData).build(),
+            Codec::builder()
+                .seal(r, KeyPurpose::CookieSealing)
+                .algorithm(Algorithm::Aes256Gcm)
+                .compression(Compression::None)
+                .build(),
+        ]
+    }
+
+    #[test]
+    fn bytes_round_trip_and_never_pass_for_typed_values_or_records() {
+        use crate::expiry::ExpiryPolicy;
+        use crate::id::SessionId;
+        let r = ring();
+        let record = Record::new(
+            SessionId::generate(),
+            7u32,
+            std::time::SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        for codec in every_codec(&r) {
+            for payload in [&b""[..], b"[1,2]", &[0xff; 3000]] {
+                let v = codec.encode_bytes(payload).unwrap();
+                assert_eq!(codec.decode_bytes(&v).unwrap(), payload);
+                // `[1,2]` is valid JSON: the flag, not the content, decides.
+                assert!(codec.decode::<Vec<u8>>(&v).is_err());
+                assert!(codec.decode::<serde_json::Value>(&v).is_err());
+                assert!(codec.decode_record::<u32>(&v).is_err());
+            }
+            assert!(codec
+                .decode_bytes(&codec.encode(&vec![1u8, 2]).unwrap())
+                .is_err());
+            assert!(codec
+                .decode_bytes(&codec.encode_record(&record).unwrap())
+                .is_err());
+        }
+        // Large, compressible bytes are gzip-flagged.
+        let v = Codec::default().encode_bytes(&[b'a'; 1000]).unwrap();
+        assert_eq!(v[2], FLAG_BYTES | FLAG_GZIP);
+        assert!(v.len() < 100);
+    }
+
+    #[test]
+    fn a_value_claiming_to_be_both_bytes_and_a_record_is_refused() {
+        let c = Codec::builder().compression(Compression::None).build();
+        let mut v = c.encode_bytes(b"{}").unwrap();
+        v[2] |= FLAG_RECORD;
+        assert!(c.decode_bytes(&v).is_err());
+        assert!(c.decode_record::<serde_json::Value>(&v).is_err());
+        assert!(c.decode::<serde_json::Value>(&v).is_err());
+        v[2] = 0b1000;
+        assert!(c.decode_bytes(&v).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bytes_round_trip_any_payload(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            for codec in every_codec(&ring()) {
+                let v = codec.encode_bytes(&payload).unwrap();
+                proptest::prop_assert_eq!(codec.decode_bytes(&v).unwrap(), payload.clone());
+            }
+        }
+
+        #[test]
+        fn decode_bytes_refuses_arbitrary_input_without_panicking(input in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            for codec in every_codec(&ring()) {
+                // Plain codecs accept a well-formed plain header; sealed
+                // ones must never open forged input.
+                let r = codec.decode_bytes(&input);
+                if codec.is_sealed() {
+                    proptest::prop_assert!(r.is_err());
+                }
+            }
+        }
     }
 }

@@ -472,7 +472,9 @@ impl<T: SessionData> SessionSlot<T> {
     /// [`SessionSlot::finish`] applied to the handler's response headers:
     /// adds `Set-Cookie` (and `Cache-Control: no-store` unless the handler
     /// chose a caching policy). `Err` carries the response that must replace
-    /// the handler's, because the session could not be saved.
+    /// the handler's, because the session could not be saved. (The tower
+    /// layer drives `finish_now`/`finish_io` itself, to skip a future.)
+    #[cfg(feature = "actix")]
     pub(crate) async fn finish_into(
         &self,
         headers: &mut impl HeaderSink,
