@@ -176,9 +176,54 @@ async fn a_load_is_one_get_and_a_save_is_one_evalsha() {
     create(&store, &fresh).await;
     assert_eq!(
         store_commands(&server),
-        BTreeMap::from([("evalsha".to_owned(), 1), ("set".to_owned(), 1)]),
-        "an anonymous create is one EVALSHA running one SET NX"
+        BTreeMap::from([("set".to_owned(), 1)]),
+        "an anonymous create is one plain SET NX, no script"
     );
+    reset_stats(&server);
+    create(&store, &new_record(Some("ada"))).await;
+    let stats = store_commands(&server);
+    assert_eq!(
+        stats.get("evalsha"),
+        Some(&1),
+        "an owned create keeps its index: {stats:?}"
+    );
+    assert_eq!(stats.get("sadd"), Some(&1), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_create_writes_what_the_script_would_and_never_replaces_a_key() {
+    let server = shared();
+    let store = store_on(server).await;
+    let mut r = new_record(None);
+    r.idle_deadline = SystemTime::now() + Duration::from_secs(100);
+    create(&store, &r).await;
+    let key = store.key_of(&r.id);
+    // The same header the scripts write and read: version 1, no owner.
+    let header = server.command(&format!("GETRANGE {key} 0 6")).unwrap();
+    assert!(header.ends_with("\r\nsk1:1::\r\n"), "{header:?}");
+    let reply = server.command(&format!("PTTL {key}")).unwrap();
+    let ttl: i64 = reply.trim().trim_start_matches(':').parse().unwrap();
+    assert!((95_000..=100_000).contains(&ttl), "{ttl}");
+    // It is an ordinary session afterwards: updates run the script on it.
+    let mut loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!(loaded.version, 1);
+    let base = loaded.data.clone();
+    loaded.data.f0 = 9;
+    assert!(matches!(
+        update(&store, &loaded, &base).await,
+        Ok(SaveOutcome::Saved(_))
+    ));
+    // A second create under the same id is a collision, never an overwrite.
+    let again = store
+        .save(Save {
+            record: &r,
+            base: None,
+            kind: SaveKind::Create,
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Backend(_))), "{again:?}");
+    let kept = store.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!((kept.data.f0, kept.version), (9, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,11 @@ use crate::record::{Record, SessionData};
 /// The header's fixed start.
 const MAGIC: &[u8] = b"sk1:";
 
+/// The whole header of a new session without an owner (version 1): what
+/// `create.lua` writes for one, and what the store writes itself when it
+/// creates one without the script.
+pub(super) const ANONYMOUS_V1: &[u8] = b"sk1:1::";
+
 /// The parts of a stored value.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Stored<'a> {
@@ -122,6 +127,7 @@ mod tests {
         assert_eq!(s.owner, owner.as_bytes());
         assert_eq!(s.payload, b"{\"x\":1}");
         let anon = parse(b"sk1:1::payload:with:colons").unwrap();
+        assert_eq!(parse(ANONYMOUS_V1).unwrap().version, 1);
         assert!(anon.owner.is_empty());
         assert_eq!(anon.payload, b"payload:with:colons");
     }
