@@ -105,10 +105,12 @@ impl Algorithm {
 
 /// An AEAD ready to seal with one key.
 ///
-/// Key material: ring keeps its own copy of the key (the AES round keys, the
-/// ChaCha20 key) and does not zeroize it on drop. The 32 bytes we own (the
-/// XChaCha20 key, the per-message HChaCha20 subkey) are zeroized; the
-/// [`SubKey`](crate::keys::SubKey) bytes themselves are zeroized by the [`KeyRing`].
+/// Key material: the 32 bytes we own (the XChaCha20 key, the per-message
+/// HChaCha20 subkey) are zeroized; the [`SubKey`](crate::keys::SubKey) bytes
+/// themselves are zeroized by the [`KeyRing`]. ring keeps its own copy in
+/// each key (the AES round keys, the ChaCha20 key) and has no zeroize;
+/// [`wipe`] overwrites those copies in place when we are done with them (on
+/// drop for AES, after each message for the XChaCha20 subkey).
 enum Cipher {
     /// XChaCha20-Poly1305 as in draft-irtf-cfrg-xchacha-03 §2.3
     /// (<https://datatracker.ietf.org/doc/html/draft-irtf-cfrg-xchacha-03>):
@@ -118,6 +120,26 @@ enum Cipher {
     XChaCha(Zeroizing<[u8; 32]>),
     /// AES-256-GCM, key schedule built once (boxed: it is 544 bytes).
     Aes(Box<LessSafeKey>),
+}
+
+/// Overwrites a ring key in place with the same algorithm's key built from
+/// 32 zero bytes. ring offers no zeroize, but its keys hold their material
+/// inline (round keys, key words), so assigning over the same memory
+/// replaces the secret bytes; `black_box` keeps the compiler from treating
+/// the store as dead because the memory is freed or reused next. Best
+/// effort, as any wipe without `volatile` access to the key's own fields.
+fn wipe(key: &mut LessSafeKey) {
+    let algorithm = key.algorithm();
+    *key = LessSafeKey::new(UnboundKey::new(algorithm, &[0u8; 32]).expect("a 32-byte key"));
+    std::hint::black_box(&*key);
+}
+
+impl Drop for Cipher {
+    fn drop(&mut self) {
+        if let Cipher::Aes(key) = self {
+            wipe(key);
+        }
+    }
 }
 
 impl Cipher {
@@ -141,13 +163,15 @@ impl Cipher {
                 let mut sub_bytes = Zeroizing::new([0u8; 32]);
                 sub_bytes.copy_from_slice(&sub);
                 sub.as_mut_slice().zeroize();
-                let ring_key = LessSafeKey::new(
+                let mut ring_key = LessSafeKey::new(
                     UnboundKey::new(&CHACHA20_POLY1305, &sub_bytes[..])
                         .expect("a 32-byte ChaCha20 key"),
                 );
                 let mut n = [0u8; NONCE_LEN];
                 n[4..].copy_from_slice(&nonce[16..24]);
-                f(&ring_key, Nonce::assume_unique_for_key(n))
+                let result = f(&ring_key, Nonce::assume_unique_for_key(n));
+                wipe(&mut ring_key);
+                result
             }
             Cipher::Aes(key) => f(
                 key,
@@ -313,6 +337,28 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wipe_replaces_the_key_material_with_a_zero_key() {
+        for alg in [&AES_256_GCM, &CHACHA20_POLY1305] {
+            let seal = |key: &LessSafeKey| {
+                let mut buf = *b"plaintext";
+                let nonce = Nonce::assume_unique_for_key([7; NONCE_LEN]);
+                let tag = key
+                    .seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf)
+                    .unwrap();
+                (buf, tag.as_ref().to_vec())
+            };
+            let new_key = |k: &[u8; 32]| LessSafeKey::new(UnboundKey::new(alg, k).unwrap());
+            let mut key = new_key(&[0x5a; 32]);
+            let secret = seal(&key);
+            wipe(&mut key);
+            // Same algorithm, now the all-zero key: the secret one is gone.
+            assert_eq!(key.algorithm(), alg);
+            assert_ne!(seal(&key), secret);
+            assert_eq!(seal(&key), seal(&new_key(&[0; 32])));
+        }
+    }
 
     fn ring(id: KeyId, secret: &str) -> KeyRing {
         KeyRing::builder().current(id, secret).build().unwrap()

@@ -18,8 +18,10 @@
 //! ids are configuration errors, all reported at once ([`KeyRingError`]).
 //! Key bytes are zeroized when the ring is dropped and never printed by
 //! `Debug`. A codec built from the ring keeps copies: the XChaCha20 key in a
-//! zeroizing buffer, and for AES-256-GCM `ring`'s key schedule, which `ring`
-//! does not zeroize on drop (nor the per-message ChaCha20 key it is handed).
+//! zeroizing buffer, and for AES-256-GCM `ring`'s key schedule. `ring` has no
+//! zeroize; the codec overwrites its key objects in place with an all-zero
+//! key when the codec is dropped (AES) or the message is done (the
+//! per-message ChaCha20 subkey): best effort, without volatile writes.
 //!
 //! ```
 //! use sessionkit::keys::{KeyPurpose, KeyRing};
