@@ -1,5 +1,5 @@
 //! Session identifiers: 256 random bits from a CSPRNG seeded by the operating
-//! system (rand's thread-local ChaCha12, reseeded after `fork`).
+//! system (a thread-local ChaCha12, reseeded after `fork`; see `rng.rs`).
 //!
 //! A [`SessionId`] is what a server-side store hands to the browser. It is
 //! encoded as 43 characters of unpadded base64url. [`SessionId::parse`] checks
@@ -48,7 +48,7 @@ pub enum InvalidSessionId {
 
 impl SessionId {
     /// A fresh id: 256 bits from a CSPRNG seeded by the operating system
-    /// (rand's thread-local ChaCha12, reseeded after `fork`).
+    /// (a thread-local ChaCha12, reseeded after `fork`).
     ///
     /// # Panics
     /// Only if the operating system cannot provide randomness at all, in which

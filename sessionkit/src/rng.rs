@@ -8,24 +8,48 @@
 //! actix-session, the `cookie` crate's private jar) all draw from rand's
 //! thread-local generator instead.
 //!
-//! **Why not `rand::rng()` alone**: it is ChaCha12 seeded from the OS and
+//! **Why not `rand::rng()`**: it is ChaCha12 seeded from the OS and
 //! reseeded every 64 KiB, but a forked child inherits its state and would
 //! repeat the parent's output: duplicate session ids, and repeated nonces
 //! under one key, which breaks XChaCha20-Poly1305 and AES-GCM outright. rand
-//! 0.9 leaves reseeding after `fork` to the caller. So on Unix a
+//! 0.9 leaves reseeding after `fork` to the caller. So this module keeps its
+//! own thread-local ChaCha12 (rand's `StdRng`), and on Unix a
 //! `pthread_atfork` child handler counts forks; every draw compares the
-//! count with the one its thread last saw and, when they differ, reseeds
-//! from the OS (dropping any buffered output) before drawing. The check is
-//! one relaxed atomic load. `tests/fork.rs` forks a real process to prove
-//! the child's bytes differ from the parent's, and that they would not
-//! without the check.
+//! count with the one its generator was seeded at and, when they differ,
+//! seeds a new one from the OS before drawing. The handler is registered
+//! before the first generator exists, so every fork that could copy one is
+//! counted. (A generator shared with the application, like `rand::rng()`,
+//! could have been created, and copied by a fork, before that.) The check
+//! is one relaxed atomic load. Like `ThreadRng`, a generator is replaced
+//! after 64 KiB of output. `tests/fork.rs` forks a real process to prove the
+//! child's bytes differ from the parent's, and that rand's generator alone
+//! would repeat them.
 //!
 //! Long-term secrets ([`crate::keys::KeyRing::generate_secret`]) still come
 //! straight from the OS.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+/// Output after which a thread's generator is replaced by a freshly seeded
+/// one (what rand's `ThreadRng` does), so a copy of its state taken from
+/// memory reveals at most this much.
+const RESEED_AFTER: usize = 64 * 1024;
+
+/// One thread's generator and what it was seeded at.
+struct Local {
+    /// The fork count when it was seeded.
+    forks: u64,
+    /// Bytes drawn since.
+    drawn: usize,
+    rng: StdRng,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
 
 /// Fills `buf` with cryptographically secure random bytes.
 ///
@@ -34,21 +58,31 @@ use rand::RngCore;
 /// session can be issued then, and continuing would be worse).
 pub(crate) fn fill(buf: &mut [u8]) {
     let forks = fork::count();
-    let mut rng = rand::rng();
-    if SEEN_FORKS.get() != forks {
-        if rng.reseed().is_err() {
+    let drawn = LOCAL.try_with(|local| {
+        let mut local = local.borrow_mut();
+        let stale = local
+            .as_ref()
+            .is_none_or(|l| l.forks != forks || l.drawn >= RESEED_AFTER);
+        if stale {
             // Never draw from a state that may be shared with a parent.
-            getrandom::fill(buf).expect("the OS random number generator is unavailable");
-            return;
+            *local = StdRng::try_from_os_rng().ok().map(|rng| Local {
+                forks,
+                drawn: 0,
+                rng,
+            });
         }
-        SEEN_FORKS.set(forks);
+        let Some(l) = local.as_mut() else {
+            return false;
+        };
+        l.rng.fill_bytes(buf);
+        l.drawn += buf.len();
+        true
+    });
+    if drawn != Ok(true) {
+        // The OS refused to seed, or this thread is being torn down: ask the
+        // OS directly.
+        getrandom::fill(buf).expect("the OS random number generator is unavailable");
     }
-    rng.fill_bytes(buf);
-}
-
-thread_local! {
-    /// The fork count this thread's generator was last (re)seeded at.
-    static SEEN_FORKS: Cell<u64> = const { Cell::new(0) };
 }
 
 #[cfg(unix)]
@@ -120,12 +154,16 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_fork_count_reseeds_this_thread() {
+    fn a_changed_fork_count_or_enough_output_replaces_the_generator() {
         fill(&mut [0u8; 8]);
-        let before = SEEN_FORKS.get();
-        // Pretend this thread last drew before a fork.
-        SEEN_FORKS.set(before.wrapping_add(1));
+        let seeded_at = || LOCAL.with_borrow(|l| l.as_ref().map(|l| (l.forks, l.drawn)));
+        // Pretend this thread's generator was seeded before a fork.
+        LOCAL.with_borrow_mut(|l| l.as_mut().unwrap().forks += 1);
         fill(&mut [0u8; 8]);
-        assert_eq!(SEEN_FORKS.get(), fork::count());
+        assert_eq!(seeded_at(), Some((fork::count(), 8)));
+        // And after 64 KiB of output.
+        LOCAL.with_borrow_mut(|l| l.as_mut().unwrap().drawn = RESEED_AFTER);
+        fill(&mut [0u8; 16]);
+        assert_eq!(seeded_at(), Some((fork::count(), 16)));
     }
 }

@@ -72,6 +72,14 @@ fn main() {
         b
     });
 
+    // The application used rand's generator before the fork and sessionkit
+    // draws for the first time only after it: its own generator must not be
+    // a copy of anything (one shared with the application would be).
+    rand::rng().fill_bytes(&mut [0u8; 32]);
+    let (mine, theirs) = draw_on_both_sides(|| SessionId::generate().as_bytes().to_vec());
+    assert_ne!(mine, theirs, "first draws after a fork repeated each other");
+    println!("fork: first sessionkit draw after the fork: ok");
+
     check("SessionId::generate", false, || {
         SessionId::generate().as_bytes().to_vec()
     });
