@@ -71,15 +71,18 @@ fn new_record(owner: Option<&str>) -> Record<Wide> {
     r
 }
 
-async fn create(store: &RedisStore<Wide>, r: &Record<Wide>) -> String {
-    match store
+async fn try_create(store: &RedisStore<Wide>, r: &Record<Wide>) -> Result<SaveOutcome, StoreError> {
+    store
         .save(Save {
             record: r,
             base: None,
             kind: SaveKind::Create,
         })
         .await
-    {
+}
+
+async fn create(store: &RedisStore<Wide>, r: &Record<Wide>) -> String {
+    match try_create(store, r).await {
         Ok(SaveOutcome::Saved(c)) => c,
         other => panic!("create failed: {other:?}"),
     }
@@ -214,13 +217,7 @@ async fn an_anonymous_create_writes_what_the_script_would_and_never_replaces_a_k
         Ok(SaveOutcome::Saved(_))
     ));
     // A second create under the same id is a collision, never an overwrite.
-    let again = store
-        .save(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Create,
-        })
-        .await;
+    let again = try_create(&store, &r).await;
     assert!(matches!(again, Err(StoreError::Backend(_))), "{again:?}");
     let kept = store.load(&r.id.encode()).await.unwrap().unwrap();
     assert_eq!((kept.data.f0, kept.version), (9, 2));
