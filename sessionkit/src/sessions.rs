@@ -551,7 +551,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
 
     fn commit_now(&self, session: &Session<T>, incoming: Option<&str>) -> CommitStep<T> {
         let now = self.config.clock.now();
-        let (record, base, kind) = match self.plan(session, now) {
+        let (meta, kind) = match self.plan(session, now) {
             Plan::Nothing(stale) => {
                 return CommitStep::Done(Ok(if stale {
                     CookieAction::Remove
@@ -560,28 +560,35 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                 }));
             }
             Plan::Delete(victim, owner) => return CommitStep::Io(Pending::Delete(victim, owner)),
-            Plan::Save(meta, kind) => {
-                let cell = session.shared.data.lock();
-                (meta.join(cell.data.clone()), cell.base.clone(), kind)
-            }
+            Plan::Save(meta, kind) => (meta, kind),
         };
+        // The data lock is held across a synchronous save (no await; nothing
+        // the store runs can reach this session), so the store borrows the
+        // loaded data instead of a copy.
+        let cell = session.shared.data.lock();
+        let record = meta.join(cell.data.clone());
         let started = Instant::now();
         let save = Save {
             record: &record,
-            base: base.as_ref(),
+            base: cell.base.as_ref(),
             kind,
         };
         match self.store.save_now(save) {
             Some(outcome) => {
+                drop(cell);
                 observe("save", started, outcome.as_ref().map(|_| ()));
                 CommitStep::Done(self.after_save(outcome, &record, kind, now, incoming))
             }
-            None => CommitStep::Io(Pending::Save(Box::new(PendingSave {
-                record,
-                base,
-                kind,
-                now,
-            }))),
+            None => {
+                let base = cell.base.clone();
+                drop(cell);
+                CommitStep::Io(Pending::Save(Box::new(PendingSave {
+                    record,
+                    base,
+                    kind,
+                    now,
+                })))
+            }
         }
     }
 

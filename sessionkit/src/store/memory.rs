@@ -2,7 +2,7 @@
 //!
 //! - **Typed**: records are kept as `Record<T>`, never serialized; a load is a
 //!   clone of your struct.
-//! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's first
+//! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's last
 //!   byte (ids are uniformly random, so shards fill evenly).
 //! - **Bounded**: at most `max_entries` sessions (default 100 000). When a
 //!   shard is full, a new session looks at 5 of the shard's sessions, picked
@@ -52,14 +52,14 @@ const SHARDS: usize = 64;
 /// deadline, so that choosing what to evict reads 16-byte deadlines that
 /// stay in cache instead of whole records (a cache miss each in a full store).
 struct Shard<T> {
-    map: IndexMap<SessionId, Record<T>>,
+    map: IndexMap<SessionId, Record<T>, IdHash>,
     deadlines: Vec<SystemTime>,
 }
 
 impl<T> Shard<T> {
     fn new() -> Self {
         Shard {
-            map: IndexMap::new(),
+            map: IndexMap::with_hasher(IdHash),
             deadlines: Vec::new(),
         }
     }
@@ -113,6 +113,45 @@ impl<T> Shard<T> {
     fn retain(&mut self, mut keep: impl FnMut(&Record<T>) -> bool) {
         self.map.retain(|_, r| keep(r));
         self.deadlines = self.map.values().map(Record::expires_at).collect();
+    }
+}
+
+/// The hasher of the shards' maps: the id's first 64 bits as they are.
+///
+/// The keys are ids the engine drew from a CSPRNG (it never stores an id a
+/// client sent: an unknown id starts a fresh session under a new one), so
+/// their bits are already uniform and unpredictable; SipHash over
+/// them cost about 150 instructions per lookup for nothing. A client can
+/// choose the ids it *looks up*, but a lookup only probes: it cannot build
+/// the long collision chains flooding needs. The shard is picked from the
+/// last byte ([`Inner::shard`]), so the bits hashbrown uses for the bucket
+/// (low) and tag (high) do not repeat within a shard.
+#[derive(Clone, Copy, Default)]
+struct IdHash;
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// See [`IdHash`]. `SessionId`'s `Hash` writes one `u64`.
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    /// Not reached by `SessionId` (it writes one `u64`); mixes anyway, so a
+    /// change there degrades speed, not correctness.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -250,8 +289,9 @@ impl<T: SessionData> MemoryStore<T> {
 }
 
 impl<T: SessionData> Inner<T> {
+    /// From the last byte: the map's hash ([`IdHash`]) uses the first eight.
     fn shard(&self, id: &SessionId) -> usize {
-        id.as_bytes()[0] as usize % SHARDS
+        id.as_bytes()[31] as usize % SHARDS
     }
 
     fn owner_shard(&self, owner: &str) -> &Mutex<HashMap<String, HashSet<SessionId>>> {
@@ -603,7 +643,7 @@ mod tests {
     /// An id in shard 0, distinct per `n`.
     fn id_in_shard_zero(n: u8) -> SessionId {
         let mut bytes = [n; 32];
-        bytes[0] = 0;
+        bytes[31] = 0;
         SessionId::from_bytes(bytes)
     }
 
@@ -644,6 +684,22 @@ mod tests {
         create(&store, new, &clock, 3600);
         // Sixteen random picks over two entries miss `soon` with probability 2^-16.
         assert!(!holds(&store, soon) && holds(&store, later) && holds(&store, new));
+    }
+
+    #[test]
+    fn ids_of_one_shard_hash_apart() {
+        // The shard comes from the last byte and the map's hash from the
+        // first eight: ids sharing a shard still get distinct hashes.
+        let ids: Vec<SessionId> = (0..64).map(|_| SessionId::generate()).collect();
+        let hashes: HashSet<u64> = ids
+            .iter()
+            .map(|id| {
+                let mut bytes = *id.as_bytes();
+                bytes[31] = 0;
+                IdHash.hash_one(SessionId::from_bytes(bytes))
+            })
+            .collect();
+        assert_eq!(hashes.len(), ids.len());
     }
 
     #[test]
