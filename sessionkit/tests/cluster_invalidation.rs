@@ -431,3 +431,82 @@ async fn a_saved_message_evicts_only_older_versions() {
         assert_eq!(a.is_cached(&r.id), version <= held, "version {version}");
     }
 }
+
+/// The commands clients sent (not those scripts ran) while `during` ran, by
+/// name, from `MONITOR` (which tags script commands `lua]`; `INFO
+/// commandstats` counts both alike).
+async fn client_commands<F: std::future::Future<Output = ()>>(
+    server: &RedisServer,
+    during: F,
+) -> (Vec<String>, Vec<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    (&stream).write_all(b"MONITOR\r\n").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("+OK"), "{line:?}");
+    during.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut client, mut script) = (Vec::new(), Vec::new());
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                // +1700000000.123456 [0 127.0.0.1:5000] "evalsha" "…" …
+                let name = line.split('"').nth(1).unwrap_or("").to_ascii_lowercase();
+                if name == "ping" {
+                    continue; // the subscriber's health check
+                }
+                if line.contains("lua]") {
+                    script.push(name);
+                } else {
+                    client.push(name);
+                }
+            }
+        }
+    }
+    (client, script)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warm_update_is_one_round_trip_that_writes_and_announces() {
+    let server = RedisServer::start().unwrap();
+    let nodes = fleet(&server).await;
+    let [a, b, c] = &nodes;
+    let r = login_and_warm(&nodes, None).await;
+    let cookie = r.id.encode();
+
+    let (client, script) = client_commands(&server, async {
+        // What a request that changes the session does on a warm node: the
+        // load is a cache hit, the save one script run that also publishes.
+        let mut changed = a.load(&cookie).await.unwrap().unwrap();
+        changed.data.counter = 5;
+        save(a, &changed, SaveKind::Update).await;
+    })
+    .await;
+    assert_eq!(client, ["evalsha"], "scripts ran: {script:?}");
+    assert!(script.iter().any(|c| c == "publish"), "{script:?}");
+
+    // The announcement still reaches the other nodes, and the writer keeps
+    // what it wrote.
+    until_forgotten(&[b, c], &r.id).await;
+    assert_eq!(b.load(&cookie).await.unwrap().unwrap().data.counter, 5);
+    assert!(a.is_cached(&r.id));
+
+    // A regeneration is one script run too, announcing the old id.
+    let loaded = a.load(&cookie).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let (client, script) = client_commands(&server, async {
+        save(a, &moved, SaveKind::Regenerate { old: loaded.id }).await;
+    })
+    .await;
+    assert_eq!(client, ["evalsha"], "scripts ran: {script:?}");
+    assert!(script.iter().any(|c| c == "publish"), "{script:?}");
+    until_forgotten(&[b, c], &r.id).await;
+}

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 use super::cache::LocalCache;
-use super::message::{Invalidation, MessageKey, NodeId, Rejection};
+use super::message::{Invalidation, InvalidationKind, MessageKey, NodeId, Rejection};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::store::redis::Conn;
@@ -81,6 +81,17 @@ impl Bus {
         }
     }
 
+    /// A message as sent on the channel (authenticated with the fleet's key).
+    pub(crate) fn encode(&self, m: &Invalidation) -> Vec<u8> {
+        m.encode(&self.key, &self.channel)
+    }
+
+    /// Counts a message published (here, or by a save script).
+    pub(crate) fn count_published(&self, kind: InvalidationKind) {
+        metrics::counter!("sessionkit_cluster_published_total", "kind" => kind.label())
+            .increment(1);
+    }
+
     /// Publishes the messages in one round trip; returns when Redis has
     /// handed them to the subscribers.
     pub(crate) async fn publish(&self, messages: &[Invalidation]) -> Result<(), StoreError> {
@@ -91,10 +102,9 @@ impl Bus {
         for m in messages {
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
-                .arg(m.encode(&self.key, &self.channel))
+                .arg(self.encode(m))
                 .ignore();
-            metrics::counter!("sessionkit_cluster_published_total", "kind" => m.kind.label())
-                .increment(1);
+            self.count_published(m.kind);
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(|e| {

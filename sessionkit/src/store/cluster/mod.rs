@@ -77,7 +77,7 @@ pub use self::message::{
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
-use crate::store::redis::RedisStore;
+use crate::store::redis::{Announce, RedisStore};
 use crate::store::{
     Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
 };
@@ -189,6 +189,21 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         save: Save<'_, T>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError>;
 
+    /// [`ClusterBackend::save_versioned`] that also publishes
+    /// `message(version written)` on `channel` in the same atomic step, and
+    /// only if the save wrote. `Ok(None)`, the default, means this backend
+    /// cannot: the caller then saves with `save_versioned` and publishes on
+    /// its own (one more round trip).
+    async fn save_and_publish(
+        &self,
+        save: Save<'_, T>,
+        channel: &str,
+        message: &(dyn Fn(u64) -> Vec<u8> + Send + Sync),
+    ) -> Result<Option<(SaveOutcome, Option<u64>)>, StoreError> {
+        let _ = (save, channel, message);
+        Ok(None)
+    }
+
     /// [`Store::delete`] of several sessions that also publishes `messages`
     /// on `channel`, atomically with the delete. Says, per id, whether it
     /// existed.
@@ -206,7 +221,19 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
         &self,
         save: Save<'_, T>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
-        RedisStore::save_versioned(self, save).await
+        RedisStore::save_versioned(self, save, None).await
+    }
+
+    async fn save_and_publish(
+        &self,
+        save: Save<'_, T>,
+        channel: &str,
+        message: &(dyn Fn(u64) -> Vec<u8> + Send + Sync),
+    ) -> Result<Option<(SaveOutcome, Option<u64>)>, StoreError> {
+        let announce = Announce { channel, message };
+        RedisStore::save_versioned(self, save, Some(&announce))
+            .await
+            .map(Some)
     }
 
     async fn delete_and_publish(
@@ -432,7 +459,40 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         let kind = save.kind;
         let key = key_hash(&record.id);
         let ticket = self.cache.ticket(&key);
-        let (outcome, version) = self.inner.save_versioned(save).await?;
+        // The invalidation other nodes need, published by the save script
+        // itself when the backend can (updates and regenerations; a create
+        // has nothing cached anywhere to invalidate).
+        let announcement = match kind {
+            SaveKind::Create => None,
+            SaveKind::Update => Some((InvalidationKind::Saved, key)),
+            SaveKind::Regenerate { old } => Some((InvalidationKind::Regenerated, key_hash(&old))),
+        };
+        let encode = |version: u64| {
+            let (kind, key) = announcement.expect("only announced saves publish");
+            let version = if kind == InvalidationKind::Saved {
+                version
+            } else {
+                0
+            };
+            self.bus.encode(&self.message(kind, key, version))
+        };
+        let (outcome, version, published) = match announcement {
+            Some(_) => match self
+                .inner
+                .save_and_publish(save, &self.bus.channel, &encode)
+                .await?
+            {
+                Some((outcome, version)) => (outcome, version, true),
+                None => {
+                    let (outcome, version) = self.inner.save_versioned(save).await?;
+                    (outcome, version, false)
+                }
+            },
+            None => {
+                let (outcome, version) = self.inner.save_versioned(save).await?;
+                (outcome, version, false)
+            }
+        };
         let Some(version) = version.filter(|_| matches!(outcome, SaveOutcome::Saved(_))) else {
             // Gone: deleted meanwhile (its deleter published that).
             self.cache.forget(key);
@@ -450,17 +510,22 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             // Merged with a concurrent write: what is stored is not `record`.
             self.cache.drop_older(key, version);
         }
-        let message = match kind {
-            SaveKind::Create => None,
-            SaveKind::Update => Some(self.message(InvalidationKind::Saved, key, version)),
-            SaveKind::Regenerate { old } => {
-                let old = key_hash(&old);
-                self.cache.forget(old);
-                Some(self.message(InvalidationKind::Regenerated, old, 0))
+        if let SaveKind::Regenerate { old } = kind {
+            self.cache.forget(key_hash(&old));
+        }
+        match announcement {
+            Some((kind, _)) if published => self.bus.count_published(kind),
+            Some((kind, key)) => {
+                let version = if kind == InvalidationKind::Saved {
+                    version
+                } else {
+                    0
+                };
+                self.bus
+                    .publish(&[self.message(kind, key, version)])
+                    .await?;
             }
-        };
-        if let Some(m) = message {
-            self.bus.publish(&[m]).await?;
+            None => {}
         }
         Ok(outcome)
     }

@@ -117,6 +117,17 @@ use crate::store::{Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, 
 /// The default key prefix.
 pub const DEFAULT_KEY_PREFIX: &str = "sessionkit:";
 
+/// An invalidation the update and regenerate scripts publish themselves,
+/// in the same run as the write and only when it happened (the clustered
+/// store: one round trip per save instead of a save and a `PUBLISH`).
+pub(crate) struct Announce<'a> {
+    /// The pub/sub channel.
+    pub(crate) channel: &'a str,
+    /// The message, given the version the save writes (an update's; a
+    /// regenerate's message does not depend on it).
+    pub(crate) message: &'a (dyn Fn(u64) -> Vec<u8> + Send + Sync),
+}
+
 /// Every script, compiled (hashed) once per process.
 struct Scripts {
     create: Script,
@@ -499,6 +510,7 @@ impl<T: SessionData> RedisStore<T> {
         record: &Record<T>,
         kind: SaveKind,
         expected_version: u64,
+        announce: Option<&Announce<'_>>,
     ) -> Result<Reply, StoreError> {
         let payload = self.payload.encode(record)?;
         let ttl = ttl_millis(record, self.clock.now());
@@ -522,17 +534,20 @@ impl<T: SessionData> RedisStore<T> {
             .arg(ttl)
             .arg(member)
             .arg(payload);
+        let next = expected_version
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Backend("session version counter exhausted".into()))?;
         match kind {
             SaveKind::Create => {}
             SaveKind::Update => {
-                let next = expected_version.checked_add(1).ok_or_else(|| {
-                    StoreError::Backend("session version counter exhausted".into())
-                })?;
                 inv.arg(expected_version).arg(next);
             }
             SaveKind::Regenerate { old } => {
                 inv.arg(expected_version).arg(old.storage_key());
             }
+        }
+        if let (Some(a), SaveKind::Update | SaveKind::Regenerate { .. }) = (announce, kind) {
+            inv.arg(a.channel).arg((a.message)(next));
         }
         let mut conn = self.conn.clone();
         let reply: Value = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
@@ -759,7 +774,7 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
-        Ok(self.save_versioned(save).await?.0)
+        Ok(self.save_versioned(save, None).await?.0)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -773,13 +788,14 @@ impl<T: SessionData> RedisStore<T> {
     pub(crate) async fn save_versioned(
         &self,
         save: Save<'_, T>,
+        announce: Option<&Announce<'_>>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
         let cookie = save.record.id.encode();
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
         for _ in 0..=self.max_merge_retries {
             let record = merged.as_ref().unwrap_or(save.record);
-            match self.run_save(record, save.kind, expected).await? {
+            match self.run_save(record, save.kind, expected, announce).await? {
                 Reply::Saved(version) => return Ok((SaveOutcome::Saved(cookie), Some(version))),
                 Reply::Gone => return Ok((SaveOutcome::Gone, None)),
                 Reply::Taken => {

@@ -4,6 +4,8 @@
 -- ARGV[1] key prefix  ARGV[2] owner hash ('' = none)  ARGV[3] TTL ms
 -- ARGV[4] new index member  ARGV[5] payload  ARGV[6] expected version
 -- ARGV[7] old index member
+-- ARGV[8] ARGV[9] optional: a channel and a message to PUBLISH on it once
+--         moved (as in update.lua)
 -- Returns {1, version} saved, {0} gone, {2, current value} conflict,
 -- {3} new key taken, {4} bad header.
 local current = redis.call('GET', KEYS[1])
@@ -18,4 +20,5 @@ end
 redis.call('DEL', KEYS[1])
 index_remove(ARGV[1], old_owner, ARGV[7])
 index_add(ARGV[1], ARGV[2], ARGV[4], ARGV[3])
+if ARGV[9] then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
 return {1, tonumber(next_version)}
