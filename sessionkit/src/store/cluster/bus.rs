@@ -210,6 +210,10 @@ impl<T: SessionData> Subscriber<T> {
     }
 
     fn apply(&self, cache: &LocalCache<T>, payload: &[u8]) {
+        if Invalidation::sender(payload) == Some(self.node) {
+            cache.counters.own_ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match Invalidation::decode(payload, &self.key, &self.channel) {
             Err(reason) => reject(cache, reason),
             Ok(m) if m.node == self.node => {
