@@ -200,11 +200,31 @@ fn random(c: &mut Criterion) {
     group.finish();
 }
 
+/// SHA-256 of a 32-byte session id (the Redis key and the cluster cache
+/// key): RustCrypto's `sha2` (portable code without SHA-NI) against ring's.
+fn digest_of_an_id(c: &mut Criterion) {
+    use sha2::Digest;
+    let mut group = c.benchmark_group("sha256_32B");
+    let id = *SessionId::generate().as_bytes();
+    group.bench_function("sha2", |b| {
+        b.iter(|| black_box(sha2::Sha256::digest(black_box(id))))
+    });
+    group.bench_function("ring", |b| {
+        b.iter(|| black_box(ring::digest::digest(&ring::digest::SHA256, black_box(&id))))
+    });
+    group.bench_function("storage_key", |b| {
+        let sid = SessionId::from_bytes(id);
+        b.iter(|| black_box(black_box(sid).storage_key()))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     seal_and_open,
     cookie_store_record,
     kdf_iterations,
-    random
+    random,
+    digest_of_an_id
 );
 criterion_main!(benches);
