@@ -191,16 +191,19 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
 
     /// [`ClusterBackend::save_versioned`] that also publishes
     /// `message(version written)` on `channel` in the same atomic step, and
-    /// only if the save wrote. `Ok(None)`, the default, means this backend
-    /// cannot: the caller then saves with `save_versioned` and publishes on
-    /// its own (one more round trip).
+    /// only if the save wrote. `id_hash` is the SHA-256 of the record's id
+    /// (the caller has it; a backend keyed by it need not hash again).
+    /// `Ok(None)`, the default, means this backend cannot: the caller then
+    /// saves with `save_versioned` and publishes on its own (one more round
+    /// trip).
     async fn save_and_publish(
         &self,
         save: Save<'_, T>,
+        id_hash: &[u8; 32],
         channel: &str,
         message: &(dyn Fn(u64) -> Vec<u8> + Send + Sync),
     ) -> Result<Option<(SaveOutcome, Option<u64>)>, StoreError> {
-        let _ = (save, channel, message);
+        let _ = (save, id_hash, channel, message);
         Ok(None)
     }
 
@@ -227,10 +230,15 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
     async fn save_and_publish(
         &self,
         save: Save<'_, T>,
+        id_hash: &[u8; 32],
         channel: &str,
         message: &(dyn Fn(u64) -> Vec<u8> + Send + Sync),
     ) -> Result<Option<(SaveOutcome, Option<u64>)>, StoreError> {
-        let announce = Announce { channel, message };
+        let announce = Announce {
+            channel,
+            message,
+            digest: *id_hash,
+        };
         RedisStore::save_versioned(self, save, Some(&announce))
             .await
             .map(Some)
@@ -479,7 +487,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         let (outcome, version, published) = match announcement {
             Some(_) => match self
                 .inner
-                .save_and_publish(save, &self.bus.channel, &encode)
+                .save_and_publish(save, &key, &self.bus.channel, &encode)
                 .await?
             {
                 Some((outcome, version)) => (outcome, version, true),
