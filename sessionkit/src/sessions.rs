@@ -464,26 +464,29 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
     ) -> Result<CookieAction, StoreError> {
         let cfg = &self.config;
         let owner = record.owner.as_deref();
-        match outcome? {
-            SaveOutcome::Gone => Ok(CookieAction::Remove),
-            SaveOutcome::Saved(value) => {
-                match kind {
-                    SaveKind::Create => cfg.callbacks.emit(EventKind::Started, owner),
-                    SaveKind::Regenerate { .. } => {
-                        cfg.callbacks.emit(EventKind::Regenerated, owner)
-                    }
-                    SaveKind::Update => {}
-                }
-                if kind == SaveKind::Update && incoming == Some(value.as_str()) {
-                    return Ok(CookieAction::None);
-                }
-                let max_age = record
-                    .absolute_deadline
-                    .duration_since(now)
-                    .unwrap_or(Duration::ZERO);
-                Ok(CookieAction::Set { value, max_age })
+        let value = match outcome? {
+            SaveOutcome::Gone => return Ok(CookieAction::Remove),
+            // An update that kept the cookie the browser sent: nothing to send.
+            SaveOutcome::Kept if kind == SaveKind::Update && incoming.is_some() => {
+                return Ok(CookieAction::None);
             }
+            // `Kept` is only meant for updates; elsewhere the cookie is the id.
+            SaveOutcome::Kept => record.id.encode(),
+            SaveOutcome::Saved(value) => value,
+        };
+        match kind {
+            SaveKind::Create => cfg.callbacks.emit(EventKind::Started, owner),
+            SaveKind::Regenerate { .. } => cfg.callbacks.emit(EventKind::Regenerated, owner),
+            SaveKind::Update => {}
         }
+        if kind == SaveKind::Update && incoming == Some(value.as_str()) {
+            return Ok(CookieAction::None);
+        }
+        let max_age = record
+            .absolute_deadline
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO);
+        Ok(CookieAction::Set { value, max_age })
     }
 }
 

@@ -10,7 +10,7 @@ use sessionkit::store::cluster::{
     ClusterOptions, ClusteredStore, Invalidation, InvalidationKind, MessageKey, NodeId,
 };
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{QueryStore, Save, SaveKind, SaveOutcome, Store};
+use sessionkit::store::{QueryStore, Save, SaveKind, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::testing::TestData;
 use sessionkit::{Record, SessionId};
@@ -56,7 +56,7 @@ fn record(owner: Option<&str>) -> Record<TestData> {
 }
 
 async fn save(store: &ClusteredStore<TestData>, r: &Record<TestData>, kind: SaveKind) -> String {
-    match store
+    store
         .save(Save {
             record: r,
             base: None,
@@ -64,10 +64,8 @@ async fn save(store: &ClusteredStore<TestData>, r: &Record<TestData>, kind: Save
         })
         .await
         .unwrap()
-    {
-        SaveOutcome::Saved(cookie) => cookie,
-        SaveOutcome::Gone => panic!("session gone"),
-    }
+        .cookie_value(&r.id.encode())
+        .expect("session gone")
 }
 
 /// Logs in through `a` and reads through `b` and `c`: all three cache it.

@@ -158,7 +158,8 @@ async fn a_load_is_one_get_and_a_save_is_one_evalsha() {
         let base = loaded.data.clone();
         loaded.data.f0 = 1;
         let out = update(&store, &loaded, &base).await.unwrap();
-        assert!(matches!(out, SaveOutcome::Saved(_)));
+        // An update keeps the cookie (the id): nothing to encode or send.
+        assert_eq!(out, SaveOutcome::Kept);
     }
     let stats = store_commands(&server);
     // Five loads (GET) and five saves (EVALSHA). Every other command ran
@@ -214,7 +215,7 @@ async fn an_anonymous_create_writes_what_the_script_would_and_never_replaces_a_k
     loaded.data.f0 = 9;
     assert!(matches!(
         update(&store, &loaded, &base).await,
-        Ok(SaveOutcome::Saved(_))
+        Ok(SaveOutcome::Kept)
     ));
     // A second create under the same id is a collision, never an overwrite.
     let again = try_create(&store, &r).await;
@@ -267,7 +268,7 @@ async fn parallel_requests_changing_different_fields_all_survive() {
             })
             .collect();
         for t in tasks {
-            assert!(matches!(t.await.unwrap(), Ok(SaveOutcome::Saved(_))));
+            assert!(matches!(t.await.unwrap(), Ok(SaveOutcome::Kept)));
         }
         let got = store.load(&cookie).await.unwrap().unwrap();
         let mut want = Wide::default();

@@ -224,7 +224,7 @@ async fn an_update_whose_reply_was_lost_is_repeated_harmlessly() {
         })
         .await
         .unwrap();
-    assert_eq!(out, SaveOutcome::Saved(r.id.encode()));
+    assert_eq!(out, SaveOutcome::Kept);
     let stored = s.load(&r.id.encode()).await.unwrap().unwrap();
     assert_eq!(stored.data, vec!["a".to_string(), "b".to_string()]);
 }

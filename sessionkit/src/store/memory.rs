@@ -423,7 +423,6 @@ impl<T: SessionData> MemoryStore<T> {
     fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         let inner = &self.inner;
         let rec = save.record;
-        let cookie = rec.id.encode();
         match save.kind {
             SaveKind::Create => {
                 let dropped = {
@@ -441,7 +440,7 @@ impl<T: SessionData> MemoryStore<T> {
                     inner.removed(r);
                 }
                 inner.reindex(rec.id, None, rec.owner.as_deref());
-                Ok(SaveOutcome::Saved(cookie))
+                Ok(SaveOutcome::Saved(rec.id.encode()))
             }
             SaveKind::Update => {
                 let old_owner = {
@@ -467,7 +466,7 @@ impl<T: SessionData> MemoryStore<T> {
                     old_owner
                 };
                 inner.reindex(rec.id, old_owner.as_deref(), rec.owner.as_deref());
-                Ok(SaveOutcome::Saved(cookie))
+                Ok(SaveOutcome::Kept)
             }
             SaveKind::Regenerate { old } => {
                 let (a, b) = (inner.shard(&old), inner.shard(&rec.id));
@@ -510,7 +509,7 @@ impl<T: SessionData> MemoryStore<T> {
                 for r in &dropped {
                     inner.removed(r);
                 }
-                Ok(SaveOutcome::Saved(cookie))
+                Ok(SaveOutcome::Saved(rec.id.encode()))
             }
         }
     }

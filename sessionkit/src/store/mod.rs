@@ -75,9 +75,40 @@ pub enum SaveOutcome {
     /// Written. The value is the cookie value for this session; the layer
     /// sends `Set-Cookie` if it differs from what the browser sent.
     Saved(String),
+    /// Written, and the cookie value is the one the browser sent: what a
+    /// server-side store answers to an update (the cookie is the session
+    /// id, which an update keeps). Saves encoding the id on every write
+    /// only for the layer to find it unchanged. Answer
+    /// [`SaveOutcome::Saved`] to a create or a regenerate (a `Kept` there is
+    /// read as `Saved` with the encoded id).
+    Kept,
     /// The session was deleted meanwhile (logout, revoke, expiry) and was not
     /// written back.
     Gone,
+}
+
+impl SaveOutcome {
+    /// The session's cookie value after the save: the new value, `sent`
+    /// when [`SaveOutcome::Kept`], `None` when the session is gone.
+    ///
+    /// ```
+    /// use sessionkit::store::SaveOutcome;
+    /// assert_eq!(SaveOutcome::Kept.cookie_value("abc").as_deref(), Some("abc"));
+    /// assert_eq!(SaveOutcome::Saved("xyz".into()).cookie_value("abc").as_deref(), Some("xyz"));
+    /// assert_eq!(SaveOutcome::Gone.cookie_value("abc"), None);
+    /// ```
+    pub fn cookie_value(self, sent: &str) -> Option<String> {
+        match self {
+            SaveOutcome::Saved(value) => Some(value),
+            SaveOutcome::Kept => Some(sent.to_owned()),
+            SaveOutcome::Gone => None,
+        }
+    }
+
+    /// Whether the save wrote ([`SaveOutcome::Saved`] or [`SaveOutcome::Kept`]).
+    pub fn is_saved(&self) -> bool {
+        !matches!(self, SaveOutcome::Gone)
+    }
 }
 
 /// A session store. Implementations must be safe to share between threads

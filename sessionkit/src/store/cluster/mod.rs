@@ -26,11 +26,14 @@
 //!   drop the local entry, then publish an [`Invalidation`] carrying the
 //!   node id, the session's key hash, the version now stored and what
 //!   happened. The call returns after Redis has accepted the `PUBLISH`, so
-//!   a logout is on its way to every node before the response leaves. A
-//!   delete (logout, destroy) and its `PUBLISH` run in one Lua script: one
-//!   round trip, and no node can read the session from Redis in between.
-//!   Updates, regenerations and bulk removals publish in a second round
-//!   trip right after the write (their messages depend on its result).
+//!   a logout is on its way to every node before the response leaves.
+//!   Deletes (logout, destroy), updates and regenerations publish from the
+//!   Lua script that writes: one round trip, the message is sent only if
+//!   the write happened, and no node can read the old value from Redis
+//!   after the write without the message already on its way. (An update's
+//!   message carries the version it writes, which the caller computes
+//!   before the script: the script refuses any other.) Owner revokes and
+//!   bulk removals publish in a second round trip right after the delete.
 //! - **Other nodes** drop their entry when the message announces a newer
 //!   version than the one they hold, or a removal. A node ignores its own
 //!   messages, and ignores and counts messages whose HMAC-SHA256 tag does not
@@ -501,7 +504,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
                 (outcome, version, false)
             }
         };
-        let Some(version) = version.filter(|_| matches!(outcome, SaveOutcome::Saved(_))) else {
+        let Some(version) = version.filter(|_| outcome.is_saved()) else {
             // Gone: deleted meanwhile (its deleter published that).
             self.cache.forget(key);
             if let SaveKind::Regenerate { old } = kind {

@@ -533,13 +533,13 @@ impl<T: SessionData> RedisStore<T> {
         };
         let member = hex_of(&digest);
         let s = &*SCRIPTS;
-        let mut old_member = None;
+        let mut old_member = String::new();
         let mut inv = match kind {
             SaveKind::Create => s.create.key(self.key_of_digest(&digest)),
             SaveKind::Update => s.update.key(self.key_of_digest(&digest)),
             SaveKind::Regenerate { old } => {
                 let old_digest = id_digest(&old);
-                old_member = Some(hex_of(&old_digest));
+                old_member = hex_of(&old_digest);
                 let mut inv = s.regenerate.key(self.key_of_digest(&old_digest));
                 inv.key(self.key_of_digest(&digest));
                 inv
@@ -559,7 +559,7 @@ impl<T: SessionData> RedisStore<T> {
                 inv.arg(expected_version).arg(next);
             }
             SaveKind::Regenerate { .. } => {
-                inv.arg(expected_version).arg(old_member);
+                inv.arg(expected_version).arg(&old_member).arg(next);
             }
         }
         if let (Some(a), SaveKind::Update | SaveKind::Regenerate { .. }) = (announce, kind) {
@@ -820,13 +820,19 @@ impl<T: SessionData> RedisStore<T> {
         save: Save<'_, T>,
         announce: Option<&Announce<'_>>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
-        let cookie = save.record.id.encode();
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
         for _ in 0..=self.max_merge_retries {
             let record = merged.as_ref().unwrap_or(save.record);
             match self.run_save(record, save.kind, expected, announce).await? {
-                Reply::Saved(version) => return Ok((SaveOutcome::Saved(cookie), Some(version))),
+                Reply::Saved(version) => {
+                    // An update keeps the id, so the cookie stays as sent.
+                    let outcome = match save.kind {
+                        SaveKind::Update => SaveOutcome::Kept,
+                        _ => SaveOutcome::Saved(save.record.id.encode()),
+                    };
+                    return Ok((outcome, Some(version)));
+                }
                 Reply::Gone => return Ok((SaveOutcome::Gone, None)),
                 Reply::Taken => {
                     return Err(StoreError::Backend(
