@@ -62,7 +62,9 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
         | Variant::SessionkitCookieCached
         | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
         // Only reads with a warm cache have a target.
-        Variant::SessionkitCluster => return (workload == Workload::Read).then_some(0.90),
+        Variant::SessionkitCluster | Variant::SessionkitActixCluster => {
+            return (workload == Workload::Read).then_some(0.90)
+        }
         _ => return None,
     };
     Some(match workload {

@@ -63,6 +63,7 @@ pub enum Variant {
     SessionkitActixMemory,
     SessionkitActixRedis,
     SessionkitActixCookie,
+    SessionkitActixCluster,
     ActixCookie,
     ActixRedis,
 }
@@ -82,6 +83,7 @@ impl Variant {
         Variant::SessionkitActixMemory,
         Variant::SessionkitActixRedis,
         Variant::SessionkitActixCookie,
+        Variant::SessionkitActixCluster,
         Variant::ActixCookie,
         Variant::ActixRedis,
     ];
@@ -100,6 +102,7 @@ impl Variant {
             Variant::SessionkitActixMemory => "sessionkit-actix-memory",
             Variant::SessionkitActixRedis => "sessionkit-actix-redis",
             Variant::SessionkitActixCookie => "sessionkit-actix-cookie",
+            Variant::SessionkitActixCluster => "sessionkit-actix-cluster",
             Variant::ActixCookie => "actix-session-cookie",
             Variant::ActixRedis => "actix-session-redis",
         }
@@ -115,6 +118,7 @@ impl Variant {
             | Variant::SessionkitActixMemory
             | Variant::SessionkitActixRedis
             | Variant::SessionkitActixCookie
+            | Variant::SessionkitActixCluster
             | Variant::ActixCookie
             | Variant::ActixRedis => Framework::Actix,
             _ => Framework::Axum,
@@ -139,6 +143,7 @@ impl Variant {
             Variant::SessionkitRedis
                 | Variant::SessionkitCluster
                 | Variant::SessionkitActixRedis
+                | Variant::SessionkitActixCluster
                 | Variant::TowerSessionsRedis
                 | Variant::ActixRedis
         )
@@ -195,6 +200,9 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                 }
                 Variant::SessionkitActixRedis => {
                     actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
+                }
+                Variant::SessionkitActixCluster => {
+                    actix_apps::sessionkit(addr, cluster_store(&redis_url()?).await?).await
                 }
                 Variant::ActixCookie => actix_apps::cookie(addr).await,
                 Variant::ActixRedis => actix_apps::redis(addr, &redis_url()?).await,
