@@ -70,6 +70,10 @@ pub struct Sample {
     /// [`MONITORED_REQUESTS`] sequential requests after the load).
     pub redis_round_trips_per_req: Option<f64>,
     pub redis_cpu_us_per_req: Option<f64>,
+    /// The same framework's ceiling measured right before this sample, on
+    /// the same workload: (req/s, server CPU µs/request). `None` for the
+    /// ceilings themselves.
+    pub paired_ceiling: Option<(f64, f64)>,
     pub errors: u64,
 }
 
@@ -290,6 +294,82 @@ fn wrk(
     })
 }
 
+/// One measured wrk run against a running server: requests/s, p99, the
+/// server's CPU time per request and, with `redis` (port, pid), the commands
+/// and CPU Redis spent per request.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    opts: &Options,
+    dir: &Path,
+    ticks: f64,
+    variant: Variant,
+    workload: Workload,
+    server: &Guard,
+    port: u16,
+    cookie_file: &Path,
+    redis: Option<(u16, u32)>,
+) -> std::io::Result<Sample> {
+    let redis_before = redis
+        .map(|(rp, pid)| Ok::<_, std::io::Error>((wire::redis_command_calls(rp)?, cpu_ticks(pid)?)))
+        .transpose()?;
+    let cpu_before = cpu_ticks(server.pid())?;
+    let r = wrk(opts, dir, port, workload, cookie_file, opts.duration)?;
+    let cpu_after = cpu_ticks(server.pid())?;
+    let redis_after = redis
+        .map(|(rp, pid)| Ok::<_, std::io::Error>((cpu_ticks(pid)?, wire::redis_command_calls(rp)?)))
+        .transpose()?;
+    let reqs = r.requests.max(1) as f64;
+    let cpu_s = (cpu_after - cpu_before) as f64 / ticks;
+    let (redis_cmds_per_req, redis_cpu_us_per_req) = match (redis_before, redis_after) {
+        (Some((calls_b, cpu_b)), Some((cpu_a, calls_a))) => (
+            Some((calls_a - calls_b) as f64 / reqs),
+            Some((cpu_a - cpu_b) as f64 / ticks * 1e6 / reqs),
+        ),
+        _ => (None, None),
+    };
+    Ok(Sample {
+        variant,
+        workload,
+        rps: r.requests as f64 / r.duration_s.max(1e-9),
+        p99_us: r.p99_us,
+        cpu_us_per_req: cpu_s * 1e6 / reqs,
+        cpu_util: cpu_s / r.duration_s.max(1e-9),
+        redis_cmds_per_req,
+        redis_round_trips_per_req: None,
+        redis_cpu_us_per_req,
+        paired_ceiling: None,
+        errors: r.errors,
+    })
+}
+
+/// The progress line of one sample, on stderr.
+fn report_line(round: usize, s: &Sample) {
+    eprintln!(
+        "round {} {:<24} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}",
+        round + 1,
+        s.variant.name(),
+        s.workload.name(),
+        s.rps,
+        s.p99_us / 1000.0,
+        s.cpu_us_per_req,
+        s.cpu_util * 100.0,
+        s.paired_ceiling
+            .map(|(rps, cpu)| format!("  × ceiling {:.2}, by CPU {:.2}", s.rps / rps, cpu / s.cpu_us_per_req))
+            .unwrap_or_default(),
+        s.redis_cmds_per_req
+            .map(|c| format!(
+                "  redis {:.2} round trips, {c:.2} cmds run/req",
+                s.redis_round_trips_per_req.unwrap_or(f64::NAN)
+            ))
+            .unwrap_or_default(),
+        if s.errors > 0 {
+            format!("  {} ERRORS", s.errors)
+        } else {
+            String::new()
+        },
+    );
+}
+
 /// Rounds × variants × workloads, interleaved; returns every sample.
 pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     for tool in ["wrk", "taskset", "redis-server"] {
@@ -318,25 +398,46 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     let redis_port = redis.as_ref().map(|(_, p)| *p);
     let redis_pid = redis.as_ref().map(|(g, _)| g.pid());
 
-    let per_run = opts.warmup + opts.duration;
-    let total = opts.rounds * opts.variants.len() * Workload::ALL.len() * per_run as usize;
+    // Per variant and workload: warm-up, the paired ceiling, the variant.
+    let per_run = opts.warmup + 2 * opts.duration;
+    let measured = opts.variants.iter().filter(|v| !v.is_ceiling()).count();
+    let total = opts.rounds * measured * Workload::ALL.len() * per_run as usize;
     eprintln!(
-        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {}s), ~{} min",
+        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {}s ceiling + {}s variant), ~{} min",
         opts.rounds,
-        opts.variants.len(),
+        measured,
         Workload::ALL.len(),
         opts.warmup,
+        opts.duration,
         opts.duration,
         total.div_ceil(60) + 1
     );
 
     let mut samples = Vec::new();
     for round in 0..opts.rounds {
+        // The ceilings of this round: started once, measured right before
+        // each variant's measurement (same framework, same workload), so a
+        // variant's fraction compares two figures taken seconds apart. The
+        // host's speed drifts over minutes; a ceiling measured once per round
+        // would put that drift into every fraction.
+        let mut ceilings = BTreeMap::new();
+        for &v in &opts.variants {
+            if v.is_ceiling() {
+                let (server, port) = start_server(v, None)?;
+                let cookies = prepare(v, port, opts.sessions)?;
+                let cookie_file = dir.join(format!("cookies-{}.txt", v.name()));
+                std::fs::write(&cookie_file, cookies.join("\n") + "\n")?;
+                ceilings.insert(v.name(), (server, port, cookie_file));
+            }
+        }
         // Start each round at a different variant, so no variant always runs
         // first (or right after the same neighbour).
         let n = opts.variants.len();
         for k in 0..n {
             let variant = opts.variants[(k + round) % n];
+            if variant.is_ceiling() {
+                continue;
+            }
             if variant.uses_redis() {
                 if let Some(rp) = redis_port {
                     wire::redis_bulk(rp, "FLUSHALL").ok();
@@ -351,87 +452,61 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                 if opts.warmup > 0 {
                     wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
                 }
-                let redis_before = match (variant.uses_redis(), redis_port) {
-                    (true, Some(rp)) => Some(wire::redis_command_calls(rp)?),
-                    _ => None,
-                };
-                let redis_cpu_before = redis_pid.map(cpu_ticks).transpose()?;
-                let cpu_before = cpu_ticks(server.pid())?;
-                let r = wrk(opts, &dir, port, workload, &cookie_file, opts.duration)?;
-                let cpu_after = cpu_ticks(server.pid())?;
-                let redis_cpu_after = redis_pid.map(cpu_ticks).transpose()?;
-                let redis_after = match (variant.uses_redis(), redis_port) {
-                    (true, Some(rp)) => Some(wire::redis_command_calls(rp)?),
-                    _ => None,
-                };
-                let round_trips = match (variant.uses_redis(), redis_port) {
-                    (true, Some(rp)) => {
-                        let mut failed = None;
-                        let (client, _script) = wire::redis_monitor(rp, || {
-                            for c in cookies.iter().cycle().take(MONITORED_REQUESTS) {
-                                let cookie = (workload != Workload::New).then_some(c.as_str());
-                                if let Err(e) = wire::http_get(port, workload.path(), cookie) {
-                                    failed = Some(e);
-                                    break;
-                                }
-                            }
-                        })?;
-                        if let Some(e) = failed {
-                            return Err(e);
-                        }
-                        Some(client as f64 / MONITORED_REQUESTS as f64)
+                let ceiling = match ceilings.get(variant.ceiling().name()) {
+                    Some((c_server, c_port, c_cookies)) => {
+                        let c = measure(
+                            opts,
+                            &dir,
+                            ticks,
+                            variant.ceiling(),
+                            workload,
+                            c_server,
+                            *c_port,
+                            c_cookies,
+                            None,
+                        )?;
+                        report_line(round, &c);
+                        samples.push(c.clone());
+                        Some(c)
                     }
-                    _ => None,
+                    None => None,
                 };
-                let reqs = r.requests.max(1) as f64;
-                let cpu_s = (cpu_after - cpu_before) as f64 / ticks;
-                let sample = Sample {
+                let redis = redis_port.zip(redis_pid).filter(|_| variant.uses_redis());
+                let mut sample = measure(
+                    opts,
+                    &dir,
+                    ticks,
                     variant,
                     workload,
-                    rps: r.requests as f64 / r.duration_s.max(1e-9),
-                    p99_us: r.p99_us,
-                    cpu_us_per_req: cpu_s * 1e6 / reqs,
-                    cpu_util: cpu_s / r.duration_s.max(1e-9),
-                    redis_cmds_per_req: redis_before
-                        .zip(redis_after)
-                        .map(|(b, a)| (a - b) as f64 / reqs),
-                    redis_round_trips_per_req: round_trips,
-                    redis_cpu_us_per_req: match (
-                        variant.uses_redis(),
-                        redis_cpu_before,
-                        redis_cpu_after,
-                    ) {
-                        (true, Some(b), Some(a)) => Some((a - b) as f64 / ticks * 1e6 / reqs),
-                        _ => None,
-                    },
-                    errors: r.errors,
-                };
-                eprintln!(
-                    "round {} {:<24} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}",
-                    round + 1,
-                    variant.name(),
-                    workload.name(),
-                    sample.rps,
-                    sample.p99_us / 1000.0,
-                    sample.cpu_us_per_req,
-                    sample.cpu_util * 100.0,
-                    sample
-                        .redis_cmds_per_req
-                        .map(|c| format!(
-                            "  redis {:.2} round trips, {c:.2} cmds run/req",
-                            sample.redis_round_trips_per_req.unwrap_or(f64::NAN)
-                        ))
-                        .unwrap_or_default(),
-                    if sample.errors > 0 {
-                        format!("  {} ERRORS", sample.errors)
-                    } else {
-                        String::new()
-                    },
-                );
+                    &server,
+                    port,
+                    &cookie_file,
+                    redis,
+                )?;
+                if let Some(rp) = redis.map(|(rp, _)| rp) {
+                    let mut failed = None;
+                    let (client, _script) = wire::redis_monitor(rp, || {
+                        for c in cookies.iter().cycle().take(MONITORED_REQUESTS) {
+                            let cookie = (workload != Workload::New).then_some(c.as_str());
+                            if let Err(e) = wire::http_get(port, workload.path(), cookie) {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    })?;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    sample.redis_round_trips_per_req =
+                        Some(client as f64 / MONITORED_REQUESTS as f64);
+                }
+                sample.paired_ceiling = ceiling.map(|c| (c.rps, c.cpu_us_per_req));
+                report_line(round, &sample);
                 samples.push(sample);
             }
             drop(server);
         }
+        drop(ceilings);
     }
     drop(redis);
     std::fs::remove_dir_all(&dir).ok();

@@ -85,20 +85,38 @@ const PAIRS: &[(Variant, Variant)] = &[
     (Variant::SessionkitActixCookie, Variant::ActixCookie),
 ];
 
-/// Median req/s as a fraction of the same framework's ceiling.
-fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
-    let s = summarize(samples, v, w)?;
-    let c = summarize(samples, v.ceiling(), w)?;
-    Some(s.rps / c.rps)
+/// Median over rounds of a per-sample figure of one variant and workload.
+fn median_of(
+    samples: &[Sample],
+    v: Variant,
+    w: Workload,
+    f: impl Fn(&Sample) -> Option<f64>,
+) -> Option<f64> {
+    median(
+        samples
+            .iter()
+            .filter(|s| s.variant == v && s.workload == w)
+            .filter_map(f)
+            .collect(),
+    )
 }
 
-/// The same fraction from server CPU per request (ceiling µs ÷ variant µs):
-/// the throughput the variant would reach on a core of its own, relative to
-/// the ceiling. Steadier than req/s while other processes share the cores.
+/// req/s as a fraction of the same framework's ceiling: the median over
+/// rounds of each sample against the ceiling measured right before it.
+fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
+    median_of(samples, v, w, |s| {
+        s.paired_ceiling.map(|(rps, _)| s.rps / rps)
+    })
+}
+
+/// The same fraction from server CPU per request (ceiling µs ÷ variant µs,
+/// paired the same way): the throughput the variant would reach on a core
+/// of its own, relative to the ceiling. Steadier than req/s while other
+/// processes share the cores.
 fn cpu_fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
-    let s = summarize(samples, v, w)?;
-    let c = summarize(samples, v.ceiling(), w)?;
-    Some(c.cpu_us_per_req / s.cpu_us_per_req)
+    median_of(samples, v, w, |s| {
+        s.paired_ceiling.map(|(_, cpu)| cpu / s.cpu_us_per_req)
+    })
 }
 
 pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
@@ -172,9 +190,9 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| ours vs peer | workload | req/s ratio | × ceiling ratio | CPU/req ratio (peer ÷ ours) |"
+            "| ours vs peer | workload | req/s ratio | × ceiling ratio | CPU/req ratio (peer ÷ ours) | × ceiling by CPU ratio |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
         for &&(ours, peer) in &pairs {
             for &w in Workload::ALL {
                 let (Some(a), Some(b)) = (summarize(samples, ours, w), summarize(samples, peer, w))
@@ -185,15 +203,20 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                     .zip(fraction(samples, peer, w))
                     .map(|(x, y)| format!("{:.2}", x / y))
                     .unwrap_or_else(|| "–".into());
+                let cpu_frac_ratio = cpu_fraction(samples, ours, w)
+                    .zip(cpu_fraction(samples, peer, w))
+                    .map(|(x, y)| format!("{:.2}", x / y))
+                    .unwrap_or_else(|| "–".into());
                 let _ = writeln!(
                     out,
-                    "| {} vs {} | {} | {:.2} | {} | {:.2} |",
+                    "| {} vs {} | {} | {:.2} | {} | {:.2} | {} |",
                     ours.name(),
                     peer.name(),
                     w.name(),
                     a.rps / b.rps,
                     frac_ratio,
                     b.cpu_us_per_req / a.cpu_us_per_req,
+                    cpu_frac_ratio,
                 );
             }
         }
@@ -203,7 +226,42 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{cpu_fraction, fraction, median};
+    use crate::driver::{Sample, Workload};
+    use crate::servers::Variant;
+
+    fn sample(variant: Variant, rps: f64, cpu: f64, ceiling: Option<(f64, f64)>) -> Sample {
+        Sample {
+            variant,
+            workload: Workload::Read,
+            rps,
+            p99_us: 1000.0,
+            cpu_us_per_req: cpu,
+            cpu_util: 1.0,
+            redis_cmds_per_req: None,
+            redis_round_trips_per_req: None,
+            redis_cpu_us_per_req: None,
+            paired_ceiling: ceiling,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn fractions_pair_each_sample_with_the_ceiling_measured_beside_it() {
+        // The host ran at full speed, then at half, then at full: each
+        // variant sample is half the ceiling beside it, whatever the speed.
+        let v = Variant::SessionkitMemory;
+        let samples = vec![
+            sample(v, 50.0, 20.0, Some((100.0, 10.0))),
+            sample(v, 25.0, 40.0, Some((50.0, 20.0))),
+            sample(v, 50.0, 20.0, Some((100.0, 10.0))),
+        ];
+        assert_eq!(fraction(&samples, v, Workload::Read), Some(0.5));
+        assert_eq!(cpu_fraction(&samples, v, Workload::Read), Some(0.5));
+        // Ceilings carry no pair, so they have no fraction of their own.
+        let c = vec![sample(Variant::NoneAxum, 100.0, 10.0, None)];
+        assert_eq!(fraction(&c, Variant::NoneAxum, Workload::Read), None);
+    }
 
     #[test]
     fn median_takes_the_middle_or_the_mean_of_the_two_middles() {
