@@ -372,7 +372,11 @@ fn report_line(round: usize, s: &Sample) {
 
 /// Rounds × variants × workloads, interleaved; returns every sample.
 pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
-    for tool in ["wrk", "taskset", "redis-server"] {
+    for (tool, package) in [
+        ("wrk", "wrk"),
+        ("taskset", "util-linux"),
+        ("redis-server", "redis-server"),
+    ] {
         if Command::new("which")
             .arg(tool)
             .stdout(Stdio::null())
@@ -380,7 +384,9 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
             .map(|s| !s.success())
             .unwrap_or(true)
         {
-            return Err(std::io::Error::other(format!("{tool} is not installed")));
+            return Err(std::io::Error::other(format!(
+                "{tool} is not installed (Debian/Ubuntu: apt-get install {package})"
+            )));
         }
     }
     let dir: PathBuf =
