@@ -74,8 +74,17 @@ pub struct Sample {
     /// the same workload: (req/s, server CPU µs/request). `None` for the
     /// ceilings themselves.
     pub paired_ceiling: Option<(f64, f64)>,
+    /// Share of the machine's CPU time the hypervisor gave to other guests
+    /// during the windows (`/proc/stat` steal), when the kernel reports it.
+    pub steal: Option<f64>,
     pub errors: u64,
 }
+
+/// Length of one measured window. Shorter windows follow the host's swings
+/// more closely, but each is a fresh wrk process whose connects and ramp-up
+/// leave the server idle part of the time: with 1 s windows the servers ran
+/// at 50–70 % of a core here, against 90–99 % with 4 s ones.
+const WINDOW_SECS: u64 = 2;
 
 /// Requests sent one by one under `MONITOR` to count Redis round trips.
 pub const MONITORED_REQUESTS: usize = 200;
@@ -127,6 +136,22 @@ fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
             .ok_or_else(|| std::io::Error::other("bad /proc stat field"))
     };
     Ok(num(11)? + num(12)?)
+}
+
+/// The machine's (idle + busy, steal) clock ticks so far, summed over its
+/// CPUs, from the first line of `/proc/stat`. Steal is the time the
+/// hypervisor ran someone else while this VM wanted the CPU; `None` where
+/// the kernel does not report it.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let steal = *fields.get(7)?;
+    Some((fields.iter().take(8).sum(), steal))
 }
 
 fn wait_for_port(port: u16, within: Duration) -> std::io::Result<()> {
@@ -294,58 +319,131 @@ fn wrk(
     })
 }
 
-/// One measured wrk run against a running server: requests/s, p99, the
-/// server's CPU time per request and, with `redis` (port, pid), the commands
-/// and CPU Redis spent per request.
-#[allow(clippy::too_many_arguments)]
+/// A server under measurement: its process, port and cookie file.
+struct Target<'a> {
+    variant: Variant,
+    server: &'a Guard,
+    port: u16,
+    cookies: &'a Path,
+    /// Redis (port, pid) for the variants that use it.
+    redis: Option<(u16, u32)>,
+}
+
+/// What the one-second windows of one server added up to.
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    duration_s: f64,
+    cpu_ticks: u64,
+    p99s_us: Vec<f64>,
+    errors: u64,
+    redis_calls: u64,
+    redis_cpu_ticks: u64,
+    machine_ticks: u64,
+    steal_ticks: u64,
+}
+
+impl Tally {
+    /// Runs one window of `secs` against `t` and adds it up.
+    fn window(
+        &mut self,
+        opts: &Options,
+        dir: &Path,
+        t: &Target<'_>,
+        workload: Workload,
+        secs: u64,
+    ) -> std::io::Result<()> {
+        let redis_before = t
+            .redis
+            .map(|(rp, pid)| {
+                Ok::<_, std::io::Error>((wire::redis_command_calls(rp)?, cpu_ticks(pid)?))
+            })
+            .transpose()?;
+        let machine_before = machine_ticks();
+        let cpu_before = cpu_ticks(t.server.pid())?;
+        let r = wrk(opts, dir, t.port, workload, t.cookies, secs)?;
+        let cpu_after = cpu_ticks(t.server.pid())?;
+        if let (Some((all_b, steal_b)), Some((all_a, steal_a))) = (machine_before, machine_ticks())
+        {
+            self.machine_ticks += all_a - all_b;
+            self.steal_ticks += steal_a - steal_b;
+        }
+        if let (Some((calls_b, rcpu_b)), Some((rp, pid))) = (redis_before, t.redis) {
+            self.redis_cpu_ticks += cpu_ticks(pid)? - rcpu_b;
+            self.redis_calls += wire::redis_command_calls(rp)? - calls_b;
+        }
+        self.requests += r.requests;
+        self.duration_s += r.duration_s;
+        self.cpu_ticks += cpu_after - cpu_before;
+        self.p99s_us.push(r.p99_us);
+        self.errors += r.errors;
+        Ok(())
+    }
+
+    fn sample(self, t: &Target<'_>, workload: Workload, ticks: f64) -> Sample {
+        let reqs = self.requests.max(1) as f64;
+        let cpu_s = self.cpu_ticks as f64 / ticks;
+        let mut p99s = self.p99s_us;
+        p99s.sort_by(f64::total_cmp);
+        Sample {
+            variant: t.variant,
+            workload,
+            rps: self.requests as f64 / self.duration_s.max(1e-9),
+            p99_us: p99s.get(p99s.len() / 2).copied().unwrap_or(0.0),
+            cpu_us_per_req: cpu_s * 1e6 / reqs,
+            cpu_util: cpu_s / self.duration_s.max(1e-9),
+            redis_cmds_per_req: t.redis.map(|_| self.redis_calls as f64 / reqs),
+            redis_round_trips_per_req: None,
+            redis_cpu_us_per_req: t
+                .redis
+                .map(|_| self.redis_cpu_ticks as f64 / ticks * 1e6 / reqs),
+            paired_ceiling: None,
+            steal: (self.machine_ticks > 0)
+                .then(|| self.steal_ticks as f64 / self.machine_ticks as f64),
+            errors: self.errors,
+        }
+    }
+}
+
+/// Measures `variant` for `opts.duration` one-second windows and, with a
+/// `ceiling`, that ceiling for as many, interleaved A B B A A B B A…, so
+/// both see the same host over the same seconds (a drift within the pair
+/// cancels). Returns (variant, ceiling) samples; the variant's carries its
+/// pair.
 fn measure(
     opts: &Options,
     dir: &Path,
     ticks: f64,
-    variant: Variant,
+    variant: &Target<'_>,
+    ceiling: Option<&Target<'_>>,
     workload: Workload,
-    server: &Guard,
-    port: u16,
-    cookie_file: &Path,
-    redis: Option<(u16, u32)>,
-) -> std::io::Result<Sample> {
-    let redis_before = redis
-        .map(|(rp, pid)| Ok::<_, std::io::Error>((wire::redis_command_calls(rp)?, cpu_ticks(pid)?)))
-        .transpose()?;
-    let cpu_before = cpu_ticks(server.pid())?;
-    let r = wrk(opts, dir, port, workload, cookie_file, opts.duration)?;
-    let cpu_after = cpu_ticks(server.pid())?;
-    let redis_after = redis
-        .map(|(rp, pid)| Ok::<_, std::io::Error>((cpu_ticks(pid)?, wire::redis_command_calls(rp)?)))
-        .transpose()?;
-    let reqs = r.requests.max(1) as f64;
-    let cpu_s = (cpu_after - cpu_before) as f64 / ticks;
-    let (redis_cmds_per_req, redis_cpu_us_per_req) = match (redis_before, redis_after) {
-        (Some((calls_b, cpu_b)), Some((cpu_a, calls_a))) => (
-            Some((calls_a - calls_b) as f64 / reqs),
-            Some((cpu_a - cpu_b) as f64 / ticks * 1e6 / reqs),
-        ),
-        _ => (None, None),
-    };
-    Ok(Sample {
-        variant,
-        workload,
-        rps: r.requests as f64 / r.duration_s.max(1e-9),
-        p99_us: r.p99_us,
-        cpu_us_per_req: cpu_s * 1e6 / reqs,
-        cpu_util: cpu_s / r.duration_s.max(1e-9),
-        redis_cmds_per_req,
-        redis_round_trips_per_req: None,
-        redis_cpu_us_per_req,
-        paired_ceiling: None,
-        errors: r.errors,
-    })
+) -> std::io::Result<(Sample, Option<Sample>)> {
+    let mut v = Tally::default();
+    let mut c = Tally::default();
+    let window = WINDOW_SECS.min(opts.duration);
+    for i in 0..opts.duration.div_ceil(window) {
+        match ceiling {
+            Some(ct) if i % 2 == 0 => {
+                c.window(opts, dir, ct, workload, window)?;
+                v.window(opts, dir, variant, workload, window)?;
+            }
+            Some(ct) => {
+                v.window(opts, dir, variant, workload, window)?;
+                c.window(opts, dir, ct, workload, window)?;
+            }
+            None => v.window(opts, dir, variant, workload, window)?,
+        }
+    }
+    let c = ceiling.map(|ct| c.sample(ct, workload, ticks));
+    let mut v = v.sample(variant, workload, ticks);
+    v.paired_ceiling = c.as_ref().map(|c| (c.rps, c.cpu_us_per_req));
+    Ok((v, c))
 }
 
 /// The progress line of one sample, on stderr.
 fn report_line(round: usize, s: &Sample) {
     eprintln!(
-        "round {} {:<24} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}",
+        "round {} {:<24} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}{}",
         round + 1,
         s.variant.name(),
         s.workload.name(),
@@ -353,6 +451,9 @@ fn report_line(round: usize, s: &Sample) {
         s.p99_us / 1000.0,
         s.cpu_us_per_req,
         s.cpu_util * 100.0,
+        s.steal
+            .map(|st| format!("  steal {:.0}%", st * 100.0))
+            .unwrap_or_default(),
         s.paired_ceiling
             .map(|(rps, cpu)| format!("  × ceiling {:.2}, by CPU {:.2}", s.rps / rps, cpu / s.cpu_us_per_req))
             .unwrap_or_default(),
@@ -404,12 +505,13 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     let redis_port = redis.as_ref().map(|(_, p)| *p);
     let redis_pid = redis.as_ref().map(|(g, _)| g.pid());
 
-    // Per variant and workload: warm-up, the paired ceiling, the variant.
+    // Per variant and workload: warm-up, then the variant's and its
+    // ceiling's one-second windows, interleaved.
     let per_run = opts.warmup + 2 * opts.duration;
     let measured = opts.variants.iter().filter(|v| !v.is_ceiling()).count();
     let total = opts.rounds * measured * Workload::ALL.len() * per_run as usize;
     eprintln!(
-        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {}s ceiling + {}s variant), ~{} min",
+        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {} × 1s ceiling + {} × 1s variant, interleaved), ~{} min",
         opts.rounds,
         measured,
         Workload::ALL.len(),
@@ -421,11 +523,11 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
 
     let mut samples = Vec::new();
     for round in 0..opts.rounds {
-        // The ceilings of this round: started once, measured right before
-        // each variant's measurement (same framework, same workload), so a
-        // variant's fraction compares two figures taken seconds apart. The
-        // host's speed drifts over minutes; a ceiling measured once per round
-        // would put that drift into every fraction.
+        // The ceilings of this round: started once, then measured in
+        // one-second windows interleaved with each variant's (same framework,
+        // same workload), so a variant's fraction compares figures taken over
+        // the same seconds. The host's speed drifts within seconds here; a
+        // ceiling measured once per round put that drift into every fraction.
         let mut ceilings = BTreeMap::new();
         for &v in &opts.variants {
             if v.is_ceiling() {
@@ -458,37 +560,30 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                 if opts.warmup > 0 {
                     wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
                 }
-                let ceiling = match ceilings.get(variant.ceiling().name()) {
-                    Some((c_server, c_port, c_cookies)) => {
-                        let c = measure(
-                            opts,
-                            &dir,
-                            ticks,
-                            variant.ceiling(),
-                            workload,
-                            c_server,
-                            *c_port,
-                            c_cookies,
-                            None,
-                        )?;
-                        report_line(round, &c);
-                        samples.push(c.clone());
-                        Some(c)
-                    }
-                    None => None,
-                };
                 let redis = redis_port.zip(redis_pid).filter(|_| variant.uses_redis());
-                let mut sample = measure(
-                    opts,
-                    &dir,
-                    ticks,
+                let target = Target {
                     variant,
-                    workload,
-                    &server,
+                    server: &server,
                     port,
-                    &cookie_file,
+                    cookies: &cookie_file,
                     redis,
-                )?;
+                };
+                let ceiling =
+                    ceilings
+                        .get(variant.ceiling().name())
+                        .map(|(c_server, c_port, c_cookies)| Target {
+                            variant: variant.ceiling(),
+                            server: c_server,
+                            port: *c_port,
+                            cookies: c_cookies,
+                            redis: None,
+                        });
+                let (mut sample, ceiling) =
+                    measure(opts, &dir, ticks, &target, ceiling.as_ref(), workload)?;
+                if let Some(c) = ceiling {
+                    report_line(round, &c);
+                    samples.push(c);
+                }
                 if let Some(rp) = redis.map(|(rp, _)| rp) {
                     let mut failed = None;
                     let (client, _script) = wire::redis_monitor(rp, || {
@@ -506,7 +601,6 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                     sample.redis_round_trips_per_req =
                         Some(client as f64 / MONITORED_REQUESTS as f64);
                 }
-                sample.paired_ceiling = ceiling.map(|c| (c.rps, c.cpu_us_per_req));
                 report_line(round, &sample);
                 samples.push(sample);
             }

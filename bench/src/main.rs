@@ -6,8 +6,9 @@
 //! cargo run --release -p sessionkit-bench -- serve sessionkit-memory 8080 [redis://…]
 //! ```
 //!
-//! `all` options: `--rounds N` (3), `--duration SECS` (4), `--warmup SECS`
-//! (1), `--connections N` (32), `--sessions N` (1000), `--variants a,b,…`
+//! `all` options: `--rounds N` (3), `--duration SECS` (4: measured seconds
+//! per variant and workload, in one-second windows interleaved with as many
+//! of its ceiling's), `--warmup SECS` (1), `--connections N` (32), `--sessions N` (1000), `--variants a,b,…`
 //! (every variant; ceilings are added as needed). See BENCHMARKS.md.
 
 mod driver;

@@ -30,6 +30,7 @@ pub struct Summary {
     pub redis_cmds_per_req: Option<f64>,
     pub redis_round_trips_per_req: Option<f64>,
     pub redis_cpu_us_per_req: Option<f64>,
+    pub steal: Option<f64>,
     pub errors: u64,
 }
 
@@ -49,6 +50,7 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
         redis_cmds_per_req: med_opt(&|s| s.redis_cmds_per_req),
         redis_round_trips_per_req: med_opt(&|s| s.redis_round_trips_per_req),
         redis_cpu_us_per_req: med_opt(&|s| s.redis_cpu_us_per_req),
+        steal: med_opt(&|s| s.steal),
         errors: mine.iter().map(|s| s.errors).sum(),
     })
 }
@@ -101,6 +103,19 @@ fn median_of(
     )
 }
 
+/// The lowest and highest paired CPU fraction over rounds: how far one
+/// cell moved while the code did not.
+fn cpu_fraction_range(samples: &[Sample], v: Variant, w: Workload) -> Option<(f64, f64)> {
+    samples
+        .iter()
+        .filter(|s| s.variant == v && s.workload == w)
+        .filter_map(|s| s.paired_ceiling.map(|(_, cpu)| cpu / s.cpu_us_per_req))
+        .fold(None, |acc, f| match acc {
+            None => Some((f, f)),
+            Some((lo, hi)) => Some((f64::min(lo, f), f64::max(hi, f))),
+        })
+}
+
 /// req/s as a fraction of the same framework's ceiling: the median over
 /// rounds of each sample against the ceiling measured right before it.
 fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
@@ -123,11 +138,11 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req |"
+        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU (lowest–highest round) | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req | host steal |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for &v in variants {
         for &w in Workload::ALL {
@@ -161,7 +176,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} | {} |{}",
+                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} | {} | {} |{}",
                 v.name(),
                 w.name(),
                 s.rps,
@@ -169,11 +184,17 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                 target_cell,
                 s.p99_us / 1000.0,
                 s.cpu_us_per_req,
-                cell(cpu_frac),
+                match (cell(cpu_frac), cpu_fraction_range(samples, v, w)) {
+                    (c, Some((lo, hi))) if hi > lo => format!("{c} ({lo:.2}–{hi:.2})"),
+                    (c, _) => c,
+                },
                 s.cpu_util * 100.0,
                 opt(s.redis_round_trips_per_req, 2),
                 opt(s.redis_cmds_per_req, 2),
                 opt(s.redis_cpu_us_per_req, 1),
+                s.steal
+                    .map(|st| format!("{:.0}%", st * 100.0))
+                    .unwrap_or_else(|| "–".into()),
                 if s.errors > 0 {
                     format!(" {} errors", s.errors)
                 } else {
@@ -226,7 +247,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_fraction, fraction, median};
+    use super::{cpu_fraction, cpu_fraction_range, fraction, median};
     use crate::driver::{Sample, Workload};
     use crate::servers::Variant;
 
@@ -242,6 +263,7 @@ mod tests {
             redis_round_trips_per_req: None,
             redis_cpu_us_per_req: None,
             paired_ceiling: ceiling,
+            steal: None,
             errors: 0,
         }
     }
@@ -258,6 +280,18 @@ mod tests {
         ];
         assert_eq!(fraction(&samples, v, Workload::Read), Some(0.5));
         assert_eq!(cpu_fraction(&samples, v, Workload::Read), Some(0.5));
+        assert_eq!(
+            cpu_fraction_range(&samples, v, Workload::Read),
+            Some((0.5, 0.5))
+        );
+        // One round on a quiet host: the median holds, the range shows it.
+        let mut noisy = samples.clone();
+        noisy.push(sample(v, 100.0, 10.0, Some((100.0, 10.0))));
+        assert_eq!(cpu_fraction(&noisy, v, Workload::Read), Some(0.5));
+        assert_eq!(
+            cpu_fraction_range(&noisy, v, Workload::Read),
+            Some((0.5, 1.0))
+        );
         // Ceilings carry no pair, so they have no fraction of their own.
         let c = vec![sample(Variant::NoneAxum, 100.0, 10.0, None)];
         assert_eq!(fraction(&c, Variant::NoneAxum, Workload::Read), None);
