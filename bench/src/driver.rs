@@ -511,13 +511,14 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     let measured = opts.variants.iter().filter(|v| !v.is_ceiling()).count();
     let total = opts.rounds * measured * Workload::ALL.len() * per_run as usize;
     eprintln!(
-        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {} × 1s ceiling + {} × 1s variant, interleaved), ~{} min",
+        "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {}s ceiling + {}s variant, interleaved in {}s windows), ~{} min",
         opts.rounds,
         measured,
         Workload::ALL.len(),
         opts.warmup,
         opts.duration,
         opts.duration,
+        WINDOW_SECS.min(opts.duration),
         total.div_ceil(60) + 1
     );
 
