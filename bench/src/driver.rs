@@ -70,8 +70,8 @@ pub struct Sample {
     /// [`MONITORED_REQUESTS`] sequential requests after the load).
     pub redis_round_trips_per_req: Option<f64>,
     pub redis_cpu_us_per_req: Option<f64>,
-    /// The same framework's ceiling measured right before this sample, on
-    /// the same workload: (req/s, server CPU µs/request). `None` for the
+    /// The same framework's ceiling measured in windows interleaved with this
+    /// sample's, on the same workload: (req/s, server CPU µs/request). `None` for the
     /// ceilings themselves.
     pub paired_ceiling: Option<(f64, f64)>,
     /// Share of the machine's CPU time the hypervisor gave to other guests
@@ -81,9 +81,9 @@ pub struct Sample {
 }
 
 /// Length of one measured window. Shorter windows follow the host's swings
-/// more closely, but each is a fresh wrk process whose connects and ramp-up
-/// leave the server idle part of the time: with 1 s windows the servers ran
-/// at 50–70 % of a core here, against 90–99 % with 4 s ones.
+/// more closely, but each is a fresh wrk process that connects and ramps up
+/// before it loads the server fully, a cost that weighs more on a shorter
+/// window: 2 s halves it against 1 s.
 const WINDOW_SECS: u64 = 2;
 
 /// Requests sent one by one under `MONITOR` to count Redis round trips.
@@ -329,7 +329,7 @@ struct Target<'a> {
     redis: Option<(u16, u32)>,
 }
 
-/// What the one-second windows of one server added up to.
+/// What the windows of one server added up to.
 #[derive(Default)]
 struct Tally {
     requests: u64,
@@ -405,8 +405,8 @@ impl Tally {
     }
 }
 
-/// Measures `variant` for `opts.duration` one-second windows and, with a
-/// `ceiling`, that ceiling for as many, interleaved A B B A A B B A…, so
+/// Measures `variant` for `opts.duration` seconds in [`WINDOW_SECS`] windows
+/// and, with a `ceiling`, that ceiling for as long, interleaved C V V C…, so
 /// both see the same host over the same seconds (a drift within the pair
 /// cancels). Returns (variant, ceiling) samples; the variant's carries its
 /// pair.
@@ -506,7 +506,7 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     let redis_pid = redis.as_ref().map(|(g, _)| g.pid());
 
     // Per variant and workload: warm-up, then the variant's and its
-    // ceiling's one-second windows, interleaved.
+    // ceiling's windows, interleaved.
     let per_run = opts.warmup + 2 * opts.duration;
     let measured = opts.variants.iter().filter(|v| !v.is_ceiling()).count();
     let total = opts.rounds * measured * Workload::ALL.len() * per_run as usize;
@@ -525,7 +525,7 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     let mut samples = Vec::new();
     for round in 0..opts.rounds {
         // The ceilings of this round: started once, then measured in
-        // one-second windows interleaved with each variant's (same framework,
+        // windows interleaved with each variant's (same framework,
         // same workload), so a variant's fraction compares figures taken over
         // the same seconds. The host's speed drifts within seconds here; a
         // ceiling measured once per round put that drift into every fraction.

@@ -75,6 +75,10 @@ fn parse_all(args: &[String]) -> driver::Options {
             other => fail(format!("unknown option {other}")),
         }
     }
+    if opts.variants.iter().all(|v| v.is_ceiling()) {
+        // Ceilings are measured beside the variants they pair with, never alone.
+        fail("--variants: name at least one variant that is not a ceiling");
+    }
     opts
 }
 
