@@ -86,6 +86,20 @@ pub struct Sample {
 /// window: 2 s halves it against 1 s.
 const WINDOW_SECS: u64 = 2;
 
+impl Sample {
+    /// req/s as a fraction of the paired ceiling's; `None` for a ceiling.
+    pub fn rps_fraction(&self) -> Option<f64> {
+        self.paired_ceiling.map(|(rps, _)| self.rps / rps)
+    }
+
+    /// The paired ceiling's CPU µs/request ÷ this sample's; `None` for a
+    /// ceiling.
+    pub fn cpu_fraction(&self) -> Option<f64> {
+        self.paired_ceiling
+            .map(|(_, cpu)| cpu / self.cpu_us_per_req)
+    }
+}
+
 /// Requests sent one by one under `MONITOR` to count Redis round trips.
 pub const MONITORED_REQUESTS: usize = 200;
 
@@ -454,8 +468,9 @@ fn report_line(round: usize, s: &Sample) {
         s.steal
             .map(|st| format!("  steal {:.0}%", st * 100.0))
             .unwrap_or_default(),
-        s.paired_ceiling
-            .map(|(rps, cpu)| format!("  × ceiling {:.2}, by CPU {:.2}", s.rps / rps, cpu / s.cpu_us_per_req))
+        s.rps_fraction()
+            .zip(s.cpu_fraction())
+            .map(|(f, c)| format!("  × ceiling {f:.2}, by CPU {c:.2}"))
             .unwrap_or_default(),
         s.redis_cmds_per_req
             .map(|c| format!(

@@ -35,10 +35,7 @@ pub struct Summary {
 }
 
 pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Option<Summary> {
-    let mine: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.variant == variant && s.workload == workload)
-        .collect();
+    let mine: Vec<&Sample> = cell_samples(samples, variant, workload).collect();
     let med = |f: &dyn Fn(&Sample) -> f64| median(mine.iter().map(|s| f(s)).collect());
     let med_opt =
         |f: &dyn Fn(&Sample) -> Option<f64>| median(mine.iter().filter_map(|s| f(s)).collect());
@@ -87,29 +84,18 @@ const PAIRS: &[(Variant, Variant)] = &[
     (Variant::SessionkitActixCookie, Variant::ActixCookie),
 ];
 
-/// Median over rounds of a per-sample figure of one variant and workload.
-fn median_of(
-    samples: &[Sample],
-    v: Variant,
-    w: Workload,
-    f: impl Fn(&Sample) -> Option<f64>,
-) -> Option<f64> {
-    median(
-        samples
-            .iter()
-            .filter(|s| s.variant == v && s.workload == w)
-            .filter_map(f)
-            .collect(),
-    )
+/// The samples of one variant and workload, one per round.
+fn cell_samples(samples: &[Sample], v: Variant, w: Workload) -> impl Iterator<Item = &Sample> {
+    samples
+        .iter()
+        .filter(move |s| s.variant == v && s.workload == w)
 }
 
 /// The lowest and highest paired CPU fraction over rounds: how far one
 /// cell moved while the code did not.
 fn cpu_fraction_range(samples: &[Sample], v: Variant, w: Workload) -> Option<(f64, f64)> {
-    samples
-        .iter()
-        .filter(|s| s.variant == v && s.workload == w)
-        .filter_map(|s| s.paired_ceiling.map(|(_, cpu)| cpu / s.cpu_us_per_req))
+    cell_samples(samples, v, w)
+        .filter_map(Sample::cpu_fraction)
         .fold(None, |acc, f| match acc {
             None => Some((f, f)),
             Some((lo, hi)) => Some((f64::min(lo, f), f64::max(hi, f))),
@@ -117,11 +103,13 @@ fn cpu_fraction_range(samples: &[Sample], v: Variant, w: Workload) -> Option<(f6
 }
 
 /// req/s as a fraction of the same framework's ceiling: the median over
-/// rounds of each sample against the ceiling measured right before it.
+/// rounds of each sample against the ceiling measured beside it.
 fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
-    median_of(samples, v, w, |s| {
-        s.paired_ceiling.map(|(rps, _)| s.rps / rps)
-    })
+    median(
+        cell_samples(samples, v, w)
+            .filter_map(Sample::rps_fraction)
+            .collect(),
+    )
 }
 
 /// The same fraction from server CPU per request (ceiling µs ÷ variant µs,
@@ -129,9 +117,11 @@ fn fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
 /// of its own, relative to the ceiling. Steadier than req/s while other
 /// processes share the cores.
 fn cpu_fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
-    median_of(samples, v, w, |s| {
-        s.paired_ceiling.map(|(_, cpu)| cpu / s.cpu_us_per_req)
-    })
+    median(
+        cell_samples(samples, v, w)
+            .filter_map(Sample::cpu_fraction)
+            .collect(),
+    )
 }
 
 pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
