@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::servers::Variant;
+use crate::servers::{self, Variant};
 use crate::wire;
 
 /// The cores the server and the load generator are pinned to.
@@ -536,6 +536,13 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
         WINDOW_SECS.min(opts.duration),
         total.div_ceil(60) + 1
     );
+
+    if let Some(n) = servers::memory_max_entries()? {
+        eprintln!(
+            "sessionkit-bench: memory variants bounded at {n} sessions ({})",
+            servers::MEMORY_MAX_ENTRIES_ENV
+        );
+    }
 
     let mut samples = Vec::new();
     for round in 0..opts.rounds {

@@ -7,9 +7,12 @@
 //! ```
 //!
 //! `all` options: `--rounds N` (3), `--duration SECS` (4: measured seconds
-//! per variant and workload, in one-second windows interleaved with as many
+//! per variant and workload, in 2 s windows interleaved with as many
 //! of its ceiling's), `--warmup SECS` (1), `--connections N` (32), `--sessions N` (1000), `--variants a,b,…`
 //! (every variant; ceilings are added as needed). See BENCHMARKS.md.
+//!
+//! `SESSIONKIT_BENCH_MEMORY_MAX_ENTRIES=N` bounds the memory variants' store
+//! at N sessions instead of the library's default (100 000).
 
 mod driver;
 mod report;

@@ -167,7 +167,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
             rt.block_on(async move {
                 let router = match variant {
                     Variant::NoneAxum => axum_apps::none(),
-                    Variant::SessionkitMemory => axum_apps::sessionkit(MemoryStore::new()),
+                    Variant::SessionkitMemory => axum_apps::sessionkit(memory_store()?),
                     Variant::SessionkitRedis => {
                         axum_apps::sessionkit(redis_store(&redis_url()?).await?)
                     }
@@ -193,7 +193,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
             match variant {
                 Variant::NoneActix => actix_apps::none(addr).await,
                 Variant::SessionkitActixMemory => {
-                    actix_apps::sessionkit(addr, MemoryStore::new()).await
+                    actix_apps::sessionkit(addr, memory_store()?).await
                 }
                 Variant::SessionkitActixCookie => {
                     actix_apps::sessionkit(addr, cookie_store(0)?).await
@@ -234,6 +234,41 @@ async fn cluster_store(url: &str) -> std::io::Result<ClusteredStore<BenchData>> 
     ClusteredStore::connect(url, ClusterOptions::new([7u8; 32]))
         .await
         .map_err(std::io::Error::other)
+}
+
+/// Sets the memory variants' `max_entries` (default: the library's, 100 000),
+/// to measure how the size of the store's working set moves `/new`, where a
+/// full store evicts on every insert (see BENCHMARKS.md).
+pub const MEMORY_MAX_ENTRIES_ENV: &str = "SESSIONKIT_BENCH_MEMORY_MAX_ENTRIES";
+
+/// The memory store of the memory variants, bounded by [`MEMORY_MAX_ENTRIES_ENV`]
+/// if it is set.
+fn memory_store() -> std::io::Result<MemoryStore<BenchData>> {
+    Ok(match memory_max_entries()? {
+        Some(n) => MemoryStore::builder().max_entries(n).build(),
+        None => MemoryStore::new(),
+    })
+}
+
+/// [`MEMORY_MAX_ENTRIES_ENV`], parsed: `None` when it is not set.
+pub fn memory_max_entries() -> std::io::Result<Option<usize>> {
+    parse_max_entries(std::env::var(MEMORY_MAX_ENTRIES_ENV))
+}
+
+fn parse_max_entries(var: Result<String, std::env::VarError>) -> std::io::Result<Option<usize>> {
+    let bad = |v: &dyn std::fmt::Debug| {
+        std::io::Error::other(format!(
+            "{MEMORY_MAX_ENTRIES_ENV}={v:?}: expected a positive whole number of sessions"
+        ))
+    };
+    match var {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(bad(&v)),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(bad(&v)),
+        },
+    }
 }
 
 async fn redis_store(url: &str) -> std::io::Result<RedisStore<BenchData>> {
@@ -442,5 +477,37 @@ mod actix_apps {
             .await
             .map_err(std::io::Error::other)?;
         with_store(addr, move || store.clone()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::env::VarError;
+
+    use super::parse_max_entries;
+
+    #[test]
+    fn the_memory_bound_is_a_positive_whole_number_or_unset() {
+        assert_eq!(parse_max_entries(Err(VarError::NotPresent)).unwrap(), None);
+        assert_eq!(parse_max_entries(Ok("1000".into())).unwrap(), Some(1000));
+        assert_eq!(parse_max_entries(Ok(" 64 ".into())).unwrap(), Some(64));
+        for bad in [
+            "",
+            "0",
+            "-5",
+            "1e6",
+            "10 000",
+            "abc",
+            "99999999999999999999999",
+        ] {
+            let e = parse_max_entries(Ok(bad.into())).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("SESSIONKIT_BENCH_MEMORY_MAX_ENTRIES"),
+                "{e}"
+            );
+        }
+        let not_unicode = std::ffi::OsString::from("x");
+        assert!(parse_max_entries(Err(VarError::NotUnicode(not_unicode))).is_err());
     }
 }
