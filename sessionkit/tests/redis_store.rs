@@ -753,3 +753,45 @@ async fn a_lazy_store_starts_while_redis_is_down_and_works_once_it_is_up() {
     let loaded = store.load(&cookie).await.unwrap().expect("saved session");
     assert_eq!((loaded.id, loaded.owner.as_deref()), (r.id, Some("ada")));
 }
+
+/// `build_lazy()`: built without awaiting, inside a runtime; the first
+/// command connects and loads the scripts, and the store works as one from
+/// `connect()` (create, load, update).
+#[tokio::test]
+async fn a_store_built_without_awaiting_connects_on_first_use() {
+    let store = RedisStore::<Wide>::builder(shared().url())
+        .key_prefix(unique_prefix())
+        .build_lazy()
+        .expect("build_lazy inside a runtime");
+    let r = new_record(Some("ada"));
+    let cookie = create(&store, &r).await;
+    let loaded = store.load(&cookie).await.unwrap().expect("saved session");
+    assert_eq!((loaded.id, loaded.owner.as_deref()), (r.id, Some("ada")));
+    let mut next = loaded.clone();
+    next.data.set(0, 7);
+    let outcome = update(&store, &next, &loaded.data).await.unwrap();
+    assert_eq!(outcome, SaveOutcome::Kept);
+    let again = store.load(&cookie).await.unwrap().expect("updated session");
+    assert_eq!(again.data.f0, 7);
+}
+
+/// Outside a Tokio runtime `build_lazy` is a clear error, not a panic; so
+/// is a URL redis-rs cannot parse (and the error does not quote it).
+#[test]
+fn build_lazy_fails_cleanly_outside_a_runtime_and_on_a_bad_url() {
+    let err = RedisStore::<Wide>::builder("redis://127.0.0.1:1/")
+        .build_lazy()
+        .unwrap_err();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let err = RedisStore::<Wide>::builder("nonsense://secret-password@x")
+            .build_lazy()
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert!(!err.to_string().contains("secret-password"), "{err}");
+    });
+}
