@@ -56,7 +56,9 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
 fn target(variant: Variant, workload: Workload) -> Option<f64> {
     let (read, write, new) = match variant {
         Variant::SessionkitMemory | Variant::SessionkitActixMemory => (0.92, 0.85, 0.80),
-        Variant::SessionkitRedis | Variant::SessionkitActixRedis => (0.75, 0.60, 0.65),
+        Variant::SessionkitRedis
+        | Variant::SessionkitActixRedis
+        | Variant::SessionkitActixRedisPerWorker => (0.75, 0.60, 0.65),
         Variant::SessionkitCookie
         | Variant::SessionkitCookieCached
         | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
@@ -79,6 +81,7 @@ const PAIRS: &[(Variant, Variant)] = &[
     (Variant::SessionkitRedis, Variant::TowerSessionsRedis),
     (Variant::SessionkitRedis, Variant::ActixRedis),
     (Variant::SessionkitActixRedis, Variant::ActixRedis),
+    (Variant::SessionkitActixRedisPerWorker, Variant::ActixRedis),
     (Variant::SessionkitCookie, Variant::ActixCookie),
     (Variant::SessionkitCookieCached, Variant::ActixCookie),
     (Variant::SessionkitActixCookie, Variant::ActixCookie),

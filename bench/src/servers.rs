@@ -62,6 +62,7 @@ pub enum Variant {
     NoneActix,
     SessionkitActixMemory,
     SessionkitActixRedis,
+    SessionkitActixRedisPerWorker,
     SessionkitActixCookie,
     SessionkitActixCluster,
     ActixCookie,
@@ -82,6 +83,7 @@ impl Variant {
         Variant::NoneActix,
         Variant::SessionkitActixMemory,
         Variant::SessionkitActixRedis,
+        Variant::SessionkitActixRedisPerWorker,
         Variant::SessionkitActixCookie,
         Variant::SessionkitActixCluster,
         Variant::ActixCookie,
@@ -101,6 +103,7 @@ impl Variant {
             Variant::NoneActix => "none-actix",
             Variant::SessionkitActixMemory => "sessionkit-actix-memory",
             Variant::SessionkitActixRedis => "sessionkit-actix-redis",
+            Variant::SessionkitActixRedisPerWorker => "sessionkit-actix-redis-per-worker",
             Variant::SessionkitActixCookie => "sessionkit-actix-cookie",
             Variant::SessionkitActixCluster => "sessionkit-actix-cluster",
             Variant::ActixCookie => "actix-session-cookie",
@@ -117,6 +120,7 @@ impl Variant {
             Variant::NoneActix
             | Variant::SessionkitActixMemory
             | Variant::SessionkitActixRedis
+            | Variant::SessionkitActixRedisPerWorker
             | Variant::SessionkitActixCookie
             | Variant::SessionkitActixCluster
             | Variant::ActixCookie
@@ -143,6 +147,7 @@ impl Variant {
             Variant::SessionkitRedis
                 | Variant::SessionkitCluster
                 | Variant::SessionkitActixRedis
+                | Variant::SessionkitActixRedisPerWorker
                 | Variant::SessionkitActixCluster
                 | Variant::TowerSessionsRedis
                 | Variant::ActixRedis
@@ -200,6 +205,9 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                 }
                 Variant::SessionkitActixRedis => {
                     actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
+                }
+                Variant::SessionkitActixRedisPerWorker => {
+                    actix_apps::sessionkit_redis_per_worker(addr, redis_url()?).await
                 }
                 Variant::SessionkitActixCluster => {
                     actix_apps::sessionkit(addr, cluster_store(&redis_url()?).await?).await
@@ -433,33 +441,67 @@ mod actix_apps {
         server.await
     }
 
+    async fn sk_read(s: sessionkit::Session<BenchData>) -> String {
+        let d = s.data();
+        format!("{} {}", d.counter, d.username)
+    }
+
+    async fn sk_write(s: sessionkit::Session<BenchData>) -> String {
+        let mut d = s.data_mut();
+        d.counter += 1;
+        d.counter.to_string()
+    }
+
+    async fn sk_new(s: sessionkit::Session<BenchData>) -> &'static str {
+        s.set_data(fresh());
+        "1"
+    }
+
+    fn sk_routes(cfg: &mut web::ServiceConfig) {
+        cfg.route("/read", web::get().to(sk_read))
+            .route("/write", web::get().to(sk_write))
+            .route("/new", web::get().to(sk_new));
+    }
+
     /// sessionkit's own actix-web middleware, for a same-framework comparison.
     pub async fn sessionkit(
         addr: SocketAddr,
         store: impl sessionkit::Store<BenchData>,
     ) -> std::io::Result<()> {
         use sessionkit::http::actix::SessionMiddleware;
-        use sessionkit::{Config, Session, Sessions};
-        async fn read(s: Session<BenchData>) -> String {
-            let d = s.data();
-            format!("{} {}", d.counter, d.username)
-        }
-        async fn write(s: Session<BenchData>) -> String {
-            let mut d = s.data_mut();
-            d.counter += 1;
-            d.counter.to_string()
-        }
-        async fn new(s: Session<BenchData>) -> &'static str {
-            s.set_data(fresh());
-            "1"
-        }
+        use sessionkit::{Config, Sessions};
         let sessions = Sessions::new(store, Config::default());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(SessionMiddleware::new(&sessions))
-                .route("/read", web::get().to(read))
-                .route("/write", web::get().to(write))
-                .route("/new", web::get().to(new))
+                .configure(sk_routes)
+        })
+        .workers(1)
+        .bind(addr)?
+        .run();
+        println!("ready");
+        server.await
+    }
+
+    /// As [`sessionkit`] with a `RedisStore`, but the store is built in the
+    /// app factory (`build_lazy`), so its connection lives on the worker's
+    /// thread: what the actix-web docs of sessionkit recommend.
+    pub async fn sessionkit_redis_per_worker(addr: SocketAddr, url: String) -> std::io::Result<()> {
+        use sessionkit::http::actix::SessionMiddleware;
+        use sessionkit::store::redis::RedisStore;
+        use sessionkit::{Config, Sessions};
+        // Fails early, with a clear error, on a URL the factory would reject.
+        RedisStore::<BenchData>::builder(url.clone())
+            .build_lazy()
+            .map_err(std::io::Error::other)?;
+        let server = HttpServer::new(move || {
+            let store = RedisStore::<BenchData>::builder(url.clone())
+                .build_lazy()
+                .expect("checked before the server started");
+            let sessions = Sessions::new(store, Config::default());
+            App::new()
+                .wrap(SessionMiddleware::new(&sessions))
+                .configure(sk_routes)
         })
         .workers(1)
         .bind(addr)?
