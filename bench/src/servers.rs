@@ -483,7 +483,7 @@ mod actix_apps {
         server.await
     }
 
-    /// As [`sessionkit`] with a `RedisStore`, but the store is built in the
+    /// As [`sessionkit()`] with a `RedisStore`, but the store is built in the
     /// app factory (`build_lazy`), so its connection lives on the worker's
     /// thread: what the actix-web docs of sessionkit recommend.
     pub async fn sessionkit_redis_per_worker(addr: SocketAddr, url: String) -> std::io::Result<()> {

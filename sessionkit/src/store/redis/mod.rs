@@ -410,7 +410,7 @@ fn main() -> std::io::Result<()> {
 ```
 "#
     )]
-    pub fn build_lazy(mut self) -> Result<RedisStore<T>, StoreError> {
+    pub fn build_lazy(self) -> Result<RedisStore<T>, StoreError> {
         #[cfg(feature = "cluster")]
         if self.cluster_nodes.is_some() {
             return Err(StoreError::Backend(
@@ -423,7 +423,6 @@ fn main() -> std::io::Result<()> {
                     .into(),
             ));
         }
-        self.lazy = true;
         let (client, config) = self.client_and_config()?;
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| map_err(e, self.response_timeout))?;
