@@ -457,7 +457,7 @@ fn measure(
 /// The progress line of one sample, on stderr.
 fn report_line(round: usize, s: &Sample) {
     eprintln!(
-        "round {} {:<24} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}{}",
+        "round {} {:<33} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}{}",
         round + 1,
         s.variant.name(),
         s.workload.name(),

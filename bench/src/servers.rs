@@ -464,43 +464,38 @@ mod actix_apps {
     }
 
     /// sessionkit's own actix-web middleware, for a same-framework comparison.
-    pub async fn sessionkit(
+    pub async fn sessionkit<S: sessionkit::Store<BenchData>>(
         addr: SocketAddr,
-        store: impl sessionkit::Store<BenchData>,
+        store: S,
     ) -> std::io::Result<()> {
-        use sessionkit::http::actix::SessionMiddleware;
-        use sessionkit::{Config, Sessions};
-        let sessions = Sessions::new(store, Config::default());
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(SessionMiddleware::new(&sessions))
-                .configure(sk_routes)
-        })
-        .workers(1)
-        .bind(addr)?
-        .run();
-        println!("ready");
-        server.await
+        let sessions = sessionkit::Sessions::new(store, sessionkit::Config::default());
+        serve_sessionkit(addr, move || sessions.clone()).await
     }
 
     /// As [`sessionkit()`] with a `RedisStore`, but the store is built in the
     /// app factory (`build_lazy`), so its connection lives on the worker's
     /// thread: what the actix-web docs of sessionkit recommend.
     pub async fn sessionkit_redis_per_worker(addr: SocketAddr, url: String) -> std::io::Result<()> {
-        use sessionkit::http::actix::SessionMiddleware;
         use sessionkit::store::redis::RedisStore;
-        use sessionkit::{Config, Sessions};
+        let build = move || RedisStore::<BenchData>::builder(url.clone()).build_lazy();
         // Fails early, with a clear error, on a URL the factory would reject.
-        RedisStore::<BenchData>::builder(url.clone())
-            .build_lazy()
-            .map_err(std::io::Error::other)?;
+        build().map_err(std::io::Error::other)?;
+        serve_sessionkit(addr, move || {
+            let store = build().expect("checked before the server started");
+            sessionkit::Sessions::new(store, sessionkit::Config::default())
+        })
+        .await
+    }
+
+    /// One worker whose app gets its sessions from `sessions` (called once per worker).
+    async fn serve_sessionkit<S: sessionkit::Store<BenchData>>(
+        addr: SocketAddr,
+        sessions: impl Fn() -> sessionkit::Sessions<BenchData, S> + Clone + Send + 'static,
+    ) -> std::io::Result<()> {
+        use sessionkit::http::actix::SessionMiddleware;
         let server = HttpServer::new(move || {
-            let store = RedisStore::<BenchData>::builder(url.clone())
-                .build_lazy()
-                .expect("checked before the server started");
-            let sessions = Sessions::new(store, Config::default());
             App::new()
-                .wrap(SessionMiddleware::new(&sessions))
+                .wrap(SessionMiddleware::new(&sessions()))
                 .configure(sk_routes)
         })
         .workers(1)
