@@ -43,8 +43,14 @@ const HAS_BINDING: u8 = 0b010;
 const HAS_FLASH: u8 = 0b100;
 const KNOWN: u8 = HAS_OWNER | HAS_BINDING | HAS_FLASH;
 
-/// Appends `record` in the compact layout to `buf`.
-pub(crate) fn write<T: Serialize>(record: &Record<T>, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+/// Appends `record` in the compact layout to `buf`, with `version` in place
+/// of `record.version` (a store writing the next version encodes it without
+/// copying the record).
+pub(crate) fn write<T: Serialize>(
+    record: &Record<T>,
+    version: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let mut present = 0;
     if record.owner.is_some() {
         present |= HAS_OWNER;
@@ -67,7 +73,7 @@ pub(crate) fn write<T: Serialize>(record: &Record<T>, buf: &mut Vec<u8>) -> Resu
     ] {
         buf.extend_from_slice(&to_millis(t).to_le_bytes());
     }
-    buf.extend_from_slice(&record.version.to_le_bytes());
+    buf.extend_from_slice(&version.to_le_bytes());
     for text in [&record.owner, &record.binding].into_iter().flatten() {
         put_len(buf, text.len())?;
         buf.extend_from_slice(text.as_bytes());
@@ -240,7 +246,7 @@ mod tests {
     fn every_field_round_trips() {
         let r = full_record();
         let mut buf = Vec::new();
-        write(&r, &mut buf).unwrap();
+        write(&r, r.version, &mut buf).unwrap();
         same(&read::<Data>(&buf).unwrap(), &r);
         // And with every optional part absent.
         let bare = Record::new(
@@ -250,16 +256,26 @@ mod tests {
             &ExpiryPolicy::default(),
         );
         buf.clear();
-        write(&bare, &mut buf).unwrap();
+        write(&bare, bare.version, &mut buf).unwrap();
         assert_eq!(buf[1], 0, "nothing optional is present");
         same(&read::<Data>(&buf).unwrap(), &bare);
+    }
+
+    #[test]
+    fn the_version_written_is_the_one_given() {
+        let r = full_record();
+        let mut buf = Vec::new();
+        write(&r, r.version + 1, &mut buf).unwrap();
+        let back = read::<Data>(&buf).unwrap();
+        assert_eq!(back.version, r.version + 1);
+        assert_eq!((back.id, back.data), (r.id, r.data));
     }
 
     #[test]
     fn the_layout_is_much_smaller_than_json() {
         let r = full_record();
         let mut buf = Vec::new();
-        write(&r, &mut buf).unwrap();
+        write(&r, r.version, &mut buf).unwrap();
         let json = serde_json::to_vec(&r).unwrap();
         assert!(
             buf.len() * 3 < json.len() * 2,
@@ -272,7 +288,7 @@ mod tests {
     #[test]
     fn every_truncation_and_every_unknown_bit_is_an_error() {
         let mut buf = Vec::new();
-        write(&full_record(), &mut buf).unwrap();
+        write(&full_record(), full_record().version, &mut buf).unwrap();
         for len in 0..buf.len() {
             assert!(read::<Data>(&buf[..len]).is_err(), "truncated at {len}");
         }
@@ -326,7 +342,7 @@ mod tests {
                 version,
             };
             let mut buf = Vec::new();
-            write(&r, &mut buf).unwrap();
+            write(&r, r.version, &mut buf).unwrap();
             same(&read::<Data>(&buf).unwrap(), &r);
         }
     }

@@ -196,7 +196,17 @@ impl Codec {
     /// [`Codec::encode`] gives for the same record, and faster to decode.
     /// Read it back with [`Codec::decode_record`].
     pub fn encode_record<T: Serialize>(&self, record: &Record<T>) -> Result<Vec<u8>, StoreError> {
-        self.encode_with(FLAG_RECORD, |buf| frame::write(record, buf))
+        self.encode_record_as(record, record.version)
+    }
+
+    /// [`Codec::encode_record`] with `version` written in place of the
+    /// record's own (a save writes the next version without a copy).
+    pub(crate) fn encode_record_as<T: Serialize>(
+        &self,
+        record: &Record<T>,
+        version: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.encode_with(FLAG_RECORD, |buf| frame::write(record, version, buf))
     }
 
     /// Compresses (as configured) and seals raw bytes, for secrets that are

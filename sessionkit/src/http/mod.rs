@@ -152,38 +152,68 @@ pub fn set_cookie_header(config: &CookieConfig, action: &CookieAction) -> Option
         CookieAction::Set { value, max_age } => (value.as_str(), max_age.as_secs()),
         CookieAction::Remove => ("", 0),
     };
-    // Written out by hand rather than through the `cookie` crate's Display:
-    // the same text (`tests::set_cookie_matches_the_cookie_crate`) for a
-    // tenth of the instructions, on every response that sets the cookie.
-    // Name, path and domain were validated by `Config`; values are
-    // base64url, so nothing needs escaping.
+    let remove = matches!(action, CookieAction::Remove);
     let mut out = String::with_capacity(112 + value.len());
-    out.push_str(config.name());
-    out.push('=');
-    out.push_str(value);
+    write_set_cookie(config, value, max_age, remove, &mut |part| {
+        out.push_str(part)
+    });
+    Some(out)
+}
+
+/// The length of the `Set-Cookie` header [`set_cookie_header`] writes for a
+/// [`CookieAction::Set`] of a `value_len`-byte value, without building it
+/// (the cookie store checks every sealed value against the browsers' size
+/// limit this way). Same code path as the header itself, so the two agree.
+pub(crate) fn set_cookie_header_len(
+    config: &CookieConfig,
+    value_len: usize,
+    max_age: u64,
+) -> usize {
+    let mut len = value_len;
+    // The value's bytes are counted above: its text does not matter here.
+    write_set_cookie(config, "", max_age, false, &mut |part| len += part.len());
+    len
+}
+
+/// Writes a `Set-Cookie` header as a sequence of parts.
+///
+/// Written out by hand rather than through the `cookie` crate's Display:
+/// the same text (`tests::set_cookie_matches_the_cookie_crate`) for a
+/// tenth of the instructions, on every response that sets the cookie.
+/// Name, path and domain were validated by `Config`; values are base64url,
+/// so nothing needs escaping.
+fn write_set_cookie(
+    config: &CookieConfig,
+    value: &str,
+    max_age: u64,
+    remove: bool,
+    out: &mut impl FnMut(&str),
+) {
+    out(config.name());
+    out("=");
+    out(value);
     if config.http_only() {
-        out.push_str("; HttpOnly");
+        out("; HttpOnly");
     }
-    out.push_str(match config.same_site() {
+    out(match config.same_site() {
         SameSite::Strict => "; SameSite=Strict",
         SameSite::Lax => "; SameSite=Lax",
         SameSite::None => "; SameSite=None",
     });
     if config.secure() {
-        out.push_str("; Secure");
+        out("; Secure");
     }
-    out.push_str("; Path=");
-    out.push_str(config.path());
+    out("; Path=");
+    out(config.path());
     if let Some(d) = config.domain() {
-        out.push_str("; Domain=");
-        out.push_str(d.strip_prefix('.').unwrap_or(d));
+        out("; Domain=");
+        out(d.strip_prefix('.').unwrap_or(d));
     }
-    out.push_str("; Max-Age=");
-    out.push_str(itoa::Buffer::new().format(max_age));
-    if matches!(action, CookieAction::Remove) {
-        out.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    out("; Max-Age=");
+    out(itoa::Buffer::new().format(max_age));
+    if remove {
+        out("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
     }
-    Some(out)
 }
 
 /// A response for when the session store fails. Build it with
@@ -688,10 +718,11 @@ mod tests {
                 if matches!(action, CookieAction::Remove) {
                     reference = reference.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
                 }
-                assert_eq!(
-                    set_cookie_header(c, action).unwrap(),
-                    reference.build().to_string()
-                );
+                let header = set_cookie_header(c, action).unwrap();
+                assert_eq!(header, reference.build().to_string());
+                if let CookieAction::Set { .. } = action {
+                    assert_eq!(set_cookie_header_len(c, value.len(), max_age), header.len());
+                }
             }
         }
     }

@@ -98,7 +98,6 @@ use crate::expiry::Clock;
 use crate::id::SessionId;
 use crate::keys::{KeyPurpose, KeyRing};
 use crate::record::{Record, SessionData};
-use crate::sessions::CookieAction;
 use crate::store::{Save, SaveOutcome, Store};
 
 /// The browser limit for one cookie, in bytes (RFC 6265 §6.1 minimum, and
@@ -157,8 +156,8 @@ impl<T: SessionData> OpenedCache<T> {
         }
     }
 
-    fn put(&self, value: &str, record: &Record<T>) {
-        *self.slot(value).lock() = Some((value.into(), record.clone()));
+    fn put(&self, value: &str, record: Record<T>) {
+        *self.slot(value).lock() = Some((value.into(), record));
     }
 }
 
@@ -248,7 +247,7 @@ impl<T: SessionData> CookieStore<T> {
                 Some(record) => record,
                 None => {
                     let record = self.unseal(cookie_value)?;
-                    cache.put(cookie_value, &record);
+                    cache.put(cookie_value, record.clone());
                     record
                 }
             },
@@ -326,23 +325,20 @@ impl<T: SessionData> Store<T> for CookieStore<T> {
 
 impl<T: SessionData> CookieStore<T> {
     fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
-        let mut record = save.record.clone();
-        record.version += 1;
-        let value = self.seal(&record)?;
+        let record = save.record;
+        // The next version is encoded in place of the record's own: no copy
+        // of the record (and its data) just to bump a counter.
+        let version = record.version + 1;
         let i = &self.inner;
+        let value = base64_simd::URL_SAFE_NO_PAD
+            .encode_to_string(i.codec.encode_record_as(record, version)?);
         // Measure the header exactly as the layer will send it.
         let max_age = record
             .absolute_deadline
             .duration_since(i.clock.now())
             .unwrap_or(Duration::ZERO);
-        let header_len = crate::http::set_cookie_header(
-            &i.cookie,
-            &CookieAction::Set {
-                value: value.clone(),
-                max_age,
-            },
-        )
-        .map_or(0, |h| h.len());
+        let header_len =
+            crate::http::set_cookie_header_len(&i.cookie, value.len(), max_age.as_secs());
         let size = header_len.max(value.len());
         if size > i.max_cookie_len {
             return Err(StoreError::CookieTooLarge {
@@ -351,7 +347,9 @@ impl<T: SessionData> CookieStore<T> {
             });
         }
         if let Some(cache) = &self.cache {
-            cache.put(&value, &record);
+            let mut stored = record.clone();
+            stored.version = version;
+            cache.put(&value, stored);
         }
         Ok(SaveOutcome::Saved(value))
     }

@@ -91,7 +91,7 @@ impl PayloadCodec {
 /// `crate::frame`).
 pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
     let mut buf = Vec::with_capacity(160);
-    crate::frame::write(record, &mut buf)?;
+    crate::frame::write(record, record.version, &mut buf)?;
     Ok(buf)
 }
 
