@@ -454,10 +454,10 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
     }
 
     /// Events and the cookie action for a save the store answered.
-    fn after_save(
+    fn after_save<U>(
         &self,
         outcome: Result<SaveOutcome, StoreError>,
-        record: &Record<T>,
+        record: &Record<U>,
         kind: SaveKind,
         now: std::time::SystemTime,
         incoming: Option<&str>,
@@ -566,10 +566,11 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             Plan::Save(meta, kind) => (meta, kind),
         };
         // The data lock is held across a synchronous save (no await; nothing
-        // the store runs can reach this session), so the store borrows the
-        // loaded data instead of a copy.
-        let cell = session.shared.data.lock();
-        let record = meta.join(cell.data.clone());
+        // the store runs can reach this session), so the data moves into the
+        // record to save and back after it, instead of being copied; no one
+        // can see the placeholder left in the cell meanwhile.
+        let mut cell = session.shared.data.lock();
+        let record = meta.join(std::mem::take(&mut cell.data));
         let started = Instant::now();
         let save = Save {
             record: &record,
@@ -578,11 +579,15 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         };
         match self.store.save_now(save) {
             Some(outcome) => {
+                let (data, record) = record.split();
+                cell.data = data;
                 drop(cell);
                 observe("save", started, outcome.as_ref().map(|_| ()));
                 CommitStep::Done(self.after_save(outcome, &record, kind, now, incoming))
             }
             None => {
+                // An asynchronous save owns its record; the session keeps a copy.
+                cell.data = record.data.clone();
                 let base = cell.base.clone();
                 drop(cell);
                 CommitStep::Io(Pending::Save(Box::new(PendingSave {
