@@ -164,6 +164,7 @@ pub fn set_cookie_header(config: &CookieConfig, action: &CookieAction) -> Option
 /// [`CookieAction::Set`] of a `value_len`-byte value, without building it
 /// (the cookie store checks every sealed value against the browsers' size
 /// limit this way). Same code path as the header itself, so the two agree.
+#[cfg(any(feature = "cookie-store", test))]
 pub(crate) fn set_cookie_header_len(
     config: &CookieConfig,
     value_len: usize,
