@@ -568,7 +568,9 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         // The data lock is held across a synchronous save (no await; nothing
         // the store runs can reach this session), so the data moves into the
         // record to save and back after it, instead of being copied; no one
-        // can see the placeholder left in the cell meanwhile.
+        // can see the placeholder left in the cell meanwhile (only a panic in
+        // the store, e.g. in the data's `Serialize`, would leave it there,
+        // failing this request's commit anyway).
         let mut cell = session.shared.data.lock();
         let record = meta.join(std::mem::take(&mut cell.data));
         let started = Instant::now();
