@@ -17,6 +17,10 @@ secs=${3:-6}
 redis_url=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${CARGO_TARGET_DIR:-$here/../target}/release/sessionkit-bench
+if [ ! -x "$bin" ]; then
+    echo "no $bin: build it first (cargo build --release -p sessionkit-bench; set CARGO_TARGET_DIR if you use one)" >&2
+    exit 2
+fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 out="$work/callgrind.$variant.$workload.out"
