@@ -29,14 +29,13 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::StatusCode;
-use tokio::sync::OnceCell;
 
 use crate::binding::ClientInfo;
 use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::session::Session;
-use crate::sessions::{commit_session, load_session, CommitStep, CookieAction, Engine, Pending};
+use crate::sessions::{commit_session, CommitStep, CookieAction, Engine, Loaded, Pending};
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -408,7 +407,12 @@ struct SlotInner<T: SessionData> {
     responder: Arc<dyn ErrorResponder>,
     cookie: Option<String>,
     client: ClientInfo,
-    session: OnceCell<Session<T>>,
+    session: std::sync::OnceLock<Session<T>>,
+    /// Held while a load that needs no I/O runs (no await under it).
+    load_now: parking_lot::Mutex<()>,
+    /// Held across a load that waits for the store, or that must delete or
+    /// re-bind what it found: one caller does it, the others then share it.
+    load_io: tokio::sync::Mutex<()>,
 }
 
 impl<T: SessionData> SessionSlot<T> {
@@ -454,7 +458,9 @@ impl<T: SessionData> SessionSlot<T> {
                 responder,
                 cookie,
                 client,
-                session: OnceCell::new(),
+                session: std::sync::OnceLock::new(),
+                load_now: parking_lot::Mutex::new(()),
+                load_io: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -468,10 +474,44 @@ impl<T: SessionData> SessionSlot<T> {
         if let Some(session) = i.session.get() {
             return Ok(session.clone());
         }
-        i.session
-            .get_or_try_init(|| load_session(&*i.engine, i.cookie.as_deref(), &i.client))
-            .await
-            .cloned()
+        // Most loads need no I/O (memory, cookie, a warm cache, no cookie at
+        // all): answered here under a plain lock, with no future polled. (An
+        // async once-cell cost about a fifth of a memory-store load: its
+        // semaphore is locked and closed on every first use.)
+        let early = {
+            let _one_at_a_time = i.load_now.lock();
+            if let Some(session) = i.session.get() {
+                return Ok(session.clone());
+            }
+            match i.engine.load_now(i.cookie.as_deref(), &i.client) {
+                Some(Ok(Loaded::Ready(session))) => {
+                    return Ok(i.session.get_or_init(|| session).clone());
+                }
+                // An error, or a session to delete or re-bind first.
+                Some(other) => Some(other),
+                // The store needs I/O.
+                None => None,
+            }
+        };
+        let _one_at_a_time = i.load_io.lock().await;
+        if let Some(session) = i.session.get() {
+            return Ok(session.clone());
+        }
+        let loaded = match (early, i.cookie.as_deref()) {
+            (Some(loaded), _) => loaded?,
+            (None, Some(value)) => i.engine.load_io(value, &i.client).await?,
+            // `Engine::load_now` answers whenever there is no cookie.
+            (None, None) => i.engine.load_now(None, &i.client).unwrap_or_else(|| {
+                Err(StoreError::Backend(
+                    "the engine could not start a session without a cookie".into(),
+                ))
+            })?,
+        };
+        let session = match loaded {
+            Loaded::Ready(session) => session,
+            other => i.engine.settle(other).await?,
+        };
+        Ok(i.session.get_or_init(|| session).clone())
     }
 
     /// The error response for a failure, from the configured responder.
@@ -605,6 +645,66 @@ mod tests {
             h.append(COOKIE, v.parse().unwrap());
         }
         h
+    }
+
+    fn slot<S: crate::Store<u32>>(store: S, cookie: Option<&str>) -> SessionSlot<u32> {
+        let sessions = crate::Sessions::new(store, crate::Config::default());
+        let header = cookie.map(|v| format!("id={v}"));
+        SessionSlot::from_cookie_headers(
+            sessions.engine(),
+            Arc::new(DefaultErrorResponder),
+            header.as_deref().map(str::as_bytes),
+            ClientInfo::default(),
+        )
+    }
+
+    /// Stores a session holding `value` through a slot; returns its cookie value.
+    async fn stored(store: crate::store::memory::MemoryStore<u32>, value: u32) -> String {
+        let s = slot(store, None);
+        *s.session().await.unwrap().data_mut() = value;
+        let header = s
+            .finish()
+            .await
+            .unwrap()
+            .expect("a new session sets the cookie");
+        let pair = header.split(';').next().unwrap();
+        pair.strip_prefix("id=").unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn first_uses_at_once_share_one_session() {
+        use crate::resilience::fault::FaultyStore;
+        use crate::store::memory::MemoryStore;
+        // Answered on the spot (memory), and through I/O (the wrapper has
+        // no synchronous path), with and without a cookie.
+        let memory = MemoryStore::<u32>::new();
+        let stored = stored(memory.clone(), 7).await;
+        for cookie in [None, Some(stored.as_str()), Some("unknown")] {
+            let a = slot(memory.clone(), cookie);
+            let b = slot(FaultyStore::new(memory.clone()), cookie);
+            for s in [a, b] {
+                let (x, y) = tokio::join!(s.session(), s.session());
+                let (x, y) = (x.unwrap(), y.unwrap());
+                assert_eq!(x.id(), y.id(), "cookie {cookie:?}");
+                assert_eq!(s.session().await.unwrap().id(), x.id());
+                if cookie == Some(stored.as_str()) {
+                    assert_eq!(*x.data(), 7);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_not_kept() {
+        use crate::resilience::fault::{Fault, FaultyStore};
+        use crate::store::memory::MemoryStore;
+        let memory = MemoryStore::<u32>::new();
+        let stored = stored(memory.clone(), 3).await;
+        let store = FaultyStore::new(memory);
+        store.switch().set_for(Fault::Unavailable, 1);
+        let s = slot(store, Some(&stored));
+        assert!(matches!(s.session().await, Err(StoreError::Unavailable(_))));
+        assert_eq!(*s.session().await.unwrap().data(), 3);
     }
 
     #[test]
