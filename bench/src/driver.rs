@@ -77,6 +77,12 @@ pub struct Sample {
     /// Share of the machine's CPU time the hypervisor gave to other guests
     /// during the windows (`/proc/stat` steal), when the kernel reports it.
     pub steal: Option<f64>,
+    /// Times wrk went to sleep per request (its voluntary context switches).
+    /// On loopback the server's `write` wakes a sleeping wrk from inside its
+    /// own system call (the receiving side's softirq runs on the sender's
+    /// core), so each of these costs the server kernel time: a slower server
+    /// lets wrk sleep more often and pays more per request for it.
+    pub client_sleeps_per_req: Option<f64>,
     pub errors: u64,
 }
 
@@ -280,6 +286,16 @@ struct WrkResult {
     duration_s: f64,
     p99_us: f64,
     errors: u64,
+    /// wrk's voluntary context switches, when the OS reports them.
+    sleeps: Option<u64>,
+}
+
+/// Voluntary context switches of every child process reaped so far
+/// (`getrusage(RUSAGE_CHILDREN)`); wrk is the only child reaped while it runs.
+fn children_sleeps() -> Option<u64> {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .ok()
+        .and_then(|u| u64::try_from(u.voluntary_context_switches()).ok())
 }
 
 fn wrk(
@@ -294,6 +310,7 @@ fn wrk(
         Workload::New => "-".into(),
         _ => cookies.display().to_string(),
     };
+    let sleeps_before = children_sleeps();
     let out = Command::new("taskset")
         .args(["-c", CLIENT_CORE, "wrk", "-t1"])
         .arg(format!("-c{}", opts.connections))
@@ -304,6 +321,9 @@ fn wrk(
         .arg(format!("http://127.0.0.1:{port}/"))
         .args(["--", workload.path(), &cookie_arg])
         .output()?;
+    let sleeps = children_sleeps()
+        .zip(sleeps_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -330,6 +350,7 @@ fn wrk(
             + get("write_errors")
             + get("status_errors")
             + get("timeouts")) as u64,
+        sleeps,
     })
 }
 
@@ -355,6 +376,8 @@ struct Tally {
     redis_cpu_ticks: u64,
     machine_ticks: u64,
     steal_ticks: u64,
+    /// wrk's sleeps, while every window reported them.
+    client_sleeps: Option<u64>,
 }
 
 impl Tally {
@@ -391,6 +414,12 @@ impl Tally {
         self.cpu_ticks += cpu_after - cpu_before;
         self.p99s_us.push(r.p99_us);
         self.errors += r.errors;
+        let first_window = self.p99s_us.len() == 1;
+        self.client_sleeps = match (first_window, self.client_sleeps, r.sleeps) {
+            (true, _, now) => now,
+            (_, Some(sum), Some(now)) => Some(sum + now),
+            _ => None,
+        };
         Ok(())
     }
 
@@ -414,6 +443,7 @@ impl Tally {
             paired_ceiling: None,
             steal: (self.machine_ticks > 0)
                 .then(|| self.steal_ticks as f64 / self.machine_ticks as f64),
+            client_sleeps_per_req: self.client_sleeps.map(|n| n as f64 / reqs),
             errors: self.errors,
         }
     }
@@ -457,7 +487,7 @@ fn measure(
 /// The progress line of one sample, on stderr.
 fn report_line(round: usize, s: &Sample) {
     eprintln!(
-        "round {} {:<33} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}{}",
+        "round {} {:<33} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}{}{}",
         round + 1,
         s.variant.name(),
         s.workload.name(),
@@ -467,6 +497,9 @@ fn report_line(round: usize, s: &Sample) {
         s.cpu_util * 100.0,
         s.steal
             .map(|st| format!("  steal {:.0}%", st * 100.0))
+            .unwrap_or_default(),
+        s.client_sleeps_per_req
+            .map(|z| format!("  wrk sleeps {z:.3}/req"))
             .unwrap_or_default(),
         s.rps_fraction()
             .zip(s.cpu_fraction())

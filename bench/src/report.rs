@@ -31,6 +31,7 @@ pub struct Summary {
     pub redis_round_trips_per_req: Option<f64>,
     pub redis_cpu_us_per_req: Option<f64>,
     pub steal: Option<f64>,
+    pub client_sleeps_per_req: Option<f64>,
     pub errors: u64,
 }
 
@@ -48,6 +49,7 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
         redis_round_trips_per_req: med_opt(&|s| s.redis_round_trips_per_req),
         redis_cpu_us_per_req: med_opt(&|s| s.redis_cpu_us_per_req),
         steal: med_opt(&|s| s.steal),
+        client_sleeps_per_req: med_opt(&|s| s.client_sleeps_per_req),
         errors: mine.iter().map(|s| s.errors).sum(),
     })
 }
@@ -131,11 +133,11 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU (lowest–highest round) | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req | host steal |"
+        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU (lowest–highest round) | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req | host steal | wrk sleeps/req |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for &v in variants {
         for &w in Workload::ALL {
@@ -169,7 +171,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} | {} | {} |{}",
+                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} | {} | {} | {} |{}",
                 v.name(),
                 w.name(),
                 s.rps,
@@ -188,6 +190,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                 s.steal
                     .map(|st| format!("{:.0}%", st * 100.0))
                     .unwrap_or_else(|| "–".into()),
+                opt(s.client_sleeps_per_req, 3),
                 if s.errors > 0 {
                     format!(" {} errors", s.errors)
                 } else {
@@ -257,6 +260,7 @@ mod tests {
             redis_cpu_us_per_req: None,
             paired_ceiling: ceiling,
             steal: None,
+            client_sleeps_per_req: None,
             errors: 0,
         }
     }
