@@ -247,7 +247,7 @@ fn expect(what: &str, reply: &wire::Reply, body: &str) -> std::io::Result<()> {
 /// look fast), then pre-creates `n` sessions and returns their cookies.
 fn prepare(variant: Variant, port: u16, n: usize) -> std::io::Result<Vec<String>> {
     let name = variant.name();
-    if variant.is_ceiling() {
+    if !variant.keeps_sessions() {
         expect(name, &wire::http_get(port, "/read", None)?, "1 bench-user")?;
         // Same header size as a session cookie (43-char id), so the ceiling
         // parses comparable requests.

@@ -7,7 +7,10 @@
 //!   and username `bench-user`; returns `"1"`.
 //!
 //! The ceilings (`none-axum`, `none-actix`) have no session layer and answer
-//! constants. Each session variant is compared with the ceiling of its own
+//! constants. `floor-axum` is the least a session layer of this shape costs:
+//! a per-request value handed to the handler through the request's
+//! extensions and the session variants' response bodies, nothing parsed,
+//! looked up or stored. Each session variant is compared with the ceiling of its own
 //! framework, so framework overhead does not count for or against a library.
 //!
 //! Every variant runs on a single worker: the driver pins the process to one
@@ -52,6 +55,7 @@ pub enum Framework {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     NoneAxum,
+    FloorAxum,
     SessionkitMemory,
     SessionkitRedis,
     SessionkitCookie,
@@ -73,6 +77,7 @@ impl Variant {
     /// Every variant, in the order the driver runs and prints them.
     pub const ALL: &'static [Variant] = &[
         Variant::NoneAxum,
+        Variant::FloorAxum,
         Variant::SessionkitMemory,
         Variant::SessionkitRedis,
         Variant::SessionkitCookie,
@@ -93,6 +98,7 @@ impl Variant {
     pub fn name(self) -> &'static str {
         match self {
             Variant::NoneAxum => "none-axum",
+            Variant::FloorAxum => "floor-axum",
             Variant::SessionkitMemory => "sessionkit-memory",
             Variant::SessionkitRedis => "sessionkit-redis",
             Variant::SessionkitCookie => "sessionkit-cookie",
@@ -141,6 +147,12 @@ impl Variant {
         self == self.ceiling()
     }
 
+    /// Whether the variant keeps sessions (the ceilings and the floor do not:
+    /// the driver sends them dummy cookies and cannot check what they keep).
+    pub fn keeps_sessions(self) -> bool {
+        !self.is_ceiling() && self != Variant::FloorAxum
+    }
+
     pub fn uses_redis(self) -> bool {
         matches!(
             self,
@@ -172,6 +184,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
             rt.block_on(async move {
                 let router = match variant {
                     Variant::NoneAxum => axum_apps::none(),
+                    Variant::FloorAxum => axum_apps::floor(),
                     Variant::SessionkitMemory => axum_apps::sessionkit(memory_store()?),
                     Variant::SessionkitRedis => {
                         axum_apps::sessionkit(redis_store(&redis_url()?).await?)
@@ -286,6 +299,7 @@ async fn redis_store(url: &str) -> std::io::Result<RedisStore<BenchData>> {
 }
 
 mod axum_apps {
+    use axum::http::StatusCode;
     use axum::routing::get;
     use axum::Router;
 
@@ -296,6 +310,69 @@ mod axum_apps {
             .route("/read", get(|| async { "1 bench-user" }))
             .route("/write", get(|| async { "2" }))
             .route("/new", get(|| async { "1" }))
+    }
+
+    /// The least any session layer of this shape costs: a layer that puts a
+    /// fresh per-request value (the session data behind an `Arc<Mutex<_>>`)
+    /// into the request's extensions, handlers that take it out with the
+    /// `Extension` extractor and answer the session variants' bodies. No
+    /// cookie is parsed or set and nothing is stored or looked up.
+    pub fn floor() -> Router {
+        use std::sync::{Arc, Mutex};
+        use std::task::{Context, Poll};
+
+        use axum::Extension;
+
+        type Slot = Arc<Mutex<BenchData>>;
+
+        #[derive(Clone)]
+        struct FloorLayer;
+        impl<S> tower_layer::Layer<S> for FloorLayer {
+            type Service = Floor<S>;
+            fn layer(&self, inner: S) -> Floor<S> {
+                Floor(inner)
+            }
+        }
+
+        #[derive(Clone)]
+        struct Floor<S>(S);
+        impl<S, B> tower_service::Service<axum::http::Request<B>> for Floor<S>
+        where
+            S: tower_service::Service<axum::http::Request<B>>,
+        {
+            type Response = S::Response;
+            type Error = S::Error;
+            type Future = S::Future;
+            fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+                self.0.poll_ready(cx)
+            }
+            fn call(&mut self, mut req: axum::http::Request<B>) -> S::Future {
+                let slot: Slot = Arc::new(Mutex::new(fresh()));
+                req.extensions_mut().insert(slot);
+                self.0.call(req)
+            }
+        }
+
+        // A poisoned lock cannot happen here (no handler panics while
+        // holding it); answer 500 rather than unwrap anyway.
+        async fn read(Extension(s): Extension<Slot>) -> Result<String, StatusCode> {
+            let d = s.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+            Ok(format!("{} {}", d.counter, d.username))
+        }
+        async fn write(Extension(s): Extension<Slot>) -> Result<String, StatusCode> {
+            let mut d = s.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+            d.counter += 1;
+            Ok(d.counter.to_string())
+        }
+        async fn new(Extension(s): Extension<Slot>) -> Result<&'static str, StatusCode> {
+            *s.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)? = fresh();
+            Ok("1")
+        }
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/new", get(new))
+            .layer(FloorLayer)
     }
 
     pub fn sessionkit(store: impl sessionkit::Store<BenchData>) -> Router {
@@ -521,7 +598,38 @@ mod actix_apps {
 mod tests {
     use std::env::VarError;
 
-    use super::parse_max_entries;
+    use super::{parse_max_entries, serve, Variant};
+    use crate::wire;
+
+    /// The floor answers what the session variants answer, over a real socket.
+    #[test]
+    fn the_floor_answers_the_session_variants_bodies() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        // Runs until the test process exits.
+        std::thread::spawn(move || serve(Variant::FloorAxum, port, None));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the floor never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for (path, body) in [("/read", "1 bench-user"), ("/write", "2"), ("/new", "1")] {
+            let reply = wire::http_get(port, path, Some("id=x")).unwrap();
+            assert_eq!((reply.status, reply.body.trim()), (200, body), "{path}");
+            assert!(
+                reply.set_cookie.is_none(),
+                "{path}: the floor sets no cookie"
+            );
+        }
+        assert!(!Variant::FloorAxum.keeps_sessions());
+        assert_eq!(Variant::FloorAxum.ceiling(), Variant::NoneAxum);
+        assert_eq!(Variant::parse("floor-axum"), Some(Variant::FloorAxum));
+    }
 
     #[test]
     fn the_memory_bound_is_a_positive_whole_number_or_unset() {
