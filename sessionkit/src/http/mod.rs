@@ -27,6 +27,8 @@
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
+
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use http::StatusCode;
 
@@ -408,8 +410,9 @@ struct SlotInner<T: SessionData> {
     cookie: Option<String>,
     client: ClientInfo,
     session: std::sync::OnceLock<Session<T>>,
-    /// Held while a load that needs no I/O runs (no await under it).
-    load_now: parking_lot::Mutex<()>,
+    /// Held while a load that needs no I/O runs (no await under it); `true`
+    /// while a load that waits for the store runs (see [`IoRunning`]).
+    load_now: parking_lot::Mutex<bool>,
     /// Held across a load that waits for the store, or that must delete or
     /// re-bind what it found: one caller does it, the others then share it.
     load_io: tokio::sync::Mutex<()>,
@@ -459,7 +462,7 @@ impl<T: SessionData> SessionSlot<T> {
                 cookie,
                 client,
                 session: std::sync::OnceLock::new(),
-                load_now: parking_lot::Mutex::new(()),
+                load_now: parking_lot::Mutex::new(false),
                 load_io: tokio::sync::Mutex::new(()),
             }),
         }
@@ -469,43 +472,81 @@ impl<T: SessionData> SessionSlot<T> {
     /// cached: a later call tries again. A stored session that cannot be
     /// decoded (e.g. written by an older version of the session type) is
     /// treated like a tampered cookie: a fresh session, not an error.
-    pub async fn session(&self) -> Result<Session<T>, StoreError> {
+    pub fn session(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Session<T>, StoreError>> + Send + '_ {
+        // A ready answer needs no state machine: the future a handler's
+        // extractor awaits stays a few words long unless the store has to
+        // be waited for.
+        match self.session_now() {
+            Ok(answer) => Either::Left(std::future::ready(answer)),
+            Err(early) => Either::Right(Box::pin(self.session_io(early))),
+        }
+    }
+
+    /// [`SessionSlot::session`] without waiting: most loads need no I/O
+    /// (memory, cookie, a warm cache, no cookie at all) and are answered
+    /// here under a plain lock. (An async once-cell cost about a fifth of a
+    /// memory-store load: its semaphore is locked and closed on every first
+    /// use.) `Err` hands [`SessionSlot::session_io`] what it found.
+    fn session_now(&self) -> Result<Result<Session<T>, StoreError>, Early<T>> {
         let i = &self.inner;
         if let Some(session) = i.session.get() {
-            return Ok(session.clone());
+            return Ok(Ok(session.clone()));
         }
-        // Most loads need no I/O (memory, cookie, a warm cache, no cookie at
-        // all): answered here under a plain lock, with no future polled. (An
-        // async once-cell cost about a fifth of a memory-store load: its
-        // semaphore is locked and closed on every first use.)
-        let early = {
-            let _one_at_a_time = i.load_now.lock();
+        let io_running = i.load_now.lock();
+        if let Some(session) = i.session.get() {
+            return Ok(Ok(session.clone()));
+        }
+        if *io_running {
+            return Err(Early::NotTried);
+        }
+        match i.engine.load_now(i.cookie.as_deref(), &i.client) {
+            Some(Ok(Loaded::Ready(session))) => Ok(Ok(i.session.get_or_init(|| session).clone())),
+            None => Err(Early::NeedsIo),
+            Some(found) => Err(Early::Found(Box::new(found))),
+        }
+    }
+
+    /// The rest of [`SessionSlot::session`], one caller at a time; while it
+    /// runs, [`SessionSlot::session_now`] sends callers here instead of
+    /// loading alongside it.
+    async fn session_io(&self, early: Early<T>) -> Result<Session<T>, StoreError> {
+        let i = &self.inner;
+        let cookie = i.cookie.as_deref();
+        let _one_at_a_time = i.load_io.lock().await;
+        let tried = {
+            let mut io_running = i.load_now.lock();
             if let Some(session) = i.session.get() {
                 return Ok(session.clone());
             }
-            match i.engine.load_now(i.cookie.as_deref(), &i.client) {
+            let tried = match early {
+                Early::NeedsIo => None,
+                Early::Found(found) => Some(*found),
+                // Another caller's load was running (and failed).
+                Early::NotTried => i.engine.load_now(cookie, &i.client),
+            };
+            match tried {
                 Some(Ok(Loaded::Ready(session))) => {
                     return Ok(i.session.get_or_init(|| session).clone());
                 }
-                // An error, or a session to delete or re-bind first.
-                Some(other) => Some(other),
-                // The store needs I/O.
-                None => None,
+                tried => {
+                    *io_running = true;
+                    tried
+                }
             }
         };
-        let _one_at_a_time = i.load_io.lock().await;
-        if let Some(session) = i.session.get() {
-            return Ok(session.clone());
-        }
-        let loaded = match (early, i.cookie.as_deref()) {
+        // Cleared on every way out, a dropped (cancelled) future included.
+        let _running = IoRunning(&i.load_now);
+        let loaded = match (tried, cookie) {
             (Some(loaded), _) => loaded?,
             (None, Some(value)) => i.engine.load_io(value, &i.client).await?,
             // `Engine::load_now` answers whenever there is no cookie.
-            (None, None) => i.engine.load_now(None, &i.client).unwrap_or_else(|| {
-                Err(StoreError::Backend(
+            (None, None) => {
+                return Err(StoreError::Backend(
                     "the engine could not start a session without a cookie".into(),
                 ))
-            })?,
+            }
         };
         let session = match loaded {
             Loaded::Ready(session) => session,
@@ -528,6 +569,26 @@ impl<T: SessionData> SessionSlot<T> {
         };
         let action = commit_session(&*i.engine, session, i.cookie.as_deref()).await?;
         Ok(set_cookie_header(i.engine.config().cookie(), &action))
+    }
+}
+
+/// What [`SessionSlot::session_now`] leaves to [`SessionSlot::session_io`]
+/// (small: it is moved into the future that waits).
+enum Early<T> {
+    /// A load that waits for the store was running: nothing tried.
+    NotTried,
+    /// The store needs I/O.
+    NeedsIo,
+    /// A failure, or a session to delete or re-bind first.
+    Found(Box<Result<Loaded<T>, StoreError>>),
+}
+
+/// Marks a slot's I/O load as finished when dropped.
+struct IoRunning<'a>(&'a parking_lot::Mutex<bool>);
+
+impl Drop for IoRunning<'_> {
+    fn drop(&mut self) {
+        *self.0.lock() = false;
     }
 }
 
@@ -692,6 +753,72 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A store whose on-the-spot answer appears while an I/O load is still
+    /// under way (like a local cache filled by that load).
+    struct WarmsUp {
+        inner: crate::store::memory::MemoryStore<u32>,
+        warm: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Store<u32> for WarmsUp {
+        async fn load(&self, v: &str) -> Result<Option<crate::Record<u32>>, StoreError> {
+            self.warm.store(true, std::sync::atomic::Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            self.inner.load(v).await
+        }
+        async fn save(
+            &self,
+            save: crate::store::Save<'_, u32>,
+        ) -> Result<crate::store::SaveOutcome, StoreError> {
+            self.inner.save(save).await
+        }
+        async fn delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
+            self.inner.delete(id).await
+        }
+        fn load_now(&self, v: &str) -> Option<Result<Option<crate::Record<u32>>, StoreError>> {
+            if self.warm.load(std::sync::atomic::Ordering::SeqCst) {
+                self.inner.load_now(v)
+            } else {
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn no_load_on_the_spot_runs_beside_one_waiting_for_the_store() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let memory = crate::store::memory::MemoryStore::<u32>::new();
+        let stored = stored(memory.clone(), 5).await;
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counter = loads.clone();
+        let config = crate::Config::builder()
+            .on_loaded(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+            .build()
+            .unwrap();
+        let store = WarmsUp {
+            inner: memory,
+            warm: false.into(),
+        };
+        let sessions = crate::Sessions::new(store, config);
+        let header = format!("id={stored}");
+        let s = SessionSlot::from_cookie_headers(
+            sessions.engine(),
+            Arc::new(DefaultErrorResponder),
+            [header.as_bytes()],
+            ClientInfo::default(),
+        );
+        // The first caller waits for the store; the second arrives while the
+        // store could answer on the spot, and must share the first's load.
+        let (x, y) = tokio::join!(s.session(), s.session());
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x.id(), y.id());
+        assert_eq!(*y.data(), 5);
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one load, one event");
     }
 
     #[tokio::test]
