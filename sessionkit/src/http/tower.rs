@@ -126,12 +126,12 @@ where
                 .map(|c| c.0.ip()),
         );
         req.extensions_mut().insert(slot.clone());
-        // The clone that was made ready is the one we must call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // Called here, on the instance `poll_ready` readied: the response
+        // future owns no service, so no clone is needed (axum's routes box
+        // theirs, so a clone would allocate on every request).
         SessionFuture {
             state: State::Handler {
-                fut: inner.call(req),
+                fut: self.inner.call(req),
                 slot: Some(slot),
             },
         }
