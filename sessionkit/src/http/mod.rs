@@ -472,6 +472,7 @@ impl<T: SessionData> SessionSlot<T> {
     /// cached: a later call tries again. A stored session that cannot be
     /// decoded (e.g. written by an older version of the session type) is
     /// treated like a tampered cookie: a fresh session, not an error.
+    /// Concurrent first calls share one load.
     pub fn session(
         &self,
     ) -> impl std::future::Future<Output = Result<Session<T>, StoreError>> + Send + '_ {
