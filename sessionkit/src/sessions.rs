@@ -159,11 +159,27 @@ pub(crate) async fn load_session<T: SessionData, E: Engine<T> + ?Sized>(
     cookie_value: Option<&str>,
     client: &ClientInfo,
 ) -> Result<Session<T>, StoreError> {
-    let loaded = match engine.load_now(cookie_value, client) {
-        Some(loaded) => loaded?,
-        None => {
-            let value = cookie_value.expect("load_now answers when there is no cookie");
-            engine.load_io(value, client).await?
+    let tried = engine.load_now(cookie_value, client);
+    finish_load(engine, tried, cookie_value, client).await
+}
+
+/// The rest of a load, given what [`Engine::load_now`] answered (`None`: the
+/// store needs I/O): waits for the store if it must, then deletes or
+/// re-binds what it found if it must.
+pub(crate) async fn finish_load<T: SessionData, E: Engine<T> + ?Sized>(
+    engine: &E,
+    tried: Option<Result<Loaded<T>, StoreError>>,
+    cookie_value: Option<&str>,
+    client: &ClientInfo,
+) -> Result<Session<T>, StoreError> {
+    let loaded = match (tried, cookie_value) {
+        (Some(loaded), _) => loaded?,
+        (None, Some(value)) => engine.load_io(value, client).await?,
+        // `Engine::load_now` answers whenever there is no cookie.
+        (None, None) => {
+            return Err(StoreError::Backend(
+                "the engine could not start a session without a cookie".into(),
+            ))
         }
     };
     match loaded {

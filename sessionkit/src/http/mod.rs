@@ -37,7 +37,9 @@ use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::session::Session;
-use crate::sessions::{commit_session, CommitStep, CookieAction, Engine, Loaded, Pending};
+use crate::sessions::{
+    commit_session, finish_load, CommitStep, CookieAction, Engine, Loaded, Pending,
+};
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -539,20 +541,7 @@ impl<T: SessionData> SessionSlot<T> {
         };
         // Cleared on every way out, a dropped (cancelled) future included.
         let _running = IoRunning(&i.load_now);
-        let loaded = match (tried, cookie) {
-            (Some(loaded), _) => loaded?,
-            (None, Some(value)) => i.engine.load_io(value, &i.client).await?,
-            // `Engine::load_now` answers whenever there is no cookie.
-            (None, None) => {
-                return Err(StoreError::Backend(
-                    "the engine could not start a session without a cookie".into(),
-                ))
-            }
-        };
-        let session = match loaded {
-            Loaded::Ready(session) => session,
-            other => i.engine.settle(other).await?,
-        };
+        let session = finish_load(&*i.engine, tried, cookie, &i.client).await?;
         Ok(i.session.get_or_init(|| session).clone())
     }
 
