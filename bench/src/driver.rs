@@ -376,8 +376,10 @@ struct Tally {
     redis_cpu_ticks: u64,
     machine_ticks: u64,
     steal_ticks: u64,
-    /// wrk's sleeps, while every window reported them.
-    client_sleeps: Option<u64>,
+    /// wrk's sleeps over the windows that reported them.
+    client_sleeps: u64,
+    /// A window whose sleeps the OS did not report (the sum is then unknown).
+    client_sleeps_missing: bool,
 }
 
 impl Tally {
@@ -414,12 +416,8 @@ impl Tally {
         self.cpu_ticks += cpu_after - cpu_before;
         self.p99s_us.push(r.p99_us);
         self.errors += r.errors;
-        let first_window = self.p99s_us.len() == 1;
-        self.client_sleeps = match (first_window, self.client_sleeps, r.sleeps) {
-            (true, _, now) => now,
-            (_, Some(sum), Some(now)) => Some(sum + now),
-            _ => None,
-        };
+        self.client_sleeps += r.sleeps.unwrap_or(0);
+        self.client_sleeps_missing |= r.sleeps.is_none();
         Ok(())
     }
 
@@ -443,7 +441,8 @@ impl Tally {
             paired_ceiling: None,
             steal: (self.machine_ticks > 0)
                 .then(|| self.steal_ticks as f64 / self.machine_ticks as f64),
-            client_sleeps_per_req: self.client_sleeps.map(|n| n as f64 / reqs),
+            client_sleeps_per_req: (!self.client_sleeps_missing)
+                .then(|| self.client_sleeps as f64 / reqs),
             errors: self.errors,
         }
     }

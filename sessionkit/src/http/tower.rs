@@ -127,8 +127,7 @@ where
         );
         req.extensions_mut().insert(slot.clone());
         // Called here, on the instance `poll_ready` readied: the response
-        // future owns no service, so no clone is needed (axum's routes box
-        // theirs, so a clone would allocate on every request).
+        // future owns no service, so it needs no clone of its own.
         SessionFuture {
             state: State::Handler {
                 fut: self.inner.call(req),
