@@ -508,3 +508,87 @@ async fn a_warm_update_is_one_round_trip_that_writes_and_announces() {
     assert!(script.iter().any(|c| c == "publish"), "{script:?}");
     until_forgotten(&[b, c], &r.id).await;
 }
+
+/// Waits until `node` has subscribed (a lazy store subscribes in the background).
+async fn until_subscribed(node: &ClusteredStore<TestData>) {
+    let start = Instant::now();
+    while !node.is_subscribed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lazy store never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Lazy stores built from one set of cloned options (as one per actix-web
+/// worker would be): each draws its own node id, so each hears the others'
+/// invalidations; each works before its subscription is up (bypass mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lazy_stores_from_cloned_options_are_separate_nodes_that_hear_each_other() {
+    let server = RedisServer::start().unwrap();
+    let options = ClusterOptions::new(KEY);
+    let a = ClusteredStore::<TestData>::connect_lazy(&server.url(), options.clone()).unwrap();
+    // Usable at once, subscribed or not: a miss reads Redis.
+    let r = record(None);
+    let cookie = save(&a, &r, SaveKind::Create).await;
+    assert!(a.load(&cookie).await.unwrap().is_some());
+
+    let b = ClusteredStore::<TestData>::connect_lazy(&server.url(), options).unwrap();
+    assert_ne!(a.node_id(), b.node_id(), "cloned options, distinct nodes");
+    until_subscribed(&a).await;
+    until_subscribed(&b).await;
+
+    // B caches it; an update through A must reach B (were the ids equal, B
+    // would skip A's message as its own and serve the old counter).
+    assert!(b.load(&cookie).await.unwrap().is_some());
+    assert!(b.is_cached(&r.id));
+    let mut changed = a.load(&cookie).await.unwrap().unwrap();
+    changed.data.counter = 7;
+    save(&a, &changed, SaveKind::Update).await;
+    until_forgotten(&[&b], &r.id).await;
+    assert_eq!(b.load(&cookie).await.unwrap().unwrap().data.counter, 7);
+}
+
+/// A node id set on the options is kept (for a single store).
+#[tokio::test]
+async fn a_node_id_set_on_the_options_is_used() {
+    let server = RedisServer::start().unwrap();
+    let id = NodeId::random();
+    let store = ClusteredStore::<TestData>::connect_lazy(
+        &server.url(),
+        ClusterOptions::new(KEY).node_id(id),
+    )
+    .unwrap();
+    assert_eq!(store.node_id(), id);
+}
+
+/// Outside a Tokio runtime the lazy constructors refuse with a clear error
+/// instead of panicking in `tokio::spawn`; bad options and URLs are errors.
+#[test]
+fn lazy_constructors_fail_clearly() {
+    let err =
+        ClusteredStore::<TestData>::connect_lazy("redis://127.0.0.1:1/", ClusterOptions::new(KEY))
+            .unwrap_err();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let bad_url =
+            ClusteredStore::<TestData>::connect_lazy("not a url", ClusterOptions::new(KEY));
+        assert!(bad_url.is_err());
+        let zero_key = ClusteredStore::<TestData>::connect_lazy(
+            "redis://127.0.0.1:1/",
+            ClusterOptions::new([0u8; 32]),
+        );
+        assert!(zero_key.is_err(), "an all-zero message key is refused");
+        let store = RedisStore::<TestData>::builder("redis://127.0.0.1:1/")
+            .build_lazy()
+            .unwrap();
+        let no_urls = ClusteredStore::with_store_lazy(store, vec![], ClusterOptions::new(KEY));
+        assert!(no_urls.is_err());
+    });
+}

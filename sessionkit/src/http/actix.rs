@@ -40,7 +40,10 @@
 //! inside the app factory instead, with
 //! `RedisStoreBuilder::build_lazy` (feature `redis`; it needs no `.await`):
 //! one connection per worker, on the worker's thread. On `sessionkit-bench`
-//! (one worker) that served 40–50 % more `/read`s per second.
+//! (one worker) that served 40–50 % more `/read`s per second. The same holds
+//! for a `ClusteredStore`: build it per worker with
+//! `ClusteredStore::connect_lazy` (feature `cluster`); each worker is then a
+//! node of the fleet with its own cache and its own node id.
 //!
 //! # Extractors
 //! - `Session<T>` loads the session (once per request, however many

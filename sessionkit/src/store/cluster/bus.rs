@@ -51,17 +51,17 @@ impl Drop for Bus {
 }
 
 impl Bus {
-    /// Starts the subscriber and waits (up to `wait`) for the first
-    /// subscription; without one the store simply starts in bypass mode.
-    pub(crate) async fn start<T: SessionData>(
+    /// Starts the subscriber; the store serves in bypass mode until it has
+    /// subscribed, which the returned receiver reports (connecting waits for
+    /// it up to `subscribe_wait`; a lazy store does not wait). Must run inside a Tokio runtime (the task is spawned there).
+    pub(crate) fn spawn<T: SessionData>(
         conn: Conn,
         subscribe_urls: Vec<String>,
         channel: String,
         key: MessageKey,
         node: NodeId,
         cache: &Arc<LocalCache<T>>,
-        wait: Duration,
-    ) -> Self {
+    ) -> (Self, oneshot::Receiver<()>) {
         let (ready_tx, ready_rx) = oneshot::channel();
         let subscriber = Subscriber {
             cache: Arc::downgrade(cache),
@@ -71,14 +71,14 @@ impl Bus {
             node,
         };
         let task = tokio::spawn(subscriber.run(ready_tx));
-        let _ = tokio::time::timeout(wait, ready_rx).await;
-        Bus {
+        let bus = Bus {
             conn,
             channel,
             key,
             node,
             task,
-        }
+        };
+        (bus, ready_rx)
     }
 
     /// A message as sent on the channel (authenticated with the fleet's key).

@@ -98,7 +98,8 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 #[must_use]
 pub struct ClusterOptions {
     message_key: MessageKey,
-    node_id: NodeId,
+    /// `None`: each store built with these options draws its own.
+    node_id: Option<NodeId>,
     cache_ttl: Duration,
     cache_capacity: u64,
     channel: String,
@@ -115,7 +116,7 @@ impl ClusterOptions {
     pub fn new(cluster_message_key: impl Into<MessageKey>) -> Self {
         ClusterOptions {
             message_key: cluster_message_key.into(),
-            node_id: NodeId::random(),
+            node_id: None,
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             channel: DEFAULT_CHANNEL.to_owned(),
@@ -123,9 +124,13 @@ impl ClusterOptions {
         }
     }
 
-    /// This node's id on the bus (default: random per store instance).
+    /// This node's id on the bus. By default every store built with these
+    /// options draws a random one, so options cloned into several stores
+    /// (one per actix-web worker, say) still give each store its own: two
+    /// stores sharing an id would ignore each other's invalidations as their
+    /// own. Set one only for a single store.
     pub fn node_id(mut self, id: NodeId) -> Self {
-        self.node_id = id;
+        self.node_id = Some(id);
         self
     }
 
@@ -150,7 +155,8 @@ impl ClusterOptions {
     }
 
     /// How long connecting waits for the first subscription (default 5 s);
-    /// past it the store starts in bypass mode and keeps trying.
+    /// past it the store starts in bypass mode and keeps trying. The lazy
+    /// constructors ([`ClusteredStore::connect_lazy`]) do not wait.
     pub fn subscribe_wait(mut self, wait: Duration) -> Self {
         self.subscribe_wait = wait;
         self
@@ -332,15 +338,96 @@ impl<T: SessionData> ClusteredStore<T> {
         subscribe_urls: Vec<String>,
         options: ClusterOptions,
     ) -> Result<Self, StoreError> {
-        options.validate()?;
-        if subscribe_urls.is_empty() {
-            return Err(StoreError::Backend(
-                "invalid cluster options: no Redis URL to subscribe through".into(),
-            ));
-        }
+        check(&options, &subscribe_urls)?;
         let conn = store.shared_connection();
         Ok(Cached::new(store, conn, subscribe_urls, options).await)
     }
+
+    /// [`ClusteredStore::connect`] without I/O: the connection is opened by
+    /// the first command and the subscription by a background task, and the
+    /// store serves in bypass mode (every read from Redis) until that task
+    /// has subscribed. Synchronous, for code that cannot await, such as an
+    /// actix-web app factory: there, one store per worker, built on the
+    /// worker's thread, keeps its connection's and its subscriber's tasks on
+    /// that thread, where a store connected before `HttpServer::new` keeps
+    /// them on the main thread, so that every command crosses threads.
+    /// Each such store is a node of the fleet with its own cache and its own
+    /// random node id (unless the options set one).
+    ///
+    /// Fails on invalid options or URL, and outside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// use actix_web::{web, App, HttpServer};
+    /// use sessionkit::http::actix::SessionMiddleware;
+    /// use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+    /// use sessionkit::{Config, Session, Sessions};
+    ///
+    /// async fn hit(session: Session<u64>) -> String {
+    ///     let mut visits = session.data_mut();
+    ///     *visits += 1;
+    ///     visits.to_string()
+    /// }
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     // From the application's secret in real code (KeyRing::subkey).
+    ///     let options = ClusterOptions::new([7u8; 32]);
+    ///     actix_web::rt::System::new().block_on(async {
+    ///         HttpServer::new(move || {
+    ///             // Once per worker, on the worker's thread.
+    ///             let store = ClusteredStore::<u64>::connect_lazy(
+    ///                 "redis://127.0.0.1/",
+    ///                 options.clone(),
+    ///             )
+    ///             .expect("valid options and URL");
+    ///             let sessions = Sessions::new(store, Config::default());
+    ///             App::new()
+    ///                 .wrap(SessionMiddleware::new(&sessions))
+    ///                 .route("/", web::get().to(hit))
+    ///         })
+    ///         .bind(("127.0.0.1", 8080))?
+    ///         .run()
+    ///         .await
+    ///     })
+    /// }
+    /// ```
+    pub fn connect_lazy(url: &str, options: ClusterOptions) -> Result<Self, StoreError> {
+        options.validate()?;
+        let store = RedisStore::builder(url).build_lazy()?;
+        Self::with_store_lazy(store, vec![url.to_owned()], options)
+    }
+
+    /// [`ClusteredStore::with_store`] without waiting for the subscription
+    /// (see [`ClusteredStore::connect_lazy`]); pair it with
+    /// [`RedisStoreBuilder::build_lazy`](crate::store::redis::RedisStoreBuilder::build_lazy)
+    /// for a store that does no I/O before its first use. Fails on invalid
+    /// options, an empty URL list, or outside a Tokio runtime.
+    pub fn with_store_lazy(
+        store: RedisStore<T>,
+        subscribe_urls: Vec<String>,
+        options: ClusterOptions,
+    ) -> Result<Self, StoreError> {
+        check(&options, &subscribe_urls)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Backend(
+                "with_store_lazy must run inside a Tokio runtime (the subscriber task is spawned on it)"
+                    .into(),
+            ));
+        }
+        let conn = store.shared_connection();
+        Ok(Cached::spawn(store, conn, subscribe_urls, options).0)
+    }
+}
+
+/// What every constructor checks before it starts anything: valid options
+/// and at least one URL to subscribe through.
+fn check(options: &ClusterOptions, subscribe_urls: &[String]) -> Result<(), StoreError> {
+    options.validate()?;
+    if subscribe_urls.is_empty() {
+        return Err(StoreError::Backend(
+            "invalid cluster options: no Redis URL to subscribe through".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
@@ -350,23 +437,36 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
         subscribe_urls: Vec<String>,
         options: ClusterOptions,
     ) -> Self {
+        let wait = options.subscribe_wait;
+        let (store, ready) = Self::spawn(inner, publish, subscribe_urls, options);
+        let _ = tokio::time::timeout(wait, ready).await;
+        store
+    }
+
+    /// The store, with its subscriber started but not waited for (the
+    /// receiver fires once subscribed).
+    fn spawn(
+        inner: S,
+        publish: crate::store::redis::Conn,
+        subscribe_urls: Vec<String>,
+        options: ClusterOptions,
+    ) -> (Self, tokio::sync::oneshot::Receiver<()>) {
         let cache = Arc::new(LocalCache::new(options.cache_ttl, options.cache_capacity));
-        let bus = Bus::start(
+        let (bus, ready) = Bus::spawn(
             publish,
             subscribe_urls,
             options.channel,
             options.message_key,
-            options.node_id,
+            options.node_id.unwrap_or_else(NodeId::random),
             &cache,
-            options.subscribe_wait,
-        )
-        .await;
-        Cached {
+        );
+        let store = Cached {
             inner,
             cache,
             bus,
             _data: PhantomData,
-        }
+        };
+        (store, ready)
     }
 
     /// The wrapped store.
