@@ -65,7 +65,9 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
         | Variant::SessionkitCookieCached
         | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
         // Only reads with a warm cache have a target.
-        Variant::SessionkitCluster | Variant::SessionkitActixCluster => {
+        Variant::SessionkitCluster
+        | Variant::SessionkitActixCluster
+        | Variant::SessionkitActixClusterPerWorker => {
             return (workload == Workload::Read).then_some(0.90)
         }
         _ => return None,

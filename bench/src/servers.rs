@@ -7,10 +7,10 @@
 //!   and username `bench-user`; returns `"1"`.
 //!
 //! The ceilings (`none-axum`, `none-actix`) have no session layer and answer
-//! constants. `floor-axum` is the least a session layer of this shape costs:
-//! a per-request value handed to the handler through the request's
-//! extensions and the session variants' response bodies, nothing parsed,
-//! looked up or stored. Each session variant is compared with the ceiling of its own
+//! constants. The floors (`floor-axum`, `floor-actix`) are the least a session
+//! layer of this shape costs: a per-request value handed to the handler
+//! through the request's extensions and the session variants' response
+//! bodies, nothing parsed, looked up or stored. Each session variant is compared with the ceiling of its own
 //! framework, so framework overhead does not count for or against a library.
 //!
 //! Every variant runs on a single worker: the driver pins the process to one
@@ -64,11 +64,13 @@ pub enum Variant {
     TowerSessionsMemory,
     TowerSessionsRedis,
     NoneActix,
+    FloorActix,
     SessionkitActixMemory,
     SessionkitActixRedis,
     SessionkitActixRedisPerWorker,
     SessionkitActixCookie,
     SessionkitActixCluster,
+    SessionkitActixClusterPerWorker,
     ActixCookie,
     ActixRedis,
 }
@@ -86,11 +88,13 @@ impl Variant {
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
         Variant::NoneActix,
+        Variant::FloorActix,
         Variant::SessionkitActixMemory,
         Variant::SessionkitActixRedis,
         Variant::SessionkitActixRedisPerWorker,
         Variant::SessionkitActixCookie,
         Variant::SessionkitActixCluster,
+        Variant::SessionkitActixClusterPerWorker,
         Variant::ActixCookie,
         Variant::ActixRedis,
     ];
@@ -107,11 +111,13 @@ impl Variant {
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
             Variant::NoneActix => "none-actix",
+            Variant::FloorActix => "floor-actix",
             Variant::SessionkitActixMemory => "sessionkit-actix-memory",
             Variant::SessionkitActixRedis => "sessionkit-actix-redis",
             Variant::SessionkitActixRedisPerWorker => "sessionkit-actix-redis-per-worker",
             Variant::SessionkitActixCookie => "sessionkit-actix-cookie",
             Variant::SessionkitActixCluster => "sessionkit-actix-cluster",
+            Variant::SessionkitActixClusterPerWorker => "sessionkit-actix-cluster-per-worker",
             Variant::ActixCookie => "actix-session-cookie",
             Variant::ActixRedis => "actix-session-redis",
         }
@@ -124,11 +130,13 @@ impl Variant {
     pub fn framework(self) -> Framework {
         match self {
             Variant::NoneActix
+            | Variant::FloorActix
             | Variant::SessionkitActixMemory
             | Variant::SessionkitActixRedis
             | Variant::SessionkitActixRedisPerWorker
             | Variant::SessionkitActixCookie
             | Variant::SessionkitActixCluster
+            | Variant::SessionkitActixClusterPerWorker
             | Variant::ActixCookie
             | Variant::ActixRedis => Framework::Actix,
             _ => Framework::Axum,
@@ -150,7 +158,12 @@ impl Variant {
     /// Whether the variant keeps sessions (the ceilings and the floor do not:
     /// the driver sends them dummy cookies and cannot check what they keep).
     pub fn keeps_sessions(self) -> bool {
-        !self.is_ceiling() && self != Variant::FloorAxum
+        !self.is_ceiling() && !self.is_floor()
+    }
+
+    /// Whether the variant is a floor (a layer that does no session work).
+    pub fn is_floor(self) -> bool {
+        matches!(self, Variant::FloorAxum | Variant::FloorActix)
     }
 
     pub fn uses_redis(self) -> bool {
@@ -161,6 +174,7 @@ impl Variant {
                 | Variant::SessionkitActixRedis
                 | Variant::SessionkitActixRedisPerWorker
                 | Variant::SessionkitActixCluster
+                | Variant::SessionkitActixClusterPerWorker
                 | Variant::TowerSessionsRedis
                 | Variant::ActixRedis
         )
@@ -210,6 +224,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
         Framework::Actix => actix_web::rt::System::new().block_on(async move {
             match variant {
                 Variant::NoneActix => actix_apps::none(addr).await,
+                Variant::FloorActix => actix_apps::floor(addr).await,
                 Variant::SessionkitActixMemory => {
                     actix_apps::sessionkit(addr, memory_store()?).await
                 }
@@ -224,6 +239,9 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                 }
                 Variant::SessionkitActixCluster => {
                     actix_apps::sessionkit(addr, cluster_store(&redis_url()?).await?).await
+                }
+                Variant::SessionkitActixClusterPerWorker => {
+                    actix_apps::sessionkit_cluster_per_worker(addr, redis_url()?).await
                 }
                 Variant::ActixCookie => actix_apps::cookie(addr).await,
                 Variant::ActixRedis => actix_apps::redis(addr, &redis_url()?).await,
@@ -497,6 +515,99 @@ mod actix_apps {
         server.await
     }
 
+    /// The actix-web twin of `floor-axum`: a middleware that puts a fresh
+    /// per-request value (the session data behind an `Arc<Mutex<_>>`) into
+    /// the request's extensions and returns the inner service's future
+    /// unchanged (nothing to do after the handler, so nothing boxed),
+    /// handlers that take it with `ReqData` and answer the session variants'
+    /// bodies. No cookie is parsed or set and nothing is stored or looked up.
+    pub async fn floor(addr: SocketAddr) -> std::io::Result<()> {
+        use std::future::{ready, Ready};
+        use std::sync::{Arc, Mutex};
+
+        use actix_web::dev::{Service, ServiceRequest, Transform};
+        use actix_web::http::StatusCode;
+        use actix_web::{HttpMessage, HttpResponse};
+
+        type Slot = Arc<Mutex<BenchData>>;
+
+        struct FloorMiddleware;
+        impl<S, B> Transform<S, ServiceRequest> for FloorMiddleware
+        where
+            S: Service<ServiceRequest, Response = actix_web::dev::ServiceResponse<B>>,
+        {
+            type Response = S::Response;
+            type Error = S::Error;
+            type Transform = Floor<S>;
+            type InitError = ();
+            type Future = Ready<Result<Floor<S>, ()>>;
+            fn new_transform(&self, service: S) -> Self::Future {
+                ready(Ok(Floor { inner: service }))
+            }
+        }
+
+        struct Floor<S> {
+            inner: S,
+        }
+        impl<S, B> Service<ServiceRequest> for Floor<S>
+        where
+            S: Service<ServiceRequest, Response = actix_web::dev::ServiceResponse<B>>,
+        {
+            type Response = S::Response;
+            type Error = S::Error;
+            type Future = S::Future;
+            actix_web::dev::forward_ready!(inner);
+            fn call(&self, req: ServiceRequest) -> S::Future {
+                let slot: Slot = Arc::new(Mutex::new(fresh()));
+                req.extensions_mut().insert(slot);
+                self.inner.call(req)
+            }
+        }
+
+        // A poisoned lock cannot happen here (no handler panics while
+        // holding it); answer 500 rather than unwrap anyway.
+        fn poisoned() -> HttpResponse {
+            HttpResponse::new(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        async fn read(s: web::ReqData<Slot>) -> HttpResponse {
+            match s.lock() {
+                Ok(d) => HttpResponse::Ok().body(format!("{} {}", d.counter, d.username)),
+                Err(_) => poisoned(),
+            }
+        }
+        async fn write(s: web::ReqData<Slot>) -> HttpResponse {
+            match s.lock() {
+                Ok(mut d) => {
+                    d.counter += 1;
+                    HttpResponse::Ok().body(d.counter.to_string())
+                }
+                Err(_) => poisoned(),
+            }
+        }
+        async fn new(s: web::ReqData<Slot>) -> HttpResponse {
+            match s.lock() {
+                Ok(mut d) => {
+                    *d = fresh();
+                    HttpResponse::Ok().body("1")
+                }
+                Err(_) => poisoned(),
+            }
+        }
+
+        let server = HttpServer::new(|| {
+            App::new()
+                .wrap(FloorMiddleware)
+                .route("/read", web::get().to(read))
+                .route("/write", web::get().to(write))
+                .route("/new", web::get().to(new))
+        })
+        .workers(1)
+        .bind(addr)?
+        .run();
+        println!("ready");
+        server.await
+    }
+
     /// `store` makes the store for each worker (there is one).
     async fn with_store<S, F>(addr: SocketAddr, store: F) -> std::io::Result<()>
     where
@@ -564,6 +675,25 @@ mod actix_apps {
         .await
     }
 
+    /// As [`sessionkit()`] with a `ClusteredStore`, but each worker builds its
+    /// own with `ClusteredStore::connect_lazy` in the app factory, so the
+    /// store's connection and subscriber run on the worker's thread.
+    pub async fn sessionkit_cluster_per_worker(
+        addr: SocketAddr,
+        url: String,
+    ) -> std::io::Result<()> {
+        use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+        let options = ClusterOptions::new([7u8; 32]);
+        let build = move || ClusteredStore::<BenchData>::connect_lazy(&url, options.clone());
+        // Fails early, with a clear error, on what the factory would reject.
+        build().map_err(std::io::Error::other)?;
+        serve_sessionkit(addr, move || {
+            let store = build().expect("checked before the server started");
+            sessionkit::Sessions::new(store, sessionkit::Config::default())
+        })
+        .await
+    }
+
     /// One worker whose app gets its sessions from `sessions` (called once per worker).
     async fn serve_sessionkit<S: sessionkit::Store<BenchData>>(
         addr: SocketAddr,
@@ -601,34 +731,44 @@ mod tests {
     use super::{parse_max_entries, serve, Variant};
     use crate::wire;
 
-    /// The floor answers what the session variants answer, over a real socket.
+    /// Both floors answer what the session variants answer, over a real
+    /// socket, and set no cookie.
     #[test]
-    fn the_floor_answers_the_session_variants_bodies() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        // Runs until the test process exits.
-        std::thread::spawn(move || serve(Variant::FloorAxum, port, None));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the floor never listened"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+    fn the_floors_answer_the_session_variants_bodies() {
+        for (variant, name, ceiling) in [
+            (Variant::FloorAxum, "floor-axum", Variant::NoneAxum),
+            (Variant::FloorActix, "floor-actix", Variant::NoneActix),
+        ] {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            // Runs until the test process exits.
+            std::thread::spawn(move || serve(variant, port, None));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} never listened"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            for (path, body) in [("/read", "1 bench-user"), ("/write", "2"), ("/new", "1")] {
+                let reply = wire::http_get(port, path, Some("id=x")).unwrap();
+                assert_eq!(
+                    (reply.status, reply.body.trim()),
+                    (200, body),
+                    "{name} {path}"
+                );
+                assert!(
+                    reply.set_cookie.is_none(),
+                    "{name} {path}: a floor sets no cookie"
+                );
+            }
+            assert!(variant.is_floor() && !variant.keeps_sessions());
+            assert_eq!(variant.ceiling(), ceiling);
+            assert_eq!(Variant::parse(name), Some(variant));
         }
-        for (path, body) in [("/read", "1 bench-user"), ("/write", "2"), ("/new", "1")] {
-            let reply = wire::http_get(port, path, Some("id=x")).unwrap();
-            assert_eq!((reply.status, reply.body.trim()), (200, body), "{path}");
-            assert!(
-                reply.set_cookie.is_none(),
-                "{path}: the floor sets no cookie"
-            );
-        }
-        assert!(!Variant::FloorAxum.keeps_sessions());
-        assert_eq!(Variant::FloorAxum.ceiling(), Variant::NoneAxum);
-        assert_eq!(Variant::parse("floor-axum"), Some(Variant::FloorAxum));
     }
 
     #[test]
