@@ -1,0 +1,2 @@
+local current = redis.call('GET', KEYS[1])
+return {1, 6}
