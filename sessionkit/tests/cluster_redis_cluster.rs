@@ -47,7 +47,34 @@ async fn clustered() -> ClusteredStore<TestData> {
     .expect("valid options")
 }
 
+/// Built without I/O (`build_lazy`): the cluster connection is made by the
+/// first command.
+async fn lazy() -> RedisStore<TestData> {
+    let store = RedisStore::cluster_builder(cluster().urls())
+        .key_prefix(unique_prefix())
+        .build_lazy()
+        .expect("build_lazy inside a runtime");
+    assert!(store.is_cluster());
+    store
+}
+
+/// A clustered store on a lazy cluster store, not waiting for its
+/// subscription (what one actix-web worker builds in its app factory).
+async fn clustered_lazy() -> ClusteredStore<TestData> {
+    let store = lazy().await;
+    let channel = format!("invalidate-{}", store.key_prefix());
+    ClusteredStore::with_store_lazy(
+        store,
+        cluster().urls(),
+        ClusterOptions::new([7u8; 32]).channel(channel),
+    )
+    .expect("valid options, inside a runtime")
+}
+
 sessionkit::store_conformance_tests!(redis_on_cluster, plain());
+sessionkit::store_conformance_tests!(lazy_redis_on_cluster, lazy());
+sessionkit::store_conformance_tests!(lazy_clustered_on_cluster, clustered_lazy());
+sessionkit::query_store_conformance_tests!(lazy_redis_on_cluster_query, lazy());
 sessionkit::server_store_conformance_tests!(redis_on_cluster_server, plain());
 sessionkit::query_store_conformance_tests!(redis_on_cluster_query, plain());
 sessionkit::store_conformance_tests!(clustered_on_cluster, clustered());
@@ -179,4 +206,37 @@ async fn bad_cluster_urls_are_errors_that_quote_no_password() {
     .await
     .expect_err("cannot connect");
     assert!(!err.to_string().contains("hunter2-secret"));
+}
+
+/// A lazy cluster store starts without a cluster: every command fails with
+/// a clear, transient error (each one tries to connect again), nothing
+/// panics, and bad URLs fail at build time without quoting a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_cluster_store_starts_without_a_cluster_and_fails_each_command_cleanly() {
+    let store = RedisStore::<TestData>::cluster_builder(vec!["redis://127.0.0.1:1/"])
+        .connection_timeout(std::time::Duration::from_millis(200))
+        .build_lazy()
+        .expect("no I/O at build time");
+    let cookie = SessionId::generate().encode();
+    for _ in 0..2 {
+        let err = store.load(&cookie).await.expect_err("no cluster there");
+        assert!(err.is_transient(), "{err:?}");
+    }
+    let also_lazy = RedisStore::<TestData>::cluster_builder(vec!["redis://127.0.0.1:1/"])
+        .connection_timeout(std::time::Duration::from_millis(200))
+        .lazy()
+        .connect()
+        .await
+        .expect("lazy connect returns at once");
+    assert!(also_lazy.count().await.is_err());
+
+    for nodes in [
+        vec!["not a url at all"],
+        vec!["nonsense://:hunter2-secret@127.0.0.1:1/"],
+    ] {
+        let err = RedisStore::<TestData>::cluster_builder(nodes.clone())
+            .build_lazy()
+            .expect_err("not a Redis URL");
+        assert!(!err.to_string().contains("hunter2-secret"), "{err}");
+    }
 }

@@ -352,7 +352,10 @@ impl<T: SessionData> ClusteredStore<T> {
     /// that thread, where a store connected before `HttpServer::new` keeps
     /// them on the main thread, so that every command crosses threads.
     /// Each such store is a node of the fleet with its own cache and its own
-    /// random node id (unless the options set one).
+    /// random node id (unless the options set one). On a Redis Cluster, build
+    /// the Redis store with
+    /// `RedisStore::cluster_builder(nodes).build_lazy()` and hand it to
+    /// [`ClusteredStore::with_store_lazy`].
     ///
     /// Fails on invalid options or URL, and outside a Tokio runtime.
     ///

@@ -21,7 +21,12 @@
 //! redis-rs' async `ClusterConnection` routes each command to the master of
 //! its key's slot and follows `MOVED`/`ASK` redirections. `SCAN` is sent to
 //! every master in turn (a cluster `SCAN` only sees the keys of the node it
-//! runs on), found with `CLUSTER NODES`.
+//! runs on), found with `CLUSTER NODES`. With
+//! [`lazy`](super::RedisStoreBuilder::lazy) or
+//! [`build_lazy`](super::RedisStoreBuilder::build_lazy) the cluster
+//! connection is made by the first command (redis-rs has no lazy cluster
+//! connection of its own: the store keeps the client and a once-cell); a
+//! failed attempt is not kept, the next command tries again.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -102,7 +107,7 @@ impl<T: SessionData> RedisStore<T> {
 
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, super::Conn::Cluster(_))
+        self.conn.is_cluster()
     }
 }
 
@@ -112,6 +117,17 @@ pub(super) async fn connect(
     response_timeout: Option<Duration>,
     connection_timeout: Option<Duration>,
 ) -> RedisResult<ClusterConnection> {
+    client(nodes, response_timeout, connection_timeout)?
+        .get_async_connection()
+        .await
+}
+
+/// A cluster client for the seed nodes (no I/O: it connects when asked).
+pub(super) fn client(
+    nodes: &[String],
+    response_timeout: Option<Duration>,
+    connection_timeout: Option<Duration>,
+) -> RedisResult<redis::cluster::ClusterClient> {
     let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
     if let Some(t) = response_timeout {
         builder = builder.response_timeout(t);
@@ -119,7 +135,7 @@ pub(super) async fn connect(
     if let Some(t) = connection_timeout {
         builder = builder.connection_timeout(t);
     }
-    builder.build()?.get_async_connection().await
+    builder.build()
 }
 
 /// The prefix inside a hash tag, unless it already holds one (see the

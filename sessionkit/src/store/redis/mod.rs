@@ -312,8 +312,9 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     /// is down and serve what does not need sessions; session operations
     /// fail with a transient error (`503` at the HTTP edge, or the
     /// anonymous mode) until Redis answers. Pair it with
-    /// [`Resilient`](crate::resilience::Resilient). Single-node connections
-    /// only: a Redis Cluster client still connects eagerly.
+    /// [`Resilient`](crate::resilience::Resilient). On a Redis Cluster the
+    /// whole cluster connection (slot map included) is made by the first
+    /// command; a failed attempt is tried again by the next one.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), sessionkit::StoreError> {
@@ -337,11 +338,16 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     pub async fn connect(self) -> Result<RedisStore<T>, StoreError> {
         #[cfg(feature = "cluster")]
         if let Some(nodes) = &self.cluster_nodes {
-            let conn =
-                cluster::connect(nodes, Some(self.response_timeout), self.connection_timeout)
-                    .await
-                    .map_err(|e| map_err(e, self.response_timeout))?;
-            return self.finish(Conn::Cluster(conn)).await;
+            let conn = if self.lazy {
+                self.lazy_cluster(nodes)?
+            } else {
+                Conn::Cluster(
+                    cluster::connect(nodes, Some(self.response_timeout), self.connection_timeout)
+                        .await
+                        .map_err(|e| map_err(e, self.response_timeout))?,
+                )
+            };
+            return self.finish(conn).await;
         }
         let (client, config) = self.client_and_config()?;
         let conn = if self.lazy {
@@ -364,8 +370,8 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     /// factory).
     ///
     /// Must be called inside a Tokio runtime (actix-web's workers run one);
-    /// outside, it fails with [`StoreError::Backend`], as it does for a
-    /// Redis Cluster (which connects eagerly: use [`connect`](Self::connect)).
+    /// outside, it fails with [`StoreError::Backend`]. Works for a Redis
+    /// Cluster too (the cluster connection is made by the first command).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
@@ -411,22 +417,33 @@ fn main() -> std::io::Result<()> {
 "#
     )]
     pub fn build_lazy(self) -> Result<RedisStore<T>, StoreError> {
-        #[cfg(feature = "cluster")]
-        if self.cluster_nodes.is_some() {
-            return Err(StoreError::Backend(
-                "build_lazy: a Redis Cluster store connects eagerly; use connect()".into(),
-            ));
-        }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Backend(
                 "build_lazy must run inside a Tokio runtime (the connection's tasks are spawned on it)"
                     .into(),
             ));
         }
+        #[cfg(feature = "cluster")]
+        if let Some(nodes) = &self.cluster_nodes {
+            let conn = self.lazy_cluster(nodes)?;
+            return Ok(self.assemble(conn));
+        }
         let (client, config) = self.client_and_config()?;
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| map_err(e, self.response_timeout))?;
         Ok(self.assemble(Conn::Single(conn)))
+    }
+
+    /// A Redis Cluster connection made on the first command.
+    #[cfg(feature = "cluster")]
+    fn lazy_cluster(&self, nodes: &[String]) -> Result<Conn, StoreError> {
+        let client = cluster::client(nodes, Some(self.response_timeout), self.connection_timeout)
+            .map_err(|e| {
+            StoreError::Backend(format!("invalid Redis Cluster node URL ({:?})", e.kind()))
+        })?;
+        Ok(Conn::LazyCluster(std::sync::Arc::new(
+            conn::LazyCluster::new(client),
+        )))
     }
 
     /// The single-node client and its connection settings.
@@ -705,16 +722,18 @@ impl<T: SessionData> RedisStore<T> {
     /// Starts a scan of every node that holds keys: the server, or each
     /// master of a cluster (a cluster `SCAN` sees only one node's keys).
     async fn start_scan(&self) -> Result<Scan, StoreError> {
-        let nodes = match &self.conn {
-            Conn::Single(_) => vec![None],
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => cluster::masters(&mut c.clone())
+        #[cfg(feature = "cluster")]
+        let nodes = match self.conn.cluster().await.map_err(|e| self.err(e))? {
+            None => vec![None],
+            Some(mut c) => cluster::masters(&mut c)
                 .await
                 .map_err(|e| self.err(e))?
                 .into_iter()
                 .map(Some)
                 .collect(),
         };
+        #[cfg(not(feature = "cluster"))]
+        let nodes = vec![None];
         Ok(Scan {
             nodes,
             node: 0,
@@ -734,10 +753,16 @@ impl<T: SessionData> RedisStore<T> {
             .arg(format!("{}*", glob_escape(&self.prefix)))
             .arg("COUNT")
             .arg(self.scan_batch);
-        let (next, keys): (u64, Vec<String>) = match (node, self.conn.clone()) {
+        let (next, keys): (u64, Vec<String>) = match node {
+            // A master of the cluster: the connection is made (the scan
+            // found the masters through it).
             #[cfg(feature = "cluster")]
-            (Some(addr), Conn::Cluster(mut c)) => cluster::query_on(&mut c, cmd, addr).await,
-            (_, mut conn) => cmd.query_async(&mut conn).await,
+            Some(addr) => match self.conn.cluster().await {
+                Ok(Some(mut c)) => cluster::query_on(&mut c, cmd, addr).await,
+                Ok(None) => cmd.query_async(&mut self.conn.clone()).await,
+                Err(e) => Err(e),
+            },
+            _ => cmd.query_async(&mut self.conn.clone()).await,
         }
         .map_err(|e| self.err(e))?;
         if next == 0 {
