@@ -93,16 +93,26 @@ impl SessionId {
         if bad & INVALID != 0 || sextets[42] & 0b11 != 0 {
             return Err(InvalidSessionId::Alphabet);
         }
+        // Constant indices, as in `encode`: ten whole quads, then the last
+        // three sextets (two bytes). The compiler unrolls it; the former
+        // `chunks` loop, whose last chunk is shorter, it did not.
+        let s = &sextets;
+        let quad = |i: usize| {
+            u32::from(s[4 * i]) << 18
+                | u32::from(s[4 * i + 1]) << 12
+                | u32::from(s[4 * i + 2]) << 6
+                | u32::from(s[4 * i + 3])
+        };
         let mut bytes = [0u8; ID_BYTES];
-        for (quad, out) in sextets.chunks(4).zip(bytes.chunks_mut(3)) {
-            let mut n = 0u32;
-            for (i, &v) in quad.iter().enumerate() {
-                n |= u32::from(v) << (18 - 6 * i);
-            }
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = (n >> (16 - 8 * i)) as u8;
-            }
+        for i in 0..ID_BYTES / 3 {
+            let n = quad(i);
+            bytes[3 * i] = (n >> 16) as u8;
+            bytes[3 * i + 1] = (n >> 8) as u8;
+            bytes[3 * i + 2] = n as u8;
         }
+        let n = u32::from(s[40]) << 18 | u32::from(s[41]) << 12 | u32::from(s[42]) << 6;
+        bytes[30] = (n >> 16) as u8;
+        bytes[31] = (n >> 8) as u8;
         Ok(SessionId(bytes))
     }
 
