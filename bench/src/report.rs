@@ -240,12 +240,70 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
             }
         }
     }
+    budgets(&mut out, samples, variants);
     out
+}
+
+/// A target as server CPU over the floor, in µs per request: what the
+/// target allows a request to spend on top of what a layer doing no session
+/// work spends, against what the variant spends. With `C` the ceiling's CPU
+/// per request, `f` the floor's fraction, `v` the variant's and `t` the
+/// target: allowed `C·(1/t − 1/f)`, spent `C·(1/v − 1/f)`. Negative allowed:
+/// the target is above the floor, out of reach of any layer of this shape.
+pub fn budget(ceiling_cpu: f64, floor: f64, variant: f64, target: f64) -> (f64, f64) {
+    (
+        ceiling_cpu * (1.0 / target - 1.0 / floor),
+        ceiling_cpu * (1.0 / variant - 1.0 / floor),
+    )
+}
+
+/// The targets as CPU budgets over the floor, for every variant with a
+/// target whose framework's floor ran too.
+fn budgets(out: &mut String, samples: &[Sample], variants: &[Variant]) {
+    let mut rows = Vec::new();
+    for &v in variants {
+        if !variants.contains(&v.floor()) {
+            continue;
+        }
+        for &w in Workload::ALL {
+            let (Some(t), Some(c), Some(f), Some(x)) = (
+                target(v, w),
+                summarize(samples, v.ceiling(), w).map(|s| s.cpu_us_per_req),
+                cpu_fraction(samples, v.floor(), w),
+                cpu_fraction(samples, v, w),
+            ) else {
+                continue;
+            };
+            let (allowed, spent) = budget(c, f, x, t);
+            let verdict = if allowed <= 0.0 {
+                "out of reach: the floor itself is below the target".to_owned()
+            } else {
+                format!("spends {:.1}× what the target allows", spent / allowed)
+            };
+            rows.push(format!(
+                "| {} | {} | {t:.2} | {f:.2} | {x:.2} | {allowed:.2} | {spent:.2} | {verdict} |",
+                v.name(),
+                w.name(),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| variant | workload | target | floor (× ceiling by CPU) | ours | allowed over the floor (µs/req) | spent over the floor (µs/req) | |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_fraction, cpu_fraction_range, fraction, median};
+    use super::{budget, cpu_fraction, cpu_fraction_range, fraction, markdown, median};
     use crate::driver::{Sample, Workload};
     use crate::servers::Variant;
 
@@ -294,6 +352,45 @@ mod tests {
         // Ceilings carry no pair, so they have no fraction of their own.
         let c = vec![sample(Variant::NoneAxum, 100.0, 10.0, None)];
         assert_eq!(fraction(&c, Variant::NoneAxum, Workload::Read), None);
+    }
+
+    #[test]
+    fn targets_become_cpu_budgets_over_the_floor() {
+        // Ceiling 5 µs; floor at 0.9 (5.56 µs); ours at 0.5 (10 µs).
+        let (allowed, spent) = budget(5.0, 0.9, 0.5, 0.8);
+        assert!((allowed - 5.0 * (1.25 - 1.0 / 0.9)).abs() < 1e-9);
+        assert!((spent - (10.0 - 5.0 / 0.9)).abs() < 1e-9);
+        // A target above the floor leaves a negative budget.
+        assert!(budget(5.0, 0.9, 0.5, 0.95).0 < 0.0);
+
+        // The table appears when the floor ran, with both figures.
+        let (ceiling, floor, ours) = (
+            Variant::NoneAxum,
+            Variant::FloorAxum,
+            Variant::SessionkitMemory,
+        );
+        let samples = vec![
+            sample(ceiling, 100.0, 5.0, None),
+            sample(floor, 90.0, 5.0 / 0.9, Some((100.0, 5.0))),
+            sample(ours, 50.0, 10.0, Some((100.0, 5.0))),
+        ];
+        let table = markdown(&samples, &[ceiling, floor, ours]);
+        assert!(
+            table.contains(
+                "| sessionkit-memory | read | 0.92 | 0.90 | 0.50 | -0.12 | 4.44 | out of reach"
+            ),
+            "{table}"
+        );
+        // Without the floor, no budget table.
+        let without = markdown(
+            &samples[..1]
+                .iter()
+                .chain(&samples[2..])
+                .cloned()
+                .collect::<Vec<_>>(),
+            &[ceiling, ours],
+        );
+        assert!(!without.contains("allowed over the floor"), "{without}");
     }
 
     #[test]

@@ -151,6 +151,14 @@ impl Variant {
         }
     }
 
+    /// The floor of the same framework (a layer that does no session work).
+    pub fn floor(self) -> Variant {
+        match self.framework() {
+            Framework::Axum => Variant::FloorAxum,
+            Framework::Actix => Variant::FloorActix,
+        }
+    }
+
     pub fn is_ceiling(self) -> bool {
         self == self.ceiling()
     }
