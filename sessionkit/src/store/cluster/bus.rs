@@ -53,7 +53,8 @@ impl Drop for Bus {
 impl Bus {
     /// Starts the subscriber; the store serves in bypass mode until it has
     /// subscribed, which the returned receiver reports (connecting waits for
-    /// it up to `subscribe_wait`; a lazy store does not wait). Must run inside a Tokio runtime (the task is spawned there).
+    /// it up to `subscribe_wait`; a lazy store does not wait). Must run
+    /// inside a Tokio runtime (the task is spawned there).
     pub(crate) fn spawn<T: SessionData>(
         conn: Conn,
         subscribe_urls: Vec<String>,

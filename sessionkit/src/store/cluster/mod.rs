@@ -394,7 +394,7 @@ impl<T: SessionData> ClusteredStore<T> {
     /// }
     /// ```
     pub fn connect_lazy(url: &str, options: ClusterOptions) -> Result<Self, StoreError> {
-        options.validate()?;
+        // No I/O before `with_store_lazy` checks the options.
         let store = RedisStore::builder(url).build_lazy()?;
         Self::with_store_lazy(store, vec![url.to_owned()], options)
     }
