@@ -71,7 +71,7 @@ struct Secs(u64);
 impl Secs {
     fn deadline<T>(record: &Record<T>) -> Secs {
         let d = since_epoch(record.expires_at());
-        Secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+        Secs(d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)))
     }
 
     fn now(now: SystemTime) -> Secs {
@@ -700,15 +700,20 @@ mod tests {
         store.load_sync(&id.encode()).is_some()
     }
 
+    /// A store of `per_shard` sessions per shard that looks at `sample`
+    /// entries per eviction (at most the shard's size).
+    fn small_store(per_shard: usize, sample: usize, clock: &ManualClock) -> MemoryStore<u32> {
+        let mut builder = MemoryStore::<u32>::builder()
+            .max_entries(per_shard * SHARDS)
+            .clock(clock.clone());
+        builder.sample = sample;
+        builder.build()
+    }
+
     #[test]
     fn a_full_shard_evicts_the_session_nearest_its_deadline() {
         let clock = ManualClock::new();
-        // Two sessions per shard.
-        let mut builder = MemoryStore::<u32>::builder()
-            .max_entries(2 * SHARDS)
-            .clock(clock.clone());
-        builder.sample = 16;
-        let store = builder.build();
+        let store = small_store(2, 16, &clock);
         let (soon, later, new) = (
             id_in_shard_zero(1),
             id_in_shard_zero(2),
@@ -717,19 +722,14 @@ mod tests {
         create(&store, soon, &clock, 60);
         create(&store, later, &clock, 3600);
         create(&store, new, &clock, 3600);
-        // Sixteen random picks over two entries miss `soon` with probability 2^-16.
+        // The sample covers the whole shard.
         assert!(!holds(&store, soon) && holds(&store, later) && holds(&store, new));
     }
 
     #[test]
     fn a_full_shard_drops_every_expired_session_its_sample_finds() {
         let clock = ManualClock::new();
-        // Three sessions per shard; more picks than the inline buffers hold.
-        let mut builder = MemoryStore::<u32>::builder()
-            .max_entries(3 * SHARDS)
-            .clock(clock.clone());
-        builder.sample = 64;
-        let store = builder.build();
+        let store = small_store(3, 64, &clock);
         let removed = Arc::new(Mutex::new(Vec::new()));
         let seen = removed.clone();
         store.on_removed(Arc::new(move |r: &Removed| seen.lock().push(r.id)));
@@ -824,11 +824,7 @@ mod tests {
     #[test]
     fn expired_sessions_go_before_live_ones() {
         let clock = ManualClock::new();
-        let mut builder = MemoryStore::<u32>::builder()
-            .max_entries(4 * SHARDS)
-            .clock(clock.clone());
-        builder.sample = 16;
-        let store = builder.build();
+        let store = small_store(4, 16, &clock);
         let live = id_in_shard_zero(9);
         create(&store, live, &clock, 3600);
         for n in 1..=3 {
