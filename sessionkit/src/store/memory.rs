@@ -5,10 +5,11 @@
 //! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's last
 //!   byte (ids are uniformly random, so shards fill evenly).
 //! - **Bounded**: at most `max_entries` sessions (default 100 000). When a
-//!   shard is full, a new session looks at 5 of the shard's sessions, picked
-//!   at random, and drops the expired ones among them, or else the one closest
-//!   to its deadline (the least life left to lose) — the sampling approach of
-//!   Redis's `volatile-ttl`, O(1) per insert. Evictions fire `on_deleted`.
+//!   shard is full, a new session looks at 5 of the shard's sessions (next
+//!   to each other in the shard, from a random start) and drops the expired
+//!   ones among them, or else the one closest to its deadline (the least life
+//!   left to lose) — the sampling approach of Redis's `volatile-ttl`, O(1)
+//!   per insert. Evictions fire `on_deleted`.
 //! - **Expiry**: every load is checked against the record's deadlines by
 //!   [`crate::Sessions`]; a background task (spawned when the store is built
 //!   inside a Tokio runtime) sweeps expired sessions every `sweep_interval`.
