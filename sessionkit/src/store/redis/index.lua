@@ -1,4 +1,5 @@
--- Shared prelude of every sessionkit script (prepended in Rust).
+-- Shared prelude of the sessionkit scripts (prepended in Rust), except
+-- update.lua, which inlines what it needs (see there).
 --
 -- A stored value is `sk1:<version>:<owner hash hex or empty>:<payload>`. The
 -- header lets these scripts compare versions and keep the owner index in step
@@ -30,8 +31,4 @@ end
 local function index_remove(prefix, owner, member)
   if owner == nil or owner == '' then return end
   redis.call('SREM', owner_key(prefix, owner), member)
-end
-
-local function envelope(version, owner, payload)
-  return 'sk1:' .. version .. ':' .. owner .. ':' .. payload
 end

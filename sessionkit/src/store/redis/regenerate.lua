@@ -2,9 +2,11 @@
 -- before the old one is deleted, and nothing is created if the old one is gone.
 -- KEYS[1] old record key  KEYS[2] new record key
 -- ARGV[1] key prefix  ARGV[2] owner hash ('' = none)  ARGV[3] TTL ms
--- ARGV[4] new index member  ARGV[5] payload  ARGV[6] expected version
+-- ARGV[4] new index member  ARGV[5] the value to store: header (ARGV[8],
+--         this owner hash) and payload, built by the caller
+-- ARGV[6] expected version
 -- ARGV[7] old index member
--- ARGV[8] the version to write (expected + 1, computed by the caller, as in
+-- ARGV[8] the version written (expected + 1, computed by the caller, as in
 --         update.lua)
 -- ARGV[9] ARGV[10] optional: a channel and a message to PUBLISH on it once
 --         moved (as in update.lua)
@@ -16,7 +18,7 @@ local version, old_owner = parse_header(current)
 if not version then return {4} end
 if version ~= ARGV[6] then return {2, current} end
 local next_version = ARGV[8]
-if not redis.call('SET', KEYS[2], envelope(next_version, ARGV[2], ARGV[5]), 'PX', ARGV[3], 'NX') then
+if not redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[3], 'NX') then
   return {3}
 end
 redis.call('DEL', KEYS[1])

@@ -14,11 +14,6 @@ use crate::record::{Record, SessionData};
 /// The header's fixed start.
 const MAGIC: &[u8] = b"sk1:";
 
-/// The whole header of a new session without an owner (version 1): what
-/// `create.lua` writes for one, and what the store writes itself when it
-/// creates one without the script.
-pub(super) const ANONYMOUS_V1: &[u8] = b"sk1:1::";
-
 /// The parts of a stored value.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Stored<'a> {
@@ -30,6 +25,31 @@ pub(super) struct Stored<'a> {
     pub payload: &'a [u8],
 }
 
+/// The whole stored value: header, then `payload`. Built by the store, not
+/// by the scripts: a Lua concatenation copies the payload inside Redis on
+/// every save (about 0.2 µs of Redis's time per update, measured; see
+/// `update.lua`).
+#[cfg(test)]
+pub(super) fn build(version: u64, owner: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = header(version, owner, payload.len());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A buffer holding the header of a stored value, with room for
+/// `payload_len` more bytes.
+fn header(version: u64, owner: &str, payload_len: usize) -> Vec<u8> {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(version).as_bytes();
+    let mut out = Vec::with_capacity(MAGIC.len() + digits.len() + owner.len() + 2 + payload_len);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(digits);
+    out.push(b':');
+    out.extend_from_slice(owner.as_bytes());
+    out.push(b':');
+    out
+}
+
 /// Splits a stored value into header and payload. Any malformed value is a
 /// [`StoreError::Decode`] that quotes nothing of the value.
 pub(super) fn parse(value: &[u8]) -> Result<Stored<'_>, StoreError> {
@@ -37,7 +57,8 @@ pub(super) fn parse(value: &[u8]) -> Result<Stored<'_>, StoreError> {
     let rest = value.strip_prefix(MAGIC).ok_or_else(bad)?;
     let colon = rest.iter().position(|&b| b == b':').ok_or_else(bad)?;
     let digits = &rest[..colon];
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    // Up to u64::MAX (20 digits); a longer or larger number fails to parse.
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
     let version = std::str::from_utf8(digits)
@@ -67,13 +88,25 @@ pub(super) struct PayloadCodec {
 }
 
 impl PayloadCodec {
-    /// Encodes a record for storage.
-    pub fn encode<T: SessionData>(&self, record: &Record<T>) -> Result<Vec<u8>, StoreError> {
+    /// The whole value to store for `record`: the header (`version`, the
+    /// owner's hash or `""`), then the encoded record.
+    pub fn encode_stored<T: SessionData>(
+        &self,
+        record: &Record<T>,
+        version: u64,
+        owner: &str,
+    ) -> Result<Vec<u8>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            return codec.encode_record(record);
+            let sealed = codec.encode_record(record)?;
+            let mut out = header(version, owner, sealed.len());
+            out.extend_from_slice(&sealed);
+            return Ok(out);
         }
-        encode_payload(record)
+        // The plain layout is written straight after the header: one buffer.
+        let mut out = header(version, owner, 160);
+        crate::frame::write(record, record.version, &mut out)?;
+        Ok(out)
     }
 
     /// Decodes what [`PayloadCodec::encode`] wrote. Errors never quote the value.
@@ -86,16 +119,19 @@ impl PayloadCodec {
     }
 }
 
-/// Encodes a record for the plain payload: the compact record layout
+/// Encodes a record for the plain payload alone: the compact record layout
 /// (metadata in binary, the data and flash messages as JSON; see
-/// `crate::frame`).
+/// `crate::frame`), as [`PayloadCodec::encode_stored`] writes it after the
+/// header.
+#[cfg(test)]
 pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
     let mut buf = Vec::with_capacity(160);
     crate::frame::write(record, record.version, &mut buf)?;
     Ok(buf)
 }
 
-/// Decodes what [`encode_payload`] wrote, or a whole-record JSON payload
+/// Decodes the plain payload ([`PayloadCodec::encode_stored`] without a
+/// codec), or a whole-record JSON payload
 /// written by earlier releases (it starts with `{`, which the compact
 /// layout never does). Errors never quote the value.
 pub(super) fn decode_payload<T: SessionData>(payload: &[u8]) -> Result<Record<T>, StoreError> {
@@ -127,9 +163,23 @@ mod tests {
         assert_eq!(s.owner, owner.as_bytes());
         assert_eq!(s.payload, b"{\"x\":1}");
         let anon = parse(b"sk1:1::payload:with:colons").unwrap();
-        assert_eq!(parse(ANONYMOUS_V1).unwrap().version, 1);
+        assert_eq!(parse(b"sk1:1::").unwrap().version, 1);
         assert!(anon.owner.is_empty());
         assert_eq!(anon.payload, b"payload:with:colons");
+    }
+
+    #[test]
+    fn a_built_value_parses_back_into_its_parts() {
+        let owner = "f".repeat(64);
+        for (version, owner) in [(1, ""), (42, owner.as_str()), (u64::MAX, "")] {
+            let built = build(version, owner, b"pay:load");
+            let s = parse(&built).unwrap();
+            assert_eq!(
+                (s.version, s.owner, s.payload),
+                (version, owner.as_bytes(), &b"pay:load"[..])
+            );
+        }
+        assert_eq!(build(1, "", b"x"), b"sk1:1::x");
     }
 
     #[test]
