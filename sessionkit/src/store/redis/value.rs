@@ -25,10 +25,8 @@ pub(super) struct Stored<'a> {
     pub payload: &'a [u8],
 }
 
-/// The whole stored value: header, then `payload`. Built by the store, not
-/// by the scripts: a Lua concatenation copies the payload inside Redis on
-/// every save (about 0.2 µs of Redis's time per update, measured; see
-/// `update.lua`).
+/// The whole stored value: header, then `payload` (as
+/// [`PayloadCodec::encode_stored`] builds it).
 #[cfg(test)]
 pub(super) fn build(version: u64, owner: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = header(version, owner, payload.len());
@@ -89,7 +87,9 @@ pub(super) struct PayloadCodec {
 
 impl PayloadCodec {
     /// The whole value to store for `record`: the header (`version`, the
-    /// owner's hash or `""`), then the encoded record.
+    /// owner's hash or `""`), then the encoded record. Built here, not by
+    /// the scripts: a Lua concatenation copied the payload inside Redis on
+    /// every save (see `update.lua` for what that cost).
     pub fn encode_stored<T: SessionData>(
         &self,
         record: &Record<T>,
@@ -109,7 +109,8 @@ impl PayloadCodec {
         Ok(out)
     }
 
-    /// Decodes what [`PayloadCodec::encode`] wrote. Errors never quote the value.
+    /// Decodes the payload that [`PayloadCodec::encode_stored`] wrote after
+    /// the header. Errors never quote the value.
     pub fn decode<T: SessionData>(&self, payload: &[u8]) -> Result<Record<T>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
@@ -131,9 +132,9 @@ pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u
 }
 
 /// Decodes the plain payload ([`PayloadCodec::encode_stored`] without a
-/// codec), or a whole-record JSON payload
-/// written by earlier releases (it starts with `{`, which the compact
-/// layout never does). Errors never quote the value.
+/// codec), or a whole-record JSON payload written by earlier releases (it
+/// starts with `{`, which the compact layout never does). Errors never
+/// quote the value.
 pub(super) fn decode_payload<T: SessionData>(payload: &[u8]) -> Result<Record<T>, StoreError> {
     if payload.first() != Some(&b'{') {
         return crate::frame::read(payload).map_err(|reason| {
@@ -180,6 +181,26 @@ mod tests {
             );
         }
         assert_eq!(build(1, "", b"x"), b"sk1:1::x");
+    }
+
+    #[test]
+    fn an_encoded_value_is_its_header_then_a_payload_that_decodes() {
+        let mut record = Record::new(
+            crate::SessionId::generate(),
+            7u32,
+            std::time::SystemTime::now(),
+            &crate::expiry::ExpiryPolicy::default(),
+        );
+        record.owner = Some("ada".into());
+        let owner = "b".repeat(64);
+        let stored = PayloadCodec::default()
+            .encode_stored(&record, 9, &owner)
+            .unwrap();
+        let s = parse(&stored).unwrap();
+        assert_eq!((s.version, s.owner), (9, owner.as_bytes()));
+        assert_eq!(s.payload, encode_payload(&record).unwrap());
+        let back: Record<u32> = PayloadCodec::default().decode(s.payload).unwrap();
+        assert_eq!((back.id, back.data), (record.id, 7));
     }
 
     #[test]
