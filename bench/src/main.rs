@@ -11,10 +11,14 @@
 //! of its ceiling's), `--warmup SECS` (1), `--connections N` (32), `--sessions N` (1000), `--variants a,b,…`
 //! (every variant; ceilings are added as needed). See BENCHMARKS.md.
 //!
+//! `all` prints a line with the run's times, source revision and command
+//! line and one describing the host (`src/machine.rs`), then the tables.
+//!
 //! `SESSIONKIT_BENCH_MEMORY_MAX_ENTRIES=N` bounds the memory variants' store
 //! at N sessions instead of the library's default (100 000).
 
 mod driver;
+mod machine;
 mod report;
 mod servers;
 mod wire;
@@ -90,8 +94,18 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("all") => {
             let opts = parse_all(&args[1..]);
+            let started = time::OffsetDateTime::now_utc();
+            let host = machine::host_line();
+            eprintln!("{}\n{host}", machine::run_line(started, None, &args));
             match driver::run_all(&opts) {
-                Ok(samples) => print!("{}", report::markdown(&samples, &opts.variants)),
+                Ok(samples) => {
+                    let ended = time::OffsetDateTime::now_utc();
+                    println!(
+                        "{}\n{host}\n",
+                        machine::run_line(started, Some(ended), &args)
+                    );
+                    print!("{}", report::markdown(&samples, &opts.variants));
+                }
                 Err(e) => {
                     eprintln!("sessionkit-bench: {e}");
                     std::process::exit(1)
