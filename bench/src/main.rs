@@ -101,7 +101,7 @@ fn main() {
                 Ok(samples) => {
                     let ended = time::OffsetDateTime::now_utc();
                     println!(
-                        "{}\n{host}\n",
+                        "{}\n\n{host}\n",
                         machine::run_line(started, Some(ended), &args)
                     );
                     print!("{}", report::markdown(&samples, &opts.variants));
