@@ -10,7 +10,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// The processor as `/proc/cpuinfo` describes it.
@@ -144,7 +143,7 @@ pub fn wrk_version(line: &str) -> Option<&str> {
 /// The source tree's revision: short commit, and whether files tracked by
 /// git differ from it. Read when the run starts, from the directory the
 /// bench was built from (so a binary run elsewhere says "unknown").
-fn revision() -> String {
+pub fn revision() -> String {
     let dir = env!("CARGO_MANIFEST_DIR");
     let Some(commit) = tool_version("git", &["-C", dir, "rev-parse", "--short", "HEAD"]) else {
         return "revision unknown".to_owned();
@@ -164,11 +163,7 @@ fn revision() -> String {
 /// `2026-12-05 07:13 UTC`.
 pub fn utc_minute(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    match t.format(&Rfc3339) {
-        // RFC 3339: 2026-12-05T07:13:42Z; keep date and minute.
-        Ok(s) if s.len() >= 16 => format!("{} {} UTC", &s[..10], &s[11..16]),
-        _ => format!("{t}"),
-    }
+    format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())
 }
 
 /// The host, as one markdown line (everything that could be read).
@@ -229,14 +224,19 @@ pub fn host_line() -> String {
 }
 
 /// When, from what, with which command line: one markdown line.
-pub fn run_line(started: OffsetDateTime, ended: Option<OffsetDateTime>, args: &[String]) -> String {
+/// `revision` is [`revision`]'s answer, read once when the run starts.
+pub fn run_line(
+    started: OffsetDateTime,
+    ended: Option<OffsetDateTime>,
+    revision: &str,
+    args: &[String],
+) -> String {
     let when = match ended {
         Some(end) => format!("{} to {}", utc_minute(started), utc_minute(end)),
         None => format!("started {}", utc_minute(started)),
     };
     format!(
-        "Run: {when}; sessionkit at {}; `sessionkit-bench {}`.",
-        revision(),
+        "Run: {when}; sessionkit at {revision}; `sessionkit-bench {}`.",
         args.join(" ")
     )
 }

@@ -95,14 +95,17 @@ fn main() {
         Some("all") => {
             let opts = parse_all(&args[1..]);
             let started = time::OffsetDateTime::now_utc();
-            let host = machine::host_line();
-            eprintln!("{}\n{host}", machine::run_line(started, None, &args));
+            let (revision, host) = (machine::revision(), machine::host_line());
+            eprintln!(
+                "{}\n{host}",
+                machine::run_line(started, None, &revision, &args)
+            );
             match driver::run_all(&opts) {
                 Ok(samples) => {
                     let ended = time::OffsetDateTime::now_utc();
                     println!(
                         "{}\n\n{host}\n",
-                        machine::run_line(started, Some(ended), &args)
+                        machine::run_line(started, Some(ended), &revision, &args)
                     );
                     print!("{}", report::markdown(&samples, &opts.variants));
                 }
