@@ -10,19 +10,29 @@
 //!   be stale. So every invalidation bumps a counter (one of 256 buckets,
 //!   chosen by the key hash), the load takes a [`Ticket`] before reading, and
 //!   the fill is skipped if the counter moved. Fills and invalidations of
-//!   one key run under moka's per-key lock (`and_compute_with`), so the
-//!   check and the write cannot interleave.
+//!   one key run under the lock of the key's set (below), so the check and
+//!   the write cannot interleave.
 //! - **Subscription.** While the node is not subscribed it receives no
 //!   invalidations: the cache is emptied when the subscription is lost,
 //!   bypassed until it is back, and every fill taken under an older
 //!   subscription (generation) is refused.
+//!
+//! The table is set-associative and written by hand: each key maps to one
+//! set of [`WAYS`] slots (by eight bytes of its SHA-256, which no client
+//! chooses), each set behind its own lock; a set that is full drops an
+//! expired entry, else its least recently used one. A general cache (moka,
+//! used here before) cost a warm read about twice the memory store's whole
+//! lookup, and its per-key `and_compute_with` about 10k instructions per
+//! fill or invalidation, which every clustered write and `/new` paid; the
+//! check-then-write this cache needs is a few compares under a lock that is
+//! held anyway. The slots are reserved up front (see
+//! [`ClusterOptions::cache_capacity`](super::ClusterOptions::cache_capacity)).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use moka::ops::compute::Op;
-use moka::sync::Cache;
+use parking_lot::Mutex;
 
 use crate::record::{Record, SessionData};
 
@@ -32,45 +42,25 @@ pub(crate) type KeyHash = [u8; 32];
 
 const BUCKETS: usize = 256;
 
-/// The cache's hasher: eight bytes of the key as they are. Keys are
-/// SHA-256 outputs, uniform whatever id a client sends, and entries are only
-/// made for sessions the store holds (ids the server drew), so SipHash (the
-/// default, about 200 instructions over 32 bytes) buys nothing here.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KeyHashState;
+/// Slots per set. Four keep a set's tags in one cache line's reach and make
+/// a key that loses its slot to a neighbour rare while the cache is under
+/// about half full.
+pub(crate) const WAYS: usize = 4;
 
-impl std::hash::BuildHasher for KeyHashState {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(0)
-    }
+/// The largest capacity the options accept: the slots are reserved up
+/// front, about 28 bytes each (some 470 MB at this bound, before any record).
+pub(crate) const MAX_CAPACITY: u64 = 1 << 24;
+
+/// The key's set: bytes 8..16 scaled to the number of sets (byte 0 picks the
+/// invalidation bucket, so it is left out). Keys are SHA-256 outputs, uniform
+/// whatever id a client sends.
+fn set_word(key: &KeyHash) -> u64 {
+    u64::from_le_bytes(key[8..16].try_into().expect("8 bytes"))
 }
 
-/// See [`KeyHashState`].
-pub(crate) struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    /// A `[u8; 32]` key arrives as its length, then its bytes: the length is
-    /// the same for every key and is ignored; bytes 8..16 are the hash
-    /// (byte 0 picks the invalidation bucket, so it is left out). Any other
-    /// input is mixed in, so a change of key type costs speed, not spread.
-    fn write(&mut self, bytes: &[u8]) {
-        match bytes.get(8..16) {
-            Some(word) if bytes.len() == 32 => {
-                self.0 ^= u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            }
-            _ => {
-                for &b in bytes {
-                    self.0 =
-                        (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                }
-            }
-        }
-    }
-    fn write_usize(&mut self, _len: usize) {}
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// A short tag compared before the whole key (bytes 16..24).
+fn tag(key: &KeyHash) -> u64 {
+    u64::from_le_bytes(key[16..24].try_into().expect("8 bytes"))
 }
 
 /// What a lookup found.
@@ -102,9 +92,81 @@ pub(crate) struct Counters {
     pub subscription_losses: AtomicU64,
 }
 
+/// One cached record. Shared, so that a hit copies the record after the
+/// set's lock is released.
+struct Entry<T> {
+    key: KeyHash,
+    /// `None`: the TTL reaches past what `Instant` can hold.
+    expires: Option<Instant>,
+    record: Record<T>,
+}
+
+impl<T> Entry<T> {
+    fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+}
+
+struct Slot<T> {
+    tag: u64,
+    /// The set's clock when the entry was last filled or hit.
+    used: u32,
+    entry: Option<Arc<Entry<T>>>,
+}
+
+struct Set<T> {
+    slots: [Slot<T>; WAYS],
+    clock: u32,
+}
+
+impl<T> Set<T> {
+    fn empty() -> Self {
+        Set {
+            slots: std::array::from_fn(|_| Slot {
+                tag: 0,
+                used: 0,
+                entry: None,
+            }),
+            clock: 0,
+        }
+    }
+
+    fn find(&self, key: &KeyHash) -> Option<usize> {
+        let tag = tag(key);
+        self.slots
+            .iter()
+            .position(|s| s.tag == tag && s.entry.as_ref().is_some_and(|e| e.key == *key))
+    }
+
+    fn touch(&mut self, i: usize) {
+        self.clock = self.clock.wrapping_add(1);
+        self.slots[i].used = self.clock;
+    }
+
+    /// Where a new key goes: an empty slot, else an expired entry's, else
+    /// the least recently used one's.
+    fn victim(&self, now: Instant) -> usize {
+        let mut oldest = (0, 0u32);
+        for (i, s) in self.slots.iter().enumerate() {
+            match &s.entry {
+                None => return i,
+                Some(e) if e.expired(now) => return i,
+                Some(_) => {
+                    let age = self.clock.wrapping_sub(s.used);
+                    if age > oldest.1 {
+                        oldest = (i, age);
+                    }
+                }
+            }
+        }
+        oldest.0
+    }
+}
+
 /// The local cache shared by a store and its subscriber task.
 pub(crate) struct LocalCache<T> {
-    entries: Cache<KeyHash, Arc<Record<T>>, KeyHashState>,
+    sets: Box<[Mutex<Set<T>>]>,
+    ttl: Duration,
     subscribed: AtomicBool,
     generation: AtomicU64,
     buckets: Box<[AtomicU64]>,
@@ -112,12 +174,15 @@ pub(crate) struct LocalCache<T> {
 }
 
 impl<T: SessionData> LocalCache<T> {
+    /// A cache of at most `capacity` entries (rounded down to a multiple of
+    /// [`WAYS`], at least one set; the options bound it by
+    /// [`MAX_CAPACITY`]), each kept at most `ttl`.
     pub(crate) fn new(ttl: Duration, capacity: u64) -> Self {
+        let sets = usize::try_from((capacity.min(MAX_CAPACITY) / WAYS as u64).max(1))
+            .expect("MAX_CAPACITY fits a usize");
         LocalCache {
-            entries: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build_with_hasher(KeyHashState),
+            sets: (0..sets).map(|_| Mutex::new(Set::empty())).collect(),
+            ttl,
             subscribed: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
@@ -129,8 +194,30 @@ impl<T: SessionData> LocalCache<T> {
         &self.buckets[usize::from(key[0])]
     }
 
+    fn set(&self, key: &KeyHash) -> &Mutex<Set<T>> {
+        // Multiply-shift maps the word onto 0..sets without a division and
+        // without rounding the number of sets to a power of two.
+        let i = (u128::from(set_word(key)) * self.sets.len() as u128) >> 64;
+        &self.sets[i as usize]
+    }
+
     pub(crate) fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// The live entry under `key`, marked as used; an expired one is dropped.
+    fn get(&self, key: &KeyHash) -> Option<Arc<Entry<T>>> {
+        let now = Instant::now();
+        let mut set = self.set(key).lock();
+        let i = set.find(key)?;
+        if set.slots[i].entry.as_ref().is_some_and(|e| e.expired(now)) {
+            let gone = set.slots[i].entry.take();
+            drop(set);
+            drop(gone);
+            return None;
+        }
+        set.touch(i);
+        set.slots[i].entry.clone()
     }
 
     pub(crate) fn lookup(&self, key: &KeyHash) -> Lookup<T> {
@@ -139,11 +226,11 @@ impl<T: SessionData> LocalCache<T> {
             metrics::counter!("sessionkit_cache_bypassed_total").increment(1);
             return Lookup::Bypass;
         }
-        match self.entries.get(key) {
-            Some(record) => {
+        match self.get(key) {
+            Some(entry) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("sessionkit_cache_hits_total").increment(1);
-                Lookup::Hit((*record).clone())
+                Lookup::Hit(entry.record.clone())
             }
             None => {
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -160,10 +247,10 @@ impl<T: SessionData> LocalCache<T> {
         if !self.is_subscribed() {
             return None;
         }
-        let record = self.entries.get(key)?;
+        let entry = self.get(key)?;
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("sessionkit_cache_hits_total").increment(1);
-        Some((*record).clone())
+        Some(entry.record.clone())
     }
 
     pub(crate) fn ticket(&self, key: &KeyHash) -> Ticket {
@@ -177,16 +264,35 @@ impl<T: SessionData> LocalCache<T> {
     /// invalidation or a subscription change came since, or a newer version
     /// is already cached.
     pub(crate) fn fill(&self, key: KeyHash, record: &Record<T>, ticket: Ticket) {
-        self.entries.entry(key).and_compute_with(|held| {
-            let current = self.is_subscribed()
-                && self.generation.load(Ordering::Acquire) == ticket.generation
-                && self.bucket(&key).load(Ordering::Acquire) == ticket.bucket;
-            match held {
-                _ if !current => Op::Nop,
-                Some(held) if held.value().version >= record.version => Op::Nop,
-                _ => Op::Put(Arc::new(record.clone())),
-            }
+        // Built before the lock; dropped after it if the fill is refused.
+        let now = Instant::now();
+        let fresh = Arc::new(Entry {
+            key,
+            expires: now.checked_add(self.ttl),
+            record: record.clone(),
         });
+        let mut set = self.set(&key).lock();
+        let current = self.is_subscribed()
+            && self.generation.load(Ordering::Acquire) == ticket.generation
+            && self.bucket(&key).load(Ordering::Acquire) == ticket.bucket;
+        if !current {
+            return;
+        }
+        let i = match set.find(&key) {
+            Some(i) => {
+                let held = set.slots[i].entry.as_ref().expect("found");
+                if !held.expired(now) && held.record.version >= record.version {
+                    return;
+                }
+                i
+            }
+            None => set.victim(now),
+        };
+        let old = set.slots[i].entry.replace(fresh);
+        set.slots[i].tag = tag(&key);
+        set.touch(i);
+        drop(set);
+        drop(old);
     }
 
     /// Drops the entry if it is older than `version` (a `Saved` message).
@@ -200,41 +306,75 @@ impl<T: SessionData> LocalCache<T> {
     }
 
     fn invalidate(&self, key: KeyHash, newer: Option<u64>) {
-        self.entries.entry(key).and_compute_with(|held| {
-            // Under the key's lock: a fill of this key either ran before
-            // (and is removed here) or runs after and sees the new count.
-            self.bucket(&key).fetch_add(1, Ordering::AcqRel);
-            match (held, newer) {
-                (None, _) => Op::Nop,
-                (Some(held), Some(v)) if held.value().version >= v => Op::Nop,
-                _ => Op::Remove,
-            }
-        });
+        let mut set = self.set(&key).lock();
+        // Under the set's lock: a fill of this key either ran before (and is
+        // removed here) or runs after and sees the new count.
+        self.bucket(&key).fetch_add(1, Ordering::AcqRel);
+        let Some(i) = set.find(&key) else { return };
+        let held = set.slots[i].entry.as_ref().expect("found");
+        if newer.is_some_and(|v| held.record.version >= v) {
+            return;
+        }
+        let gone = set.slots[i].entry.take();
+        drop(set);
+        drop(gone);
+    }
+
+    fn clear(&self) {
+        for set in self.sets.iter() {
+            let gone: Vec<_> = set
+                .lock()
+                .slots
+                .iter_mut()
+                .filter_map(|s| s.entry.take())
+                .collect();
+            drop(gone);
+        }
     }
 
     /// The subscription is lost: stop serving and filling, empty the cache.
     pub(crate) fn go_dark(&self) {
         self.subscribed.store(false, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        self.clear();
     }
 
     /// Subscribed (again): start from an empty cache.
     pub(crate) fn go_live(&self) {
-        self.entries.invalidate_all();
+        self.clear();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.subscribed.store(true, Ordering::Release);
     }
 
-    /// Whether a record is cached under `key` (for tests and diagnostics).
+    /// Whether a live record is cached under `key` (for tests and
+    /// diagnostics; not counted, and not marked as used).
     pub(crate) fn contains(&self, key: &KeyHash) -> bool {
-        self.entries.contains_key(key)
+        let now = Instant::now();
+        let set = self.set(key).lock();
+        set.find(key)
+            .is_some_and(|i| set.slots[i].entry.as_ref().is_some_and(|e| !e.expired(now)))
     }
 
-    /// Entries currently cached (approximate: moka counts lazily).
+    /// Live entries, counted set by set (each set locked in turn, so the
+    /// count is exact only while nothing else touches the cache).
     pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        let now = Instant::now();
+        self.sets
+            .iter()
+            .map(|set| {
+                set.lock()
+                    .slots
+                    .iter()
+                    .filter(|s| s.entry.as_ref().is_some_and(|e| !e.expired(now)))
+                    .count() as u64
+            })
+            .sum()
+    }
+
+    /// How many entries the cache can hold.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.sets.len() * WAYS
     }
 }
 
@@ -245,22 +385,38 @@ mod tests {
     use crate::id::SessionId;
     use std::time::SystemTime;
 
+    /// A key in set `word`'s set (bytes 8..16) with tag `tag` (16..24).
+    fn key(word: u64, tag: u64) -> KeyHash {
+        let mut k = [7u8; 32];
+        k[8..16].copy_from_slice(&word.to_le_bytes());
+        k[16..24].copy_from_slice(&tag.to_le_bytes());
+        k
+    }
+
     #[test]
-    fn the_hasher_takes_eight_key_bytes_that_the_bucket_does_not_use() {
-        use std::hash::BuildHasher;
-        let mut key = [0u8; 32];
-        key[0] = 9;
-        key[8..16].copy_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
-        assert_eq!(KeyHashState.hash_one(key), 0x0102_0304_0506_0708);
-        // Keys of one bucket still spread.
-        let hashes: std::collections::HashSet<u64> = (0..64)
-            .map(|_| {
-                let mut k = *SessionId::generate().as_bytes();
-                k[0] = 9;
-                KeyHashState.hash_one(k)
-            })
+    fn capacity_is_rounded_down_to_whole_sets_of_at_least_one() {
+        let c = |n| LocalCache::<u32>::new(Duration::from_secs(1), n).capacity();
+        assert_eq!(c(1), WAYS);
+        assert_eq!(c(10), 8);
+        assert_eq!(c(10_000), 10_000);
+    }
+
+    #[test]
+    fn keys_spread_over_the_sets_and_every_word_has_one() {
+        let c = LocalCache::<u32>::new(Duration::from_secs(1), 4 * 64);
+        let index = |k: &KeyHash| {
+            let set = c.set(k);
+            c.sets
+                .iter()
+                .position(|s| std::ptr::eq(s, set))
+                .expect("one of them")
+        };
+        assert_eq!(index(&key(0, 0)), 0);
+        assert_eq!(index(&key(u64::MAX, 0)), 63);
+        let used: std::collections::HashSet<usize> = (0..1000)
+            .map(|_| index(SessionId::generate().as_bytes()))
             .collect();
-        assert_eq!(hashes.len(), 64);
+        assert!(used.len() > 56, "{} of 64 sets used", used.len());
     }
 
     fn record(version: u64) -> Record<u32> {
@@ -330,5 +486,124 @@ mod tests {
         // A read that began before the loss may not fill after it.
         c.fill(key, &record(1), ticket);
         assert!(matches!(c.lookup(&key), Lookup::Miss));
+    }
+
+    fn one_set() -> LocalCache<u32> {
+        let c = LocalCache::new(Duration::from_secs(30), WAYS as u64);
+        c.go_live();
+        c
+    }
+
+    #[test]
+    fn a_full_set_drops_its_least_recently_used_entry() {
+        let c = one_set();
+        let keys: Vec<KeyHash> = (0..=WAYS as u64).map(|t| key(5, t)).collect();
+        for k in &keys[..WAYS] {
+            c.fill(*k, &record(1), c.ticket(k));
+        }
+        // Use the first entry, so the second is now the least recent.
+        assert!(c.hit(&keys[0]).is_some());
+        c.fill(keys[WAYS], &record(1), c.ticket(&keys[WAYS]));
+        assert!(c.contains(&keys[0]));
+        assert!(!c.contains(&keys[1]));
+        assert!(keys[2..].iter().all(|k| c.contains(k)));
+        assert_eq!(c.len(), WAYS as u64);
+    }
+
+    #[test]
+    fn a_full_set_drops_an_expired_entry_before_the_least_recently_used() {
+        let c = one_set();
+        let keys: Vec<KeyHash> = (0..=WAYS as u64).map(|t| key(5, t)).collect();
+        for k in &keys[..WAYS] {
+            c.fill(*k, &record(1), c.ticket(k));
+        }
+        // The third entry reaches its TTL now; the second is the least
+        // recently used.
+        {
+            let mut set = c.sets[0].lock();
+            let i = set.find(&keys[2]).expect("cached");
+            set.slots[i].entry = Some(Arc::new(Entry {
+                key: keys[2],
+                expires: Some(Instant::now()),
+                record: record(1),
+            }));
+        }
+        assert!(c.hit(&keys[0]).is_some());
+        c.fill(keys[WAYS], &record(1), c.ticket(&keys[WAYS]));
+        assert!(c.contains(&keys[1]));
+        assert!(!c.contains(&keys[2]));
+        assert_eq!(c.len(), WAYS as u64);
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl_and_never_block_a_fill() {
+        let c = LocalCache::new(Duration::from_millis(1), WAYS as u64);
+        c.go_live();
+        let old = key(1, 1);
+        c.fill(old, &record(1), c.ticket(&old));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!c.contains(&old));
+        assert_eq!(c.len(), 0);
+        assert!(matches!(c.lookup(&old), Lookup::Miss));
+        // An expired entry, whatever its version, gives way to a fill.
+        c.fill(old, &record(2), c.ticket(&old));
+        std::thread::sleep(Duration::from_millis(5));
+        c.fill(old, &record(0), c.ticket(&old));
+        assert!(c.contains(&old));
+    }
+
+    #[test]
+    fn a_key_is_held_once_and_a_newer_version_replaces_it() {
+        let c = one_set();
+        let k = key(3, 3);
+        c.fill(k, &record(1), c.ticket(&k));
+        c.fill(k, &record(2), c.ticket(&k));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.hit(&k).map(|r| r.version), Some(2));
+        // Same tag, other key: both held.
+        let mut twin = k;
+        twin[31] ^= 1;
+        c.fill(twin, &record(1), c.ticket(&twin));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.hit(&k).map(|r| r.version), Some(2));
+    }
+
+    #[test]
+    fn a_ttl_past_what_instant_holds_means_never_expiring() {
+        let c = LocalCache::new(Duration::MAX, 8);
+        c.go_live();
+        let k = key(1, 2);
+        c.fill(k, &record(1), c.ticket(&k));
+        assert!(c.contains(&k));
+    }
+
+    #[test]
+    fn fills_invalidations_and_reads_from_many_threads_keep_one_entry_per_key() {
+        let c = one_set();
+        let keys: Vec<KeyHash> = (0..8).map(|t| key(9, t)).collect();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (c, keys) = (&c, &keys);
+                s.spawn(move || {
+                    for n in 0..2000u64 {
+                        let k = keys[((n * 7 + t) % 8) as usize];
+                        match n % 4 {
+                            0 => c.forget(k),
+                            1 => c.drop_older(k, n),
+                            _ => c.fill(k, &record(n), c.ticket(&k)),
+                        }
+                        let _ = c.lookup(&k);
+                    }
+                });
+            }
+        });
+        let set = c.sets[0].lock();
+        let held: Vec<KeyHash> = set
+            .slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref().map(|e| e.key))
+            .collect();
+        let distinct: std::collections::HashSet<_> = held.iter().collect();
+        assert_eq!(distinct.len(), held.len());
     }
 }

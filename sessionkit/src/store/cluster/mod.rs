@@ -18,7 +18,7 @@
 //! ```
 //!
 //! # How it works
-//! - **Reads** look in the local cache first (moka, bounded in size, entries
+//! - **Reads** look in the local cache first (bounded in size, entries
 //!   live at most the cache TTL). A hit returns the decoded record and sends
 //!   nothing to Redis. A miss reads Redis and fills the cache.
 //! - **Writes** go to Redis first (the [`RedisStore`] keeps its guarantees:
@@ -141,7 +141,11 @@ impl ClusterOptions {
         self
     }
 
-    /// How many sessions one node caches at most (default 10 000).
+    /// How many sessions one node caches at most (default 10 000, at most
+    /// 16 777 216). The cache holds them in sets of four slots, so the
+    /// number is rounded down to a multiple of four (four at least); the
+    /// slots are reserved when the store is built, about 28 bytes each
+    /// (280 KB for the default) before any record is cached.
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache_capacity = entries;
         self
@@ -172,6 +176,9 @@ impl ClusterOptions {
         }
         if self.cache_capacity == 0 {
             problems.push("the cache capacity must be greater than zero");
+        }
+        if self.cache_capacity > cache::MAX_CAPACITY {
+            problems.push("the cache capacity must be at most 16 777 216 sessions");
         }
         if self.channel.is_empty() {
             problems.push("the channel name is empty");
@@ -722,5 +729,18 @@ mod tests {
             assert!(err.contains(word), "{err}");
         }
         assert!(ClusterOptions::new([1u8; 32]).validate().is_ok());
+    }
+
+    #[test]
+    fn the_cache_capacity_is_bounded_and_the_ttl_is_not() {
+        let options = |capacity| ClusterOptions::new([1u8; 32]).cache_capacity(capacity);
+        assert!(options(cache::MAX_CAPACITY).validate().is_ok());
+        let err = options(cache::MAX_CAPACITY + 1).validate().unwrap_err();
+        assert!(err.to_string().contains("at most 16 777 216"), "{err}");
+        assert!(options(u64::MAX).validate().is_err());
+        // A TTL past what the clock can add is "never" (moka, used before,
+        // panicked on TTLs over 1 000 years).
+        let long = ClusterOptions::new([1u8; 32]).cache_ttl(Duration::MAX);
+        assert!(long.validate().is_ok());
     }
 }
