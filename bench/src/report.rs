@@ -277,6 +277,20 @@ pub fn budget(ceiling_cpu: f64, floor: f64, variant: f64, target: f64) -> (f64, 
     )
 }
 
+/// The last column of the budget table: how what a variant spends over the
+/// floor compares with what its target allows.
+fn budget_verdict(allowed: f64, spent: f64) -> String {
+    if allowed <= 0.0 {
+        "out of reach: the floor itself is below the target".to_owned()
+    } else if spent <= 0.0 {
+        // A ratio would read "-0.0×": the variant measured at or under the
+        // floor, which happens on a noisy host.
+        "spends no more than the floor: within the target".to_owned()
+    } else {
+        format!("spends {:.1}× what the target allows", spent / allowed)
+    }
+}
+
 /// The targets as CPU budgets over the floor, for every variant with a
 /// target whose framework's floor ran too.
 fn budgets(out: &mut String, samples: &[Sample], variants: &[Variant]) {
@@ -295,11 +309,7 @@ fn budgets(out: &mut String, samples: &[Sample], variants: &[Variant]) {
                 continue;
             };
             let (allowed, spent) = budget(c, f, x, t);
-            let verdict = if allowed <= 0.0 {
-                "out of reach: the floor itself is below the target".to_owned()
-            } else {
-                format!("spends {:.1}× what the target allows", spent / allowed)
-            };
+            let verdict = budget_verdict(allowed, spent);
             rows.push(format!(
                 "| {} | {} | {t:.2} | {f:.2} | {x:.2} | {allowed:.2} | {spent:.2} | {verdict} |",
                 v.name(),
@@ -324,8 +334,8 @@ fn budgets(out: &mut String, samples: &[Sample], variants: &[Variant]) {
 #[cfg(test)]
 mod tests {
     use super::{
-        budget, cpu_fraction, cpu_fraction_range, fraction, markdown, median, rounds_at_target,
-        verdict,
+        budget, budget_verdict, cpu_fraction, cpu_fraction_range, fraction, markdown, median,
+        rounds_at_target, verdict,
     };
     use crate::driver::{Sample, Workload};
     use crate::servers::Variant;
@@ -450,5 +460,22 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn a_variant_at_or_under_its_floor_reads_as_within_the_target() {
+        assert_eq!(
+            budget_verdict(0.33, -0.004),
+            "spends no more than the floor: within the target"
+        );
+        assert_eq!(
+            budget_verdict(0.33, 0.0),
+            "spends no more than the floor: within the target"
+        );
+        assert_eq!(
+            budget_verdict(1.0, 2.25),
+            "spends 2.2× what the target allows"
+        );
+        assert!(budget_verdict(-0.1, 3.0).starts_with("out of reach"));
     }
 }
