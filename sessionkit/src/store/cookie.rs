@@ -98,7 +98,7 @@ use crate::expiry::Clock;
 use crate::id::SessionId;
 use crate::keys::{KeyPurpose, KeyRing};
 use crate::record::{Record, SessionData};
-use crate::store::{Save, SaveOutcome, Store};
+use crate::store::{Save, SaveKind, SaveOutcome, Store};
 
 /// The browser limit for one cookie, in bytes (RFC 6265 §6.1 minimum, and
 /// what major browsers enforce).
@@ -346,7 +346,15 @@ impl<T: SessionData> CookieStore<T> {
                 limit: i.max_cookie_len,
             });
         }
-        if let Some(cache) = &self.cache {
+        // A new session's value is cached when it comes back, not when it is
+        // sealed: most first visits (crawlers, a flood of them) never return,
+        // and caching each would cost a copy of its record and push the hot
+        // sessions out of their slots.
+        if let Some(cache) = self
+            .cache
+            .as_ref()
+            .filter(|_| !matches!(save.kind, SaveKind::Create))
+        {
             let mut stored = record.clone();
             stored.version = version;
             cache.put(&value, stored);
@@ -415,6 +423,9 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
     /// session read again and again is decrypted and parsed once. Each
     /// entry holds one cookie value (up to `max_cookie_len` bytes) and one
     /// record: budget `entries × (cookie size + record size)` of memory.
+    /// Values sealed by an update or a regeneration are cached as they are
+    /// sealed; a new session's first value only once it comes back, so
+    /// first visits that never return do not push returning sessions out.
     ///
     /// A hit returns exactly what opening the value would (the value was
     /// authenticated or sealed here, and deadlines are checked on every
@@ -463,6 +474,48 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_opened_cache_takes_a_new_session_when_it_returns_and_an_update_when_sealed() {
+        use crate::expiry::ExpiryPolicy;
+        use std::time::SystemTime;
+        let ring = KeyRing::builder()
+            .current(1, KeyRing::generate_secret())
+            .build()
+            .unwrap();
+        let config = Config::default();
+        let store = CookieStore::<u32>::builder(&ring, &config)
+            .opened_cache(64)
+            .build();
+        let cache = store.cache.clone().expect("cache on");
+        let record = Record::new(
+            SessionId::generate(),
+            7,
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        let save = |record: &Record<u32>, kind| match store.save_sync(Save {
+            record,
+            base: None,
+            kind,
+        }) {
+            Ok(SaveOutcome::Saved(value)) => value,
+            other => panic!("save failed: {other:?}"),
+        };
+        let created = save(&record, SaveKind::Create);
+        assert!(cache.get(&created).is_none(), "cached before it came back");
+        let opened = store.open(&created).expect("opens");
+        assert_eq!((opened.data, opened.version), (7, 1));
+        assert!(cache.get(&created).is_some(), "cached once opened");
+        let updated = save(&opened, SaveKind::Update);
+        let hit = cache.get(&updated).expect("an update is cached as sealed");
+        assert_eq!(hit.version, 2);
+        let old = opened.id;
+        let mut moved = opened.clone();
+        moved.id = SessionId::generate();
+        let regenerated = save(&moved, SaveKind::Regenerate { old });
+        assert!(cache.get(&regenerated).is_some());
+    }
 
     #[test]
     fn constant_time_eq_compares_every_byte_and_the_length() {
