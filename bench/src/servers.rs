@@ -753,11 +753,14 @@ mod tests {
                 .port();
             // Runs until the test process exits.
             std::thread::spawn(move || serve(variant, port, None));
+            // Ready once it answers a request: a server that is listening may
+            // still reset connections while its workers start (seen with
+            // actix-web on a loaded machine), so a bare connect is not enough.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            while let Err(e) = wire::http_get(port, "/read", Some("id=x")) {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "{name} never listened"
+                    "{name} never answered: {e}"
                 );
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
