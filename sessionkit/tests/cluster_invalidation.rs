@@ -210,7 +210,16 @@ async fn a_killed_subscription_empties_the_cache_and_nothing_stale_is_served() {
         assert!(start.elapsed() < Duration::from_secs(2), "loss not noticed");
         tokio::task::yield_now().await;
     }
-    assert!(!a.is_cached(&r.id) && !b.is_cached(&r.id), "caches flushed");
+    // Serving stops first (the flag); the cache is emptied and the loss
+    // counted right after: on a busy machine the test can look in between
+    // (seen once in a cold newcomer run).
+    while a.is_cached(&r.id) || b.is_cached(&r.id) || a.stats().subscription_losses == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "caches not flushed"
+        );
+        tokio::task::yield_now().await;
+    }
     assert!(a.stats().subscription_losses >= 1);
 
     // Logout through C while A and B hear nothing: they must not serve it.
