@@ -479,10 +479,7 @@ mod tests {
     fn the_opened_cache_takes_a_new_session_when_it_returns_and_an_update_when_sealed() {
         use crate::expiry::ExpiryPolicy;
         use std::time::SystemTime;
-        let ring = KeyRing::builder()
-            .current(1, KeyRing::generate_secret())
-            .build()
-            .unwrap();
+        let ring = test_ring();
         let config = Config::default();
         let store = CookieStore::<u32>::builder(&ring, &config)
             .opened_cache(64)
@@ -558,6 +555,14 @@ mod tests {
         }
     }
 
+    /// A key ring with one fresh key.
+    fn test_ring() -> KeyRing {
+        KeyRing::builder()
+            .current(1, KeyRing::generate_secret())
+            .build()
+            .unwrap()
+    }
+
     /// A cookie store on `ring` and a fresh record with data 7.
     fn store_and_record(ring: &KeyRing) -> (CookieStore<u32>, Record<u32>) {
         let config = Config::default();
@@ -573,10 +578,7 @@ mod tests {
 
     #[test]
     fn cookies_in_the_earlier_json_layout_still_open() {
-        let ring = KeyRing::builder()
-            .current(1, KeyRing::generate_secret())
-            .build()
-            .unwrap();
+        let ring = test_ring();
         let (store, record) = store_and_record(&ring);
         let old = URL_SAFE_NO_PAD.encode(store.inner.codec.encode(&record).unwrap());
         let new = store.seal(&record).unwrap();

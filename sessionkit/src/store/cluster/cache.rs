@@ -494,13 +494,20 @@ mod tests {
         c
     }
 
-    #[test]
-    fn a_full_set_drops_its_least_recently_used_entry() {
-        let c = one_set();
+    /// WAYS + 1 keys of one set, the first WAYS of them cached (the set is
+    /// full); the last is left for the test to add.
+    fn fill_one_set(c: &LocalCache<u32>) -> Vec<KeyHash> {
         let keys: Vec<KeyHash> = (0..=WAYS as u64).map(|t| key(5, t)).collect();
         for k in &keys[..WAYS] {
             c.fill(*k, &record(1), c.ticket(k));
         }
+        keys
+    }
+
+    #[test]
+    fn a_full_set_drops_its_least_recently_used_entry() {
+        let c = one_set();
+        let keys = fill_one_set(&c);
         // Use the first entry, so the second is now the least recent.
         assert!(c.hit(&keys[0]).is_some());
         c.fill(keys[WAYS], &record(1), c.ticket(&keys[WAYS]));
@@ -513,10 +520,7 @@ mod tests {
     #[test]
     fn a_full_set_drops_an_expired_entry_before_the_least_recently_used() {
         let c = one_set();
-        let keys: Vec<KeyHash> = (0..=WAYS as u64).map(|t| key(5, t)).collect();
-        for k in &keys[..WAYS] {
-            c.fill(*k, &record(1), c.ticket(k));
-        }
+        let keys = fill_one_set(&c);
         // The third entry reaches its TTL now; the second is the least
         // recently used.
         {
