@@ -667,3 +667,64 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     std::fs::remove_dir_all(&dir).ok();
     Ok(samples)
 }
+
+/// `sessionkit-bench clients`: each client of [`crate::clients::CLIENTS`]
+/// in its own process on the server's core, against one Redis on the
+/// client's core, `rounds` times in turn; prints a markdown table of the
+/// medians.
+pub fn run_clients(rounds: usize, secs: u64, concurrency: usize) -> std::io::Result<String> {
+    use crate::clients::{median, Sample, CLIENTS};
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("sessionkit-bench-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (_redis, port) = start_redis(&dir)?;
+    let url = format!("redis://127.0.0.1:{port}");
+    let exe = std::env::current_exe()?;
+    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    for round in 1..=rounds {
+        for &name in CLIENTS {
+            let out = Command::new("taskset")
+                .args(["-c", SERVER_CORE])
+                .arg(&exe)
+                .args(["client-load", name, &url, &secs.to_string()])
+                .arg(concurrency.to_string())
+                .stderr(Stdio::inherit())
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let sample = text
+                .lines()
+                .last()
+                .and_then(Sample::parse)
+                .filter(|_| out.status.success())
+                .ok_or_else(|| std::io::Error::other(format!("client {name} failed: {text:?}")))?;
+            eprintln!(
+                "round {round} {name:<22} {:>9.0} GET/s  cpu {:>6.2} µs/GET",
+                sample.gets_per_sec(),
+                sample.cpu_us_per_get()
+            );
+            samples.entry(name).or_default().push(sample);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let cpu = |name: &str| median(samples[name].iter().map(Sample::cpu_us_per_get).collect());
+    let base = cpu(CLIENTS[0]);
+    let mut table = format!(
+        "| client | GET/s (median) | CPU µs per GET (median) | rounds' CPU µs per GET | CPU ÷ {} |\n|---|---:|---:|---|---:|\n",
+        CLIENTS[0]
+    );
+    for &name in CLIENTS {
+        let s = &samples[name];
+        let each: Vec<String> = s
+            .iter()
+            .map(|x| format!("{:.2}", x.cpu_us_per_get()))
+            .collect();
+        table.push_str(&format!(
+            "| {name} | {:.0} | {:.2} | {} | {:.2} |\n",
+            median(s.iter().map(Sample::gets_per_sec).collect()),
+            cpu(name),
+            each.join(", "),
+            cpu(name) / base
+        ));
+    }
+    Ok(table)
+}

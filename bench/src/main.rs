@@ -4,6 +4,7 @@
 //! cargo run --release -p sessionkit-bench -- all        # the whole run, prints the table
 //! cargo run --release -p sessionkit-bench -- list       # the variants
 //! cargo run --release -p sessionkit-bench -- serve sessionkit-memory 8080 [redis://…]
+//! cargo run --release -p sessionkit-bench -- clients    # CPU per Redis GET, per client library
 //! ```
 //!
 //! `all` options: `--rounds N` (3), `--duration SECS` (4: measured seconds
@@ -14,9 +15,15 @@
 //! `all` prints a line with the run's times, source revision and command
 //! line and one describing the host (`src/machine.rs`), then the tables.
 //!
+//! `clients` (`src/clients.rs`) loads a Redis of its own with `GET`s from
+//! each Redis client library in turn, no HTTP around them, and prints the
+//! CPU each spends per command: options `--rounds N` (3), `--duration SECS`
+//! (4), `--concurrency N` (32 tasks).
+//!
 //! `SESSIONKIT_BENCH_MEMORY_MAX_ENTRIES=N` bounds the memory variants' store
 //! at N sessions instead of the library's default (100 000).
 
+mod clients;
 mod driver;
 mod machine;
 mod report;
@@ -27,7 +34,8 @@ use servers::Variant;
 
 const USAGE: &str = "usage: sessionkit-bench all [--rounds N] [--duration SECS] [--warmup SECS] \
 [--connections N] [--sessions N] [--variants a,b,...]\n       sessionkit-bench list\n       \
-sessionkit-bench serve <variant> <port> [redis-url]";
+sessionkit-bench serve <variant> <port> [redis-url]\n       \
+sessionkit-bench clients [--rounds N] [--duration SECS] [--concurrency N]";
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("sessionkit-bench: {msg}\n{USAGE}");
@@ -132,6 +140,54 @@ fn main() {
             if let Err(e) = servers::serve(variant, port, args.get(3).cloned()) {
                 eprintln!("sessionkit-bench serve {}: {e}", variant.name());
                 std::process::exit(1)
+            }
+        }
+        Some("clients") => {
+            let (mut rounds, mut secs, mut concurrency) = (3usize, 4u64, 32usize);
+            let mut it = args[1..].iter();
+            while let Some(flag) = it.next() {
+                let value: u64 = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| fail(format!("{flag} needs a whole number")));
+                match flag.as_str() {
+                    "--rounds" => rounds = value.max(1) as usize,
+                    "--duration" => secs = value.max(1),
+                    "--concurrency" => concurrency = value.max(1) as usize,
+                    _ => fail(format!("unknown option {flag}")),
+                }
+            }
+            match driver::run_clients(rounds, secs, concurrency) {
+                Ok(table) => print!("{table}"),
+                Err(e) => {
+                    eprintln!("sessionkit-bench clients: {e}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        // The child of `clients`: one client's load, one line of figures.
+        Some("client-load") => {
+            let (Some(name), Some(url), Some(secs), Some(conc)) = (
+                args.get(1),
+                args.get(2),
+                args.get(3).and_then(|s| s.parse().ok()),
+                args.get(4).and_then(|s| s.parse().ok()),
+            ) else {
+                fail("client-load needs <client> <redis-url> <secs> <concurrency>")
+            };
+            let warmup = std::time::Duration::from_secs(1);
+            match clients::run_client(
+                name,
+                url,
+                warmup,
+                std::time::Duration::from_secs(secs),
+                conc,
+            ) {
+                Ok(sample) => println!("{}", sample.line()),
+                Err(e) => {
+                    eprintln!("sessionkit-bench client-load {name}: {e}");
+                    std::process::exit(1)
+                }
             }
         }
         _ => fail("no command"),

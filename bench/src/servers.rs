@@ -37,7 +37,8 @@ const USERNAME: &str = "bench-user";
 /// The key peers store [`BenchData`] under (they keep untyped maps).
 const KEY: &str = "data";
 
-fn fresh() -> BenchData {
+/// The data of a new session (counter 1, the bench user).
+pub fn fresh() -> BenchData {
     BenchData {
         counter: 1,
         username: USERNAME.to_owned(),
