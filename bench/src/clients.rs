@@ -206,6 +206,9 @@ pub fn run_client(
     secs: Duration,
     concurrency: usize,
 ) -> std::io::Result<Sample> {
+    if !CLIENTS.contains(&name) {
+        return Err(err(format!("unknown client {name:?}; one of {CLIENTS:?}")));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -255,16 +258,6 @@ pub fn run_client(
     })
 }
 
-/// Medians of several samples of one client.
-pub fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,10 +287,60 @@ mod tests {
         }
     }
 
+    /// Every client against a real `redis-server` of the test's own (on a
+    /// free port), briefly: each connects, finds the value and counts its
+    /// `GET`s and its CPU time.
     #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![]).is_nan());
+    fn every_client_reads_from_a_real_redis() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("sk-bench-clients-test-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let up = (0..250).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let url = format!("redis://127.0.0.1:{port}");
+        let results: Vec<_> = CLIENTS
+            .iter()
+            .map(|name| {
+                let short = Duration::from_millis(200);
+                (*name, run_client(name, &url, Duration::ZERO, short, 4))
+            })
+            .collect();
+        let _ = redis.kill();
+        let _ = redis.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(up, "redis-server did not listen on {port}");
+        for (name, result) in results {
+            let sample = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(sample.gets > 0, "{name} answered no GET");
+            assert!(sample.cpu > Duration::ZERO, "{name}: no CPU time counted");
+        }
+    }
+
+    #[test]
+    fn an_unknown_client_is_refused_by_name() {
+        let err = run_client(
+            "nope",
+            "redis://127.0.0.1:1",
+            Duration::ZERO,
+            Duration::ZERO,
+            1,
+        )
+        .err()
+        .expect("an unknown client");
+        assert!(err.to_string().contains("unknown client \"nope\""), "{err}");
     }
 }

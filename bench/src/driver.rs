@@ -673,7 +673,8 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
 /// client's core, `rounds` times in turn; prints a markdown table of the
 /// medians.
 pub fn run_clients(rounds: usize, secs: u64, concurrency: usize) -> std::io::Result<String> {
-    use crate::clients::{median, Sample, CLIENTS};
+    use crate::clients::{Sample, CLIENTS};
+    use crate::report::median;
     let dir: PathBuf =
         std::env::temp_dir().join(format!("sessionkit-bench-clients-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -706,7 +707,9 @@ pub fn run_clients(rounds: usize, secs: u64, concurrency: usize) -> std::io::Res
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let cpu = |name: &str| median(samples[name].iter().map(Sample::cpu_us_per_get).collect());
+    let cpu = |name: &str| {
+        median(samples[name].iter().map(Sample::cpu_us_per_get).collect()).unwrap_or(f64::NAN)
+    };
     let base = cpu(CLIENTS[0]);
     let mut table = format!(
         "| client | GET/s (median) | CPU µs per GET (median) | rounds' CPU µs per GET | CPU ÷ {} |\n|---|---:|---:|---|---:|\n",
@@ -720,7 +723,7 @@ pub fn run_clients(rounds: usize, secs: u64, concurrency: usize) -> std::io::Res
             .collect();
         table.push_str(&format!(
             "| {name} | {:.0} | {:.2} | {} | {:.2} |\n",
-            median(s.iter().map(Sample::gets_per_sec).collect()),
+            median(s.iter().map(Sample::gets_per_sec).collect()).unwrap_or(f64::NAN),
             cpu(name),
             each.join(", "),
             cpu(name) / base

@@ -7,7 +7,8 @@ use std::fmt::Write;
 use crate::driver::{Sample, Workload};
 use crate::servers::Variant;
 
-fn median(mut xs: Vec<f64>) -> Option<f64> {
+/// The middle value, or the mean of the two middle ones; `None` for none.
+pub fn median(mut xs: Vec<f64>) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
