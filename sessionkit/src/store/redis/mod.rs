@@ -62,6 +62,9 @@
 //! either client within the run-to-run noise (redis-rs 0.57–0.66 ms, fred
 //! 0.53–0.99 ms over two runs on a shared 2-core machine), so the client
 //! is not what bounds this workload and the better-known one was kept.
+//! Measured since by CPU time, which is steadier than latency on a shared
+//! machine (`sessionkit-bench clients`, BENCHMARKS.md): fred spends 1.2–1.4×
+//! the CPU redis-rs spends per `GET` at the same number in flight.
 //!
 //! An update costs Redis more time than a bare `SET`: about 6–9 µs per
 //! `EVALSHA` of the update script against about 1 µs per `SET`, from
@@ -648,40 +651,68 @@ impl<T: SessionData> RedisStore<T> {
             Some(a) => a.digest,
             None => id_digest(&record.id),
         };
-        let member = hex_of(&digest);
         let s = &*SCRIPTS;
-        let mut old_member = String::new();
-        let mut inv = match kind {
-            SaveKind::Create => s.create.key(self.key_of_digest(&digest)),
-            SaveKind::Update => s.update.key(self.key_of_digest(&digest)),
-            SaveKind::Regenerate { old } => {
-                let old_digest = id_digest(&old);
-                old_member = hex_of(&old_digest);
-                let mut inv = s.regenerate.key(self.key_of_digest(&old_digest));
-                inv.key(self.key_of_digest(&digest));
-                inv
-            }
+        // The `EVALSHA` command built here rather than through redis-rs'
+        // `ScriptInvocation`, which keeps every key and argument in a `Vec`
+        // of its own and then copies them all into the command: about ten
+        // allocations and a second copy of the value on every save. Keys and
+        // index members are written as hex straight into the command.
+        let old_digest = match kind {
+            SaveKind::Regenerate { old } => Some(id_digest(&old)),
+            SaveKind::Create | SaveKind::Update => None,
         };
-        inv.arg(&self.prefix)
+        let script = match kind {
+            SaveKind::Create => &s.create,
+            SaveKind::Update => &s.update,
+            SaveKind::Regenerate { .. } => &s.regenerate,
+        };
+        let mut cmd = redis::Cmd::with_capacity(16, 512 + stored.len());
+        cmd.arg("EVALSHA").arg(script.get_hash());
+        match &old_digest {
+            Some(old) => {
+                cmd.arg(2)
+                    .arg(KeyArg(&self.prefix, old))
+                    .arg(KeyArg(&self.prefix, &digest));
+            }
+            None => {
+                cmd.arg(1).arg(KeyArg(&self.prefix, &digest));
+            }
+        }
+        cmd.arg(&self.prefix)
             .arg(owner)
             .arg(ttl)
-            .arg(member)
+            .arg(KeyArg("", &digest))
             .arg(stored);
-        match kind {
-            SaveKind::Create => {}
-            SaveKind::Update => {
-                inv.arg(expected_version).arg(next);
+        match &old_digest {
+            None if matches!(kind, SaveKind::Create) => {}
+            None => {
+                cmd.arg(expected_version).arg(next);
             }
-            SaveKind::Regenerate { .. } => {
-                inv.arg(expected_version).arg(&old_member).arg(next);
+            Some(old) => {
+                cmd.arg(expected_version).arg(KeyArg("", old)).arg(next);
             }
         }
         if let (Some(a), SaveKind::Update | SaveKind::Regenerate { .. }) = (announce, kind) {
-            inv.arg(a.channel).arg((a.message)(next));
+            cmd.arg(a.channel).arg((a.message)(next));
         }
+        parse_reply(self.eval(script, &cmd).await?)
+    }
+
+    /// Runs an `EVALSHA` of `script`; on `NOSCRIPT` (Redis restarted or its
+    /// script cache flushed) loads the script and runs the command again,
+    /// as redis-rs' `Script::invoke_async` does.
+    async fn eval(&self, script: &Script, cmd: &redis::Cmd) -> Result<Value, StoreError> {
         let mut conn = self.conn.clone();
-        let reply: Value = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
-        parse_reply(reply)
+        match cmd.query_async::<Value>(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
+            }
+            reply => reply.map_err(|e| self.err(e)),
+        }
     }
 
     /// Creates a session that has no owner: no index to keep, so a plain
@@ -845,6 +876,21 @@ fn id_digest(id: &SessionId) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
+/// A key prefix and a digest's hex as one Redis argument, written straight
+/// into the command (the same bytes as `prefix + hex_of(digest)`, without
+/// the `String`). An empty prefix gives the bare hex (an index member).
+struct KeyArg<'a>(&'a str, &'a [u8; 32]);
+
+impl redis::ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut w = out.writer_for_next_arg();
+        // Writes into a `Vec`: they cannot fail.
+        let _ = w.write_all(self.0.as_bytes());
+        let _ = w.write_all(&hex_digits(self.1));
+    }
+}
+
 /// Lower-case hex of a digest: [`SessionId::storage_key`], from the digest.
 fn hex_of(digest: &[u8; 32]) -> String {
     let mut out = String::with_capacity(64);
@@ -857,13 +903,19 @@ fn hex_of(digest: &[u8; 32]) -> String {
 /// and UTF-8 encoding each) cost about 0.7k instructions on every load and
 /// save (callgrind), this about a tenth of that.
 fn push_hex(out: &mut String, digest: &[u8; 32]) {
+    let hex = hex_digits(digest);
+    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
+}
+
+/// A digest's 64 lower-case hex digits, in a fixed array.
+fn hex_digits(digest: &[u8; 32]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 64];
     for (i, &b) in digest.iter().enumerate() {
         hex[2 * i] = DIGITS[usize::from(b >> 4)];
         hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
-    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
+    hex
 }
 
 /// Whether a key suffix is a session key hash (64 lowercase hex digits).
@@ -1187,6 +1239,27 @@ mod tests {
         push_hex(&mut hex, &Sha256::digest(id.as_bytes()).into());
         assert_eq!(hex, id.storage_key());
         assert_eq!(hex_of(&id_digest(&id)), hex);
+    }
+
+    #[test]
+    fn a_key_argument_packs_as_the_key_string_would() {
+        let digest = id_digest(&SessionId::generate());
+        for prefix in ["", "sessionkit:", "app:ünï:"] {
+            let packed = |arg: &dyn Fn(&mut redis::Cmd)| {
+                let mut cmd = redis::cmd("GET");
+                arg(&mut cmd);
+                cmd.get_packed_command()
+            };
+            assert_eq!(
+                packed(&|c| {
+                    c.arg(KeyArg(prefix, &digest));
+                }),
+                packed(&|c| {
+                    c.arg(format!("{prefix}{}", hex_of(&digest)));
+                }),
+                "{prefix:?}"
+            );
+        }
     }
 
     #[test]
