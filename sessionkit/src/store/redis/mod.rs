@@ -732,8 +732,9 @@ impl<T: SessionData> RedisStore<T> {
         ttl: u64,
     ) -> Result<Reply, StoreError> {
         let mut conn = self.conn.clone();
-        let reply: Value = redis::cmd("SET")
-            .arg(self.key_of(&record.id))
+        let reply: Value = redis::Cmd::with_capacity(6, 64 + self.prefix.len() + stored.len())
+            .arg("SET")
+            .arg(KeyArg(&self.prefix, &id_digest(&record.id)))
             .arg(stored)
             .arg("PX")
             .arg(ttl)
@@ -975,11 +976,11 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
             return Ok(None);
         };
         let mut conn = self.conn.clone();
-        let key = self.key_of(&id);
-        // Sized up front: `redis::cmd` starts empty and grows twice.
-        let raw: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + key.len())
+        // Sized up front: `redis::cmd` starts empty and grows twice. The key
+        // goes straight into the command (no `String` of its own).
+        let raw: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + self.prefix.len() + 64)
             .arg("GET")
-            .arg(key)
+            .arg(KeyArg(&self.prefix, &id_digest(&id)))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
