@@ -112,26 +112,8 @@ impl Client {
     async fn get(&self) -> std::io::Result<()> {
         let missing = || std::io::Error::other("no value");
         match self {
-            Client::Manager(c) => {
-                let v: redis::Value = redis::cmd("GET")
-                    .arg(KEY)
-                    .query_async(&mut c.clone())
-                    .await
-                    .map_err(std::io::Error::other)?;
-                matches!(v, redis::Value::BulkString(_))
-                    .then_some(())
-                    .ok_or_else(missing)
-            }
-            Client::Multiplexed(c) => {
-                let v: redis::Value = redis::cmd("GET")
-                    .arg(KEY)
-                    .query_async(&mut c.clone())
-                    .await
-                    .map_err(std::io::Error::other)?;
-                matches!(v, redis::Value::BulkString(_))
-                    .then_some(())
-                    .ok_or_else(missing)
-            }
+            Client::Manager(c) => redis_rs_get(&mut c.clone()).await,
+            Client::Multiplexed(c) => redis_rs_get(&mut c.clone()).await,
             Client::Fred(c) => {
                 use fred::prelude::KeysInterface;
                 let v: fred::types::Value = c.get(KEY).await.map_err(std::io::Error::other)?;
@@ -145,6 +127,19 @@ impl Client {
                 .ok_or_else(missing),
         }
     }
+}
+
+/// One `GET` of the value through a redis-rs connection (a clone: clones
+/// share the connection).
+async fn redis_rs_get(conn: &mut impl redis::aio::ConnectionLike) -> std::io::Result<()> {
+    let v: redis::Value = redis::cmd("GET")
+        .arg(KEY)
+        .query_async(conn)
+        .await
+        .map_err(err)?;
+    matches!(v, redis::Value::BulkString(_))
+        .then_some(())
+        .ok_or_else(|| err("no value"))
 }
 
 /// Any error as an I/O error (the bench's error type).
