@@ -661,14 +661,10 @@ impl<T: SessionData> RedisStore<T> {
         // of its own and then copies them all into the command: about ten
         // allocations and a second copy of the value on every save. Keys and
         // index members are written as hex straight into the command.
-        let old_digest = match kind {
-            SaveKind::Regenerate { old } => Some(id_digest(&old)),
-            SaveKind::Create | SaveKind::Update => None,
-        };
-        let script = match kind {
-            SaveKind::Create => &s.create,
-            SaveKind::Update => &s.update,
-            SaveKind::Regenerate { .. } => &s.regenerate,
+        let (script, old_digest) = match kind {
+            SaveKind::Create => (&s.create, None),
+            SaveKind::Update => (&s.update, None),
+            SaveKind::Regenerate { old } => (&s.regenerate, Some(id_digest(&old))),
         };
         let mut cmd = redis::Cmd::with_capacity(16, 512 + stored.len());
         cmd.arg("EVALSHA").arg(script.get_hash());
@@ -687,13 +683,13 @@ impl<T: SessionData> RedisStore<T> {
             .arg(ttl)
             .arg(KeyArg("", &digest))
             .arg(stored);
-        match &old_digest {
-            None if matches!(kind, SaveKind::Create) => {}
-            None => {
-                cmd.arg(expected_version).arg(next);
-            }
-            Some(old) => {
+        match (kind, &old_digest) {
+            (SaveKind::Create, _) => {}
+            (_, Some(old)) => {
                 cmd.arg(expected_version).arg(KeyArg("", old)).arg(next);
+            }
+            (_, None) => {
+                cmd.arg(expected_version).arg(next);
             }
         }
         if let (Some(a), SaveKind::Update | SaveKind::Regenerate { .. }) = (announce, kind) {
