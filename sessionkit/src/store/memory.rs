@@ -146,13 +146,39 @@ impl<T> Stored<T> {
         }
     }
 
+    #[cfg(test)]
     fn expires_at(&self) -> SystemTime {
         let [_, _, idle, absolute] = self.times();
         idle.min(absolute)
     }
 
+    /// When the session expires, in nanoseconds since the Unix epoch; `Err`
+    /// with the exact time when the times are not kept as nanoseconds.
+    fn expiry(&self) -> Result<u64, SystemTime> {
+        match self.rare.as_ref().and_then(|r| r.times) {
+            Some([_, _, idle, absolute]) => Err(idle.min(absolute)),
+            None => Ok(self.times[2].min(self.times[3])),
+        }
+    }
+
+    /// [`Secs::deadline`] of the expiry, from the nanoseconds when it can.
+    fn deadline(&self) -> Secs {
+        match self.expiry() {
+            Ok(nanos) => Secs(nanos.div_ceil(1_000_000_000)),
+            Err(exact) => Secs::deadline(exact),
+        }
+    }
+
     fn expired(&self, now: SystemTime) -> bool {
-        now >= self.expires_at()
+        match self.expiry() {
+            // Before the epoch `now` is before every time kept in nanoseconds;
+            // past the year 2554, after them all.
+            Ok(nanos) => match now.duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() >= u128::from(nanos),
+                Err(_) => false,
+            },
+            Err(exact) => now >= exact,
+        }
     }
 
     fn owner(&self) -> Option<&str> {
@@ -243,7 +269,7 @@ impl<T> Shard<T> {
 
     /// Inserts or replaces a session.
     fn insert(&mut self, id: SessionId, stored: Stored<T>) {
-        let deadline = Secs::deadline(stored.expires_at());
+        let deadline = stored.deadline();
         let (i, old) = self.map.insert_full(id, stored);
         match old {
             Some(_) => self.deadlines[i] = deadline,
@@ -255,7 +281,7 @@ impl<T> Shard<T> {
     fn update<R>(&mut self, id: &SessionId, f: impl FnOnce(&mut Stored<T>) -> R) -> Option<R> {
         let (i, _, stored) = self.map.get_full_mut(id)?;
         let out = f(stored);
-        self.deadlines[i] = Secs::deadline(stored.expires_at());
+        self.deadlines[i] = stored.deadline();
         Some(out)
     }
 
@@ -273,11 +299,7 @@ impl<T> Shard<T> {
 
     fn retain(&mut self, mut keep: impl FnMut(&SessionId, &Stored<T>) -> bool) {
         self.map.retain(|id, s| keep(id, s));
-        self.deadlines = self
-            .map
-            .values()
-            .map(|s| Secs::deadline(s.expires_at()))
-            .collect();
+        self.deadlines = self.map.values().map(Stored::deadline).collect();
     }
 }
 
@@ -919,6 +941,23 @@ mod tests {
             let stored = Stored::new(&record, record.data, record.version);
             let back = stored.to_record(record.id);
             assert_eq!(stored.expires_at(), record.expires_at());
+            assert_eq!(stored.deadline(), Secs::deadline(record.expires_at()));
+            let at = record.expires_at();
+            let ns = Duration::from_nanos(1);
+            for now in [
+                at - ns,
+                at,
+                at + ns,
+                epoch - ns,
+                epoch,
+                epoch + Duration::from_secs(1 << 41),
+            ] {
+                assert_eq!(
+                    stored.expired(now),
+                    record.expired(now).is_some(),
+                    "{now:?}"
+                );
+            }
             assert_eq!(format!("{back:?}"), format!("{record:?}"));
             assert_eq!(
                 (back.data, back.flash, back.created_at, back.last_access),
