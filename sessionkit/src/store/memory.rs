@@ -3,8 +3,11 @@
 //! - **Typed**: sessions are kept as your struct, never serialized; a load is
 //!   a clone of it. Each entry is compact (the record's fields without its
 //!   id, times as nanoseconds, flash messages, owner and binding behind one
-//!   pointer that most sessions leave empty): 88 bytes per session beside
-//!   your struct (and its heap), the map's hash and key included.
+//!   pointer that most sessions leave empty): an entry takes 88 bytes
+//!   beside your struct, the map's hash and key included (the hash index,
+//!   the eviction deadline and the tables' spare capacity add to that; with
+//!   100 000 sessions of an integer and a short `String`, 211 bytes of
+//!   resident memory per session).
 //! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's last
 //!   byte (ids are uniformly random, so shards fill evenly).
 //! - **Bounded**: at most `max_entries` sessions (default 100 000). When a
