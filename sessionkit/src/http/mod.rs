@@ -480,7 +480,9 @@ impl<T: SessionData> SessionSlot<T> {
     ) -> impl std::future::Future<Output = Result<Session<T>, StoreError>> + Send + '_ {
         // A ready answer needs no state machine: the future a handler's
         // extractor awaits stays a few words long unless the store has to
-        // be waited for.
+        // be waited for. (Unboxed, the I/O half made every handler's future
+        // larger: memory /read +0.86k instructions under callgrind, and
+        // Redis /read saved nothing measurable; 2026-12-05.)
         match self.session_now() {
             Ok(answer) => Either::Left(std::future::ready(answer)),
             Err(early) => Either::Right(Box::pin(self.session_io(early))),
