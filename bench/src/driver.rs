@@ -29,6 +29,10 @@ pub enum Workload {
 impl Workload {
     pub const ALL: &'static [Workload] = &[Workload::Read, Workload::Write, Workload::New];
 
+    pub fn parse(name: &str) -> Option<Workload> {
+        Workload::ALL.iter().copied().find(|w| w.name() == name)
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Workload::Read => "/read",
@@ -51,6 +55,8 @@ pub struct Options {
     pub connections: u32,
     pub sessions: usize,
     pub variants: Vec<Variant>,
+    /// The workloads to run (every one by default).
+    pub workloads: Vec<Workload>,
 }
 
 /// One measured wrk run.
@@ -61,6 +67,10 @@ pub struct Sample {
     pub rps: f64,
     pub p99_us: f64,
     pub cpu_us_per_req: f64,
+    /// The user-space part of `cpu_us_per_req` (the rest is the kernel's:
+    /// sockets, wake-ups). Session work is user time; comparing it with the
+    /// ceiling's says what a target leaves for it.
+    pub user_cpu_us_per_req: f64,
     /// Server CPU time over wall time (1.0 = one core busy).
     pub cpu_util: f64,
     /// Commands Redis ran per request during the load (`INFO commandstats`),
@@ -139,8 +149,29 @@ fn clock_ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
+/// CPU time of a process (all its threads) in clock ticks: user (utime) and
+/// system (stime).
+#[derive(Clone, Copy, Default)]
+struct CpuTicks {
+    user: u64,
+    system: u64,
+}
+
+impl CpuTicks {
+    fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    fn since(self, before: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+        }
+    }
+}
+
+/// [`CpuTicks`] of a process, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> std::io::Result<CpuTicks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may contain spaces; fields restart after the last ')'.
     let rest = stat
@@ -155,7 +186,10 @@ fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| std::io::Error::other("bad /proc stat field"))
     };
-    Ok(num(11)? + num(12)?)
+    Ok(CpuTicks {
+        user: num(11)?,
+        system: num(12)?,
+    })
 }
 
 /// The machine's (idle + busy, steal) clock ticks so far, summed over its
@@ -369,7 +403,7 @@ struct Target<'a> {
 struct Tally {
     requests: u64,
     duration_s: f64,
-    cpu_ticks: u64,
+    cpu_ticks: CpuTicks,
     p99s_us: Vec<f64>,
     errors: u64,
     redis_calls: u64,
@@ -408,12 +442,14 @@ impl Tally {
             self.steal_ticks += steal_a - steal_b;
         }
         if let (Some((calls_b, rcpu_b)), Some((rp, pid))) = (redis_before, t.redis) {
-            self.redis_cpu_ticks += cpu_ticks(pid)? - rcpu_b;
+            self.redis_cpu_ticks += cpu_ticks(pid)?.since(rcpu_b).total();
             self.redis_calls += wire::redis_command_calls(rp)? - calls_b;
         }
         self.requests += r.requests;
         self.duration_s += r.duration_s;
-        self.cpu_ticks += cpu_after - cpu_before;
+        let spent = cpu_after.since(cpu_before);
+        self.cpu_ticks.user += spent.user;
+        self.cpu_ticks.system += spent.system;
         self.p99s_us.push(r.p99_us);
         self.errors += r.errors;
         self.client_sleeps += r.sleeps.unwrap_or(0);
@@ -423,7 +459,7 @@ impl Tally {
 
     fn sample(self, t: &Target<'_>, workload: Workload, ticks: f64) -> Sample {
         let reqs = self.requests.max(1) as f64;
-        let cpu_s = self.cpu_ticks as f64 / ticks;
+        let cpu_s = self.cpu_ticks.total() as f64 / ticks;
         let mut p99s = self.p99s_us;
         p99s.sort_by(f64::total_cmp);
         Sample {
@@ -432,6 +468,7 @@ impl Tally {
             rps: self.requests as f64 / self.duration_s.max(1e-9),
             p99_us: p99s.get(p99s.len() / 2).copied().unwrap_or(0.0),
             cpu_us_per_req: cpu_s * 1e6 / reqs,
+            user_cpu_us_per_req: self.cpu_ticks.user as f64 / ticks * 1e6 / reqs,
             cpu_util: cpu_s / self.duration_s.max(1e-9),
             redis_cmds_per_req: t.redis.map(|_| self.redis_calls as f64 / reqs),
             redis_round_trips_per_req: None,
@@ -486,13 +523,14 @@ fn measure(
 /// The progress line of one sample, on stderr.
 fn report_line(round: usize, s: &Sample) {
     eprintln!(
-        "round {} {:<33} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req ({:>3.0}% of a core){}{}{}{}{}",
+        "round {} {:<33} {:<5} {:>9.0} req/s  p99 {:>7.2} ms  cpu {:>6.1} µs/req (user {:.2}, {:>3.0}% of a core){}{}{}{}{}",
         round + 1,
         s.variant.name(),
         s.workload.name(),
         s.rps,
         s.p99_us / 1000.0,
         s.cpu_us_per_req,
+        s.user_cpu_us_per_req,
         s.cpu_util * 100.0,
         s.steal
             .map(|st| format!("  steal {:.0}%", st * 100.0))
@@ -556,12 +594,12 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
     // ceiling's windows, interleaved.
     let per_run = opts.warmup + 2 * opts.duration;
     let measured = opts.variants.iter().filter(|v| !v.is_ceiling()).count();
-    let total = opts.rounds * measured * Workload::ALL.len() * per_run as usize;
+    let total = opts.rounds * measured * opts.workloads.len() * per_run as usize;
     eprintln!(
         "sessionkit-bench: {} rounds × {} variants × {} workloads × ({}s warm-up + {}s ceiling + {}s variant, interleaved in {}s windows), ~{} min",
         opts.rounds,
         measured,
-        Workload::ALL.len(),
+        opts.workloads.len(),
         opts.warmup,
         opts.duration,
         opts.duration,
@@ -611,7 +649,7 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
             let cookies = prepare(variant, port, opts.sessions)?;
             let cookie_file = dir.join(format!("cookies-{}.txt", variant.name()));
             std::fs::write(&cookie_file, cookies.join("\n") + "\n")?;
-            for &workload in Workload::ALL {
+            for &workload in &opts.workloads {
                 if opts.warmup > 0 {
                     wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
                 }

@@ -10,7 +10,11 @@
 //! `all` options: `--rounds N` (3), `--duration SECS` (4: measured seconds
 //! per variant and workload, in 2 s windows interleaved with as many
 //! of its ceiling's), `--warmup SECS` (1), `--connections N` (32), `--sessions N` (1000), `--variants a,b,…`
-//! (every variant; ceilings are added as needed). See BENCHMARKS.md.
+//! (every variant; ceilings are added as needed), `--workloads read,write,new`
+//! (every workload). One variant and workload, e.g. `all --rounds 2
+//! --variants sessionkit-memory --workloads read`, is the quick A/B cell:
+//! the stderr lines give req/s, server CPU per request with its user-space
+//! part, and the fraction of the ceiling measured beside it. See BENCHMARKS.md.
 //!
 //! `all` prints a line with the run's times, source revision and command
 //! line and one describing the host (`src/machine.rs`), then the tables.
@@ -33,7 +37,7 @@ mod wire;
 use servers::Variant;
 
 const USAGE: &str = "usage: sessionkit-bench all [--rounds N] [--duration SECS] [--warmup SECS] \
-[--connections N] [--sessions N] [--variants a,b,...]\n       sessionkit-bench list\n       \
+[--connections N] [--sessions N] [--variants a,b,...] [--workloads read,write,new]\n       sessionkit-bench list\n       \
 sessionkit-bench serve <variant> <port> [redis-url]\n       \
 sessionkit-bench clients [--rounds N] [--duration SECS] [--concurrency N]";
 
@@ -50,6 +54,7 @@ fn parse_all(args: &[String]) -> driver::Options {
         connections: 32,
         sessions: 1000,
         variants: Variant::ALL.to_vec(),
+        workloads: driver::Workload::ALL.to_vec(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -85,6 +90,20 @@ fn parse_all(args: &[String]) -> driver::Options {
                     .iter()
                     .copied()
                     .filter(|v| chosen.contains(v))
+                    .collect();
+            }
+            "--workloads" => {
+                let chosen: Vec<driver::Workload> = value
+                    .split(',')
+                    .map(|n| {
+                        driver::Workload::parse(n.trim())
+                            .unwrap_or_else(|| fail(format!("unknown workload {n:?}")))
+                    })
+                    .collect();
+                opts.workloads = driver::Workload::ALL
+                    .iter()
+                    .copied()
+                    .filter(|w| chosen.contains(w))
                     .collect();
             }
             other => fail(format!("unknown option {other}")),

@@ -27,6 +27,7 @@ pub struct Summary {
     pub rps: f64,
     pub p99_us: f64,
     pub cpu_us_per_req: f64,
+    pub user_cpu_us_per_req: f64,
     pub cpu_util: f64,
     pub redis_cmds_per_req: Option<f64>,
     pub redis_round_trips_per_req: Option<f64>,
@@ -45,6 +46,7 @@ pub fn summarize(samples: &[Sample], variant: Variant, workload: Workload) -> Op
         rps: med(&|s| s.rps)?,
         p99_us: med(&|s| s.p99_us)?,
         cpu_us_per_req: med(&|s| s.cpu_us_per_req)?,
+        user_cpu_us_per_req: med(&|s| s.user_cpu_us_per_req)?,
         cpu_util: med(&|s| s.cpu_util)?,
         redis_cmds_per_req: med_opt(&|s| s.redis_cmds_per_req),
         redis_round_trips_per_req: med_opt(&|s| s.redis_round_trips_per_req),
@@ -166,11 +168,11 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | × ceiling by CPU (lowest–highest round) | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req | host steal | wrk sleeps/req |"
+        "| variant | workload | req/s | × ceiling | target | p99 ms | server CPU µs/req | of it user | × ceiling by CPU (lowest–highest round) | server CPU use | Redis round trips/req | Redis cmds run/req | Redis CPU µs/req | host steal | wrk sleeps/req |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for &v in variants {
         for &w in Workload::ALL {
@@ -194,7 +196,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {:.0}% | {} | {} | {} | {} | {} |{}",
+                "| {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.2} | {} | {:.0}% | {} | {} | {} | {} | {} |{}",
                 v.name(),
                 w.name(),
                 s.rps,
@@ -202,6 +204,7 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                 target_cell,
                 s.p99_us / 1000.0,
                 s.cpu_us_per_req,
+                s.user_cpu_us_per_req,
                 match (cell(cpu_frac), cpu_fraction_range(samples, v, w)) {
                     (c, Some((lo, hi))) if hi > lo => format!("{c} ({lo:.2}–{hi:.2})"),
                     (c, _) => c,
@@ -348,6 +351,7 @@ mod tests {
             rps,
             p99_us: 1000.0,
             cpu_us_per_req: cpu,
+            user_cpu_us_per_req: cpu / 4.0,
             cpu_util: 1.0,
             redis_cmds_per_req: None,
             redis_round_trips_per_req: None,
