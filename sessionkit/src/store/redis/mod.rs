@@ -81,6 +81,18 @@
 //! functions: about 0.3–0.5 µs less of Redis's time per update on quiet
 //! hosts (`bench/runs/lua-script-cost-*`).
 //!
+//! # Memory allocator
+//! Each request in flight holds its allocations across the round trip. With
+//! glibc's allocator and a few dozen requests in flight, glibc's per-thread
+//! cache of free chunks (7 per size class by default) overflows and about
+//! half of a load's allocations take its slower path. Starting the service
+//! with `GLIBC_TUNABLES=glibc.malloc.tcache_count=128` (an environment
+//! variable read at process start, so the library cannot set it) cut a
+//! Redis-backed `GET /read` from 41.0k to 36.7k instructions and raised the
+//! load benchmark's throughput share by about 0.03 (BENCHMARKS.md, "The
+//! allocator"); a different global allocator such as mimalloc did the same
+//! or more. Nothing changes for the in-memory and cookie stores.
+//!
 //! # Redis Cluster (feature `cluster`)
 //! `RedisStore::connect_cluster` / `RedisStore::cluster_builder` talk to
 //! a Redis Cluster through redis-rs' cluster client. The scripts touch
