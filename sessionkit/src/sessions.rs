@@ -538,11 +538,15 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
     ) -> Result<Loaded<T>, StoreError> {
         let print = self.fingerprint(client);
         let started = Instant::now();
-        let loaded = self
-            .store
-            .load(cookie_value)
-            .instrument(tracing::debug_span!("sessionkit.store.load"))
-            .await;
+        let load = self.store.load(cookie_value);
+        let loaded = if tracing::enabled!(tracing::Level::DEBUG) {
+            load.instrument(tracing::debug_span!("sessionkit.store.load"))
+                .await
+        } else {
+            // See `traced_only_when_recorded` in the tests: a span nobody
+            // records is not free.
+            load.await
+        };
         observe("load", started, loaded.as_ref().map(|_| ()));
         self.after_load(loaded, client, print)
     }
@@ -650,15 +654,17 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     now,
                 } = *p;
                 let started = Instant::now();
-                let outcome = self
-                    .store
-                    .save(Save {
-                        record: &record,
-                        base: base.as_ref(),
-                        kind,
-                    })
-                    .instrument(tracing::debug_span!("sessionkit.store.save"))
-                    .await;
+                let save = self.store.save(Save {
+                    record: &record,
+                    base: base.as_ref(),
+                    kind,
+                });
+                let outcome = if tracing::enabled!(tracing::Level::DEBUG) {
+                    save.instrument(tracing::debug_span!("sessionkit.store.save"))
+                        .await
+                } else {
+                    save.await
+                };
                 observe("save", started, outcome.as_ref().map(|_| ()));
                 self.after_save(outcome, &record, kind, now, incoming)
             }
