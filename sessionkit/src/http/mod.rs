@@ -779,18 +779,43 @@ mod tests {
         }
     }
 
-    /// A store whose on-the-spot answer appears while an I/O load is still
-    /// under way (like a local cache filled by that load).
-    struct WarmsUp {
+    /// A test store over memory whose loads wait (yield) before answering,
+    /// the first `fail` of them with an error. It answers on the spot only
+    /// with `warms_up`, and then only once a load has started (like a local
+    /// cache filled by that load).
+    struct Staged {
         inner: crate::store::memory::MemoryStore<u32>,
+        warms_up: bool,
         warm: std::sync::atomic::AtomicBool,
+        fail: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Staged {
+        fn new(inner: crate::store::memory::MemoryStore<u32>, warms_up: bool, fail: usize) -> Self {
+            Staged {
+                inner,
+                warms_up,
+                warm: false.into(),
+                fail: fail.into(),
+            }
+        }
     }
 
     #[async_trait::async_trait]
-    impl crate::Store<u32> for WarmsUp {
+    impl crate::Store<u32> for Staged {
         async fn load(&self, v: &str) -> Result<Option<crate::Record<u32>>, StoreError> {
-            self.warm.store(true, std::sync::atomic::Ordering::SeqCst);
-            tokio::task::yield_now().await;
+            let ordering = std::sync::atomic::Ordering::SeqCst;
+            self.warm.store(true, ordering);
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            if self
+                .fail
+                .fetch_update(ordering, ordering, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Unavailable("staged store: refused".into()));
+            }
             self.inner.load(v).await
         }
         async fn save(
@@ -803,11 +828,10 @@ mod tests {
             self.inner.delete(id).await
         }
         fn load_now(&self, v: &str) -> Option<Result<Option<crate::Record<u32>>, StoreError>> {
-            if self.warm.load(std::sync::atomic::Ordering::SeqCst) {
-                self.inner.load_now(v)
-            } else {
-                None
-            }
+            let warm = self.warm.load(std::sync::atomic::Ordering::SeqCst);
+            (self.warms_up && warm)
+                .then(|| self.inner.load_now(v))
+                .flatten()
         }
     }
 
@@ -824,10 +848,7 @@ mod tests {
             })
             .build()
             .unwrap();
-        let store = WarmsUp {
-            inner: memory,
-            warm: false.into(),
-        };
+        let store = Staged::new(memory, true, 0);
         let sessions = crate::Sessions::new(store, config);
         let header = format!("id={stored}");
         let s = SessionSlot::from_cookie_headers(
@@ -845,53 +866,15 @@ mod tests {
         assert_eq!(loads.load(Ordering::SeqCst), 1, "one load, one event");
     }
 
-    /// A store whose loads wait (yield) before answering, the first `fail`
-    /// of them with an error; no answer on the spot.
-    struct Slow {
-        inner: crate::store::memory::MemoryStore<u32>,
-        fail: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl crate::Store<u32> for Slow {
-        async fn load(&self, v: &str) -> Result<Option<crate::Record<u32>>, StoreError> {
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            let ordering = std::sync::atomic::Ordering::SeqCst;
-            if self
-                .fail
-                .fetch_update(ordering, ordering, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                return Err(StoreError::Unavailable("slow store: refused".into()));
-            }
-            self.inner.load(v).await
-        }
-        async fn save(
-            &self,
-            save: crate::store::Save<'_, u32>,
-        ) -> Result<crate::store::SaveOutcome, StoreError> {
-            self.inner.save(save).await
-        }
-        async fn delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
-            self.inner.delete(id).await
-        }
-    }
-
-    async fn slow_slot(value: u32, fail: usize) -> SessionSlot<u32> {
+    async fn staged_slot(value: u32, fail: usize) -> SessionSlot<u32> {
         let memory = crate::store::memory::MemoryStore::<u32>::new();
         let stored = stored(memory.clone(), value).await;
-        let store = Slow {
-            inner: memory,
-            fail: fail.into(),
-        };
-        slot(store, Some(&stored))
+        slot(Staged::new(memory, false, fail), Some(&stored))
     }
 
     #[tokio::test]
     async fn a_caller_waiting_for_a_failed_load_tries_again() {
-        let s = slow_slot(3, 1).await;
+        let s = staged_slot(3, 1).await;
         // The first caller's load fails while the second waits for it.
         let both = async { tokio::join!(s.session(), s.session()) };
         let (x, y) = tokio::time::timeout(std::time::Duration::from_secs(5), both)
@@ -908,7 +891,7 @@ mod tests {
     #[tokio::test]
     async fn a_caller_waiting_for_a_dropped_load_goes_on() {
         use futures_util::FutureExt;
-        let s = slow_slot(4, 0).await;
+        let s = staged_slot(4, 0).await;
         let mut first = Box::pin(s.session());
         assert!((&mut first).now_or_never().is_none(), "waits for the store");
         let mut second = Box::pin(s.session());
