@@ -22,18 +22,8 @@
 #                     store takes about a minute to fill)
 set -euo pipefail
 
-variant=${1:?variant (see: sessionkit-bench list)}
-workload=${2:?read, write or new}
-secs=${3:-6}
-redis_url=${4:-}
-here=$(cd "$(dirname "$0")" && pwd)
-bin=${CARGO_TARGET_DIR:-$here/../target}/release/sessionkit-bench
-if [ ! -x "$bin" ]; then
-    echo "no $bin: build it first (cargo build --release -p sessionkit-bench; set CARGO_TARGET_DIR if you use one)" >&2
-    exit 2
-fi
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh" "$@"
 out="$work/callgrind.$variant.$workload.out"
 
 cache_sim=()
@@ -44,21 +34,8 @@ taskset -c 0 valgrind --tool=callgrind "${cache_sim[@]}" --callgrind-out-file="$
     "$bin" serve "$variant" "$port" $redis_url >"$work/server.log" 2>&1 &
 vg=$!
 trap 'kill $vg 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q ready "$work/server.log" 2>/dev/null && break
-    sleep 0.2
-done
-
-# 300 sessions (the ceilings set no cookie: send a same-size dummy one).
-for _ in $(seq 1 300); do
-    curl -s -D - -o /dev/null "http://127.0.0.1:$port/new" |
-        sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p'
-done >"$work/cookies.txt"
-if [ ! -s "$work/cookies.txt" ]; then
-    for i in $(seq 1 300); do printf 'id=%043d\n' "$i"; done >"$work/cookies.txt"
-fi
-cookies="$work/cookies.txt"
-[ "$workload" = new ] && cookies=-
+wait_ready "$work/server.log"
+cookies=$(make_cookies)
 
 if [ -n "${FILL_SECS:-}" ]; then
     taskset -c 1 wrk -t1 -c32 -d"${FILL_SECS}s" -s "$here/lua/rotate.lua" \
