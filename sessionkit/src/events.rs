@@ -22,7 +22,13 @@
 //! `sessionkit_sessions_total{event}` with event = created, loaded, deleted,
 //! regenerated, expired, binding_mismatch, ambiguous_cookie; `sessionkit_invalid_lookups_total` (a cookie that
 //! names no live session); `sessionkit_store_errors_total{op,kind}`;
-//! `sessionkit_store_duration_seconds{op}` (histogram).
+//! `sessionkit_store_duration_seconds{op}` (histogram). Store calls that
+//! wait for I/O (Redis) are all timed; calls a store answers in process
+//! (the memory and cookie stores, a few hundred nanoseconds each) are timed
+//! one in 16, drawn at random, and recorded with a weight of 16, so the
+//! histogram's count still grows by one per call on average and its sum
+//! estimates the total (two clock reads per call cost about a tenth of such
+//! a call).
 
 use std::fmt;
 use std::sync::Arc;
