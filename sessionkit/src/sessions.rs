@@ -201,7 +201,7 @@ pub(crate) async fn commit_session<T: SessionData, E: Engine<T> + ?Sized>(
 }
 
 /// One in this many in-process store calls is timed (see [`sampled_timer`]).
-pub(crate) const IN_PROCESS_TIMING_SAMPLE: u32 = 16;
+const IN_PROCESS_TIMING_SAMPLE: u32 = 16;
 
 /// The start of a timed in-process store call (a store's `load_now` or
 /// `save_now` answer: the memory and cookie stores), for one call in
