@@ -580,7 +580,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             load.instrument(tracing::debug_span!("sessionkit.store.load"))
                 .await
         } else {
-            // See `traced_only_when_recorded` in the tests: a span nobody
+            // See `tests/tracing_spans.rs`: a span nobody
             // records is not free.
             load.await
         };
