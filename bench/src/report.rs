@@ -66,6 +66,7 @@ fn target(variant: Variant, workload: Workload) -> Option<f64> {
         | Variant::SessionkitActixRedisPerWorker => (0.75, 0.60, 0.65),
         Variant::SessionkitCookie
         | Variant::SessionkitCookieCached
+        | Variant::SessionkitCookieAes
         | Variant::SessionkitActixCookie => (0.90, 0.75, 0.85),
         // Only reads with a warm cache have a target.
         Variant::SessionkitCluster
@@ -91,6 +92,8 @@ const PAIRS: &[(Variant, Variant)] = &[
     (Variant::SessionkitActixRedisPerWorker, Variant::ActixRedis),
     (Variant::SessionkitCookie, Variant::ActixCookie),
     (Variant::SessionkitCookieCached, Variant::ActixCookie),
+    // Like for like: the `cookie` crate's private jar seals with AES-256-GCM.
+    (Variant::SessionkitCookieAes, Variant::ActixCookie),
     (Variant::SessionkitActixCookie, Variant::ActixCookie),
 ];
 

@@ -20,6 +20,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use sessionkit::codec::Algorithm;
 use sessionkit::keys::KeyRing;
 use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
 use sessionkit::store::cookie::CookieStore;
@@ -61,6 +62,7 @@ pub enum Variant {
     SessionkitRedis,
     SessionkitCookie,
     SessionkitCookieCached,
+    SessionkitCookieAes,
     SessionkitCluster,
     TowerSessionsMemory,
     TowerSessionsRedis,
@@ -85,6 +87,7 @@ impl Variant {
         Variant::SessionkitRedis,
         Variant::SessionkitCookie,
         Variant::SessionkitCookieCached,
+        Variant::SessionkitCookieAes,
         Variant::SessionkitCluster,
         Variant::TowerSessionsMemory,
         Variant::TowerSessionsRedis,
@@ -108,6 +111,7 @@ impl Variant {
             Variant::SessionkitRedis => "sessionkit-redis",
             Variant::SessionkitCookie => "sessionkit-cookie",
             Variant::SessionkitCookieCached => "sessionkit-cookie-cached",
+            Variant::SessionkitCookieAes => "sessionkit-cookie-aes",
             Variant::SessionkitCluster => "sessionkit-cluster",
             Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
@@ -212,9 +216,15 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                     Variant::SessionkitRedis => {
                         axum_apps::sessionkit(redis_store(&redis_url()?).await?)
                     }
-                    Variant::SessionkitCookie => axum_apps::sessionkit(cookie_store(0)?),
-                    Variant::SessionkitCookieCached => {
-                        axum_apps::sessionkit(cookie_store(COOKIE_CACHE_ENTRIES)?)
+                    Variant::SessionkitCookie => {
+                        axum_apps::sessionkit(cookie_store(Algorithm::default(), 0)?)
+                    }
+                    Variant::SessionkitCookieCached => axum_apps::sessionkit(cookie_store(
+                        Algorithm::default(),
+                        COOKIE_CACHE_ENTRIES,
+                    )?),
+                    Variant::SessionkitCookieAes => {
+                        axum_apps::sessionkit(cookie_store(Algorithm::Aes256Gcm, 0)?)
                     }
                     Variant::SessionkitCluster => {
                         axum_apps::sessionkit(cluster_store(&redis_url()?).await?)
@@ -238,7 +248,7 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
                     actix_apps::sessionkit(addr, memory_store()?).await
                 }
                 Variant::SessionkitActixCookie => {
-                    actix_apps::sessionkit(addr, cookie_store(0)?).await
+                    actix_apps::sessionkit(addr, cookie_store(Algorithm::default(), 0)?).await
                 }
                 Variant::SessionkitActixRedis => {
                     actix_apps::sessionkit(addr, redis_store(&redis_url()?).await?).await
@@ -265,14 +275,16 @@ pub fn serve(variant: Variant, port: u16, redis_url: Option<String>) -> std::io:
 const COOKIE_CACHE_ENTRIES: usize = 4096;
 
 /// A cookie store under a fresh throw-away secret (sessions do not outlive
-/// the process), with `cache` entries of opened-value cache (0: none).
-fn cookie_store(cache: usize) -> std::io::Result<CookieStore<BenchData>> {
+/// the process), sealing with `algorithm`, with `cache` entries of
+/// opened-value cache (0: none).
+fn cookie_store(algorithm: Algorithm, cache: usize) -> std::io::Result<CookieStore<BenchData>> {
     let ring = KeyRing::builder()
         .current(1, KeyRing::generate_secret())
         .build()
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let config = sessionkit::Config::default();
     Ok(CookieStore::builder(&ring, &config)
+        .algorithm(algorithm)
         .opened_cache(cache)
         .build())
 }
@@ -740,6 +752,32 @@ mod tests {
     use super::{parse_max_entries, serve, Variant};
     use crate::wire;
 
+    /// A port nothing listens on now.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port()
+    }
+
+    /// The first answer of a server just started on `port` to `GET /new`
+    /// (no cookie). Ready once it answers a request: a server that is
+    /// listening may still reset connections while its workers start (seen
+    /// with actix-web on a loaded machine), so a bare connect is not enough.
+    fn wait_for_answer(port: u16, name: &str) -> wire::Reply {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match wire::http_get(port, "/new", None) {
+                Ok(reply) => return reply,
+                Err(e) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} never answered: {e}"
+                ),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Both floors answer what the session variants answer, over a real
     /// socket, and set no cookie.
     #[test]
@@ -748,23 +786,10 @@ mod tests {
             (Variant::FloorAxum, "floor-axum", Variant::NoneAxum),
             (Variant::FloorActix, "floor-actix", Variant::NoneActix),
         ] {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .unwrap()
-                .port();
+            let port = free_port();
             // Runs until the test process exits.
             std::thread::spawn(move || serve(variant, port, None));
-            // Ready once it answers a request: a server that is listening may
-            // still reset connections while its workers start (seen with
-            // actix-web on a loaded machine), so a bare connect is not enough.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while let Err(e) = wire::http_get(port, "/read", Some("id=x")) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{name} never answered: {e}"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_for_answer(port, name);
             for (path, body) in [("/read", "1 bench-user"), ("/write", "2"), ("/new", "1")] {
                 let reply = wire::http_get(port, path, Some("id=x")).unwrap();
                 assert_eq!(
@@ -780,6 +805,29 @@ mod tests {
             assert!(variant.is_floor() && !variant.keeps_sessions());
             assert_eq!(variant.ceiling(), ceiling);
             assert_eq!(Variant::parse(name), Some(variant));
+        }
+    }
+
+    /// The cookie variants seal with the AEAD their names say: the
+    /// envelope's second byte is the algorithm (1 = XChaCha20-Poly1305, 2 =
+    /// AES-256-GCM; `sessionkit::codec::envelope`), read off a real `/new`.
+    #[test]
+    fn the_cookie_variants_seal_with_the_algorithm_they_name() {
+        use base64::Engine as _;
+        for (variant, algorithm) in [
+            (Variant::SessionkitCookie, 1u8),
+            (Variant::SessionkitCookieAes, 2),
+        ] {
+            let port = free_port();
+            std::thread::spawn(move || serve(variant, port, None));
+            let reply = wait_for_answer(port, variant.name());
+            assert_eq!(reply.status, 200, "{}", variant.name());
+            let set_cookie = reply.set_cookie.expect("/new sets the session cookie");
+            let (_, value) = set_cookie.split_once('=').expect("name=value");
+            let envelope = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value)
+                .expect("base64url");
+            assert_eq!(envelope[1], algorithm, "{}", variant.name());
         }
     }
 
