@@ -107,16 +107,49 @@ where
 async fn each_worker_builds_its_own_store_and_they_share_the_sessions() {
     let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
     let url = redis.url();
+    let built = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stores = built.clone();
     one_counter_across_two_workers(
         move || {
             let store = RedisStore::<u64>::builder(url.clone())
                 .build_lazy()
                 .expect("build_lazy in a worker");
+            stores.lock().unwrap().push(store.clone());
             Sessions::new(store, Config::default())
         },
         std::time::Duration::ZERO,
     )
     .await;
+    let stores = built.lock().unwrap();
+    assert_eq!(stores.len(), 2);
+    for store in stores.iter() {
+        assert!(
+            !store.shared_across_runtimes(),
+            "a store per worker stays on its worker's runtime"
+        );
+    }
+}
+
+/// The layout the docs advise against: one store, connected before the
+/// server starts, cloned into both workers. It works (one counter across
+/// both), and the store reports that it is shared across runtimes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_shared_by_both_workers_reports_it() {
+    let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let store = RedisStore::<u64>::connect(redis.url())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!store.shared_across_runtimes(), "not used yet");
+    let shared = store.clone();
+    one_counter_across_two_workers(
+        move || Sessions::new(shared.clone(), Config::default()),
+        std::time::Duration::ZERO,
+    )
+    .await;
+    assert!(
+        store.shared_across_runtimes(),
+        "two workers, two runtimes, one store"
+    );
 }
 
 /// The same with a clustered store per worker, built from one set of

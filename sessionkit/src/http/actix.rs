@@ -44,6 +44,9 @@
 //! for a `ClusteredStore`: build it per worker with
 //! `ClusteredStore::connect_lazy` (feature `cluster`); each worker is then a
 //! node of the fleet with its own cache and its own node id.
+//! A store that ends up shared anyway says so: the first time a second
+//! runtime uses it, it logs a warning, and
+//! `RedisStore::shared_across_runtimes` turns true.
 //!
 //! # Extractors
 //! - `Session<T>` loads the session (once per request, however many

