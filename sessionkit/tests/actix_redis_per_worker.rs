@@ -1,6 +1,7 @@
-//! The pattern the actix-web docs recommend for Redis: one store per worker,
-//! built in the app factory with `RedisStoreBuilder::build_lazy` (or
-//! `ClusteredStore::connect_lazy`). Two workers, a real `redis-server`, a
+//! Redis stores on several actix-web workers: one store per worker, built in
+//! the app factory with `RedisStoreBuilder::build_lazy` (or
+//! `ClusteredStore::connect_lazy`), and one store cloned into every worker
+//! (which opens a connection per worker's runtime). Two workers, a real `redis-server`, a
 //! real HTTP client: every worker builds its own store, and a session written
 //! through one worker is read through the other (they share Redis, not
 //! memory; clustered stores each keep a cache that the other worker's
@@ -28,8 +29,12 @@ async fn increment(session: Session<u64>) -> String {
 /// between requests: a clustered node may serve its cached copy until the
 /// other node's invalidation has reached it (one pub/sub delivery, measured
 /// in `cluster_invalidation.rs` at 17 ms in the worst case on a loaded
-/// machine), a window this test is not about.
-async fn one_counter_across_two_workers<S, F>(sessions: F, pause: std::time::Duration)
+/// machine), a window this test is not about. The server is left running
+/// (its workers' connections open) for the caller to stop.
+async fn one_counter_across_two_workers<S, F>(
+    sessions: F,
+    pause: std::time::Duration,
+) -> actix_web::dev::ServerHandle
 where
     S: Store<u64>,
     F: Fn() -> Sessions<u64, S> + Clone + Send + 'static,
@@ -100,7 +105,7 @@ where
         2,
         "both workers served the session: {threads:?}"
     );
-    handle.stop(false).await;
+    handle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +114,7 @@ async fn each_worker_builds_its_own_store_and_they_share_the_sessions() {
     let url = redis.url();
     let built = Arc::new(std::sync::Mutex::new(Vec::new()));
     let stores = built.clone();
-    one_counter_across_two_workers(
+    let server = one_counter_across_two_workers(
         move || {
             let store = RedisStore::<u64>::builder(url.clone())
                 .build_lazy()
@@ -120,35 +125,53 @@ async fn each_worker_builds_its_own_store_and_they_share_the_sessions() {
         std::time::Duration::ZERO,
     )
     .await;
+    assert_eq!(store_clients(&redis), 2, "one connection per worker");
+    server.stop(false).await;
     let stores = built.lock().unwrap();
     assert_eq!(stores.len(), 2);
     for store in stores.iter() {
-        assert!(
-            !store.shared_across_runtimes(),
+        assert_eq!(
+            store.connections(),
+            1,
             "a store per worker stays on its worker's runtime"
         );
     }
 }
 
-/// The layout the docs advise against: one store, connected before the
-/// server starts, cloned into both workers. It works (one counter across
-/// both), and the store reports that it is shared across runtimes.
+/// The client connections Redis has open, but the one this asks on.
+fn store_clients(redis: &RedisServer) -> usize {
+    let list = redis
+        .command("CLIENT LIST")
+        .unwrap_or_else(|e| panic!("{e}"));
+    list.lines()
+        .filter(|l| l.contains("cmd=") && !l.contains("cmd=client|list"))
+        .count()
+}
+
+/// One store, connected before the server starts, cloned into both
+/// workers: it works (one counter across both), and each worker's runtime
+/// gets a connection of its own, made by its first command, so no worker's
+/// commands cross to another thread's connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_store_shared_by_both_workers_reports_it() {
+async fn one_store_shared_by_both_workers_opens_a_connection_on_each() {
     let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
     let store = RedisStore::<u64>::connect(redis.url())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!store.shared_across_runtimes(), "not used yet");
+    assert_eq!(store.connections(), 1, "the test's runtime");
+    assert_eq!(store_clients(&redis), 1);
     let shared = store.clone();
-    one_counter_across_two_workers(
+    let server = one_counter_across_two_workers(
         move || Sessions::new(shared.clone(), Config::default()),
         std::time::Duration::ZERO,
     )
     .await;
-    assert!(
-        store.shared_across_runtimes(),
-        "two workers, two runtimes, one store"
+    assert_eq!(store_clients(&redis), 3, "Redis sees the three");
+    server.stop(false).await;
+    assert_eq!(
+        store.connections(),
+        3,
+        "the test's runtime and one per worker"
     );
 }
 
@@ -165,7 +188,7 @@ async fn each_worker_builds_its_own_clustered_store_and_hears_the_other() {
     let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
     let url = redis.url();
     let options = ClusterOptions::new([5u8; 32]);
-    one_counter_across_two_workers(
+    let server = one_counter_across_two_workers(
         move || {
             let store = ClusteredStore::<u64>::connect_lazy(&url, options.clone())
                 .expect("connect_lazy in a worker");
@@ -174,4 +197,5 @@ async fn each_worker_builds_its_own_clustered_store_and_hears_the_other() {
         std::time::Duration::from_millis(200),
     )
     .await;
+    server.stop(false).await;
 }

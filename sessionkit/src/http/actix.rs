@@ -34,19 +34,20 @@
 //! ```
 //!
 //! # Redis and several workers
-//! actix-web runs each worker on its own thread. A `RedisStore` connected
-//! before `HttpServer::new` keeps its connection on the thread that made it,
-//! so every command of every worker crosses threads twice. Build the store
-//! inside the app factory instead, with
-//! `RedisStoreBuilder::build_lazy` (feature `redis`; it needs no `.await`):
-//! one connection per worker, on the worker's thread. On `sessionkit-bench`
-//! (one worker) that served 40–50 % more `/read`s per second. The same holds
-//! for a `ClusteredStore`: build it per worker with
-//! `ClusteredStore::connect_lazy` (feature `cluster`); each worker is then a
-//! node of the fleet with its own cache and its own node id.
-//! A store that ends up shared anyway says so: the first time a second
-//! runtime uses it, it logs a warning, and
-//! `RedisStore::shared_across_runtimes` turns true.
+//! actix-web runs each worker on its own thread, with its own Tokio runtime.
+//! A redis-rs connection is driven by a task on the runtime that made it, so
+//! a command sent to it from another worker crosses threads twice. A
+//! `RedisStore` therefore keeps one connection per runtime it is used from,
+//! made by that runtime's first command: a store connected before
+//! `HttpServer::new` and cloned into every worker talks to Redis from each
+//! worker's own thread (`RedisStore::connections` counts them). Building the
+//! store inside the app factory instead, with `RedisStoreBuilder::build_lazy`
+//! (feature `redis`; it needs no `.await`), gives the same one connection per
+//! worker. A `ClusteredStore` shared by every worker has one cache for all of
+//! them, and its Redis commands run on each worker's connection; built per
+//! worker with `ClusteredStore::connect_lazy` (feature `cluster`), each
+//! worker is a node of the fleet with its own cache, its own subscription
+//! and its own node id.
 //!
 //! # Extractors
 //! - `Session<T>` loads the session (once per request, however many

@@ -24,7 +24,7 @@ use super::cache::LocalCache;
 use super::message::{Invalidation, InvalidationKind, MessageKey, NodeId, Rejection};
 use crate::error::StoreError;
 use crate::record::SessionData;
-use crate::store::redis::Conn;
+use crate::store::redis::Conns;
 
 /// First delay before resubscribing, and the cap.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -37,7 +37,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Publishes this node's messages; owns the subscriber task (aborted on drop).
 pub(crate) struct Bus {
-    conn: Conn,
+    conns: Arc<Conns>,
     pub(crate) channel: String,
     pub(crate) key: MessageKey,
     pub(crate) node: NodeId,
@@ -56,7 +56,7 @@ impl Bus {
     /// it up to `subscribe_wait`; a lazy store does not wait). Must run
     /// inside a Tokio runtime (the task is spawned there).
     pub(crate) fn spawn<T: SessionData>(
-        conn: Conn,
+        conns: Arc<Conns>,
         subscribe_urls: Vec<String>,
         channel: String,
         key: MessageKey,
@@ -73,7 +73,7 @@ impl Bus {
         };
         let task = tokio::spawn(subscriber.run(ready_tx));
         let bus = Bus {
-            conn,
+            conns,
             channel,
             key,
             node,
@@ -107,7 +107,7 @@ impl Bus {
                 .ignore();
             self.count_published(m.kind);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         pipe.query_async::<()>(&mut conn).await.map_err(|e| {
             StoreError::Unavailable(format!("publishing a cache invalidation failed: {e}"))
         })

@@ -346,7 +346,7 @@ impl<T: SessionData> ClusteredStore<T> {
         options: ClusterOptions,
     ) -> Result<Self, StoreError> {
         check(&options, &subscribe_urls)?;
-        let conn = store.shared_connection();
+        let conn = store.shared_connections();
         Ok(Cached::new(store, conn, subscribe_urls, options).await)
     }
 
@@ -355,11 +355,11 @@ impl<T: SessionData> ClusteredStore<T> {
     /// store serves in bypass mode (every read from Redis) until that task
     /// has subscribed. Synchronous, for code that cannot await, such as an
     /// actix-web app factory: there, one store per worker, built on the
-    /// worker's thread, keeps its connection's and its subscriber's tasks on
-    /// that thread, where a store connected before `HttpServer::new` keeps
-    /// them on the main thread, so that every command crosses threads.
-    /// Each such store is a node of the fleet with its own cache and its own
-    /// random node id (unless the options set one). On a Redis Cluster, build
+    /// worker's thread, keeps its subscriber's task on that thread. (Its
+    /// Redis commands run on the worker's own connection either way: a Redis
+    /// store opens one per runtime it is used from.) Each such store is a
+    /// node of the fleet with its own cache and its own random node id
+    /// (unless the options set one). On a Redis Cluster, build
     /// the Redis store with
     /// `RedisStore::cluster_builder(nodes).build_lazy()` and hand it to
     /// [`ClusteredStore::with_store_lazy`].
@@ -423,7 +423,7 @@ impl<T: SessionData> ClusteredStore<T> {
                     .into(),
             ));
         }
-        let conn = store.shared_connection();
+        let conn = store.shared_connections();
         Ok(Cached::spawn(store, conn, subscribe_urls, options).0)
     }
 }
@@ -443,7 +443,7 @@ fn check(options: &ClusterOptions, subscribe_urls: &[String]) -> Result<(), Stor
 impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     async fn new(
         inner: S,
-        publish: crate::store::redis::Conn,
+        publish: Arc<crate::store::redis::Conns>,
         subscribe_urls: Vec<String>,
         options: ClusterOptions,
     ) -> Self {
@@ -457,7 +457,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     /// receiver fires once subscribed).
     fn spawn(
         inner: S,
-        publish: crate::store::redis::Conn,
+        publish: Arc<crate::store::redis::Conns>,
         subscribe_urls: Vec<String>,
         options: ClusterOptions,
     ) -> (Self, tokio::sync::oneshot::Receiver<()>) {

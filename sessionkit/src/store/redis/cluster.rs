@@ -84,10 +84,10 @@ impl<T: SessionData> RedisStore<T> {
         Self::cluster_builder(nodes).connect().await
     }
 
-    /// The store's connection, shared (the clustered store publishes its
-    /// invalidations through it).
-    pub(crate) fn shared_connection(&self) -> super::Conn {
-        self.conn.clone()
+    /// The store's connections, shared (the clustered store publishes its
+    /// invalidations through them).
+    pub(crate) fn shared_connections(&self) -> std::sync::Arc<super::Conns> {
+        self.conns.clone()
     }
 
     /// Deletes sessions like [`Store::delete`](crate::Store::delete) and, in
@@ -107,21 +107,11 @@ impl<T: SessionData> RedisStore<T> {
 
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        self.conn.is_cluster()
+        self.conns.is_cluster()
     }
 }
 
 /// Connects a cluster client through the seed nodes.
-pub(super) async fn connect(
-    nodes: &[String],
-    response_timeout: Option<Duration>,
-    connection_timeout: Option<Duration>,
-) -> RedisResult<ClusterConnection> {
-    client(nodes, response_timeout, connection_timeout)?
-        .get_async_connection()
-        .await
-}
-
 /// A cluster client for the seed nodes (no I/O: it connects when asked).
 pub(super) fn client(
     nodes: &[String],

@@ -1,12 +1,160 @@
-//! The connection a [`RedisStore`](super::RedisStore) talks through: one
-//! multiplexed, self-reconnecting connection to a standalone Redis, or
-//! (feature `cluster`) a Redis Cluster connection that routes each command
-//! to the master owning its key's slot, made at once or on first use.
+//! The connections a [`RedisStore`](super::RedisStore) talks through: per
+//! Tokio runtime that uses it, one multiplexed, self-reconnecting
+//! connection to a standalone Redis, or (feature `cluster`) a Redis Cluster
+//! connection that routes each command to the master owning its key's
+//! slot, made at once or on first use.
+//!
+//! # One connection per runtime
+//! A redis-rs connection is driven by a task on the runtime that made it.
+//! A command sent from another runtime (actix-web runs one per worker
+//! thread) crosses threads twice, to that task and back: one store cloned
+//! into every actix-web worker served `/read` at 0.41 of the no-session
+//! ceiling in run AP of `sessionkit-bench`, a store per worker at 0.56. So
+//! [`Conns`] keeps the connection made where the store was built and makes
+//! another, lazily, for each other runtime the store (with its clones) is
+//! used from, up to [`MAX_RUNTIMES`] in all; a store cloned into every
+//! worker then runs like a store per worker. Each further runtime shares the
+//! first connection (and a warning says so once). A runtime that has shut
+//! down keeps its slot: its connection's tasks are gone with it and its id
+//! is never seen again, so the slot is only memory.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(feature = "cluster")]
 use std::sync::Arc;
+use std::sync::RwLock;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use tokio::runtime::{Handle, Id};
+
+/// How many runtimes get a connection of their own (the first included).
+pub(crate) const MAX_RUNTIMES: usize = 64;
+
+/// How to make a connection for another runtime.
+#[derive(Clone)]
+pub(crate) enum Maker {
+    /// A standalone Redis.
+    Single {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    /// A Redis Cluster.
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl Maker {
+    /// A connection made by its first command, on the runtime that sends it.
+    /// Must run inside a Tokio runtime.
+    fn make(&self) -> redis::RedisResult<Conn> {
+        match self {
+            Maker::Single { client, config } => Ok(Conn::Single(
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
+            )),
+            #[cfg(feature = "cluster")]
+            Maker::Cluster(client) => Ok(Conn::LazyCluster(Arc::new(LazyCluster::new(
+                client.clone(),
+            )))),
+        }
+    }
+}
+
+/// A store's connections, one per runtime that used it (see the module
+/// docs); shared by the store's clones.
+pub(crate) struct Conns {
+    /// The runtime the store was built on, and its connection.
+    first_runtime: Option<Id>,
+    first: Conn,
+    /// The other runtimes' connections, in the order they came.
+    others: RwLock<Vec<(Id, Conn)>>,
+    maker: Maker,
+    /// Whether the "too many runtimes" warning was logged.
+    warned: AtomicBool,
+}
+
+impl Conns {
+    /// `first` is the connection made on the current runtime (if any).
+    pub(crate) fn new(first: Conn, maker: Maker) -> Self {
+        Conns {
+            first_runtime: Handle::try_current().ok().map(|h| h.id()),
+            first,
+            others: RwLock::new(Vec::new()),
+            maker,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection of the current runtime, made now (lazily: it connects
+    /// on its first command) if this runtime has none yet. Outside a Tokio
+    /// runtime, the first connection.
+    pub(crate) fn get(&self) -> Conn {
+        let Ok(handle) = Handle::try_current() else {
+            return self.first.clone();
+        };
+        let id = handle.id();
+        drop(handle);
+        if self.first_runtime == Some(id) {
+            return self.first.clone();
+        }
+        // Never poisoned in practice (nothing below panics while holding
+        // it); if it were, the list is still consistent.
+        if let Some((_, conn)) = self
+            .others
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(r, _)| *r == id)
+        {
+            return conn.clone();
+        }
+        self.add(id)
+    }
+
+    /// Makes the connection of runtime `id` (unless a concurrent call just
+    /// did), or hands out the first one when the slots are full or the
+    /// connection cannot be made.
+    #[cold]
+    fn add(&self, id: Id) -> Conn {
+        let mut others = self.others.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, conn)) = others.iter().find(|(r, _)| *r == id) {
+            return conn.clone();
+        }
+        if others.len() + 1 >= MAX_RUNTIMES {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "a RedisStore is used from more than {MAX_RUNTIMES} Tokio runtimes; the \
+                     further ones share its first connection (their commands cross threads, \
+                     slower)"
+                );
+            }
+            return self.first.clone();
+        }
+        match self.maker.make() {
+            Ok(conn) => {
+                others.push((id, conn.clone()));
+                conn
+            }
+            Err(e) => {
+                // Making a lazy connection does no I/O: only a setting
+                // redis-rs rejects fails here, and the first connection,
+                // made with the same settings, already works.
+                tracing::warn!("a RedisStore could not open a connection for a runtime: {e}");
+                self.first.clone()
+            }
+        }
+    }
+
+    /// Whether these are Redis Cluster connections.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.first.is_cluster()
+    }
+
+    /// How many connections the store holds: one per runtime that used it.
+    pub(crate) fn count(&self) -> usize {
+        1 + self.others.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
 
 /// Standalone or cluster; cheap to clone (clones share the connections).
 #[derive(Clone)]
@@ -111,5 +259,79 @@ impl ConnectionLike for Conn {
             #[cfg(feature = "cluster")]
             Conn::LazyCluster(_) => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// Lazy connections to a port nothing listens on: making them does no
+    /// I/O, which is all these tests need.
+    fn conns(rt: &tokio::runtime::Runtime) -> Conns {
+        rt.block_on(async {
+            let client = redis::Client::open("redis://127.0.0.1:1/").expect("a valid URL");
+            let config = ConnectionManagerConfig::new();
+            let first = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                .expect("a lazy connection");
+            Conns::new(Conn::Single(first), Maker::Single { client, config })
+        })
+    }
+
+    #[test]
+    fn one_connection_per_runtime_reused_within_it() {
+        let a = runtime();
+        let conns = conns(&a);
+        for _ in 0..10 {
+            a.block_on(async { conns.get() });
+        }
+        assert_eq!(conns.count(), 1, "one runtime, many calls");
+        // Outside any runtime: the first connection, nothing new.
+        let _ = conns.get();
+        assert_eq!(conns.count(), 1);
+        let b = runtime();
+        for _ in 0..10 {
+            b.block_on(async { conns.get() });
+        }
+        assert_eq!(conns.count(), 2, "a second runtime, one more");
+        a.block_on(async { conns.get() });
+        assert_eq!(conns.count(), 2);
+    }
+
+    #[test]
+    fn runtimes_past_the_limit_share_the_first_connection() {
+        let a = runtime();
+        let conns = conns(&a);
+        for _ in 0..MAX_RUNTIMES + 5 {
+            runtime().block_on(async { conns.get() });
+        }
+        assert_eq!(conns.count(), MAX_RUNTIMES);
+    }
+
+    #[test]
+    fn one_runtime_used_from_several_threads_gets_one_connection() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("a runtime");
+        let conns = std::sync::Arc::new(conns(&runtime()));
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let conns = conns.clone();
+                    tokio::spawn(async move { drop(conns.get()) })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("the task");
+            }
+        });
+        assert_eq!(conns.count(), 2, "the building runtime and this one");
     }
 }

@@ -56,7 +56,9 @@
 //!
 //! # Why redis-rs
 //! redis-rs is the most used Rust client, its `ConnectionManager` multiplexes
-//! every request over one connection and reconnects on its own, and its
+//! every request over one connection and reconnects on its own (the store
+//! keeps one per Tokio runtime it is used from: a command sent to another
+//! runtime's connection crosses threads twice), and its
 //! `Script` type hashes and loads the scripts (a save builds its `EVALSHA`
 //! itself: redis-rs' `ScriptInvocation` keeps every argument in a `Vec` of
 //! its own and copies them into the command, about 7 % of a save's
@@ -115,10 +117,10 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod conn;
-mod runtimes;
 mod value;
 
-pub(crate) use conn::Conn;
+pub(crate) use conn::Conns;
+use conn::{Conn, Maker};
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -179,32 +181,31 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete_owner: script!("delete_owner.lua"),
 });
 
-/// A session store on Redis. Cheap to clone (clones share one multiplexed,
-/// self-reconnecting connection). See the [module docs](self) for the design.
+/// A session store on Redis. Cheap to clone: clones share its connections,
+/// one multiplexed, self-reconnecting connection per Tokio runtime that uses
+/// the store (see [`RedisStore::connections`]). See the [module docs](self)
+/// for the design.
 pub struct RedisStore<T> {
-    conn: Conn,
+    conns: Arc<Conns>,
     prefix: String,
     scan_batch: usize,
     max_merge_retries: u32,
     response_timeout: Duration,
     clock: Arc<dyn Clock>,
     payload: value::PayloadCodec,
-    /// Shared by clones: whether they are used from more than one runtime.
-    runtimes: Arc<runtimes::RuntimeWatch>,
     _data: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for RedisStore<T> {
     fn clone(&self) -> Self {
         RedisStore {
-            conn: self.conn.clone(),
+            conns: self.conns.clone(),
             prefix: self.prefix.clone(),
             scan_batch: self.scan_batch,
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
             clock: self.clock.clone(),
             payload: self.payload.clone(),
-            runtimes: self.runtimes.clone(),
             _data: PhantomData,
         }
     }
@@ -366,36 +367,37 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     pub async fn connect(self) -> Result<RedisStore<T>, StoreError> {
         #[cfg(feature = "cluster")]
         if let Some(nodes) = &self.cluster_nodes {
+            let client = self.cluster_client(nodes)?;
             let conn = if self.lazy {
-                self.lazy_cluster(nodes)?
+                Conn::LazyCluster(Arc::new(conn::LazyCluster::new(client.clone())))
             } else {
                 Conn::Cluster(
-                    cluster::connect(nodes, Some(self.response_timeout), self.connection_timeout)
+                    client
+                        .get_async_connection()
                         .await
                         .map_err(|e| map_err(e, self.response_timeout))?,
                 )
             };
-            return self.finish(conn).await;
+            return self.finish(conn, Maker::Cluster(client)).await;
         }
         let (client, config) = self.client_and_config()?;
         let conn = if self.lazy {
-            ConnectionManager::new_lazy_with_config(client, config)
+            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
         } else {
-            ConnectionManager::new_with_config(client, config).await
+            ConnectionManager::new_with_config(client.clone(), config.clone()).await
         }
         .map_err(|e| map_err(e, self.response_timeout))?;
-        self.finish(Conn::Single(conn)).await
+        self.finish(Conn::Single(conn), Maker::Single { client, config })
+            .await
     }
 
     /// Builds the store at once, without reaching Redis and without
     /// awaiting: what `.lazy().connect()` does, for code that cannot
-    /// `.await`. Its use is one store per actix-web worker, built in the
-    /// app factory (see [`crate::http::actix`]): the connection then lives
-    /// on the worker's own thread, where a store built before the server
-    /// starts has its connection on the thread that built it, and every
-    /// command crosses between the two (measured on `sessionkit-bench`, one
-    /// worker: 40–50 % more `/read`s per second with the store built in the
-    /// factory).
+    /// `.await`, such as an actix-web app factory (see
+    /// [`crate::http::actix`]). A store built once before the server starts
+    /// and cloned into every worker works as well: it opens a connection on
+    /// each worker's runtime by that worker's first command (see
+    /// [`RedisStore::connections`]).
     ///
     /// Must be called inside a Tokio runtime (actix-web's workers run one);
     /// outside, it fails with [`StoreError::Backend`]. Works for a Redis
@@ -453,25 +455,25 @@ fn main() -> std::io::Result<()> {
         }
         #[cfg(feature = "cluster")]
         if let Some(nodes) = &self.cluster_nodes {
-            let conn = self.lazy_cluster(nodes)?;
-            return Ok(self.assemble(conn));
+            let client = self.cluster_client(nodes)?;
+            let conn = Conn::LazyCluster(Arc::new(conn::LazyCluster::new(client.clone())));
+            return Ok(self.assemble(conn, Maker::Cluster(client)));
         }
         let (client, config) = self.client_and_config()?;
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| map_err(e, self.response_timeout))?;
-        Ok(self.assemble(Conn::Single(conn)))
+        Ok(self.assemble(Conn::Single(conn), Maker::Single { client, config }))
     }
 
-    /// A Redis Cluster connection made on the first command.
+    /// The Redis Cluster client for the seed nodes (no I/O).
     #[cfg(feature = "cluster")]
-    fn lazy_cluster(&self, nodes: &[String]) -> Result<Conn, StoreError> {
-        let client = cluster::client(nodes, Some(self.response_timeout), self.connection_timeout)
-            .map_err(|e| {
+    fn cluster_client(
+        &self,
+        nodes: &[String],
+    ) -> Result<redis::cluster::ClusterClient, StoreError> {
+        cluster::client(nodes, Some(self.response_timeout), self.connection_timeout).map_err(|e| {
             StoreError::Backend(format!("invalid Redis Cluster node URL ({:?})", e.kind()))
-        })?;
-        Ok(Conn::LazyCluster(std::sync::Arc::new(
-            conn::LazyCluster::new(client),
-        )))
+        })
     }
 
     /// The single-node client and its connection settings.
@@ -503,9 +505,9 @@ fn main() -> std::io::Result<()> {
         Ok((client, config))
     }
 
-    async fn finish(self, conn: Conn) -> Result<RedisStore<T>, StoreError> {
+    async fn finish(self, conn: Conn, maker: Maker) -> Result<RedisStore<T>, StoreError> {
         let lazy = self.lazy;
-        let store = self.assemble(conn);
+        let store = self.assemble(conn, maker);
         // Lazy: no round trip now; `EVALSHA` loads a missing script on first use.
         if !lazy {
             store.load_scripts().await?;
@@ -513,7 +515,8 @@ fn main() -> std::io::Result<()> {
         Ok(store)
     }
 
-    fn assemble(self, conn: Conn) -> RedisStore<T> {
+    /// The store, with `conn` as the current runtime's connection.
+    fn assemble(self, conn: Conn, maker: Maker) -> RedisStore<T> {
         #[cfg(feature = "cluster")]
         let prefix = if self.cluster_nodes.is_some() {
             cluster::hash_tagged(self.prefix)
@@ -523,14 +526,13 @@ fn main() -> std::io::Result<()> {
         #[cfg(not(feature = "cluster"))]
         let prefix = self.prefix;
         RedisStore {
-            conn,
+            conns: Arc::new(Conns::new(conn, maker)),
             prefix,
             scan_batch: self.scan_batch,
             max_merge_retries: self.max_merge_retries,
             response_timeout: self.response_timeout,
             clock: self.clock,
             payload: self.payload,
-            runtimes: Arc::new(runtimes::RuntimeWatch::new()),
             _data: PhantomData,
         }
     }
@@ -588,28 +590,27 @@ impl<T: SessionData> RedisStore<T> {
         &self.prefix
     }
 
-    /// Whether this store (with its clones) has been used from more than one
-    /// Tokio runtime. Its one connection runs on one runtime, so the others'
-    /// commands cross threads twice each: on actix-web, whose workers each
-    /// run a runtime, a store connected before `HttpServer::new` and cloned
-    /// into every worker served 40–50 % fewer `/read`s per second on
-    /// `sessionkit-bench` than one store per worker
-    /// ([`RedisStoreBuilder::build_lazy`] in the app factory). Found over the
-    /// store's first 256 loads, saves and deletes; the first time, a warning
-    /// is logged (`tracing`).
+    /// How many Redis connections this store (with its clones) holds: one
+    /// per Tokio runtime it has been used from, up to 64 (a store used from
+    /// more shares its first connection among the rest). A store cloned into
+    /// every actix-web worker thus talks to Redis from each worker's own
+    /// thread, as fast as a store built per worker (see the `conn` module's
+    /// source docs for the measurement).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), sessionkit::StoreError> {
     /// use sessionkit::store::redis::RedisStore;
     /// let store = RedisStore::<u64>::connect("redis://127.0.0.1/").await?;
-    /// // … serve requests …
-    /// if store.shared_across_runtimes() {
-    ///     eprintln!("build one store per runtime (build_lazy) instead");
-    /// }
+    /// assert_eq!(store.connections(), 1); // the runtime it connected on
     /// # Ok(()) }
     /// ```
-    pub fn shared_across_runtimes(&self) -> bool {
-        self.runtimes.shared()
+    pub fn connections(&self) -> usize {
+        self.conns.count()
+    }
+
+    /// The current runtime's connection (made now if it has none yet).
+    fn conn(&self) -> Conn {
+        self.conns.get()
     }
 
     /// The Redis key of a session: the prefix and the SHA-256 of its id.
@@ -636,7 +637,7 @@ impl<T: SessionData> RedisStore<T> {
 
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let s = &*SCRIPTS;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         for script in [
             &s.create,
             &s.update,
@@ -743,7 +744,7 @@ impl<T: SessionData> RedisStore<T> {
     /// script cache flushed) loads the script and runs the command again,
     /// as redis-rs' `Script::invoke_async` does.
     async fn eval(&self, script: &Script, cmd: &redis::Cmd) -> Result<Value, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         match cmd.query_async::<Value>(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 script
@@ -768,7 +769,7 @@ impl<T: SessionData> RedisStore<T> {
         stored: Vec<u8>,
         ttl: u64,
     ) -> Result<Reply, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let reply: Value = redis::Cmd::with_capacity(6, 64 + self.prefix.len() + stored.len())
             .arg("SET")
             .arg(KeyArg(&self.prefix, &id_digest(&record.id)))
@@ -791,7 +792,7 @@ impl<T: SessionData> RedisStore<T> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("MGET")
             .arg(keys)
             .query_async(&mut conn)
@@ -803,7 +804,7 @@ impl<T: SessionData> RedisStore<T> {
     /// master of a cluster (a cluster `SCAN` sees only one node's keys).
     async fn start_scan(&self) -> Result<Scan, StoreError> {
         #[cfg(feature = "cluster")]
-        let nodes = match self.conn.cluster().await.map_err(|e| self.err(e))? {
+        let nodes = match self.conn().cluster().await.map_err(|e| self.err(e))? {
             None => vec![None],
             Some(mut c) => cluster::masters(&mut c)
                 .await
@@ -837,12 +838,12 @@ impl<T: SessionData> RedisStore<T> {
             // A master of the cluster: the connection is made (the scan
             // found the masters through it).
             #[cfg(feature = "cluster")]
-            Some(addr) => match self.conn.cluster().await {
+            Some(addr) => match self.conn().cluster().await {
                 Ok(Some(mut c)) => cluster::query_on(&mut c, cmd, addr).await,
-                Ok(None) => cmd.query_async(&mut self.conn.clone()).await,
+                Ok(None) => cmd.query_async(&mut self.conn()).await,
                 Err(e) => Err(e),
             },
-            _ => cmd.query_async(&mut self.conn.clone()).await,
+            _ => cmd.query_async(&mut self.conn()).await,
         }
         .map_err(|e| self.err(e))?;
         if next == 0 {
@@ -1024,8 +1025,7 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
         let Ok(id) = SessionId::parse(cookie_value) else {
             return Ok(None);
         };
-        self.runtimes.note();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         // Sized up front: `redis::cmd` starts empty and grows twice. The key
         // goes straight into the command (no `String` of its own).
         let raw: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + self.prefix.len() + 64)
@@ -1042,7 +1042,6 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.runtimes.note();
         Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
     }
 }
@@ -1055,7 +1054,6 @@ impl<T: SessionData> RedisStore<T> {
         save: Save<'_, T>,
         announce: Option<&Announce<'_>>,
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
-        self.runtimes.note();
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
         for _ in 0..=self.max_merge_retries {
@@ -1128,7 +1126,7 @@ impl<T: SessionData> RedisStore<T> {
         for arg in extra {
             inv.arg(*arg);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let existed: Vec<i64> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
         Ok(existed.into_iter().map(|e| e == 1).collect())
     }
@@ -1208,7 +1206,7 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
 
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
         let set = self.owner_key_of(owner);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let members: Vec<String> = redis::cmd("SMEMBERS")
             .arg(&set)
             .query_async(&mut conn)
@@ -1248,7 +1246,7 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     }
 
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let deleted: Vec<Vec<u8>> = SCRIPTS
             .delete_owner
             .key(self.owner_key_of(owner))
