@@ -683,7 +683,9 @@ mod actix_apps {
 
     /// As [`sessionkit()`] with a `RedisStore`, but the store is built in the
     /// app factory (`build_lazy`), so its connection lives on the worker's
-    /// thread: what the actix-web docs of sessionkit recommend.
+    /// thread. Before a store kept a connection per runtime (4b37010), this
+    /// was the only fast layout on actix-web; it stays to show that the
+    /// shared store (`sessionkit-actix-redis`) now runs as fast.
     pub async fn sessionkit_redis_per_worker(addr: SocketAddr, url: String) -> std::io::Result<()> {
         use sessionkit::store::redis::RedisStore;
         let build = move || RedisStore::<BenchData>::builder(url.clone()).build_lazy();
