@@ -795,3 +795,85 @@ fn build_lazy_fails_cleanly_outside_a_runtime_and_on_a_bad_url() {
         assert!(!err.to_string().contains("secret-password"), "{err}");
     });
 }
+
+/// A current-thread runtime of its own, with I/O and timers (as one
+/// actix-web worker has).
+fn worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Creates a session through `store` and loads it back, retrying transient
+/// errors for up to 5 s (a Redis that has just restarted).
+async fn create_and_load_retrying(store: &RedisStore<Wide>) {
+    let r = new_record(None);
+    for _ in 0..100 {
+        match try_create(store, &r).await {
+            Ok(SaveOutcome::Saved(cookie)) => {
+                let loaded = store.load(&cookie).await.unwrap().expect("just saved");
+                assert_eq!(loaded.id, r.id);
+                return;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert!(e.is_transient(), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    panic!("no save within 5 s");
+}
+
+/// One store, connected on the test's runtime and cloned into two threads
+/// that each run a runtime of their own (as actix-web's workers do): each
+/// runtime gets a connection of its own, and every one of them comes back
+/// after Redis restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_used_from_several_runtimes_gives_each_a_connection_that_survives_a_restart() {
+    let mut server = RedisServer::start().unwrap();
+    let store = store_on(&server).await;
+    create_and_load_retrying(&store).await;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let rt = worker_runtime();
+                rt.block_on(create_and_load_retrying(&store));
+                barrier.wait(); // served once
+                barrier.wait(); // Redis restarted
+                rt.block_on(create_and_load_retrying(&store));
+            })
+        })
+        .collect();
+    tokio::task::block_in_place(|| barrier.wait());
+    assert_eq!(store.connections(), 3, "the test's runtime and two more");
+    server.restart().unwrap();
+    tokio::task::block_in_place(|| barrier.wait());
+    create_and_load_retrying(&store).await;
+    for t in threads {
+        t.join().expect("a worker thread");
+    }
+    assert_eq!(store.connections(), 3, "the same three, reconnected");
+}
+
+/// A store connected on a runtime that has since shut down (a set-up
+/// runtime, say) still serves every runtime that uses it afterwards: each
+/// gets a connection of its own instead of the one that died with the
+/// first runtime.
+#[test]
+fn a_store_outlives_the_runtime_that_connected_it() {
+    let server = shared();
+    let store = worker_runtime().block_on(async {
+        RedisStore::<Wide>::builder(server.url())
+            .key_prefix(unique_prefix())
+            .connect()
+            .await
+            .unwrap()
+    });
+    // That runtime is gone; its connection's task with it.
+    worker_runtime().block_on(create_and_load_retrying(&store));
+    assert_eq!(store.connections(), 2);
+}

@@ -16,12 +16,17 @@
 //! worker then runs like a store per worker. Each further runtime shares the
 //! first connection (and a warning says so once). A runtime that has shut
 //! down keeps its slot: its connection's tasks are gone with it and its id
-//! is never seen again, so the slot is only memory.
+//! is not seen again (tokio numbers runtimes with a process-wide counter,
+//! though it documents ids as unique only among running runtimes), so the
+//! slot is only memory. Were an id reused, that slot's connection would
+//! fail one command as dropped and redis-rs would reconnect it on the
+//! runtime that sent the next one. A store also outlives the runtime that
+//! connected it: every other runtime has a connection of its own.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 #[cfg(feature = "cluster")]
 use std::sync::Arc;
-use std::sync::RwLock;
+use std::sync::{Mutex, OnceLock};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -61,12 +66,23 @@ impl Maker {
 
 /// A store's connections, one per runtime that used it (see the module
 /// docs); shared by the store's clones.
+///
+/// The other runtimes' connections sit in a fixed array of once-set slots
+/// filled in order, with a count of the slots set: finding one reads shared
+/// memory and writes none (no lock, no reference count), so workers on many
+/// cores do not contend on every command. Adding one takes a mutex. Naming
+/// the current runtime does clone its handle (one shared reference count
+/// up and down), as every tokio timer does: redis-rs's response timeout
+/// already makes one per command.
 pub(crate) struct Conns {
     /// The runtime the store was built on, and its connection.
     first_runtime: Option<Id>,
     first: Conn,
-    /// The other runtimes' connections, in the order they came.
-    others: RwLock<Vec<(Id, Conn)>>,
+    /// The other runtimes' connections; the first `len` are set.
+    others: Box<[OnceLock<(Id, Conn)>]>,
+    len: AtomicUsize,
+    /// Held while a slot is filled.
+    adding: Mutex<()>,
     maker: Maker,
     /// Whether the "too many runtimes" warning was logged.
     warned: AtomicBool,
@@ -78,7 +94,9 @@ impl Conns {
         Conns {
             first_runtime: Handle::try_current().ok().map(|h| h.id()),
             first,
-            others: RwLock::new(Vec::new()),
+            others: (1..MAX_RUNTIMES).map(|_| OnceLock::new()).collect(),
+            len: AtomicUsize::new(0),
+            adding: Mutex::new(()),
             maker,
             warned: AtomicBool::new(false),
         }
@@ -96,18 +114,19 @@ impl Conns {
         if self.first_runtime == Some(id) {
             return self.first.clone();
         }
-        // Never poisoned in practice (nothing below panics while holding
-        // it); if it were, the list is still consistent.
-        if let Some((_, conn)) = self
-            .others
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(r, _)| *r == id)
-        {
-            return conn.clone();
+        match self.find(id, self.len.load(Ordering::Acquire)) {
+            Some(conn) => conn,
+            None => self.add(id),
         }
-        self.add(id)
+    }
+
+    /// Runtime `id`'s connection among the first `len` slots.
+    fn find(&self, id: Id, len: usize) -> Option<Conn> {
+        self.others[..len]
+            .iter()
+            .filter_map(OnceLock::get)
+            .find(|(r, _)| *r == id)
+            .map(|(_, conn)| conn.clone())
     }
 
     /// Makes the connection of runtime `id` (unless a concurrent call just
@@ -115,11 +134,14 @@ impl Conns {
     /// connection cannot be made.
     #[cold]
     fn add(&self, id: Id) -> Conn {
-        let mut others = self.others.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, conn)) = others.iter().find(|(r, _)| *r == id) {
-            return conn.clone();
+        // Never poisoned in practice (nothing below panics while holding
+        // it); if it were, the slots are still consistent.
+        let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.len.load(Ordering::Acquire);
+        if let Some(conn) = self.find(id, len) {
+            return conn;
         }
-        if others.len() + 1 >= MAX_RUNTIMES {
+        let Some(slot) = self.others.get(len) else {
             if !self.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "a RedisStore is used from more than {MAX_RUNTIMES} Tokio runtimes; the \
@@ -128,10 +150,13 @@ impl Conns {
                 );
             }
             return self.first.clone();
-        }
+        };
         match self.maker.make() {
             Ok(conn) => {
-                others.push((id, conn.clone()));
+                // The slot is empty: only this mutex's holder fills slots,
+                // and it fills them in order.
+                let _ = slot.set((id, conn.clone()));
+                self.len.store(len + 1, Ordering::Release);
                 conn
             }
             Err(e) => {
@@ -152,7 +177,7 @@ impl Conns {
 
     /// How many connections the store holds: one per runtime that used it.
     pub(crate) fn count(&self) -> usize {
-        1 + self.others.read().unwrap_or_else(|e| e.into_inner()).len()
+        1 + self.len.load(Ordering::Acquire)
     }
 }
 
