@@ -157,6 +157,11 @@ impl Conns {
                 // and it fills them in order.
                 let _ = slot.set((id, conn.clone()));
                 self.len.store(len + 1, Ordering::Release);
+                tracing::debug!(
+                    runtime = %id,
+                    connections = len + 2,
+                    "a RedisStore opened a connection for another Tokio runtime"
+                );
                 conn
             }
             Err(e) => {
