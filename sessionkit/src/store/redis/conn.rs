@@ -84,7 +84,8 @@ pub(crate) struct Conns {
     /// Held while a slot is filled.
     adding: Mutex<()>,
     maker: Maker,
-    /// Whether the "too many runtimes" warning was logged.
+    /// Whether a warning that a runtime shares the first connection (too
+    /// many runtimes, or a connection that could not be made) was logged.
     warned: AtomicBool,
 }
 
@@ -167,8 +168,14 @@ impl Conns {
             Err(e) => {
                 // Making a lazy connection does no I/O: only a setting
                 // redis-rs rejects fails here, and the first connection,
-                // made with the same settings, already works.
-                tracing::warn!("a RedisStore could not open a connection for a runtime: {e}");
+                // made with the same settings, already works. Said once:
+                // every later command of this runtime comes back here.
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "a RedisStore could not open a connection for a runtime, which shares \
+                         its first connection instead: {e}"
+                    );
+                }
                 self.first.clone()
             }
         }
