@@ -26,6 +26,8 @@
 //!
 //! `SESSIONKIT_BENCH_MEMORY_MAX_ENTRIES=N` bounds the memory variants' store
 //! at N sessions instead of the library's default (100 000).
+//! `SESSIONKIT_BENCH_ACTIX_WORKERS=N` runs the actix-web variants on N
+//! workers instead of one (all on the server's one core).
 
 mod clients;
 mod driver;

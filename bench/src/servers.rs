@@ -15,7 +15,8 @@
 //!
 //! Every variant runs on a single worker: the driver pins the process to one
 //! core. axum variants use Tokio's current-thread runtime; actix variants use
-//! `HttpServer::workers(1)` (actix's own per-worker single-threaded runtime).
+//! `HttpServer::workers(1)` (actix's own per-worker single-threaded runtime;
+//! [`ACTIX_WORKERS_ENV`] sets another count).
 
 use std::net::SocketAddr;
 
@@ -316,9 +317,34 @@ pub fn memory_max_entries() -> std::io::Result<Option<usize>> {
 }
 
 fn parse_max_entries(var: Result<String, std::env::VarError>) -> std::io::Result<Option<usize>> {
+    parse_positive(MEMORY_MAX_ENTRIES_ENV, var, "sessions")
+}
+
+/// Runs every actix-web variant (ceiling and floor included) on N workers
+/// instead of one: N runtimes in one server process, all pinned with it to
+/// its core, to see how a store behaves when several runtimes use it.
+pub const ACTIX_WORKERS_ENV: &str = "SESSIONKIT_BENCH_ACTIX_WORKERS";
+
+/// [`ACTIX_WORKERS_ENV`], parsed (default 1).
+fn actix_workers() -> std::io::Result<usize> {
+    Ok(parse_positive(
+        ACTIX_WORKERS_ENV,
+        std::env::var(ACTIX_WORKERS_ENV),
+        "workers",
+    )?
+    .unwrap_or(1))
+}
+
+/// A positive whole number from environment variable `name`; `None` when it
+/// is not set, a clear error naming it when it is anything else.
+fn parse_positive(
+    name: &str,
+    var: Result<String, std::env::VarError>,
+    what: &str,
+) -> std::io::Result<Option<usize>> {
     let bad = |v: &dyn std::fmt::Debug| {
         std::io::Error::other(format!(
-            "{MEMORY_MAX_ENTRIES_ENV}={v:?}: expected a positive whole number of sessions"
+            "{name}={v:?}: expected a positive whole number of {what}"
         ))
     };
     match var {
@@ -529,7 +555,7 @@ mod actix_apps {
                 .route("/write", web::get().to(|| async { "2" }))
                 .route("/new", web::get().to(|| async { "1" }))
         })
-        .workers(1)
+        .workers(super::actix_workers()?)
         .bind(addr)?
         .run();
         println!("ready");
@@ -622,7 +648,7 @@ mod actix_apps {
                 .route("/write", web::get().to(write))
                 .route("/new", web::get().to(new))
         })
-        .workers(1)
+        .workers(super::actix_workers()?)
         .bind(addr)?
         .run();
         println!("ready");
@@ -643,7 +669,7 @@ mod actix_apps {
                 .route("/write", web::get().to(write))
                 .route("/new", web::get().to(new))
         })
-        .workers(1)
+        .workers(super::actix_workers()?)
         .bind(addr)?
         .run();
         println!("ready");
@@ -717,7 +743,8 @@ mod actix_apps {
         .await
     }
 
-    /// One worker whose app gets its sessions from `sessions` (called once per worker).
+    /// Workers (one unless `SESSIONKIT_BENCH_ACTIX_WORKERS` says otherwise) whose apps
+    /// get their sessions from `sessions` (called once per worker).
     async fn serve_sessionkit<S: sessionkit::Store<BenchData>>(
         addr: SocketAddr,
         sessions: impl Fn() -> sessionkit::Sessions<BenchData, S> + Clone + Send + 'static,
@@ -728,7 +755,7 @@ mod actix_apps {
                 .wrap(SessionMiddleware::new(&sessions()))
                 .configure(sk_routes)
         })
-        .workers(1)
+        .workers(super::actix_workers()?)
         .bind(addr)?
         .run();
         println!("ready");
@@ -751,7 +778,7 @@ mod actix_apps {
 mod tests {
     use std::env::VarError;
 
-    use super::{parse_max_entries, serve, Variant};
+    use super::{parse_max_entries, parse_positive, serve, Variant, ACTIX_WORKERS_ENV};
     use crate::wire;
 
     /// A port nothing listens on now.
@@ -856,5 +883,16 @@ mod tests {
         }
         let not_unicode = std::ffi::OsString::from("x");
         assert!(parse_max_entries(Err(VarError::NotUnicode(not_unicode))).is_err());
+    }
+
+    #[test]
+    fn the_worker_count_is_a_positive_number_or_a_clear_error() {
+        let parse = |v: &str| parse_positive(ACTIX_WORKERS_ENV, Ok(v.into()), "workers");
+        assert_eq!(parse("2").unwrap(), Some(2));
+        for bad in ["", "0", "-1", "two", "1.5"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.to_string().contains(ACTIX_WORKERS_ENV), "{e}");
+            assert!(e.to_string().contains("workers"), "{e}");
+        }
     }
 }
