@@ -49,9 +49,21 @@ pub(crate) enum Maker {
 }
 
 impl Maker {
+    /// A connection made now, on the current runtime (a store's first,
+    /// unless it is lazy).
+    pub(super) async fn connect(&self) -> redis::RedisResult<Conn> {
+        match self {
+            Maker::Single { client, config } => Ok(Conn::Single(
+                ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
+            )),
+            #[cfg(feature = "cluster")]
+            Maker::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+        }
+    }
+
     /// A connection made by its first command, on the runtime that sends it.
     /// Must run inside a Tokio runtime.
-    fn make(&self) -> redis::RedisResult<Conn> {
+    pub(super) fn make(&self) -> redis::RedisResult<Conn> {
         match self {
             Maker::Single { client, config } => Ok(Conn::Single(
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,

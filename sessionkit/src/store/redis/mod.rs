@@ -129,7 +129,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
@@ -365,30 +365,14 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     /// (feature `redis-tls`) or `unix:///path/to/redis.sock`. Errors never
     /// quote the URL (it may hold a password).
     pub async fn connect(self) -> Result<RedisStore<T>, StoreError> {
-        #[cfg(feature = "cluster")]
-        if let Some(nodes) = &self.cluster_nodes {
-            let client = self.cluster_client(nodes)?;
-            let conn = if self.lazy {
-                Conn::LazyCluster(Arc::new(conn::LazyCluster::new(client.clone())))
-            } else {
-                Conn::Cluster(
-                    client
-                        .get_async_connection()
-                        .await
-                        .map_err(|e| map_err(e, self.response_timeout))?,
-                )
-            };
-            return self.finish(conn, Maker::Cluster(client)).await;
-        }
-        let (client, config) = self.client_and_config()?;
+        let maker = self.maker()?;
         let conn = if self.lazy {
-            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+            maker.make()
         } else {
-            ConnectionManager::new_with_config(client.clone(), config.clone()).await
+            maker.connect().await
         }
         .map_err(|e| map_err(e, self.response_timeout))?;
-        self.finish(Conn::Single(conn), Maker::Single { client, config })
-            .await
+        self.finish(conn, maker).await
     }
 
     /// Builds the store at once, without reaching Redis and without
@@ -453,16 +437,22 @@ fn main() -> std::io::Result<()> {
                     .into(),
             ));
         }
+        let maker = self.maker()?;
+        let conn = maker
+            .make()
+            .map_err(|e| map_err(e, self.response_timeout))?;
+        Ok(self.assemble(conn, maker))
+    }
+
+    /// How this store's connections are made: from the cluster's seed
+    /// nodes, or the single-node client and its settings (no I/O).
+    fn maker(&self) -> Result<Maker, StoreError> {
         #[cfg(feature = "cluster")]
         if let Some(nodes) = &self.cluster_nodes {
-            let client = self.cluster_client(nodes)?;
-            let conn = Conn::LazyCluster(Arc::new(conn::LazyCluster::new(client.clone())));
-            return Ok(self.assemble(conn, Maker::Cluster(client)));
+            return Ok(Maker::Cluster(self.cluster_client(nodes)?));
         }
         let (client, config) = self.client_and_config()?;
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-            .map_err(|e| map_err(e, self.response_timeout))?;
-        Ok(self.assemble(Conn::Single(conn), Maker::Single { client, config }))
+        Ok(Maker::Single { client, config })
     }
 
     /// The Redis Cluster client for the seed nodes (no I/O).
