@@ -126,16 +126,20 @@ async fn each_worker_builds_its_own_store_and_they_share_the_sessions() {
     )
     .await;
     assert_eq!(store_clients(&redis), 2, "one connection per worker");
+    let connections = |stores: &[RedisStore<u64>]| -> Vec<usize> {
+        stores.iter().map(RedisStore::connections).collect()
+    };
+    let stores = built.lock().unwrap().clone();
+    assert_eq!(
+        connections(&stores),
+        [1, 1],
+        "a store per worker stays on its worker's runtime"
+    );
     server.stop(false).await;
-    let stores = built.lock().unwrap();
-    assert_eq!(stores.len(), 2);
-    for store in stores.iter() {
-        assert_eq!(
-            store.connections(),
-            1,
-            "a store per worker stays on its worker's runtime"
-        );
-    }
+    eventually("the workers' runtimes shut down", || {
+        connections(&stores) == [0, 0]
+    })
+    .await;
 }
 
 /// The client connections Redis has open, but the one this asks on.
@@ -167,12 +171,27 @@ async fn one_store_shared_by_both_workers_opens_a_connection_on_each() {
     )
     .await;
     assert_eq!(store_clients(&redis), 3, "Redis sees the three");
-    server.stop(false).await;
     assert_eq!(
         store.connections(),
         3,
         "the test's runtime and one per worker"
     );
+    server.stop(false).await;
+    eventually("the workers' connections go with their runtimes", || {
+        store.connections() == 1 && store_clients(&redis) == 1
+    })
+    .await;
+}
+
+/// Waits up to 5 s for `done` (threads finishing, sockets closing).
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("not within 5 s: {what}");
 }
 
 /// The same with a clustered store per worker, built from one set of

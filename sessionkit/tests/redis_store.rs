@@ -845,6 +845,8 @@ async fn a_store_used_from_several_runtimes_gives_each_a_connection_that_survive
                 barrier.wait(); // served once
                 barrier.wait(); // Redis restarted
                 rt.block_on(create_and_load_retrying(&store));
+                barrier.wait(); // served again
+                barrier.wait(); // counted
             })
         })
         .collect();
@@ -853,10 +855,17 @@ async fn a_store_used_from_several_runtimes_gives_each_a_connection_that_survive
     server.restart().unwrap();
     tokio::task::block_in_place(|| barrier.wait());
     create_and_load_retrying(&store).await;
+    tokio::task::block_in_place(|| barrier.wait());
+    assert_eq!(store.connections(), 3, "the same three, reconnected");
+    tokio::task::block_in_place(|| barrier.wait());
     for t in threads {
         t.join().expect("a worker thread");
     }
-    assert_eq!(store.connections(), 3, "the same three, reconnected");
+    assert_eq!(
+        store.connections(),
+        1,
+        "the workers' runtimes have shut down, their connections with them"
+    );
 }
 
 /// A store connected on a runtime that has since shut down (a set-up
@@ -874,6 +883,45 @@ fn a_store_outlives_the_runtime_that_connected_it() {
             .unwrap()
     });
     // That runtime is gone; its connection's task with it.
-    worker_runtime().block_on(create_and_load_retrying(&store));
-    assert_eq!(store.connections(), 2);
+    assert_eq!(store.connections(), 0);
+    worker_runtime().block_on(async {
+        create_and_load_retrying(&store).await;
+        assert_eq!(store.connections(), 1, "this runtime's own");
+    });
+    assert_eq!(store.connections(), 0);
+}
+
+/// A store used from one short-lived runtime after another (a runtime per
+/// job or per test, say), more of them than it keeps connections for, and
+/// the runtime that connected it gone: every one of them is served at the
+/// first attempt. A runtime that has shut down gives its connection back,
+/// so the store never holds more than the live runtimes need and never
+/// falls back to a connection whose runtime is gone.
+#[test]
+fn a_store_used_from_many_short_lived_runtimes_serves_each_at_once() {
+    let server = shared();
+    let store = worker_runtime().block_on(async {
+        RedisStore::<Wide>::builder(server.url())
+            .key_prefix(unique_prefix())
+            .connect()
+            .await
+            .unwrap()
+    });
+    for run in 0..100 {
+        worker_runtime().block_on(async {
+            let r = new_record(None);
+            let saved = try_create(&store, &r).await;
+            let Ok(SaveOutcome::Saved(cookie)) = saved else {
+                panic!("runtime {run}: {saved:?}");
+            };
+            let loaded = store.load(&cookie).await;
+            assert!(matches!(loaded, Ok(Some(_))), "runtime {run}: {loaded:?}");
+            assert_eq!(store.connections(), 1, "runtime {run}: its own");
+        });
+        assert_eq!(
+            store.connections(),
+            0,
+            "runtime {run} gone, its connection too"
+        );
+    }
 }

@@ -14,23 +14,26 @@
 //! another, lazily, for each other runtime the store (with its clones) is
 //! used from, up to [`MAX_RUNTIMES`] in all; a store cloned into every
 //! worker then runs like a store per worker. Each further runtime shares the
-//! first connection (and a warning says so once). A runtime that has shut
-//! down keeps its slot: its connection's tasks are gone with it and its id
-//! is not seen again (tokio numbers runtimes with a process-wide counter,
-//! though it documents ids as unique only among running runtimes), so the
-//! slot is only memory. Were an id reused, that slot's connection would
-//! fail one command as dropped and redis-rs would reconnect it on the
-//! runtime that sent the next one. A store also outlives the runtime that
-//! connected it: every other runtime has a connection of its own.
+//! first connection (and a warning says so once).
+//!
+//! A runtime that shuts down gives its connection back: a task spawned on
+//! it when its connection was made is dropped with the runtime, and
+//! dropping it marks the connection dead. The next runtime that needs a
+//! connection drops the dead ones and takes their place, so a process that
+//! runs one short-lived runtime after another (a runtime per job, or per
+//! test) never runs out of connections and never sends a command through
+//! one whose driving task died with its runtime. A store also outlives the
+//! runtime that connected it: every other runtime has a connection of its
+//! own.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-#[cfg(feature = "cluster")]
-use std::sync::Arc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::runtime::{Handle, Id};
+use tokio::sync::oneshot;
 
 /// How many runtimes get a connection of their own (the first included).
 pub(crate) const MAX_RUNTIMES: usize = 64;
@@ -76,24 +79,72 @@ impl Maker {
     }
 }
 
-/// A store's connections, one per runtime that used it (see the module
+/// Whether a runtime is still running: a task spawned on it holds a guard
+/// whose drop, when the runtime shuts down and drops its tasks, clears the
+/// flag. The task ends when the watch is dropped (the store, or the dead
+/// connection, going away), so a long-lived runtime keeps no task for a
+/// store that is gone.
+struct Watch {
+    live: Arc<AtomicBool>,
+    /// Dropping it wakes the task, which then ends.
+    _stop: oneshot::Sender<()>,
+}
+
+/// Clears its flag when dropped: with its task, when the runtime shuts down.
+struct Live(Arc<AtomicBool>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Watch {
+    /// Watches the runtime of `handle`.
+    fn spawn(handle: &Handle) -> Watch {
+        let live = Arc::new(AtomicBool::new(true));
+        let (stop, stopped) = oneshot::channel::<()>();
+        // Moved into the task, not made in it: a task dropped before its
+        // first poll (a runtime shutting down right now) still drops it.
+        let guard = Live(live.clone());
+        drop(handle.spawn(async move {
+            let _guard = guard;
+            let _ = stopped.await;
+        }));
+        Watch { live, _stop: stop }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
+/// Another runtime's connection.
+struct Slot {
+    runtime: Id,
+    conn: Conn,
+    watch: Watch,
+}
+
+/// A store's connections, one per runtime that uses it (see the module
 /// docs); shared by the store's clones.
 ///
-/// The other runtimes' connections sit in a fixed array of once-set slots
-/// filled in order, with a count of the slots set: finding one reads shared
-/// memory and writes none (no lock, no reference count), so workers on many
-/// cores do not contend on every command. Adding one takes a mutex. Naming
-/// the current runtime does clone its handle (one shared reference count
-/// up and down), as every tokio timer does: redis-rs's response timeout
-/// already makes one per command.
+/// The other runtimes' connections are an immutable list swapped whole
+/// (`arc-swap`, which redis-rs's `ConnectionManager` already uses) when a
+/// runtime is added or dead ones are dropped: finding one takes no lock and
+/// writes no memory another core reads, so workers on many cores do not
+/// contend on every command. Adding one takes a mutex. Naming the current
+/// runtime does clone its handle (one shared reference count up and down),
+/// as every tokio timer does: redis-rs's response timeout already makes one
+/// per command.
 pub(crate) struct Conns {
-    /// The runtime the store was built on, and its connection.
-    first_runtime: Option<Id>,
+    /// The runtime the store was built on (if any), and its connection.
+    first_runtime: Option<(Id, Watch)>,
     first: Conn,
-    /// The other runtimes' connections; the first `len` are set.
-    others: Box<[OnceLock<(Id, Conn)>]>,
-    len: AtomicUsize,
-    /// Held while a slot is filled.
+    /// The other runtimes' connections, dead ones included until the next
+    /// one is added.
+    others: ArcSwap<Vec<Arc<Slot>>>,
+    /// Held while the list is replaced.
     adding: Mutex<()>,
     maker: Maker,
     /// Whether a warning that a runtime shares the first connection (too
@@ -105,10 +156,11 @@ impl Conns {
     /// `first` is the connection made on the current runtime (if any).
     pub(crate) fn new(first: Conn, maker: Maker) -> Self {
         Conns {
-            first_runtime: Handle::try_current().ok().map(|h| h.id()),
+            first_runtime: Handle::try_current()
+                .ok()
+                .map(|h| (h.id(), Watch::spawn(&h))),
             first,
-            others: (1..MAX_RUNTIMES).map(|_| OnceLock::new()).collect(),
-            len: AtomicUsize::new(0),
+            others: ArcSwap::from_pointee(Vec::new()),
             adding: Mutex::new(()),
             maker,
             warned: AtomicBool::new(false),
@@ -123,56 +175,59 @@ impl Conns {
             return self.first.clone();
         };
         let id = handle.id();
-        drop(handle);
-        if self.first_runtime == Some(id) {
+        if self.first_runtime.as_ref().is_some_and(|(r, _)| *r == id) {
             return self.first.clone();
         }
-        match self.find(id, self.len.load(Ordering::Acquire)) {
+        match find(&self.others.load(), id) {
             Some(conn) => conn,
-            None => self.add(id),
+            None => self.add(&handle),
         }
     }
 
-    /// Runtime `id`'s connection among the first `len` slots.
-    fn find(&self, id: Id, len: usize) -> Option<Conn> {
-        self.others[..len]
-            .iter()
-            .filter_map(OnceLock::get)
-            .find(|(r, _)| *r == id)
-            .map(|(_, conn)| conn.clone())
-    }
-
-    /// Makes the connection of runtime `id` (unless a concurrent call just
-    /// did), or hands out the first one when the slots are full or the
-    /// connection cannot be made.
+    /// Makes the connection of the runtime of `handle` (unless a concurrent
+    /// call just did), dropping the connections of runtimes that have shut
+    /// down; or hands out the first one when every slot is taken by a live
+    /// runtime or the connection cannot be made.
     #[cold]
-    fn add(&self, id: Id) -> Conn {
+    fn add(&self, handle: &Handle) -> Conn {
+        let id = handle.id();
         // Never poisoned in practice (nothing below panics while holding
-        // it); if it were, the slots are still consistent.
+        // it); if it were, the list is still consistent.
         let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
-        let len = self.len.load(Ordering::Acquire);
-        if let Some(conn) = self.find(id, len) {
+        let current = self.others.load_full();
+        if let Some(conn) = find(&current, id) {
             return conn;
         }
-        let Some(slot) = self.others.get(len) else {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "a RedisStore is used from more than {MAX_RUNTIMES} Tokio runtimes; the \
-                     further ones share its first connection (their commands cross threads, \
-                     slower)"
-                );
+        let mut next: Vec<Arc<Slot>> = current
+            .iter()
+            .filter(|s| s.watch.is_live())
+            .cloned()
+            .collect();
+        if next.len() + 1 >= MAX_RUNTIMES {
+            if next.len() < current.len() {
+                self.others.store(Arc::new(next));
             }
+            self.warn_once(format_args!(
+                "a RedisStore is used from more than {MAX_RUNTIMES} Tokio runtimes at once; \
+                 the further ones share its first connection (their commands cross threads, \
+                 slower)"
+            ));
             return self.first.clone();
-        };
+        }
         match self.maker.make() {
             Ok(conn) => {
-                // The slot is empty: only this mutex's holder fills slots,
-                // and it fills them in order.
-                let _ = slot.set((id, conn.clone()));
-                self.len.store(len + 1, Ordering::Release);
+                let dropped = current.len() - next.len();
+                next.push(Arc::new(Slot {
+                    runtime: id,
+                    conn: conn.clone(),
+                    watch: Watch::spawn(handle),
+                }));
+                let connections = 1 + next.len();
+                self.others.store(Arc::new(next));
                 tracing::debug!(
                     runtime = %id,
-                    connections = len + 2,
+                    connections,
+                    dropped,
                     "a RedisStore opened a connection for another Tokio runtime"
                 );
                 conn
@@ -182,14 +237,18 @@ impl Conns {
                 // redis-rs rejects fails here, and the first connection,
                 // made with the same settings, already works. Said once:
                 // every later command of this runtime comes back here.
-                if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "a RedisStore could not open a connection for a runtime, which shares \
-                         its first connection instead: {e}"
-                    );
-                }
+                self.warn_once(format_args!(
+                    "a RedisStore could not open a connection for a runtime, which shares \
+                     its first connection instead: {e}"
+                ));
                 self.first.clone()
             }
+        }
+    }
+
+    fn warn_once(&self, message: std::fmt::Arguments<'_>) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{message}");
         }
     }
 
@@ -199,10 +258,27 @@ impl Conns {
         self.first.is_cluster()
     }
 
-    /// How many connections the store holds: one per runtime that used it.
+    /// How many connections the store holds for runtimes that are still
+    /// running: its first (unless the runtime that made it has shut down)
+    /// and one per other runtime that has used it.
     pub(crate) fn count(&self) -> usize {
-        1 + self.len.load(Ordering::Acquire)
+        let first = self.first_runtime.as_ref().is_none_or(|(_, w)| w.is_live());
+        let others = self
+            .others
+            .load()
+            .iter()
+            .filter(|s| s.watch.is_live())
+            .count();
+        usize::from(first) + others
     }
+}
+
+/// The live connection of runtime `id` in `slots`.
+fn find(slots: &[Arc<Slot>], id: Id) -> Option<Conn> {
+    slots
+        .iter()
+        .find(|s| s.runtime == id && s.watch.is_live())
+        .map(|s| s.conn.clone())
 }
 
 /// Standalone or cluster; cheap to clone (clones share the connections).
@@ -357,10 +433,70 @@ mod tests {
     fn runtimes_past_the_limit_share_the_first_connection() {
         let a = runtime();
         let conns = conns(&a);
-        for _ in 0..MAX_RUNTIMES + 5 {
-            runtime().block_on(async { conns.get() });
+        // All running at once: none gives its connection back.
+        let running: Vec<_> = (0..MAX_RUNTIMES + 5).map(|_| runtime()).collect();
+        for rt in &running {
+            rt.block_on(async { conns.get() });
         }
         assert_eq!(conns.count(), MAX_RUNTIMES);
+        assert!(conns.warned.load(Ordering::Relaxed), "said once");
+        // One of them shuts down: the next runtime takes its place.
+        drop(running);
+        let b = runtime();
+        b.block_on(async { conns.get() });
+        assert_eq!(conns.count(), 2, "the first and the newest");
+    }
+
+    #[test]
+    fn runtimes_that_shut_down_give_their_connections_back() {
+        let a = runtime();
+        let conns = conns(&a);
+        for _ in 0..3 * MAX_RUNTIMES {
+            let rt = runtime();
+            rt.block_on(async { conns.get() });
+            assert_eq!(conns.count(), 2, "the first and this runtime's");
+            drop(rt);
+            assert_eq!(conns.count(), 1, "this runtime's is dead");
+        }
+        assert!(
+            !conns.warned.load(Ordering::Relaxed),
+            "no runtime fell back to the first connection"
+        );
+        assert!(conns.others.load().len() <= 1, "dead ones are dropped");
+        // The runtime that made the first connection shuts down too.
+        drop(a);
+        assert_eq!(conns.count(), 0);
+        let b = runtime();
+        b.block_on(async { conns.get() });
+        assert_eq!(
+            conns.count(),
+            1,
+            "a new runtime gets a connection of its own"
+        );
+    }
+
+    #[test]
+    fn a_watch_sees_its_runtime_shut_down_and_ends_its_task_when_dropped() {
+        let rt = runtime();
+        let tasks = |rt: &tokio::runtime::Runtime| rt.metrics().num_alive_tasks();
+        // Dropped: its task wakes and ends when the runtime runs next.
+        let watch = Watch::spawn(rt.handle());
+        assert_eq!(tasks(&rt), 1);
+        drop(watch);
+        rt.block_on(tokio::task::yield_now());
+        assert_eq!(
+            tasks(&rt),
+            0,
+            "no task left behind for a store that is gone"
+        );
+        // Its runtime shuts down, whether or not the task ever ran.
+        let polled = Watch::spawn(rt.handle());
+        rt.block_on(tokio::task::yield_now());
+        let never_polled = Watch::spawn(rt.handle());
+        assert!(polled.is_live() && never_polled.is_live());
+        drop(rt);
+        assert!(!polled.is_live());
+        assert!(!never_polled.is_live());
     }
 
     #[test]
@@ -369,7 +505,8 @@ mod tests {
             .worker_threads(2)
             .build()
             .expect("a runtime");
-        let conns = std::sync::Arc::new(conns(&runtime()));
+        let building = runtime();
+        let conns = std::sync::Arc::new(conns(&building));
         rt.block_on(async {
             let tasks: Vec<_> = (0..8)
                 .map(|_| {

@@ -581,11 +581,14 @@ impl<T: SessionData> RedisStore<T> {
     }
 
     /// How many Redis connections this store (with its clones) holds: one
-    /// per Tokio runtime it has been used from, up to 64 (a store used from
-    /// more shares its first connection among the rest). A store cloned into
-    /// every actix-web worker thus talks to Redis from each worker's own
-    /// thread, as fast as a store built per worker (see the `conn` module's
-    /// source docs for the measurement).
+    /// per running Tokio runtime it has been used from, up to 64 at once (a
+    /// store used from more shares its first connection among the rest). A
+    /// store cloned into every actix-web worker thus talks to Redis from
+    /// each worker's own thread, as fast as a store built per worker (see
+    /// the `conn` module's source docs for the measurement). A runtime that
+    /// shuts down takes its connection with it, and the count goes down:
+    /// one short-lived runtime after another (a runtime per job or per
+    /// test) each get a connection of their own, however many there are.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), sessionkit::StoreError> {
