@@ -136,7 +136,10 @@ struct Slot {
 /// contend on every command. Adding one takes a mutex. Naming the current
 /// runtime does clone its handle (one shared reference count up and down),
 /// as every tokio timer does: redis-rs's response timeout already makes one
-/// per command.
+/// per command. Under callgrind (`bench/callgrind.sh`, the shared actix-web
+/// Redis store's `/read`), `get` takes ~240 instructions a call, ~100 with
+/// the once-set slots this list replaced (which could not be given back):
+/// 0.3 % of the request.
 pub(crate) struct Conns {
     /// The runtime the store was built on (if any), and its connection.
     first_runtime: Option<(Id, Watch)>,
