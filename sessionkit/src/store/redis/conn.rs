@@ -12,7 +12,7 @@
 //! ceiling in run AP of `sessionkit-bench`, a store per worker at 0.56. So
 //! [`Conns`] keeps the connection made where the store was built and makes
 //! another, lazily, for each other runtime the store (with its clones) is
-//! used from, up to [`MAX_RUNTIMES`] in all; a store cloned into every
+//! used from, up to [`MAX_RUNTIMES`] at once; a store cloned into every
 //! worker then runs like a store per worker. Each further runtime shares the
 //! first connection (and a warning says so once).
 //!
@@ -20,8 +20,9 @@
 //! it when its connection was made is dropped with the runtime, and
 //! dropping it marks the connection dead. The next runtime that needs a
 //! connection drops the dead ones and takes their place, so a process that
-//! runs one short-lived runtime after another (a runtime per job, or per
-//! test) never runs out of connections and never sends a command through
+//! runs one short-lived runtime after another (a runtime per job, or
+//! `#[tokio::test]` functions sharing one store, each test on a runtime of
+//! its own) never runs out of connections and never sends a command through
 //! one whose driving task died with its runtime. A store also outlives the
 //! runtime that connected it: every other runtime has a connection of its
 //! own.
