@@ -611,3 +611,93 @@ fn lazy_constructors_fail_clearly() {
         assert!(no_urls.is_err());
     });
 }
+
+/// A node built on a runtime that has since shut down (a set-up runtime, or
+/// the first of several `#[tokio::test]`s sharing one store) and used from
+/// another: its subscriber task died with the first runtime, so it must not
+/// keep serving from its cache what other nodes change. It stops trusting
+/// the cache at once and subscribes again on the runtime that uses it.
+#[test]
+fn a_node_whose_building_runtime_shut_down_serves_nothing_stale() {
+    let server = RedisServer::start().unwrap();
+    let tag = SessionId::generate().storage_key()[..12].to_owned();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let a = runtime().block_on(node(&server, &tag));
+    // That runtime is gone, and the task that applied invalidations with it.
+    assert!(!a.is_subscribed(), "A stops trusting its cache at once");
+    let rt = runtime();
+    rt.block_on(async {
+        let b = node(&server, &tag).await;
+        let round = |cached: bool| {
+            let (a, b) = (&a, &b);
+            async move {
+                let r = record(None);
+                let cookie = save(b, &r, SaveKind::Create).await;
+                assert!(a.load(&cookie).await.unwrap().is_some());
+                assert_eq!(a.is_cached(&r.id), cached);
+                assert!(b.delete(&r.id).await.unwrap());
+                let start = Instant::now();
+                while a.is_cached(&r.id) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "A still caches a session deleted through B"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(
+                    a.load(&cookie).await.unwrap().is_none(),
+                    "A serves a deleted session"
+                );
+            }
+        };
+        // Before A has subscribed again: everything from Redis.
+        round(false).await;
+        let start = Instant::now();
+        while !a.is_subscribed() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "A did not subscribe again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Subscribed on this runtime: it caches, and hears B's deletes.
+        for _ in 0..3 {
+            round(true).await;
+        }
+    });
+}
+
+/// The same when the first subscriber task never even ran: a lazy node
+/// built on a runtime that shut down straight after subscribes on the
+/// runtime that uses it.
+#[test]
+fn a_lazy_node_whose_runtime_never_ran_its_subscriber_subscribes_where_it_is_used() {
+    let server = RedisServer::start().unwrap();
+    let tag = SessionId::generate().storage_key()[..12].to_owned();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let options = ClusterOptions::new(KEY).channel(format!("invalidate-{tag}"));
+    let a = runtime().block_on(async {
+        ClusteredStore::<TestData>::connect_lazy(&server.url(), options).unwrap()
+    });
+    runtime().block_on(async {
+        let r = record(None);
+        let cookie = save(&a, &r, SaveKind::Create).await;
+        let start = Instant::now();
+        while !a.is_subscribed() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never subscribed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(a.load(&cookie).await.unwrap().is_some());
+        assert!(a.is_cached(&r.id));
+    });
+}

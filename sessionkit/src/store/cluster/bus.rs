@@ -9,10 +9,18 @@
 //! and jitter (backon). Messages that fail authentication or parsing are
 //! ignored and counted (`sessionkit_cluster_messages_rejected_total`).
 //!
+//! The task runs on the runtime the store was built on. Should that runtime
+//! shut down while the store lives on (built on a set-up runtime, or shared
+//! by `#[tokio::test]`s that each run a runtime of their own), the task is
+//! dropped with it: a guard it owns then empties the cache and stops the
+//! store from trusting it (no invalidation reaches it any more), and the
+//! store's next load or write starts a new subscriber on the runtime that
+//! makes it, serving from Redis until that one has subscribed.
+//!
 //! Redis Cluster broadcasts classic `PUBLISH` to every node, so one
 //! subscription to any node of a cluster sees every message.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -41,12 +49,37 @@ pub(crate) struct Bus {
     pub(crate) channel: String,
     pub(crate) key: MessageKey,
     pub(crate) node: NodeId,
-    task: tokio::task::JoinHandle<()>,
+    /// The subscriber task; replaced when its runtime shut down under it.
+    task: parking_lot::Mutex<tokio::task::JoinHandle<()>>,
+    /// Set when the subscriber task was dropped before its store (its
+    /// runtime shut down): nobody listens for invalidations.
+    orphaned: Arc<AtomicBool>,
+    /// Starts another subscriber task on the current runtime.
+    restart: Box<dyn Fn() -> tokio::task::JoinHandle<()> + Send + Sync>,
 }
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        self.task.abort();
+        self.task.get_mut().abort();
+    }
+}
+
+/// Owned by a subscriber task (moved into it, so that it goes with the task
+/// even if the task never ran): when the task is dropped, the cache it
+/// kept honest is emptied and bypassed, and the store told to start
+/// another.
+struct Orphaned<T: SessionData> {
+    cache: Weak<LocalCache<T>>,
+    flag: Arc<AtomicBool>,
+}
+
+impl<T: SessionData> Drop for Orphaned<T> {
+    fn drop(&mut self) {
+        // Nothing the cache holds can be trusted once nobody listens.
+        if let Some(cache) = self.cache.upgrade() {
+            cache.go_dark();
+        }
+        self.flag.store(true, Ordering::Release);
     }
 }
 
@@ -64,6 +97,7 @@ impl Bus {
         cache: &Arc<LocalCache<T>>,
     ) -> (Self, oneshot::Receiver<()>) {
         let (ready_tx, ready_rx) = oneshot::channel();
+        let orphaned = Arc::new(AtomicBool::new(false));
         let subscriber = Subscriber {
             cache: Arc::downgrade(cache),
             urls: subscribe_urls,
@@ -71,15 +105,46 @@ impl Bus {
             key: key.clone(),
             node,
         };
-        let task = tokio::spawn(subscriber.run(ready_tx));
+        let task = subscriber.start(Some(ready_tx), &orphaned);
+        let restart = {
+            let orphaned = orphaned.clone();
+            Box::new(move || subscriber.start(None, &orphaned))
+        };
         let bus = Bus {
             conns,
             channel,
             key,
             node,
-            task,
+            task: parking_lot::Mutex::new(task),
+            orphaned,
+            restart,
         };
         (bus, ready_rx)
+    }
+
+    /// Starts a new subscriber on the current runtime if the last one was
+    /// dropped with its runtime (see the module docs). One atomic load when
+    /// it was not; outside a Tokio runtime, nothing.
+    pub(crate) fn revive(&self) {
+        if self.orphaned.load(Ordering::Acquire) {
+            self.restart_subscriber();
+        }
+    }
+
+    #[cold]
+    fn restart_subscriber(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut task = self.task.lock();
+        if !self.orphaned.swap(false, Ordering::AcqRel) {
+            return; // another caller just did
+        }
+        *task = (self.restart)();
+        tracing::warn!(
+            "the cache invalidation subscriber stopped with the Tokio runtime it ran on; \
+             subscribing again on this one (the cache is bypassed until then)"
+        );
     }
 
     /// A message as sent on the channel (authenticated with the fleet's key).
@@ -116,6 +181,7 @@ impl Bus {
 
 /// The background task's state. Holds the cache weakly: it ends when the
 /// store is dropped.
+#[derive(Clone)]
 struct Subscriber<T> {
     cache: Weak<LocalCache<T>>,
     urls: Vec<String>,
@@ -125,8 +191,25 @@ struct Subscriber<T> {
 }
 
 impl<T: SessionData> Subscriber<T> {
-    async fn run(self, ready: oneshot::Sender<()>) {
-        let mut ready = Some(ready);
+    /// Spawns a task running a copy of this subscriber on the current
+    /// runtime; `orphaned` is set if the task is dropped before the store.
+    fn start(
+        &self,
+        ready: Option<oneshot::Sender<()>>,
+        orphaned: &Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let guard = Orphaned {
+            cache: self.cache.clone(),
+            flag: orphaned.clone(),
+        };
+        let subscriber = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            subscriber.run(ready).await;
+        })
+    }
+
+    async fn run(self, mut ready: Option<oneshot::Sender<()>>) {
         let mut backoff = self.backoff();
         let mut next_url = 0;
         loop {

@@ -41,6 +41,10 @@
 //! - **Losing the subscription** (connection killed, Redis restart) empties
 //!   the cache; reads then go to Redis until the node has subscribed again.
 //!   Nothing a node missed while unsubscribed can be served from its cache.
+//!   The same holds when the runtime the store was built on shuts down
+//!   while the store lives on (its subscriber task goes with that runtime):
+//!   the cache is emptied and bypassed at once, and the store's next load or
+//!   write subscribes again from the runtime that makes it.
 //!
 //! Creates publish nothing: no node can hold a session that did not exist.
 //!
@@ -547,6 +551,7 @@ fn key_hash(id: &SessionId) -> KeyHash {
 #[async_trait]
 impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
+        self.bus.revive();
         let Ok(id) = SessionId::parse(cookie_value) else {
             return Ok(None);
         };
@@ -576,6 +581,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        self.bus.revive();
         let record = save.record;
         let kind = save.kind;
         let key = key_hash(&record.id);
@@ -652,6 +658,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.bus.revive();
         // One script run deletes and publishes: no other node can read the
         // session from Redis between the delete and the announcement.
         let key = key_hash(id);
