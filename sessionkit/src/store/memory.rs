@@ -17,8 +17,10 @@
 //!   left to lose) — the sampling approach of Redis's `volatile-ttl`, O(1)
 //!   per insert. Evictions fire `on_deleted`.
 //! - **Expiry**: every load is checked against the record's deadlines by
-//!   [`crate::Sessions`]; a background task (spawned when the store is built
-//!   inside a Tokio runtime) sweeps expired sessions every `sweep_interval`.
+//!   [`crate::Sessions`]; a background task sweeps expired sessions every
+//!   `sweep_interval`, spawned when the store is built inside a Tokio
+//!   runtime, else by its first save inside one (and again by the next save
+//!   should that runtime shut down while the store lives on).
 //! - **Owner index**: owner → ids, so listing or revoking one user's sessions
 //!   costs O(that user's sessions).
 //!
@@ -38,6 +40,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -374,6 +377,11 @@ struct Inner<T> {
     sample: usize,
     clock: Arc<dyn Clock>,
     listener: OnceLock<RemovalListener>,
+    /// How often the background task sweeps.
+    sweep_every: Duration,
+    /// Whether a sweeper task runs (see [`MemoryStore::keep_sweeping`]);
+    /// cleared when the task is dropped, with its runtime or the store.
+    sweeping: Arc<AtomicBool>,
 }
 
 /// Builder for [`MemoryStore`], from [`MemoryStore::builder`].
@@ -403,7 +411,9 @@ impl<T: SessionData> MemoryStoreBuilder<T> {
         self
     }
     /// Builds the store; inside a Tokio runtime this also starts the sweeper,
-    /// which stops when the last clone of the store is dropped.
+    /// which stops when the last clone of the store is dropped. Built
+    /// outside one, or outliving the runtime its sweeper ran on, the store
+    /// starts a sweeper on the runtime of its next save.
     pub fn build(self) -> MemoryStore<T> {
         let per_shard = self.max_entries.max(SHARDS).div_ceil(SHARDS);
         let inner = Arc::new(Inner {
@@ -416,13 +426,22 @@ impl<T: SessionData> MemoryStoreBuilder<T> {
             sample: self.sample,
             clock: self.clock,
             listener: OnceLock::new(),
+            sweep_every: self.sweep_interval.max(Duration::from_millis(10)),
+            sweeping: Arc::new(AtomicBool::new(false)),
         });
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let weak = Arc::downgrade(&inner);
-            let every = self.sweep_interval.max(Duration::from_millis(10));
-            rt.spawn(sweeper(weak, every));
-        }
-        MemoryStore { inner }
+        let store = MemoryStore { inner };
+        store.keep_sweeping();
+        store
+    }
+}
+
+/// Owned by the sweeper task (moved into it, so that it goes with the task
+/// even if the task never ran): says no sweeper runs once the task is gone.
+struct Stopped(Arc<AtomicBool>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -460,6 +479,34 @@ impl<T: SessionData> MemoryStore<T> {
             sample: EVICTION_SAMPLE,
             _data: std::marker::PhantomData,
         }
+    }
+
+    /// Starts the sweeper on the current runtime unless one runs: when the
+    /// store is built, and on every save (one atomic load when it runs), so
+    /// a store built outside a runtime, or that outlived the runtime of its
+    /// sweeper (a set-up runtime, `#[tokio::test]`s sharing a store), sweeps
+    /// again once it is used inside one. Outside a runtime, nothing.
+    fn keep_sweeping(&self) {
+        if !self.inner.sweeping.load(Ordering::Acquire) {
+            self.start_sweeper();
+        }
+    }
+
+    #[cold]
+    fn start_sweeper(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.sweeping.swap(true, Ordering::AcqRel) {
+            return; // another caller just did
+        }
+        let stopped = Stopped(self.inner.sweeping.clone());
+        let weak = Arc::downgrade(&self.inner);
+        let every = self.inner.sweep_every;
+        drop(rt.spawn(async move {
+            let _stopped = stopped;
+            sweeper(weak, every).await;
+        }));
     }
 
     /// Removes every expired session now; returns how many.
@@ -623,6 +670,7 @@ impl<T: SessionData> MemoryStore<T> {
     }
 
     fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
+        self.keep_sweeping();
         let inner = &self.inner;
         let rec = save.record;
         match save.kind {
@@ -1066,5 +1114,78 @@ mod tests {
             holds(&store, live),
             "a live session was evicted before expired ones"
         );
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// Creates a session on `rt` that expires in a minute, moves the clock
+    /// past that, and waits (on `rt`, so its tasks run) for a background
+    /// sweep to remove it.
+    fn swept_in_the_background(
+        rt: &tokio::runtime::Runtime,
+        store: &MemoryStore<u32>,
+        clock: &ManualClock,
+    ) -> bool {
+        rt.block_on(async {
+            create(store, SessionId::generate(), clock, 60);
+            clock.advance(Duration::from_secs(120));
+            for _ in 0..200 {
+                if store.is_empty() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        })
+    }
+
+    fn sweeping_store(clock: &ManualClock) -> MemoryStore<u32> {
+        MemoryStore::builder()
+            .clock(clock.clone())
+            .sweep_interval(Duration::from_millis(10))
+            .build()
+    }
+
+    #[test]
+    fn a_store_built_outside_a_runtime_sweeps_once_saved_to_inside_one() {
+        let clock = ManualClock::new();
+        let store = sweeping_store(&clock);
+        assert!(!store.inner.sweeping.load(Ordering::Acquire));
+        assert!(swept_in_the_background(&runtime(), &store, &clock));
+    }
+
+    #[test]
+    fn a_store_that_outlives_its_sweepers_runtime_sweeps_on_the_next() {
+        let clock = ManualClock::new();
+        let first = runtime();
+        let store = first.block_on(async { sweeping_store(&clock) });
+        assert!(store.inner.sweeping.load(Ordering::Acquire));
+        drop(first);
+        assert!(
+            !store.inner.sweeping.load(Ordering::Acquire),
+            "the sweeper went with its runtime"
+        );
+        assert!(swept_in_the_background(&runtime(), &store, &clock));
+    }
+
+    #[test]
+    fn one_sweeper_per_store_however_many_saves() {
+        let clock = ManualClock::new();
+        let rt = runtime();
+        let store = rt.block_on(async { sweeping_store(&clock) });
+        rt.block_on(async {
+            for _ in 0..10 {
+                create(&store, SessionId::generate(), &clock, 60);
+            }
+        });
+        assert_eq!(rt.metrics().num_alive_tasks(), 1);
+        drop(store);
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        assert_eq!(rt.metrics().num_alive_tasks(), 0, "it ends with the store");
     }
 }
