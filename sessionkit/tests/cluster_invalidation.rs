@@ -630,6 +630,11 @@ fn a_node_whose_building_runtime_shut_down_serves_nothing_stale() {
     let a = runtime().block_on(node(&server, &tag));
     // That runtime is gone, and the task that applied invalidations with it.
     assert!(!a.is_subscribed(), "A stops trusting its cache at once");
+    assert_eq!(
+        a.stats().subscription_losses,
+        1,
+        "and counts a lost subscription"
+    );
     let rt = runtime();
     rt.block_on(async {
         let b = node(&server, &tag).await;

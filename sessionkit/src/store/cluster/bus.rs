@@ -77,7 +77,17 @@ impl<T: SessionData> Drop for Orphaned<T> {
     fn drop(&mut self) {
         // Nothing the cache holds can be trusted once nobody listens.
         if let Some(cache) = self.cache.upgrade() {
+            let was_subscribed = cache.is_subscribed();
             cache.go_dark();
+            if was_subscribed {
+                // Counted as a lost subscription, which it is.
+                cache
+                    .counters
+                    .subscription_losses
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::gauge!("sessionkit_cluster_subscribed").set(0.0);
+                metrics::counter!("sessionkit_cluster_subscription_lost_total").increment(1);
+            }
         }
         self.flag.store(true, Ordering::Release);
     }
