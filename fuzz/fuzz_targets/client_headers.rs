@@ -40,7 +40,10 @@ fuzz_target!(|input: &[u8]| {
             .iter()
             .map(|h| String::from_utf8_lossy(h).into_owned())
             .collect();
-        assert!(ip == peer || said.contains(&ip.to_string()), "{ip} is in no header");
+        assert!(
+            ip == peer || said.contains(&ip.to_string()),
+            "{ip} is in no header"
+        );
     }
 
     if let Ok(text) = std::str::from_utf8(input) {
