@@ -621,12 +621,6 @@ fn lazy_constructors_fail_clearly() {
 fn a_node_whose_building_runtime_shut_down_serves_nothing_stale() {
     let server = RedisServer::start().unwrap();
     let tag = SessionId::generate().storage_key()[..12].to_owned();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let a = runtime().block_on(node(&server, &tag));
     // That runtime is gone, and the task that applied invalidations with it.
     assert!(!a.is_subscribed(), "A stops trusting its cache at once");
@@ -646,14 +640,10 @@ fn a_node_whose_building_runtime_shut_down_serves_nothing_stale() {
                 assert!(a.load(&cookie).await.unwrap().is_some());
                 assert_eq!(a.is_cached(&r.id), cached);
                 assert!(b.delete(&r.id).await.unwrap());
-                let start = Instant::now();
-                while a.is_cached(&r.id) {
-                    assert!(
-                        start.elapsed() < Duration::from_secs(5),
-                        "A still caches a session deleted through B"
-                    );
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                within_5s("A forgets a session deleted through B", || {
+                    !a.is_cached(&r.id)
+                })
+                .await;
                 assert!(
                     a.load(&cookie).await.unwrap().is_none(),
                     "A serves a deleted session"
@@ -662,14 +652,7 @@ fn a_node_whose_building_runtime_shut_down_serves_nothing_stale() {
         };
         // Before A has subscribed again: everything from Redis.
         round(false).await;
-        let start = Instant::now();
-        while !a.is_subscribed() {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "A did not subscribe again"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        within_5s("A subscribes again", || a.is_subscribed()).await;
         // Subscribed on this runtime: it caches, and hears B's deletes.
         for _ in 0..3 {
             round(true).await;
@@ -684,12 +667,6 @@ fn a_node_whose_building_runtime_shut_down_serves_nothing_stale() {
 fn a_lazy_node_whose_runtime_never_ran_its_subscriber_subscribes_where_it_is_used() {
     let server = RedisServer::start().unwrap();
     let tag = SessionId::generate().storage_key()[..12].to_owned();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let options = ClusterOptions::new(KEY).channel(format!("invalidate-{tag}"));
     let a = runtime().block_on(async {
         ClusteredStore::<TestData>::connect_lazy(&server.url(), options).unwrap()
@@ -697,12 +674,28 @@ fn a_lazy_node_whose_runtime_never_ran_its_subscriber_subscribes_where_it_is_use
     runtime().block_on(async {
         let r = record(None);
         let cookie = save(&a, &r, SaveKind::Create).await;
-        let start = Instant::now();
-        while !a.is_subscribed() {
-            assert!(start.elapsed() < Duration::from_secs(5), "never subscribed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        within_5s("A subscribes where it is used", || a.is_subscribed()).await;
         assert!(a.load(&cookie).await.unwrap().is_some());
         assert!(a.is_cached(&r.id));
     });
+}
+
+/// A current-thread runtime of its own, with timers and I/O.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Waits up to 5 s for `done`.
+async fn within_5s(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not within 5 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -875,13 +875,7 @@ async fn a_store_used_from_several_runtimes_gives_each_a_connection_that_survive
 #[test]
 fn a_store_outlives_the_runtime_that_connected_it() {
     let server = shared();
-    let store = worker_runtime().block_on(async {
-        RedisStore::<Wide>::builder(server.url())
-            .key_prefix(unique_prefix())
-            .connect()
-            .await
-            .unwrap()
-    });
+    let store = connected_on_a_runtime_now_gone(server);
     // That runtime is gone; its connection's task with it.
     assert_eq!(store.connections(), 0);
     worker_runtime().block_on(async {
@@ -900,13 +894,7 @@ fn a_store_outlives_the_runtime_that_connected_it() {
 #[test]
 fn a_store_used_from_many_short_lived_runtimes_serves_each_at_once() {
     let server = shared();
-    let store = worker_runtime().block_on(async {
-        RedisStore::<Wide>::builder(server.url())
-            .key_prefix(unique_prefix())
-            .connect()
-            .await
-            .unwrap()
-    });
+    let store = connected_on_a_runtime_now_gone(server);
     for run in 0..100 {
         worker_runtime().block_on(async {
             let r = new_record(None);
@@ -924,4 +912,15 @@ fn a_store_used_from_many_short_lived_runtimes_serves_each_at_once() {
             "runtime {run} gone, its connection too"
         );
     }
+}
+
+/// A store connected on a runtime that has shut down since.
+fn connected_on_a_runtime_now_gone(server: &RedisServer) -> RedisStore<Wide> {
+    worker_runtime().block_on(async {
+        RedisStore::<Wide>::builder(server.url())
+            .key_prefix(unique_prefix())
+            .connect()
+            .await
+            .unwrap()
+    })
 }

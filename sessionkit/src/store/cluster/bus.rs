@@ -77,16 +77,11 @@ impl<T: SessionData> Drop for Orphaned<T> {
     fn drop(&mut self) {
         // Nothing the cache holds can be trusted once nobody listens.
         if let Some(cache) = self.cache.upgrade() {
-            let was_subscribed = cache.is_subscribed();
-            cache.go_dark();
-            if was_subscribed {
+            if cache.is_subscribed() {
                 // Counted as a lost subscription, which it is.
-                cache
-                    .counters
-                    .subscription_losses
-                    .fetch_add(1, Ordering::Relaxed);
-                metrics::gauge!("sessionkit_cluster_subscribed").set(0.0);
-                metrics::counter!("sessionkit_cluster_subscription_lost_total").increment(1);
+                lost_subscription(&cache);
+            } else {
+                cache.go_dark();
             }
         }
         self.flag.store(true, Ordering::Release);
@@ -263,13 +258,7 @@ impl<T: SessionData> Subscriber<T> {
                     let Some(cache) = self.cache.upgrade() else {
                         return;
                     };
-                    cache.go_dark();
-                    cache
-                        .counters
-                        .subscription_losses
-                        .fetch_add(1, Ordering::Relaxed);
-                    metrics::gauge!("sessionkit_cluster_subscribed").set(0.0);
-                    metrics::counter!("sessionkit_cluster_subscription_lost_total").increment(1);
+                    lost_subscription(&cache);
                     tracing::warn!(
                         "lost the cache invalidation subscription; local cache emptied and \
                          bypassed until resubscribed"
@@ -325,6 +314,18 @@ impl<T: SessionData> Subscriber<T> {
             }
         }
     }
+}
+
+/// The subscription is gone: the cache is emptied and bypassed, and the
+/// loss counted.
+fn lost_subscription<T: SessionData>(cache: &LocalCache<T>) {
+    cache.go_dark();
+    cache
+        .counters
+        .subscription_losses
+        .fetch_add(1, Ordering::Relaxed);
+    metrics::gauge!("sessionkit_cluster_subscribed").set(0.0);
+    metrics::counter!("sessionkit_cluster_subscription_lost_total").increment(1);
 }
 
 fn reject<T: SessionData>(cache: &LocalCache<T>, reason: Rejection) {
