@@ -56,6 +56,7 @@ use crate::flash::FlashMessage;
 use crate::id::SessionId;
 use crate::merge::reapply_changes;
 use crate::record::{Record, SessionData};
+use crate::store::background::spawn_flagged;
 use crate::store::{QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store};
 
 const SHARDS: usize = 64;
@@ -435,16 +436,6 @@ impl<T: SessionData> MemoryStoreBuilder<T> {
     }
 }
 
-/// Owned by the sweeper task (moved into it, so that it goes with the task
-/// even if the task never ran): says no sweeper runs once the task is gone.
-struct Stopped(Arc<AtomicBool>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
 async fn sweeper<T: SessionData>(weak: Weak<Inner<T>>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
@@ -500,13 +491,9 @@ impl<T: SessionData> MemoryStore<T> {
         if self.inner.sweeping.swap(true, Ordering::AcqRel) {
             return; // another caller just did
         }
-        let stopped = Stopped(self.inner.sweeping.clone());
         let weak = Arc::downgrade(&self.inner);
         let every = self.inner.sweep_every;
-        drop(rt.spawn(async move {
-            let _stopped = stopped;
-            sweeper(weak, every).await;
-        }));
+        spawn_flagged(&rt, &self.inner.sweeping, sweeper(weak, every));
     }
 
     /// Removes every expired session now; returns how many.

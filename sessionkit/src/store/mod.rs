@@ -23,6 +23,7 @@ use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 
+mod background;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 #[cfg(feature = "cookie-store")]

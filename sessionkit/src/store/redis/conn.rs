@@ -36,6 +36,8 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::runtime::{Handle, Id};
 use tokio::sync::oneshot;
 
+use crate::store::background::spawn_flagged;
+
 /// How many runtimes get a connection of their own (the first included).
 pub(crate) const MAX_RUNTIMES: usize = 64;
 
@@ -91,27 +93,14 @@ struct Watch {
     _stop: oneshot::Sender<()>,
 }
 
-/// Clears its flag when dropped: with its task, when the runtime shuts down.
-struct Live(Arc<AtomicBool>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
 impl Watch {
     /// Watches the runtime of `handle`.
     fn spawn(handle: &Handle) -> Watch {
         let live = Arc::new(AtomicBool::new(true));
         let (stop, stopped) = oneshot::channel::<()>();
-        // Moved into the task, not made in it: a task dropped before its
-        // first poll (a runtime shutting down right now) still drops it.
-        let guard = Live(live.clone());
-        drop(handle.spawn(async move {
-            let _guard = guard;
+        spawn_flagged(handle, &live, async move {
             let _ = stopped.await;
-        }));
+        });
         Watch { live, _stop: stop }
     }
 
@@ -444,7 +433,7 @@ mod tests {
         }
         assert_eq!(conns.count(), MAX_RUNTIMES);
         assert!(conns.warned.load(Ordering::Relaxed), "said once");
-        // One of them shuts down: the next runtime takes its place.
+        // They shut down: the next runtime takes a place of theirs.
         drop(running);
         let b = runtime();
         b.block_on(async { conns.get() });
