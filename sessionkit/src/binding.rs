@@ -5,10 +5,13 @@
 //! purpose), never the IP or the User-Agent themselves.
 //!
 //! The client IP comes from the socket, or — only when the socket peer is one
-//! of the configured trusted proxies — from `Forwarded` (RFC 7239) or
-//! `X-Forwarded-For`, read right to left, skipping trusted proxies. A header
-//! sent by a client that is not a trusted proxy is ignored, so it cannot be
-//! used to forge an address.
+//! of the configured trusted proxies — from the one forwarding header those
+//! proxies write ([`ProxyHeader`]: `X-Forwarded-For` by default, or
+//! `Forwarded`, RFC 7239), read right to left, skipping trusted proxies. A
+//! header sent by a client that is not a trusted proxy is ignored, and so is
+//! the other forwarding header even behind a trusted proxy: most proxies
+//! append to one of them and pass the other through as the client sent it,
+//! so believing both would let a client forge its address.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -25,6 +28,23 @@
 //! let peer: IpAddr = "198.51.100.1".parse().unwrap();
 //! assert_eq!(client_ip(Some(peer), &headers, &proxies), Some(peer));
 //! ```
+//!
+//! Behind proxies that write `Forwarded` instead, say so; `X-Forwarded-For`
+//! is then ignored:
+//!
+//! ```
+//! # use std::net::IpAddr;
+//! # use http::HeaderMap;
+//! use sessionkit::binding::{client_ip, ClientHeaders, ProxyHeader, TrustedProxies};
+//!
+//! let proxies = TrustedProxies::parse(["10.0.0.0/8"]).unwrap().header(ProxyHeader::Forwarded);
+//! let mut headers = HeaderMap::new();
+//! headers.insert("forwarded", "for=203.0.113.7".parse().unwrap());
+//! headers.insert("x-forwarded-for", "192.0.2.66".parse().unwrap());
+//! let peer: IpAddr = "10.0.0.1".parse().unwrap();
+//! let headers = ClientHeaders::from_header_map(&headers);
+//! assert_eq!(client_ip(Some(peer), &headers, &proxies), Some("203.0.113.7".parse().unwrap()));
+//! ```
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -34,9 +54,26 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use sha2::Sha256;
 
-/// The networks whose `Forwarded` / `X-Forwarded-For` headers are believed.
+/// The networks whose forwarding header is believed, and which header that is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ProxyHeader,
+}
+
+/// The forwarding header trusted proxies write the client address into. Only
+/// this one is read: the other is passed through by most proxies exactly as
+/// the client sent it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, HAProxy's
+    /// `option forwardfor`, AWS and Google load balancers, Traefik, Caddy).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), for proxies configured to write it (e.g.
+    /// Envoy or nginx set up to do so).
+    Forwarded,
+}
 
 /// A trusted-proxy entry that is neither an IP address nor a CIDR network.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,18 +101,33 @@ impl TrustedProxies {
                     .map_err(|_| InvalidProxy(e.to_owned()))
             })
             .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .map(|nets| TrustedProxies {
+                nets,
+                header: ProxyHeader::default(),
+            })
+    }
+
+    /// The forwarding header these proxies write (default
+    /// [`ProxyHeader::XForwardedFor`]).
+    pub fn header(mut self, header: ProxyHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The forwarding header that is read.
+    pub fn proxy_header(&self) -> ProxyHeader {
+        self.header
     }
 
     /// Whether `ip` belongs to a trusted proxy.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         let ip = canonical(*ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
     }
 
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 }
 
@@ -142,11 +194,8 @@ impl<'a> ClientHeaders<'a> {
     }
 }
 
-/// The `for=` hops of every `Forwarded` header, in order; `None` without the header.
-fn forwarded_hops(values: &[&[u8]]) -> Option<Vec<Option<IpAddr>>> {
-    if values.is_empty() {
-        return None;
-    }
+/// The `for=` hops of every `Forwarded` header, in order.
+fn forwarded_hops(values: &[&[u8]]) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for value in values {
         let Ok(text) = std::str::from_utf8(value) else {
@@ -162,7 +211,7 @@ fn forwarded_hops(values: &[&[u8]]) -> Option<Vec<Option<IpAddr>>> {
             hops.push(hop);
         }
     }
-    Some(hops)
+    hops
 }
 
 fn x_forwarded_for_hops(values: &[&[u8]]) -> Vec<Option<IpAddr>> {
@@ -177,10 +226,10 @@ fn x_forwarded_for_hops(values: &[&[u8]]) -> Vec<Option<IpAddr>> {
 }
 
 /// The client's IP address: the socket peer, or — when the peer is a trusted
-/// proxy — the rightmost forwarded hop that is not a trusted proxy
-/// (`Forwarded` when present, else `X-Forwarded-For`). An unparseable hop
-/// where the client should be yields `None` (unknown), never a guess further
-/// left, which the client controls.
+/// proxy — the rightmost hop of the proxies' forwarding header
+/// ([`TrustedProxies::header`]) that is not a trusted proxy. An unparseable
+/// hop where the client should be yields `None` (unknown), never a guess
+/// further left, which the client controls.
 pub fn client_ip(
     peer: Option<IpAddr>,
     headers: &ClientHeaders<'_>,
@@ -190,8 +239,10 @@ pub fn client_ip(
     if !proxies.contains(&peer) {
         return Some(peer);
     }
-    let hops = forwarded_hops(&headers.forwarded)
-        .unwrap_or_else(|| x_forwarded_for_hops(&headers.x_forwarded_for));
+    let hops = match proxies.header {
+        ProxyHeader::XForwardedFor => x_forwarded_for_hops(&headers.x_forwarded_for),
+        ProxyHeader::Forwarded => forwarded_hops(&headers.forwarded),
+    };
     for hop in hops.iter().rev() {
         match hop {
             Some(ip) if proxies.contains(ip) => continue,
@@ -331,7 +382,7 @@ mod tests {
             client_ip(
                 Some(ip("10.0.0.1")),
                 &ClientHeaders::from_header_map(&headers),
-                &p
+                &p.clone().header(ProxyHeader::Forwarded)
             ),
             Some(ip("2001:db8::1"))
         );
@@ -343,6 +394,38 @@ mod tests {
                 &p
             ),
             Some(ip("7.7.7.7"))
+        );
+    }
+
+    #[test]
+    fn only_the_header_the_proxies_write_is_believed() {
+        // The proxy appended the real client (6.6.6.6) to the header it
+        // writes and passed the client's own other header through.
+        let forged = h(&[("forwarded", "for=1.2.3.4"), ("x-forwarded-for", "6.6.6.6")]);
+        let forged = ClientHeaders::from_header_map(&forged);
+        let p = TrustedProxies::parse(["10.0.0.1"]).unwrap();
+        assert_eq!(p.proxy_header(), ProxyHeader::XForwardedFor);
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), &forged, &p),
+            Some(ip("6.6.6.6"))
+        );
+        let forged_xff = h(&[("forwarded", "for=6.6.6.6"), ("x-forwarded-for", "1.2.3.4")]);
+        let forged_xff = ClientHeaders::from_header_map(&forged_xff);
+        let p = p.header(ProxyHeader::Forwarded);
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), &forged_xff, &p),
+            Some(ip("6.6.6.6"))
+        );
+        // The proxies' header missing: the proxy is the client as far as
+        // anyone can tell, never an address from the other header.
+        let only_other = h(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            client_ip(
+                Some(ip("10.0.0.1")),
+                &ClientHeaders::from_header_map(&only_other),
+                &p
+            ),
+            Some(ip("10.0.0.1"))
         );
     }
 

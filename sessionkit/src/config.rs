@@ -233,6 +233,9 @@ pub enum ConfigProblem {
     /// Trusted proxies were given but IP binding is off, so they would do nothing.
     #[error("trusted_proxies only matter with bind_to_ip(true)")]
     ProxiesWithoutIpBinding,
+    /// A proxy header was chosen but no proxy is trusted, so none is read.
+    #[error("proxy_header only matters with trusted_proxies")]
+    ProxyHeaderWithoutProxies,
     /// Binding options were given but no binding is on, so they would do nothing.
     #[error("destroy_on_binding_mismatch / binding_key need bind_to_ip or bind_to_user_agent")]
     BindingOptionsWithoutBinding,
@@ -272,6 +275,7 @@ pub struct ConfigBuilder {
     binding: BindingConfig,
     binding_key: Option<BindingKey>,
     trusted_proxies: Vec<String>,
+    proxy_header: Option<crate::binding::ProxyHeader>,
 }
 
 impl Default for ConfigBuilder {
@@ -291,6 +295,7 @@ impl Default for ConfigBuilder {
             binding: BindingConfig::default(),
             binding_key: None,
             trusted_proxies: Vec::new(),
+            proxy_header: None,
         }
     }
 }
@@ -369,13 +374,36 @@ impl ConfigBuilder {
         self.binding.user_agent = on;
         self
     }
-    /// Proxies (addresses or CIDR networks) whose `Forwarded` /
-    /// `X-Forwarded-For` headers are believed for the client IP.
+    /// Proxies (addresses or CIDR networks) whose forwarding header is
+    /// believed for the client IP: `X-Forwarded-For` unless
+    /// [`ConfigBuilder::proxy_header`] says `Forwarded`. Only that one header
+    /// is read (see [`crate::binding`]).
     pub fn trusted_proxies<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         proxies: I,
     ) -> Self {
         self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The forwarding header the trusted proxies write the client address
+    /// into (default [`ProxyHeader::XForwardedFor`](crate::binding::ProxyHeader)).
+    /// Pick the one your proxies *write*: the other is passed through as the
+    /// client sent it, and believing it would let a client claim any address.
+    ///
+    /// ```
+    /// use sessionkit::{binding::ProxyHeader, BindingKey, Config};
+    ///
+    /// let config = Config::builder()
+    ///     .bind_to_ip(true)
+    ///     .binding_key(BindingKey::new([7u8; 32]))
+    ///     .trusted_proxies(["10.0.0.0/8"])
+    ///     .proxy_header(ProxyHeader::Forwarded)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = config;
+    /// ```
+    pub fn proxy_header(mut self, header: crate::binding::ProxyHeader) -> Self {
+        self.proxy_header = Some(header);
         self
     }
     /// Deletes a session when another client presents it (default: the
@@ -463,11 +491,16 @@ impl ConfigBuilder {
         }
         let mut binding = self.binding;
         match TrustedProxies::parse(&self.trusted_proxies) {
-            Ok(p) => binding.trusted_proxies = p,
+            Ok(p) => {
+                binding.trusted_proxies = p.header(self.proxy_header.unwrap_or_default());
+            }
             Err(e) => problems.push(ConfigProblem::TrustedProxy(e)),
         }
         if !self.trusted_proxies.is_empty() && !binding.ip {
             problems.push(ConfigProblem::ProxiesWithoutIpBinding);
+        }
+        if self.proxy_header.is_some() && self.trusted_proxies.is_empty() {
+            problems.push(ConfigProblem::ProxyHeaderWithoutProxies);
         }
         if binding.enabled() {
             if self.binding_key.as_ref().is_none_or(|k| k.shortest() < 32) {
@@ -589,6 +622,13 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.problems(), &[ConfigProblem::ProxiesWithoutIpBinding]);
+        let err = Config::builder()
+            .bind_to_ip(true)
+            .binding_key(BindingKey::new([7u8; 32]))
+            .proxy_header(crate::binding::ProxyHeader::Forwarded)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems(), &[ConfigProblem::ProxyHeaderWithoutProxies]);
         assert!(Config::builder()
             .bind_to_user_agent(true)
             .binding_key(BindingKey::new([7u8; 32]))

@@ -157,6 +157,63 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     assert_eq!(srv.mismatches.load(Ordering::SeqCst), 0);
 }
 
+#[tokio::test]
+async fn a_stolen_cookie_with_a_forged_forwarded_header_is_not_served() {
+    // The trusted proxy (127.0.0.1 here) appends the thief's real address to
+    // X-Forwarded-For and passes the thief's own `Forwarded` header through,
+    // as nginx and most load balancers do. Only X-Forwarded-For counts.
+    let srv = serve(|b| b.bind_to_ip(true).trusted_proxies(["127.0.0.1"])).await;
+    let (_, cookie) = srv.call("POST", "/bump", None, "203.0.113.1", "A").await;
+    let cookie = cookie.unwrap();
+    let stolen = srv
+        .client
+        .get(format!("{}/read", srv.base))
+        .header("forwarded", "for=203.0.113.1")
+        .header("x-forwarded-for", "198.51.100.9")
+        .header("user-agent", "A")
+        .header("cookie", format!("id={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        stolen, "0",
+        "a forged Forwarded header must not pass binding"
+    );
+    assert_eq!(srv.mismatches.load(Ordering::SeqCst), 1);
+
+    // Behind proxies that write `Forwarded`, X-Forwarded-For is the forgeable one.
+    let srv = serve(|b| {
+        b.bind_to_ip(true)
+            .trusted_proxies(["127.0.0.1"])
+            .proxy_header(sessionkit::binding::ProxyHeader::Forwarded)
+    })
+    .await;
+    let made = srv
+        .client
+        .post(format!("{}/bump", srv.base))
+        .header("forwarded", "for=203.0.113.1")
+        .send()
+        .await
+        .unwrap();
+    let set = made.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = &set[..set.find(';').unwrap()];
+    let read_as = |forwarded: &'static str, xff: &'static str| {
+        srv.client
+            .get(format!("{}/read", srv.base))
+            .header("forwarded", forwarded)
+            .header("x-forwarded-for", xff)
+            .header("cookie", cookie)
+            .send()
+    };
+    let stolen = read_as("for=198.51.100.9", "203.0.113.1").await.unwrap();
+    assert_eq!(stolen.text().await.unwrap(), "0");
+    let owner = read_as("for=203.0.113.1", "198.51.100.9").await.unwrap();
+    assert_eq!(owner.text().await.unwrap(), "1");
+}
+
 #[cfg(feature = "crypto")]
 #[tokio::test]
 async fn a_binding_key_rotation_keeps_bound_sessions_for_their_client_only() {

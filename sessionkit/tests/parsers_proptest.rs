@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use proptest::prelude::*;
-use sessionkit::binding::{client_ip, ClientHeaders, TrustedProxies};
+use sessionkit::binding::{client_ip, ClientHeaders, ProxyHeader, TrustedProxies};
 use sessionkit::http::{find_cookie_in, CookieLookup};
 
 /// A cookie name or value the lookup accepts: visible ASCII without the
@@ -81,10 +81,12 @@ proptest! {
         forwarded in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..3),
         xff in proptest::collection::vec("[0-9a-f.:\\[\\], \"]{0,80}", 0..3),
         trust_peer in any::<bool>(),
+        read_forwarded in any::<bool>(),
     ) {
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let header = if read_forwarded { ProxyHeader::Forwarded } else { ProxyHeader::XForwardedFor };
         let proxies = if trust_peer {
-            TrustedProxies::parse(["10.0.0.0/8"]).unwrap()
+            TrustedProxies::parse(["10.0.0.0/8"]).unwrap().header(header)
         } else {
             TrustedProxies::none()
         };
@@ -99,7 +101,9 @@ proptest! {
         }
         if let Some(ip) = ip.filter(|ip| *ip != peer) {
             let said = |h: &[u8]| String::from_utf8_lossy(h).to_ascii_lowercase();
-            let text: String = headers.forwarded.iter().chain(&headers.x_forwarded_for).map(|h| said(h)).collect();
+            // Named in the header the proxies write, never in the other one.
+            let read = if read_forwarded { &headers.forwarded } else { &headers.x_forwarded_for };
+            let text: String = read.iter().map(|h| said(h)).collect();
             let v4 = ip.to_string();
             prop_assert!(
                 text.contains(&v4) || matches!(ip, IpAddr::V6(_)),
