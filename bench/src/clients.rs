@@ -97,6 +97,7 @@ impl Client {
                     record: &record,
                     base: None,
                     kind: SaveKind::Create,
+                    changes: sessionkit::store::MetaChanges::NONE,
                 };
                 let SaveOutcome::Saved(cookie) = store.save(save).await.map_err(err)? else {
                     return Err(err("sessionkit-store: the session was not created"));

@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
                     record: &r,
                     base: None,
                     kind: SaveKind::Create,
+                    changes: sessionkit::store::MetaChanges::NONE,
                 })
                 .await
                 .unwrap();

@@ -52,6 +52,7 @@ fn memory_store(c: &mut Criterion) {
                     record: &r,
                     base: None,
                     kind: SaveKind::Create,
+                    changes: sessionkit::store::MetaChanges::NONE,
                 })
                 .await
                 .unwrap();
@@ -77,6 +78,7 @@ fn memory_store(c: &mut Criterion) {
                         record: &r,
                         base: None,
                         kind: SaveKind::Update,
+                        changes: sessionkit::store::MetaChanges::NONE,
                     })
                     .await;
                 black_box(out.unwrap())

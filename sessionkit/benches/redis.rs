@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
         record: &record,
         base: None,
         kind: SaveKind::Create,
+        changes: sessionkit::store::MetaChanges::NONE,
     }))
     .unwrap();
     record.version = 1;
@@ -184,6 +185,7 @@ fn bench(c: &mut Criterion) {
                     record: &next,
                     base: Some(&base),
                     kind: SaveKind::Update,
+                    changes: sessionkit::store::MetaChanges::NONE,
                 })
                 .await
                 .unwrap()

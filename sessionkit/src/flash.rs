@@ -62,8 +62,10 @@ impl<T: crate::SessionData> Flash<'_, T> {
     pub fn take_all(&self) -> Vec<FlashMessage> {
         let (taken, consumed) = self.session.with_meta(|m| {
             let consumed = m.incoming_flash > 0;
+            let taken = std::mem::take(&mut m.visible_flash);
+            m.flash_taken.extend_from_slice(&taken[..m.incoming_flash]);
             m.incoming_flash = 0;
-            (std::mem::take(&mut m.visible_flash), consumed)
+            (taken, consumed)
         });
         if consumed {
             self.session.mark_dirty();
@@ -79,6 +81,7 @@ impl<T: crate::SessionData> Flash<'_, T> {
             let consumed = pos < m.incoming_flash;
             if consumed {
                 m.incoming_flash -= 1;
+                m.flash_taken.push(msg.clone());
             }
             Some((msg.value, consumed))
         })?;

@@ -54,6 +54,12 @@ pub(crate) struct Meta {
     /// Flash visible in this request: the first `incoming_flash` came from the store.
     pub visible_flash: Vec<FlashMessage>,
     pub incoming_flash: usize,
+    /// Stored flash messages read (consumed) in this request.
+    pub flash_taken: Vec<FlashMessage>,
+    /// The owner was set in this request.
+    pub owner_set: bool,
+    /// The client binding was set in this request.
+    pub binding_set: bool,
     /// The request presented a cookie that named no live session.
     pub stale_cookie: bool,
 }
@@ -113,6 +119,9 @@ impl<T: SessionData> Session<T> {
                     regenerated_from: None,
                     visible_flash,
                     incoming_flash,
+                    flash_taken: Vec::new(),
+                    owner_set: false,
+                    binding_set: false,
                     stale_cookie,
                 }),
                 dirty: AtomicBool::new(false),
@@ -134,8 +143,19 @@ impl<T: SessionData> Session<T> {
         Self::build(record, true, stale_cookie, clock, policy)
     }
 
-    pub(crate) fn loaded(record: Record<T>, clock: Arc<dyn Clock>, policy: ExpiryPolicy) -> Self {
-        Self::build(record, false, false, clock, policy)
+    /// A session loaded from the store; `rebound` when loading gave it a new
+    /// client binding (written with its next save).
+    pub(crate) fn loaded(
+        record: Record<T>,
+        clock: Arc<dyn Clock>,
+        policy: ExpiryPolicy,
+        rebound: bool,
+    ) -> Self {
+        let session = Self::build(record, false, false, clock, policy);
+        if rebound {
+            session.with_meta(|m| m.binding_set = true);
+        }
+        session
     }
 
     /// A new session tied to no store or request, with default expiry and the
@@ -266,7 +286,10 @@ impl<T: SessionData> Session<T> {
     /// Sets or clears the owner; [`crate::Sessions::revoke_owner`] then finds
     /// this session through the store's owner index.
     pub fn set_owner(&self, owner: Option<impl Into<String>>) {
-        self.shared.meta.lock().record.owner = owner.map(Into::into);
+        let mut m = self.shared.meta.lock();
+        m.record.owner = owner.map(Into::into);
+        m.owner_set = true;
+        drop(m);
         self.mark_dirty();
     }
 }
@@ -311,7 +334,7 @@ mod tests {
             &ExpiryPolicy::default(),
         );
         let loaded_id = rec.id;
-        let s = Session::loaded(rec, clock, ExpiryPolicy::default());
+        let s = Session::loaded(rec, clock, ExpiryPolicy::default(), false);
         s.regenerate_id();
         s.regenerate_id();
         assert_ne!(s.id(), loaded_id);

@@ -38,12 +38,34 @@ use crate::error::StoreError;
 use crate::events::{DeleteReason, EventKind};
 use crate::record::{Record, SessionData};
 use crate::session::Session;
-use crate::store::{Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store};
+use crate::store::{
+    MetaChanges, Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store,
+};
 
 enum Plan {
     Nothing(bool),
     Delete(Option<crate::SessionId>, Option<String>),
-    Save(Record<()>, SaveKind),
+    Save(Record<()>, SaveKind, Changes),
+}
+
+/// [`MetaChanges`] owned, for a save that outlives the session's lock.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    flash_taken: Vec<crate::flash::FlashMessage>,
+    flash_added: usize,
+    owner: bool,
+    binding: bool,
+}
+
+impl Changes {
+    fn borrowed(&self) -> MetaChanges<'_> {
+        MetaChanges {
+            flash_taken: &self.flash_taken,
+            flash_added: self.flash_added,
+            owner: self.owner,
+            binding: self.binding,
+        }
+    }
 }
 
 /// What to do with the session cookie once a request is done.
@@ -144,6 +166,7 @@ pub(crate) struct PendingSave<T> {
     record: Record<T>,
     base: Option<T>,
     kind: SaveKind,
+    changes: Changes,
     now: std::time::SystemTime,
 }
 
@@ -445,6 +468,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         if let Some(kind) = record.expired(clock.now()) {
             return Ok(Loaded::Expired(record, kind, print));
         }
+        let mut rebound = false;
         if let Some(print) = print {
             match &record.binding {
                 Some(bound) if bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {}
@@ -452,16 +476,22 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 // with the next write.
                 Some(bound) if self.bound_under_previous_key(bound, client) => {
                     record.binding = Some(print);
+                    rebound = true;
                 }
                 Some(_) => return Ok(Loaded::Mismatch(record, print)),
                 // Created before binding was turned on: bind it to this client
                 // (written with the session's next save).
-                None => record.binding = Some(print),
+                None => {
+                    record.binding = Some(print);
+                    rebound = true;
+                }
             }
         }
         cfg.callbacks
             .emit(EventKind::Loaded, record.owner.as_deref());
-        Ok(Loaded::Ready(Session::loaded(record, clock, cfg.expiry)))
+        Ok(Loaded::Ready(Session::loaded(
+            record, clock, cfg.expiry, rebound,
+        )))
     }
 
     /// Decides what a finished request means for the store.
@@ -493,6 +523,13 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             let mut meta = m.record.clone();
             // Unread flash from earlier requests stays; new flash goes after it.
             let mut flash = m.visible_flash[..m.incoming_flash].to_vec();
+            let changes = Changes {
+                // Taken, not cloned: a session is committed once.
+                flash_taken: std::mem::take(&mut m.flash_taken),
+                flash_added: meta.flash.len(),
+                owner: m.owner_set,
+                binding: m.binding_set,
+            };
             flash.append(&mut meta.flash);
             meta.flash = flash;
             let kind = if is_new {
@@ -502,7 +539,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             } else {
                 SaveKind::Update
             };
-            Plan::Save(meta, kind)
+            Plan::Save(meta, kind, changes)
         })
     }
 
@@ -611,7 +648,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
 
     fn commit_now(&self, session: &Session<T>, incoming: Option<&str>) -> CommitStep<T> {
         let now = self.config.clock.now();
-        let (meta, kind) = match self.plan(session, now) {
+        let (meta, kind, changes) = match self.plan(session, now) {
             Plan::Nothing(stale) => {
                 return CommitStep::Done(Ok(if stale {
                     CookieAction::Remove
@@ -620,7 +657,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                 }));
             }
             Plan::Delete(victim, owner) => return CommitStep::Io(Pending::Delete(victim, owner)),
-            Plan::Save(meta, kind) => (meta, kind),
+            Plan::Save(meta, kind, changes) => (meta, kind, changes),
         };
         // The data lock is held across a synchronous save (no await; nothing
         // the store runs can reach this session), so the data moves into the
@@ -635,6 +672,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             record: &record,
             base: cell.base.as_ref(),
             kind,
+            changes: changes.borrowed(),
         };
         match self.store.save_now(save) {
             Some(outcome) => {
@@ -653,6 +691,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     record,
                     base,
                     kind,
+                    changes,
                     now,
                 })))
             }
@@ -688,6 +727,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     record,
                     base,
                     kind,
+                    changes,
                     now,
                 } = *p;
                 let started = Instant::now();
@@ -695,6 +735,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     record: &record,
                     base: base.as_ref(),
                     kind,
+                    changes: changes.borrowed(),
                 });
                 let outcome = if tracing::enabled!(tracing::Level::DEBUG) {
                     save.instrument(tracing::debug_span!("sessionkit.store.save"))

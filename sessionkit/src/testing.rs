@@ -33,7 +33,7 @@ use crate::expiry::{to_millis, ExpiryPolicy};
 use crate::flash::FlashMessage;
 use crate::id::SessionId;
 use crate::record::Record;
-use crate::store::{QueryStore, Save, SaveKind, SaveOutcome, Store};
+use crate::store::{MetaChanges, QueryStore, Save, SaveKind, SaveOutcome, Store};
 
 /// The data type the suite stores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -71,6 +71,7 @@ async fn create<S: Store<TestData>>(store: &S, r: &Record<TestData>) -> String {
             record: r,
             base: None,
             kind: SaveKind::Create,
+            changes: MetaChanges::NONE,
         })
         .await
     {
@@ -166,6 +167,7 @@ pub mod cases {
             record: &r,
             base: None,
             kind: SaveKind::Create,
+            changes: MetaChanges::NONE,
         }) else {
             return; // the store always waits: nothing to compare
         };
@@ -182,6 +184,7 @@ pub mod cases {
             record: &r,
             base: None,
             kind: SaveKind::Update,
+            changes: MetaChanges::NONE,
         });
         let Some(Ok(out)) = updated else {
             panic!("update through save_now failed: {updated:?}");
@@ -207,6 +210,7 @@ pub mod cases {
                 record: &loaded,
                 base: Some(&base),
                 kind: SaveKind::Update,
+                changes: MetaChanges::NONE,
             })
             .await
             .unwrap();
@@ -238,6 +242,7 @@ pub mod server_cases {
                 record: &other,
                 base: None,
                 kind: SaveKind::Create,
+                changes: MetaChanges::NONE,
             })
             .await;
         assert!(
@@ -269,6 +274,7 @@ pub mod server_cases {
                 record: &loaded,
                 base: Some(&base),
                 kind: SaveKind::Update,
+                changes: MetaChanges::NONE,
             })
             .await;
         assert_eq!(out.unwrap(), SaveOutcome::Gone);
@@ -287,6 +293,7 @@ pub mod server_cases {
                 record: &loaded,
                 base: None,
                 kind: SaveKind::Regenerate { old },
+                changes: MetaChanges::NONE,
             })
             .await
             .unwrap();
@@ -313,6 +320,7 @@ pub mod server_cases {
                 record: &loaded,
                 base: None,
                 kind: SaveKind::Regenerate { old: r.id },
+                changes: MetaChanges::NONE,
             })
             .await
             .unwrap();
@@ -334,6 +342,7 @@ pub mod server_cases {
                 record: &a2,
                 base: Some(&a.data),
                 kind: SaveKind::Update,
+                changes: MetaChanges::NONE,
             })
             .await
             .unwrap();
@@ -342,6 +351,7 @@ pub mod server_cases {
                 record: &b2,
                 base: Some(&b.data),
                 kind: SaveKind::Update,
+                changes: MetaChanges::NONE,
             })
             .await
             .unwrap();
@@ -354,6 +364,100 @@ pub mod server_cases {
         );
     }
 
+    /// Two requests that loaded the same version: one read a flash message,
+    /// set another and changed the owner; the other, saving later, changed
+    /// only the data. The message read stays read, the one set stays set,
+    /// the owner stays changed, and both data changes survive.
+    pub async fn concurrent_flash_and_owner_changes_both_survive<S: Store<TestData>>(store: S) {
+        let note = |v: &str| FlashMessage {
+            key: "notice".into(),
+            value: v.into(),
+        };
+        let mut r = record(None);
+        r.flash.push(note("saved"));
+        let cookie = create(&store, &r).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        // A: read "saved", set "welcome", became ann's.
+        let mut a = loaded.clone();
+        a.flash = vec![note("welcome")];
+        a.owner = Some("ann".into());
+        a.data.counter = 10;
+        let taken = [note("saved")];
+        let a_changes = MetaChanges {
+            flash_taken: &taken,
+            flash_added: 1,
+            owner: true,
+            binding: false,
+        };
+        // B: changed only the data; "saved" is still unread in its copy.
+        let mut b = loaded.clone();
+        b.data.tags.push("b".into());
+        for (rec, changes) in [(&a, a_changes), (&b, MetaChanges::NONE)] {
+            let out = store
+                .save(Save {
+                    record: rec,
+                    base: Some(&loaded.data),
+                    kind: SaveKind::Update,
+                    changes,
+                })
+                .await
+                .unwrap();
+            assert!(out.is_saved(), "{out:?}");
+        }
+        let got = load(&store, &cookie).await.unwrap();
+        assert_eq!(
+            got.flash,
+            vec![note("welcome")],
+            "flash read came back or set was lost"
+        );
+        assert_eq!(got.owner.as_deref(), Some("ann"), "owner change lost");
+        assert_eq!(got.data.counter, 10);
+        assert_eq!(got.data.tags, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    /// A request regenerates the id of a session another request saved
+    /// since it loaded it: the other request's change moves to the new id.
+    pub async fn regenerate_keeps_a_concurrent_update<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let mut other = loaded.clone();
+        other.data.counter = 10;
+        other.owner = Some("bob".into());
+        store
+            .save(Save {
+                record: &other,
+                base: Some(&loaded.data),
+                kind: SaveKind::Update,
+                changes: MetaChanges {
+                    owner: true,
+                    ..MetaChanges::NONE
+                },
+            })
+            .await
+            .unwrap();
+        let mut moved = loaded.clone();
+        moved.id = SessionId::generate();
+        moved.data.name = Some("carol".into());
+        let out = store
+            .save(Save {
+                record: &moved,
+                base: Some(&loaded.data),
+                kind: SaveKind::Regenerate { old: loaded.id },
+                changes: MetaChanges::NONE,
+            })
+            .await
+            .unwrap();
+        let SaveOutcome::Saved(new_cookie) = out else {
+            panic!("regenerate must save: {out:?}")
+        };
+        assert!(load(&store, &cookie).await.is_none(), "old id must be dead");
+        let got = load(&store, &new_cookie).await.unwrap();
+        assert_eq!(got.data.counter, 10, "the other request's update was lost");
+        assert_eq!(got.data.name.as_deref(), Some("carol"));
+        assert_eq!(got.owner.as_deref(), Some("bob"));
+    }
+
     /// Session data and ids are not stored under the raw id (a dump yields no cookie).
     pub async fn versions_increase_on_every_write<S: Store<TestData>>(store: S) {
         let r = record(None);
@@ -364,6 +468,7 @@ pub mod server_cases {
                 record: &v1,
                 base: None,
                 kind: SaveKind::Update,
+                changes: MetaChanges::NONE,
             })
             .await
             .unwrap();
@@ -440,6 +545,10 @@ pub mod query_cases {
                 record: &loaded,
                 base: None,
                 kind: SaveKind::Update,
+                changes: MetaChanges {
+                    owner: true,
+                    ..MetaChanges::NONE
+                },
             })
             .await
             .unwrap();
@@ -447,6 +556,26 @@ pub mod query_cases {
         assert_eq!(store.by_owner(&bob).await.unwrap().len(), 1);
         assert_eq!(store.delete_owner(&alice).await.unwrap().len(), 0);
         assert!(load(&store, &cookie).await.is_some());
+    }
+
+    /// A session past its idle deadline is neither listed nor revoked
+    /// (counted) for its owner, whether or not the store removed it yet.
+    pub async fn expired_sessions_are_not_revoked<S: QueryStore<TestData>>(store: S) {
+        let owner = unique_owner();
+        let mut dying = record(Some(&owner));
+        dying.idle_deadline = SystemTime::now() + Duration::from_millis(300);
+        let live = record(Some(&owner));
+        create(&store, &dying).await;
+        let live_cookie = create(&store, &live).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.by_owner(&owner).await.unwrap().len(), 1);
+        let revoked = store.delete_owner(&owner).await.unwrap();
+        assert_eq!(
+            revoked.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![live.id],
+            "only the live session is revoked"
+        );
+        assert!(load(&store, &live_cookie).await.is_none());
     }
 
     /// Deleting a session removes it from its owner's index.
@@ -485,6 +614,8 @@ macro_rules! server_store_conformance_tests {
             regenerate_moves_the_session_to_a_new_id,
             regenerate_after_delete_is_gone,
             concurrent_updates_of_different_fields_both_survive,
+            concurrent_flash_and_owner_changes_both_survive,
+            regenerate_keeps_a_concurrent_update,
             versions_increase_on_every_write,
         ]);
     };
@@ -498,6 +629,7 @@ macro_rules! query_store_conformance_tests {
             find_count_and_bulk_delete,
             owner_index_lists_and_revokes,
             owner_change_moves_the_index_entry,
+            expired_sessions_are_not_revoked,
             deleted_sessions_leave_the_owner_index,
         ]);
     };

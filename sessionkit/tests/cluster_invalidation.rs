@@ -61,6 +61,7 @@ async fn save(store: &ClusteredStore<TestData>, r: &Record<TestData>, kind: Save
             record: r,
             base: None,
             kind,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap()

@@ -69,6 +69,7 @@ fn cache_and_bus_events_are_counted_without_ids() {
                 record: &r,
                 base: None,
                 kind: SaveKind::Create,
+                changes: sessionkit::store::MetaChanges::NONE,
             })
             .await
             .unwrap();

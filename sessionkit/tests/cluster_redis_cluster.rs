@@ -109,6 +109,7 @@ async fn stores_with_different_prefixes_spread_over_the_masters_and_count_sees_t
                     record: &r,
                     base: None,
                     kind: SaveKind::Create,
+                    changes: sessionkit::store::MetaChanges::NONE,
                 })
                 .await
                 .unwrap();
@@ -161,6 +162,7 @@ async fn a_logout_reaches_nodes_subscribed_through_other_cluster_masters() {
             record: &r,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap()

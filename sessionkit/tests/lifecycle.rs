@@ -162,6 +162,77 @@ async fn flash_set_now_is_read_on_the_next_request_once() {
 }
 
 #[tokio::test]
+async fn overlapping_requests_keep_each_others_flash_and_owner() {
+    // Two requests on one session, both loaded before either saved (a page
+    // and an XHR, say). The first reads the pending flash, sets a new one and
+    // logs the user in; the second, saving after it, changed only the data.
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.flash().set("notice", "saved")).await;
+    let cookie = cookie.as_deref();
+    let first = sessions.load(cookie).await.unwrap();
+    let second = sessions.load(cookie).await.unwrap();
+    assert_eq!(first.flash().take("notice").as_deref(), Some("saved"));
+    first.flash().set("notice", "welcome");
+    first.set_owner(Some("ann"));
+    sessions.commit(&first, cookie).await.unwrap();
+    second.data_mut().n = 5;
+    sessions.commit(&second, cookie).await.unwrap();
+
+    let s = sessions.load(cookie).await.unwrap();
+    let flash: Vec<_> = s.flash().take_all().into_iter().map(|f| f.value).collect();
+    assert_eq!(
+        flash,
+        ["welcome"],
+        "a read flash came back, or a set one was lost"
+    );
+    assert_eq!(s.owner().as_deref(), Some("ann"), "the login was undone");
+    assert_eq!(s.data().n, 5);
+    assert_eq!(sessions.by_owner("ann").await.unwrap().len(), 1);
+    sessions.commit(&s, cookie).await.unwrap();
+
+    // The same with take_all, and the later request setting flash of its own.
+    let (cookie, _) = request(&sessions, None, |s| s.flash().set("a", "1")).await;
+    let cookie = cookie.as_deref();
+    let first = sessions.load(cookie).await.unwrap();
+    let second = sessions.load(cookie).await.unwrap();
+    assert_eq!(first.flash().take_all().len(), 1);
+    sessions.commit(&first, cookie).await.unwrap();
+    second.flash().set("b", "2");
+    sessions.commit(&second, cookie).await.unwrap();
+    let s = sessions.load(cookie).await.unwrap();
+    let keys: Vec<_> = s.flash().take_all().into_iter().map(|f| f.key).collect();
+    assert_eq!(keys, ["b"]);
+}
+
+#[tokio::test]
+async fn a_regenerate_keeps_an_overlapping_requests_update() {
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    let cookie = cookie.as_deref();
+    let login = sessions.load(cookie).await.unwrap();
+    let other = sessions.load(cookie).await.unwrap();
+    other.data_mut().n = 7;
+    sessions.commit(&other, cookie).await.unwrap();
+    login.regenerate_id();
+    login.data_mut().user = Some("ann".into());
+    let CookieAction::Set { value, .. } = sessions.commit(&login, cookie).await.unwrap() else {
+        panic!("a regenerate sets a new cookie");
+    };
+    let s = sessions.load(Some(&value)).await.unwrap();
+    assert_eq!(
+        *s.data(),
+        Data {
+            user: Some("ann".into()),
+            n: 7
+        },
+        "the overlapping request's update was lost"
+    );
+    assert!(sessions.load(cookie).await.unwrap().is_new(), "old id dead");
+}
+
+#[tokio::test]
 async fn revoke_and_bulk_delete_fire_on_deleted_for_each_session() {
     let clock = ManualClock::new();
     let (sessions, log) = setup(&clock);

@@ -76,6 +76,7 @@ async fn a_dump_of_sealed_values_holds_no_data_no_owner_and_no_session_id() {
             record: &r,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap();
@@ -118,6 +119,7 @@ async fn values_sealed_under_another_key_or_written_plain_start_fresh() {
             record: &r,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap();
@@ -138,6 +140,7 @@ async fn values_sealed_under_another_key_or_written_plain_start_fresh() {
             record: &r2,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap();

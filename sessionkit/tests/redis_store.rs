@@ -77,6 +77,7 @@ async fn try_create(store: &RedisStore<Wide>, r: &Record<Wide>) -> Result<SaveOu
             record: r,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
 }
@@ -99,6 +100,7 @@ async fn update(
             record: mine,
             base: Some(base),
             kind: SaveKind::Update,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
 }
@@ -444,6 +446,44 @@ async fn stale_owner_index_entries_are_dropped_when_listing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_index_stays_bounded_when_sessions_expire_unlisted() {
+    // An owner who logs in again and again and never logs out (or an API
+    // client that never keeps its cookie): each session expires by TTL,
+    // nothing ever lists or revokes the owner, yet the set must not keep
+    // every dead session. Each new member checks three random others.
+    let server = shared();
+    let store = store_on(server).await;
+    let scard = || -> usize {
+        let reply = server
+            .command(&format!("SCARD {}", store.owner_key_of("busy-owner")))
+            .unwrap();
+        reply.trim().trim_start_matches(':').parse().unwrap()
+    };
+    // One long-lived session keeps the set itself alive (it expires with
+    // the owner's longest-lived session).
+    create(&store, &new_record(Some("busy-owner"))).await;
+    for _ in 0..200 {
+        let mut r = new_record(Some("busy-owner"));
+        r.idle_deadline = SystemTime::now() + Duration::from_millis(300);
+        create(&store, &r).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..200 {
+        create(&store, &new_record(Some("busy-owner"))).await;
+    }
+    // Without pruning: 401. With it, the 200 dead ones mostly gone (the
+    // expected remainder is a few; 50 leaves a wide margin for chance).
+    let card = scard();
+    assert!(
+        (201..251).contains(&card),
+        "{card} members for 201 live sessions"
+    );
+    // Nothing live was dropped: every live session is listed and revoked.
+    assert_eq!(store.by_owner("busy-owner").await.unwrap().len(), 201);
+    assert_eq!(store.delete_owner("busy-owner").await.unwrap().len(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerate_moves_the_owner_index_entry_to_the_new_id() {
     let store = store_on(shared()).await;
     let r = new_record(Some("regen-owner"));
@@ -455,6 +495,7 @@ async fn regenerate_moves_the_owner_index_entry_to_the_new_id() {
             record: &loaded,
             base: None,
             kind: SaveKind::Regenerate { old: r.id },
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap();
@@ -487,6 +528,7 @@ async fn a_corrupt_stored_value_is_an_error_never_a_panic_and_is_not_overwritten
             record: &r,
             base: None,
             kind: SaveKind::Update,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await;
     assert!(matches!(out, Err(StoreError::Decode(_))), "{out:?}");
@@ -610,6 +652,7 @@ async fn the_store_recovers_after_redis_restarts_and_loses_its_scripts() {
                 record: &r,
                 base: None,
                 kind: SaveKind::Create,
+                changes: sessionkit::store::MetaChanges::NONE,
             })
             .await
         {
@@ -740,6 +783,7 @@ async fn a_lazy_store_starts_while_redis_is_down_and_works_once_it_is_up() {
                 record: &r,
                 base: None,
                 kind: SaveKind::Create,
+                changes: sessionkit::store::MetaChanges::NONE,
             })
             .await;
         match save {

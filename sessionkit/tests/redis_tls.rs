@@ -119,6 +119,7 @@ async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
             record: &r,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await
         .unwrap();

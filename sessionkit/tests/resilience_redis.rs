@@ -508,6 +508,7 @@ async fn saves_whose_first_attempt_landed_during_a_hang_are_reported_as_saved() 
             record: &record,
             base: None,
             kind: SaveKind::Create,
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await;
     resumed.await.unwrap();
@@ -555,6 +556,7 @@ async fn saves_whose_first_attempt_landed_during_a_hang_are_reported_as_saved() 
             record: &record,
             base: None,
             kind: SaveKind::Regenerate { old },
+            changes: sessionkit::store::MetaChanges::NONE,
         })
         .await;
     resumed.await.unwrap();

@@ -371,7 +371,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
-        let Save { record, base, kind } = save;
+        let (record, kind) = (save.record, save.kind);
         let policy = Policy {
             retry: self.shared.config.retry_saves,
             ..Policy::full("save")
@@ -381,7 +381,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
             .shared
             .run(policy, || {
                 attempts.fetch_add(1, Ordering::Relaxed);
-                self.inner.save(Save { record, base, kind })
+                self.inner.save(save)
             })
             .await;
         if attempts.load(Ordering::Relaxed) < 2 {

@@ -42,6 +42,7 @@ async fn create(s: &impl Store<Data>, r: &Record<Data>) -> Result<SaveOutcome, S
         record: r,
         base: None,
         kind: SaveKind::Create,
+        changes: crate::store::MetaChanges::NONE,
     })
     .await
 }
@@ -199,6 +200,7 @@ async fn a_regenerate_whose_reply_was_lost_is_reported_as_saved() {
             record: &moved,
             base: None,
             kind: SaveKind::Regenerate { old: old.id },
+            changes: crate::store::MetaChanges::NONE,
         })
         .await
         .unwrap();
@@ -221,6 +223,7 @@ async fn an_update_whose_reply_was_lost_is_repeated_harmlessly() {
             record: &changed,
             base: Some(&loaded.data),
             kind: SaveKind::Update,
+            changes: crate::store::MetaChanges::NONE,
         })
         .await
         .unwrap();

@@ -495,6 +495,7 @@ mod tests {
             record,
             base: None,
             kind,
+            changes: crate::store::MetaChanges::NONE,
         }) {
             Ok(SaveOutcome::Saved(value)) => value,
             other => panic!("save failed: {other:?}"),
@@ -613,6 +614,7 @@ mod tests {
                     record: &record,
                     base: None,
                     kind: crate::store::SaveKind::Create,
+                    changes: crate::store::MetaChanges::NONE,
                 })
                 .await
                 .unwrap()

@@ -54,7 +54,6 @@ use crate::error::StoreError;
 use crate::expiry::{Clock, SystemClock};
 use crate::flash::FlashMessage;
 use crate::id::SessionId;
-use crate::merge::reapply_changes;
 use crate::record::{Record, SessionData};
 use crate::store::background::spawn_flagged;
 use crate::store::{QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store};
@@ -678,44 +677,57 @@ impl<T: SessionData> MemoryStore<T> {
                 Ok(SaveOutcome::Saved(rec.id.encode()))
             }
             SaveKind::Update => {
-                let old_owner = {
+                let (old_owner, merged) = {
                     let mut map = inner.shards[inner.shard(&rec.id)].lock();
                     let updated = map.update(&rec.id, |current| {
-                        let data = if current.version == rec.version {
-                            rec.data.clone()
-                        } else {
-                            // Someone saved since we loaded: keep their data and
-                            // reapply only what this request changed.
-                            match save.base {
-                                Some(base) => reapply_changes(base, &rec.data, &current.data),
-                                None => current.data.clone(),
-                            }
-                        };
+                        let version = current.version + 1;
+                        if current.version == rec.version {
+                            let old_owner = current.take_owner();
+                            *current = Stored::new(rec, rec.data.clone(), version);
+                            return (old_owner, None);
+                        }
+                        // Someone saved since we loaded: keep what they wrote
+                        // and reapply only what this request changed.
+                        let merged = save.merged_onto(current.to_record(rec.id));
                         let old_owner = current.take_owner();
-                        *current = Stored::new(rec, data, current.version + 1);
-                        old_owner
+                        *current = Stored::new(&merged, merged.data.clone(), version);
+                        // Boxed: the common path moves one word, not a record.
+                        (old_owner, Some(Box::new(merged)))
                     });
-                    let Some(old_owner) = updated else {
+                    let Some(updated) = updated else {
                         return Ok(SaveOutcome::Gone);
                     };
-                    old_owner
+                    updated
                 };
-                inner.reindex(rec.id, old_owner.as_deref(), rec.owner.as_deref());
+                let written = merged.as_deref().unwrap_or(rec);
+                inner.reindex(rec.id, old_owner.as_deref(), written.owner.as_deref());
                 Ok(SaveOutcome::Kept)
             }
             SaveKind::Regenerate { old } => {
                 let (a, b) = (inner.shard(&old), inner.shard(&rec.id));
+                // The record to write under the new id: this request's, or,
+                // when someone saved since we loaded, theirs with this
+                // request's changes reapplied (as for an update).
+                let write = |map: &mut Shard<T>, old_rec: &Stored<T>| -> Option<Box<Record<T>>> {
+                    let version = old_rec.version + 1;
+                    if old_rec.version == rec.version {
+                        map.insert(rec.id, Stored::new(rec, rec.data.clone(), version));
+                        return None;
+                    }
+                    let merged = save.merged_onto(old_rec.to_record(old));
+                    map.insert(rec.id, Stored::new(&merged, merged.data.clone(), version));
+                    Some(Box::new(merged))
+                };
                 // Lock both shards (in index order) so no reader sees neither
                 // or both records.
-                let (old_rec, dropped) = if a == b {
+                let (old_rec, merged, dropped) = if a == b {
                     let mut map = inner.shards[a].lock();
                     let Some(old_rec) = map.swap_remove(&old) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(&mut map);
-                    let version = old_rec.version + 1;
-                    map.insert(rec.id, Stored::new(rec, rec.data.clone(), version));
-                    (old_rec, dropped)
+                    let merged = write(&mut map, &old_rec);
+                    (old_rec, merged, dropped)
                 } else {
                     let (first, second) = (a.min(b), a.max(b));
                     let mut g1 = inner.shards[first].lock();
@@ -729,14 +741,13 @@ impl<T: SessionData> MemoryStore<T> {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(new_map);
-                    let version = old_rec.version + 1;
-                    new_map.insert(rec.id, Stored::new(rec, rec.data.clone(), version));
-                    (old_rec, dropped)
+                    let merged = write(new_map, &old_rec);
+                    (old_rec, merged, dropped)
                 };
                 if let Some(o) = old_rec.owner() {
                     inner.index_remove(o, &old);
                 }
-                if let Some(n) = &rec.owner {
+                if let Some(n) = &merged.as_deref().unwrap_or(rec).owner {
                     inner.index_add(n, rec.id);
                 }
                 for (id, s) in &dropped {
@@ -835,11 +846,17 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
             .remove(owner)
             .unwrap_or_default();
         let mut removed = Vec::with_capacity(ids.len());
+        let now = self.inner.clock.now();
         for id in ids {
             let mut map = self.inner.shards[self.inner.shard(&id)].lock();
             // The index can briefly hold an id whose owner changed; only
-            // delete records that still belong to this owner.
-            if map.stored(&id).is_some_and(|s| s.owner() == Some(owner)) {
+            // delete records that still belong to this owner. An expired
+            // one is not revoked (it is dead already): the sweeper removes
+            // it and reports it as expired, as `by_owner` does not list it.
+            if map
+                .stored(&id)
+                .is_some_and(|s| s.owner() == Some(owner) && !s.expired(now))
+            {
                 map.swap_remove(&id);
                 removed.push(Removed {
                     id,
@@ -873,6 +890,7 @@ mod tests {
             record: &record,
             base: None,
             kind: SaveKind::Create,
+            changes: crate::store::MetaChanges::NONE,
         });
         assert!(matches!(saved, Ok(SaveOutcome::Saved(_))), "{saved:?}");
     }

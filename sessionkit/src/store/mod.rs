@@ -61,6 +61,111 @@ pub struct Save<'a, T> {
     pub base: Option<&'a T>,
     /// Create, update or regenerate.
     pub kind: SaveKind,
+    /// What this request changed besides the data (flash, owner, binding):
+    /// on a version conflict [`Save::merged_onto`] applies only these onto
+    /// the latest record. [`MetaChanges::NONE`] for a write that changed none.
+    pub changes: MetaChanges<'a>,
+}
+
+/// What one request changed in a session besides its data, so that a store
+/// that finds a newer version stored ([`Save::merged_onto`]) keeps what the
+/// other request did to them: a flash message it read stays read, one it set
+/// stays set, an owner it changed stays changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetaChanges<'a> {
+    /// Stored flash messages this request read (and so consumed).
+    pub flash_taken: &'a [crate::flash::FlashMessage],
+    /// How many messages at the end of the record's `flash` this request set.
+    pub flash_added: usize,
+    /// This request set the owner.
+    pub owner: bool,
+    /// This request set the client binding.
+    pub binding: bool,
+}
+
+impl MetaChanges<'_> {
+    /// Nothing changed besides the data.
+    pub const NONE: MetaChanges<'static> = MetaChanges {
+        flash_taken: &[],
+        flash_added: 0,
+        owner: false,
+        binding: false,
+    };
+}
+
+impl<T: SessionData> Save<'_, T> {
+    /// The record to write when `latest` (under this session's loaded id, or
+    /// the `old` one of a regenerate) was stored since this request loaded
+    /// the session: `latest` with this request's changes applied. The data
+    /// by [`crate::merge::reapply_changes`] (the latest data when this request
+    /// changed none); flash messages this request read are dropped from the
+    /// latest ones and those it set appended; owner and binding are this
+    /// request's if it set them, else the latest; activity times the later
+    /// of the two. Id, creation time and absolute deadline are this
+    /// request's (a regenerate moves the session to its new id). The
+    /// version is this request's: a store writes the next one after
+    /// `latest.version`.
+    ///
+    /// ```
+    /// use sessionkit::flash::FlashMessage;
+    /// use sessionkit::store::{MetaChanges, Save, SaveKind};
+    /// use sessionkit::expiry::ExpiryPolicy;
+    /// use sessionkit::{Record, SessionId};
+    ///
+    /// let note = |v: &str| FlashMessage { key: "notice".into(), value: v.into() };
+    /// let loaded = Record::new(SessionId::generate(), 1u32, std::time::SystemTime::now(), &ExpiryPolicy::default());
+    /// // Another request set a flash message and the owner meanwhile…
+    /// let mut latest = loaded.clone();
+    /// latest.flash.push(note("welcome"));
+    /// latest.owner = Some("ann".into());
+    /// latest.version = 1;
+    /// // …while this one changed only the data.
+    /// let mut mine = loaded.clone();
+    /// mine.data = 2;
+    /// let save = Save { record: &mine, base: Some(&1), kind: SaveKind::Update, changes: MetaChanges::NONE };
+    /// let merged = save.merged_onto(latest);
+    /// assert_eq!((merged.data, merged.owner.as_deref()), (2, Some("ann")));
+    /// assert_eq!(merged.flash, [note("welcome")]);
+    /// ```
+    pub fn merged_onto(&self, latest: Record<T>) -> Record<T> {
+        let mine = self.record;
+        let changes = &self.changes;
+        let data = match self.base {
+            Some(base) => crate::merge::reapply_changes(base, &mine.data, &latest.data),
+            None => latest.data,
+        };
+        let mut flash = latest.flash;
+        for taken in changes.flash_taken {
+            if let Some(i) = flash.iter().position(|f| f == taken) {
+                flash.remove(i);
+            }
+        }
+        let added = changes.flash_added.min(mine.flash.len());
+        flash.extend_from_slice(&mine.flash[mine.flash.len() - added..]);
+        Record {
+            id: mine.id,
+            data,
+            flash,
+            created_at: mine.created_at,
+            last_access: mine.last_access.max(latest.last_access),
+            idle_deadline: mine
+                .idle_deadline
+                .max(latest.idle_deadline)
+                .min(mine.absolute_deadline),
+            absolute_deadline: mine.absolute_deadline,
+            owner: if changes.owner {
+                mine.owner.clone()
+            } else {
+                latest.owner
+            },
+            binding: if changes.binding {
+                mine.binding.clone()
+            } else {
+                latest.binding
+            },
+            version: mine.version,
+        }
+    }
 }
 
 impl<T> Clone for Save<'_, T> {

@@ -17,12 +17,31 @@ local function owner_key(prefix, owner)
   return prefix .. 'owner:' .. owner
 end
 
+-- A session that expires stays in its owner's set: Redis drops the key and
+-- cannot tell the set. So whenever a set gains a member (a login, a new
+-- session of a known owner), up to three random other members are checked
+-- and dropped if their session is gone. The dead share of a set then stays
+-- around a third or less, however long its owner keeps logging in without
+-- logging out, at a cost of three EXISTS per new member (no cost on the
+-- updates of a session already indexed). Call it after the new member's
+-- session is written. SRANDMEMBER in a script that writes needs effects
+-- replication: the default since Redis 5, the only mode since Redis 7.
+local function prune_index(prefix, key, member)
+  for _, other in ipairs(redis.call('SRANDMEMBER', key, 3)) do
+    if other ~= member and redis.call('EXISTS', prefix .. other) == 0 then
+      redis.call('SREM', key, other)
+    end
+  end
+end
+
 -- Adds a session to its owner's set and makes the set live at least as long
 -- as this session (the set expires with the longest-lived of its sessions).
 local function index_add(prefix, owner, member, ttl_ms)
   if owner == '' then return end
   local key = owner_key(prefix, owner)
-  redis.call('SADD', key, member)
+  if redis.call('SADD', key, member) == 1 then
+    prune_index(prefix, key, member)
+  end
   if redis.call('PTTL', key) < tonumber(ttl_ms) then
     redis.call('PEXPIRE', key, ttl_ms)
   end

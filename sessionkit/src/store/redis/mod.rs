@@ -26,6 +26,13 @@
 //! - Each owner has a set `<prefix>owner:<sha256(owner) hex>` of its sessions'
 //!   key hashes, written by the same script as the session (so the two never
 //!   disagree for long), expiring with the owner's longest-lived session.
+//!   A session that expires leaves its member behind (Redis cannot tell the
+//!   set); whenever a set gains a member, the script checks three random
+//!   others and drops those whose session is gone, so an owner who logs in
+//!   for years without logging out keeps a set of about their live sessions
+//!   (the dead share stays around a third or less), and listing or revoking
+//!   stays O(their sessions). Needs Redis 5 or later (effects replication of
+//!   scripts).
 //!
 //! # Round trips
 //! - **load** is one `GET`. The cookie value is parsed as a [`SessionId`]
@@ -49,8 +56,9 @@
 //! # Concurrent updates
 //! The script writes only if the stored version equals the version this
 //! request loaded. On a mismatch it returns the current value instead; the
-//! store then reapplies this request's changed top-level fields onto it with
-//! [`crate::merge::reapply_changes`] and tries again (up to
+//! store then reapplies this request's changes onto it with
+//! [`Save::merged_onto`] (the changed top-level data fields, flash messages
+//! read and set, owner and binding if set) and tries again (up to
 //! [`RedisStoreBuilder::max_merge_retries`] times). The common path stays one
 //! command. When two requests change the same field, the last writer wins.
 //!
@@ -136,7 +144,6 @@ use sha2::{Digest, Sha256};
 use crate::error::StoreError;
 use crate::expiry::{Clock, SystemClock};
 use crate::id::SessionId;
-use crate::merge::reapply_changes;
 use crate::record::{Record, SessionData};
 use crate::store::{Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store};
 
@@ -1072,16 +1079,11 @@ impl<T: SessionData> RedisStore<T> {
                     ))
                 }
                 Reply::Conflict(current) => {
-                    // Another request saved since we loaded: keep its data and
-                    // reapply only what this request changed.
+                    // Another request saved since we loaded: keep what it
+                    // wrote and reapply only what this request changed.
                     let latest = self.decode(&current, None)?;
-                    let mut next = save.record.clone();
-                    next.data = match save.base {
-                        Some(base) => reapply_changes(base, &save.record.data, &latest.data),
-                        None => latest.data,
-                    };
                     expected = latest.version;
-                    merged = Some(next);
+                    merged = Some(save.merged_onto(latest));
                 }
             }
         }

@@ -19,7 +19,8 @@
 -- prelude: defining its helper functions on each run (a closure each) and
 -- building the value here cost Redis about 0.5 us of the ~3.7 us this script
 -- took per write (redis-benchmark, bench/runs/lua-script-cost-2026-12-04).
--- What it inlines is index.lua's parse_header, index_remove and index_add,
+-- What it inlines is index.lua's parse_header, index_remove and index_add
+-- (with prune_index),
 -- with the same rules; keep them in step.
 local current = redis.call('GET', KEYS[1])
 if not current then return {0} end
@@ -32,7 +33,14 @@ if old_owner ~= ARGV[2] and old_owner ~= '' then
 end
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. 'owner:' .. ARGV[2]
-  redis.call('SADD', key, ARGV[4])
+  if redis.call('SADD', key, ARGV[4]) == 1 then
+    -- index.lua's prune_index: a new member checks three others.
+    for _, other in ipairs(redis.call('SRANDMEMBER', key, 3)) do
+      if other ~= ARGV[4] and redis.call('EXISTS', ARGV[1] .. other) == 0 then
+        redis.call('SREM', key, other)
+      end
+    end
+  end
   if redis.call('PTTL', key) < tonumber(ARGV[3]) then
     redis.call('PEXPIRE', key, ARGV[3])
   end
