@@ -668,39 +668,42 @@ impl<T: SessionData> MemoryStore<T> {
                     }
                     let dropped = inner.make_room(&mut map);
                     map.insert(rec.id, Stored::new(rec, rec.data.clone(), 1));
+                    // Under the lock (see the update).
+                    inner.reindex(rec.id, None, rec.owner.as_deref());
                     dropped
                 };
                 for (id, s) in &dropped {
                     inner.removed(id, s);
                 }
-                inner.reindex(rec.id, None, rec.owner.as_deref());
                 Ok(SaveOutcome::Saved(rec.id.encode()))
             }
             SaveKind::Update => {
-                let (old_owner, merged) = {
-                    let mut map = inner.shards[inner.shard(&rec.id)].lock();
-                    let updated = map.update(&rec.id, |current| {
-                        let version = current.version + 1;
-                        if current.version == rec.version {
-                            let old_owner = current.take_owner();
-                            *current = Stored::new(rec, rec.data.clone(), version);
-                            return (old_owner, None);
-                        }
-                        // Someone saved since we loaded: keep what they wrote
-                        // and reapply only what this request changed.
-                        let merged = save.merged_onto(current.to_record(rec.id));
+                let mut map = inner.shards[inner.shard(&rec.id)].lock();
+                let updated = map.update(&rec.id, |current| {
+                    let version = current.version + 1;
+                    if current.version == rec.version {
                         let old_owner = current.take_owner();
-                        *current = Stored::new(&merged, merged.data.clone(), version);
-                        // Boxed: the common path moves one word, not a record.
-                        (old_owner, Some(Box::new(merged)))
-                    });
-                    let Some(updated) = updated else {
-                        return Ok(SaveOutcome::Gone);
-                    };
-                    updated
+                        *current = Stored::new(rec, rec.data.clone(), version);
+                        return (old_owner, None);
+                    }
+                    // Someone saved since we loaded: keep what they wrote
+                    // and reapply only what this request changed.
+                    let merged = save.merged_onto(current.to_record(rec.id));
+                    let old_owner = current.take_owner();
+                    *current = Stored::new(&merged, merged.data.clone(), version);
+                    // Boxed: the common path moves one word, not a record.
+                    (old_owner, Some(Box::new(merged)))
+                });
+                let Some((old_owner, merged)) = updated else {
+                    return Ok(SaveOutcome::Gone);
                 };
                 let written = merged.as_deref().unwrap_or(rec);
+                // Under the record's lock, like every index change that
+                // follows a write: two saves that change the owner cannot
+                // apply their index changes in the other order, and a delete
+                // cannot slip between a write and its index entry.
                 inner.reindex(rec.id, old_owner.as_deref(), written.owner.as_deref());
+                drop(map);
                 Ok(SaveOutcome::Kept)
             }
             SaveKind::Regenerate { old } => {
@@ -718,16 +721,25 @@ impl<T: SessionData> MemoryStore<T> {
                     map.insert(rec.id, Stored::new(&merged, merged.data.clone(), version));
                     Some(Box::new(merged))
                 };
+                // The index follows, still under the lock (see the update).
+                let move_index = |old_rec: &Stored<T>, merged: Option<Box<Record<T>>>| {
+                    if let Some(o) = old_rec.owner() {
+                        inner.index_remove(o, &old);
+                    }
+                    if let Some(n) = &merged.as_deref().unwrap_or(rec).owner {
+                        inner.index_add(n, rec.id);
+                    }
+                };
                 // Lock both shards (in index order) so no reader sees neither
                 // or both records.
-                let (old_rec, merged, dropped) = if a == b {
+                let dropped = if a == b {
                     let mut map = inner.shards[a].lock();
                     let Some(old_rec) = map.swap_remove(&old) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(&mut map);
-                    let merged = write(&mut map, &old_rec);
-                    (old_rec, merged, dropped)
+                    move_index(&old_rec, write(&mut map, &old_rec));
+                    dropped
                 } else {
                     let (first, second) = (a.min(b), a.max(b));
                     let mut g1 = inner.shards[first].lock();
@@ -741,15 +753,9 @@ impl<T: SessionData> MemoryStore<T> {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(new_map);
-                    let merged = write(new_map, &old_rec);
-                    (old_rec, merged, dropped)
+                    move_index(&old_rec, write(new_map, &old_rec));
+                    dropped
                 };
-                if let Some(o) = old_rec.owner() {
-                    inner.index_remove(o, &old);
-                }
-                if let Some(n) = &merged.as_deref().unwrap_or(rec).owner {
-                    inner.index_add(n, rec.id);
-                }
                 for (id, s) in &dropped {
                     inner.removed(id, s);
                 }
@@ -781,10 +787,13 @@ impl<T: SessionData> Store<T> for MemoryStore<T> {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let inner = &self.inner;
-        let removed = inner.shards[inner.shard(id)].lock().swap_remove(id);
+        let mut map = inner.shards[inner.shard(id)].lock();
+        let removed = map.swap_remove(id);
         if let Some(o) = removed.as_ref().and_then(Stored::owner) {
+            // Under the record's lock (see the update in `save_sync`).
             inner.index_remove(o, id);
         }
+        drop(map);
         Ok(removed.is_some())
     }
 
@@ -907,6 +916,60 @@ mod tests {
             .clock(clock.clone());
         builder.sample = sample;
         builder.build()
+    }
+
+    /// Which owners' index sets hold `id`.
+    fn indexed_under(store: &MemoryStore<u32>, id: SessionId, owners: &[&str]) -> Vec<String> {
+        owners
+            .iter()
+            .filter(|o| {
+                store
+                    .inner
+                    .owner_shard(o)
+                    .lock()
+                    .get(**o)
+                    .is_some_and(|set| set.contains(&id))
+            })
+            .map(|o| o.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_index_follows_concurrent_owner_changes_in_the_order_they_were_written() {
+        // Two threads hand one session to "ann" and to "bob" at once; the
+        // index must then name the owner the record holds, and only it. Index changes made after the record's lock was released
+        // could land in the other order and leave it under neither.
+        let clock = ManualClock::new();
+        let store = MemoryStore::<u32>::builder().clock(clock.clone()).build();
+        let id = SessionId::generate();
+        create(&store, id, &clock, 600);
+        // An inconsistency heals with the next owner change, so each round
+        // is one change per thread, started together, then checked.
+        let start = std::sync::Barrier::new(2);
+        for _ in 0..2000 {
+            std::thread::scope(|scope| {
+                for owner in ["ann", "bob"] {
+                    let (store, start) = (&store, &start);
+                    scope.spawn(move || {
+                        let mut rec = store.load_sync(&id.encode()).unwrap();
+                        rec.owner = Some(owner.into());
+                        start.wait();
+                        let saved = store.save_sync(Save {
+                            record: &rec,
+                            base: None,
+                            kind: SaveKind::Update,
+                            changes: crate::store::MetaChanges {
+                                owner: true,
+                                ..crate::store::MetaChanges::NONE
+                            },
+                        });
+                        assert!(matches!(saved, Ok(SaveOutcome::Kept)), "{saved:?}");
+                    });
+                }
+            });
+            let owner = store.load_sync(&id.encode()).unwrap().owner.unwrap();
+            assert_eq!(indexed_under(&store, id, &["ann", "bob"]), [owner]);
+        }
     }
 
     #[test]
