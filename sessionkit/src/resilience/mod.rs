@@ -253,9 +253,12 @@ impl Guard {
         Fut: Future<Output = Result<R, StoreError>>,
     {
         let cfg = &self.config;
+        // A bound too far away to represent (say `Duration::MAX` for "no
+        // overall bound") is no bound, not a panic.
         let deadline = policy
             .timeout
-            .then(|| Instant::now() + cfg.operation_timeout);
+            .then(|| Instant::now().checked_add(cfg.operation_timeout))
+            .flatten();
         self.budget.deposit();
         let attempts = if policy.retry { cfg.max_attempts } else { 1 };
         let attempt = || {
@@ -271,7 +274,8 @@ impl Guard {
             .when(StoreError::is_transient)
             .adjust(|_, next| {
                 let delay = next?;
-                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                let resume = Instant::now().checked_add(delay);
+                if deadline.is_some_and(|d| resume.is_none_or(|r| r >= d)) {
                     return None;
                 }
                 if !self.budget.withdraw() {

@@ -233,6 +233,56 @@ async fn an_update_whose_reply_was_lost_is_repeated_harmlessly() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_that_set_flash_whose_reply_was_lost_sets_it_once() {
+    // The repeat finds its own first attempt stored (a version conflict)
+    // and merges onto it: the flash message it set must not be added twice,
+    // nor the one it read come back.
+    let (s, switch) = store(config());
+    let note = |v: &str| crate::flash::FlashMessage {
+        key: "notice".into(),
+        value: v.into(),
+    };
+    let mut r = record(&["a"]);
+    r.flash.push(note("saved"));
+    create(&s, &r).await.unwrap();
+    let loaded = s.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut changed = loaded.clone();
+    changed.flash = vec![note("welcome")];
+    let taken = [note("saved")];
+    switch.set_for(Fault::LoseReply, 1);
+    let out = s
+        .save(Save {
+            record: &changed,
+            base: None,
+            kind: SaveKind::Update,
+            changes: crate::store::MetaChanges {
+                flash_taken: &taken,
+                flash_added: 1,
+                ..crate::store::MetaChanges::NONE
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Kept);
+    let stored = s.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!(stored.flash, vec![note("welcome")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bounds_too_large_to_represent_mean_no_bound_not_a_panic() {
+    let (s, switch) = store(
+        config()
+            .attempt_timeout(Duration::MAX)
+            .operation_timeout(Duration::MAX)
+            .backoff(Duration::from_millis(5), Duration::MAX),
+    );
+    switch.set_for(Fault::Unavailable, 2);
+    let r = record(&["a"]);
+    create(&s, &r).await.unwrap();
+    assert!(s.load(&r.id.encode()).await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
 async fn saves_are_not_retried_when_retry_saves_is_off() {
     let (s, switch) = store(config().retry_saves(false));
     switch.set_for(Fault::Unavailable, 1);

@@ -99,7 +99,9 @@ impl<T: SessionData> Save<'_, T> {
     /// the session: `latest` with this request's changes applied. The data
     /// by [`crate::merge::reapply_changes`] (the latest data when this request
     /// changed none); flash messages this request read are dropped from the
-    /// latest ones and those it set appended; owner and binding are this
+    /// latest ones and those it set appended (unless the latest ones already
+    /// end with them: this save, applied before its reply was lost, and now
+    /// repeated); owner and binding are this
     /// request's if it set them, else the latest; activity times the later
     /// of the two. Id, creation time and absolute deadline are this
     /// request's (a regenerate moves the session to its new id). The
@@ -141,7 +143,14 @@ impl<T: SessionData> Save<'_, T> {
             }
         }
         let added = changes.flash_added.min(mine.flash.len());
-        flash.extend_from_slice(&mine.flash[mine.flash.len() - added..]);
+        let added = &mine.flash[mine.flash.len() - added..];
+        // `latest` may be this very save, applied once already (a retry
+        // after a lost reply): its messages then end the list. Appending
+        // them again would show each twice; an identical run set by
+        // another request is shown once, the lesser harm.
+        if !flash.ends_with(added) {
+            flash.extend_from_slice(added);
+        }
         Record {
             id: mine.id,
             data,
