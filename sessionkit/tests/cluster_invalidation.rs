@@ -148,6 +148,68 @@ async fn a_logout_on_one_node_is_rejected_by_the_others_within_a_measured_bound(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_whose_reply_never_came_leaves_nothing_stale_on_the_writer() {
+    // The writer's call is cancelled (its request went away) while Redis is
+    // stopped; once resumed, Redis runs the queued script (the session is
+    // deleted, or regenerated away, and the other nodes are told). The
+    // writer skips its own invalidations, so it must not keep what it had
+    // cached.
+    let server = RedisServer::start().unwrap();
+    let nodes = fleet(&server).await;
+    let [a, b, c] = &nodes;
+    let cancelled = |ended_by_itself: bool| {
+        server.resume().unwrap();
+        assert!(!ended_by_itself, "Redis is stopped: the call cannot end");
+    };
+
+    // Redis must know the scripts already: a first use answers NOSCRIPT
+    // and the store then sends the script itself, after the cancel.
+    let warm = login_and_warm(&nodes, None).await;
+    let mut moved = warm.clone();
+    moved.id = SessionId::generate();
+    save(a, &moved, SaveKind::Regenerate { old: warm.id }).await;
+    a.delete(&moved.id).await.unwrap();
+
+    // A logout through A.
+    let r = login_and_warm(&nodes, None).await;
+    server.pause().unwrap();
+    cancelled(
+        tokio::time::timeout(Duration::from_millis(200), a.delete(&r.id))
+            .await
+            .is_ok(),
+    );
+    until_forgotten(&[b, c], &r.id).await;
+    assert!(
+        !a.is_cached(&r.id),
+        "the writer still caches a deleted session"
+    );
+    for n in [a, b, c] {
+        assert!(n.load(&r.id.encode()).await.unwrap().is_none());
+    }
+
+    // A regenerate through A: the old id must not live on in A's cache.
+    let r = login_and_warm(&nodes, None).await;
+    let mut moved = a.load(&r.id.encode()).await.unwrap().unwrap();
+    moved.id = SessionId::generate();
+    let regenerate = a.save(Save {
+        record: &moved,
+        base: None,
+        kind: SaveKind::Regenerate { old: r.id },
+        changes: sessionkit::store::MetaChanges::NONE,
+    });
+    server.pause().unwrap();
+    cancelled(
+        tokio::time::timeout(Duration::from_millis(200), regenerate)
+            .await
+            .is_ok(),
+    );
+    until_forgotten(&[b, c], &r.id).await;
+    assert!(!a.is_cached(&r.id), "the writer still caches the old id");
+    assert!(a.load(&r.id.encode()).await.unwrap().is_none());
+    assert!(b.load(&moved.id.encode()).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn updates_revokes_bulk_deletes_and_regenerations_reach_the_other_nodes() {
     let server = RedisServer::start().unwrap();
     let nodes = fleet(&server).await;

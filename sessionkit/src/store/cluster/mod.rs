@@ -542,6 +542,31 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     }
 }
 
+/// Forgets cache entries when dropped, unless [`ForgetUnlessKnown::known`]
+/// was called: a write whose outcome this node does not know (an error, a
+/// reply that never came, a call cancelled with its request) may have
+/// changed the session in Redis, and this node skips its own invalidations,
+/// so nothing else would drop what it has cached.
+struct ForgetUnlessKnown<'a, T: SessionData> {
+    cache: &'a LocalCache<T>,
+    keys: [Option<KeyHash>; 2],
+}
+
+impl<T: SessionData> ForgetUnlessKnown<'_, T> {
+    /// The outcome is known: the caller updates the cache itself.
+    fn known(mut self) {
+        self.keys = [None, None];
+    }
+}
+
+impl<T: SessionData> Drop for ForgetUnlessKnown<'_, T> {
+    fn drop(&mut self) {
+        for key in self.keys.iter().flatten() {
+            self.cache.forget(*key);
+        }
+    }
+}
+
 /// The cache key: SHA-256 of the id, the same hash as
 /// [`SessionId::storage_key`] (as bytes, not hex).
 fn key_hash(id: &SessionId) -> KeyHash {
@@ -586,6 +611,16 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         let kind = save.kind;
         let key = key_hash(&record.id);
         let ticket = self.cache.ticket(&key);
+        let unknown = ForgetUnlessKnown {
+            cache: &self.cache,
+            keys: [
+                Some(key),
+                match kind {
+                    SaveKind::Regenerate { old } => Some(key_hash(&old)),
+                    _ => None,
+                },
+            ],
+        };
         // The invalidation other nodes need, published by the save script
         // itself when the backend can (updates and regenerations; a create
         // has nothing cached anywhere to invalidate).
@@ -620,6 +655,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
                 (outcome, version, false)
             }
         };
+        unknown.known();
         let Some(version) = version.filter(|_| outcome.is_saved()) else {
             // Gone: deleted meanwhile (its deleter published that).
             self.cache.forget(key);
@@ -665,11 +701,15 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         let message = self
             .message(InvalidationKind::Deleted, key, 0)
             .encode(&self.bus.key, &self.bus.channel);
+        // Forgotten however the call ends: deleted, failed or cancelled.
+        let _forget = ForgetUnlessKnown {
+            cache: &self.cache,
+            keys: [Some(key), None],
+        };
         let existed = self
             .inner
             .delete_and_publish(std::slice::from_ref(id), &self.bus.channel, &[message])
             .await?;
-        self.cache.forget(key);
         Ok(existed == [true])
     }
 
