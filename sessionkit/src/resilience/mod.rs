@@ -79,7 +79,10 @@
 //! owner's sessions) get the full treatment. Scans (`iter`, `find_by`,
 //! `count`, `bulk_delete`) grow with the store: they fail fast while the
 //! circuit is open and report their outcome to the breaker, but have no
-//! timeout and are not retried (a retry would repeat the whole scan).
+//! timeout and are not retried (a retry would repeat the whole scan). Nor
+//! are they ever the half-open probe: one would hold the probe's slot, and
+//! keep every request failing fast, for as long as it ran; while the
+//! circuit is half-open they fail fast and a bounded call probes.
 //!
 //! # Degradation policy at the HTTP edge
 //! What clients see while the store is down is decided in [`crate::http`]:
@@ -263,7 +266,7 @@ impl Guard {
         let attempts = if policy.retry { cfg.max_attempts } else { 1 };
         let attempt = || {
             let fut = call();
-            self.attempt(policy.op, deadline, fut)
+            self.attempt(policy, deadline, fut)
         };
         attempt
             .retry(full_jitter_backoff(
@@ -302,11 +305,21 @@ impl Guard {
 
     async fn attempt<R>(
         &self,
-        op: &'static str,
+        policy: Policy,
         deadline: Option<Instant>,
         fut: impl Future<Output = Result<R, StoreError>>,
     ) -> Result<R, StoreError> {
+        let op = policy.op;
         let permit = match self.breaker.try_acquire() {
+            // A scan runs unbounded (a large keyspace takes many round
+            // trips): as the half-open probe it would hold the only slot,
+            // and every request would fail fast, for as long as it ran.
+            // Probing is left to bounded calls; the slot goes back unused.
+            Ok(p) if p.is_probe() && !policy.timeout => {
+                drop(p);
+                self.count("sessionkit_store_fast_fails_total", op);
+                return Err(StoreError::CircuitOpen);
+            }
             Ok(p) => p,
             Err(e) => {
                 self.count("sessionkit_store_fast_fails_total", op);

@@ -141,6 +141,39 @@ async fn after_the_reset_timeout_one_probe_closes_the_circuit_again() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_scan_never_takes_the_half_open_probe_slot() {
+    // A scan has no time bound: as the probe it would keep every request
+    // failing fast until it finished. It fails fast itself instead and
+    // leaves the slot to a bounded call.
+    let clock = ManualMonotonicClock::new();
+    let (s, switch) = store(
+        config()
+            .max_attempts(1)
+            .failure_threshold(1)
+            .clock(clock.clone()),
+    );
+    switch.set(Fault::Unavailable);
+    let _ = s.load("x").await;
+    assert_eq!(s.breaker().state(), BreakerState::Open);
+    switch.set(Fault::None);
+    clock.advance(Duration::from_secs(10));
+    let calls = switch.calls();
+    assert!(matches!(s.count().await, Err(StoreError::CircuitOpen)));
+    assert!(matches!(
+        s.bulk_delete(&|_: &Record<Data>| true).await,
+        Err(StoreError::CircuitOpen)
+    ));
+    assert_eq!(switch.calls(), calls, "no scan reached the store");
+    assert_eq!(s.breaker().state(), BreakerState::HalfOpen);
+    assert!(
+        s.load("x").await.unwrap().is_none(),
+        "the probe goes through"
+    );
+    assert_eq!(s.breaker().state(), BreakerState::Closed);
+    assert_eq!(s.count().await.unwrap(), 0, "scans run once it is closed");
+}
+
+#[tokio::test(start_paused = true)]
 async fn not_found_does_not_open_the_circuit() {
     let (s, _switch) = store(config().failure_threshold(1));
     for v in ["", "garbage", &SessionId::generate().encode()] {
