@@ -33,7 +33,14 @@
 //!   after the write without the message already on its way. (An update's
 //!   message carries the version it writes, which the caller computes
 //!   before the script: the script refuses any other.) Owner revokes and
-//!   bulk removals publish in a second round trip right after the delete.
+//!   bulk removals first list the sessions (`by_owner`, `find_by`), then
+//!   delete them in batches of 256, each batch announced by the script that
+//!   deletes it, so a connection lost between a delete and a separate
+//!   publish cannot leave other nodes serving revoked sessions; a revoke
+//!   then removes the owner's index and whatever the listing could not
+//!   read, announced in a second round trip. A node forgets what it cached
+//!   of any write whose outcome it does not know (an error, a cancel): it
+//!   skips its own messages.
 //! - **Other nodes** drop their entry when the message announces a newer
 //!   version than the one they hold, or a removal. A node ignores its own
 //!   messages, and ignores and counts messages whose HMAC-SHA256 tag does not
@@ -529,6 +536,51 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     }
 
     /// Forgets removed sessions locally and tells the other nodes.
+    /// Deletes `listed` sessions, announcing each in the same script run as
+    /// its delete (batches of [`ANNOUNCED_BATCH`]): an invalidation cannot
+    /// be lost between a delete and a separate publish, and a failed or
+    /// cancelled call still forgets them here. Returns those that existed.
+    async fn delete_announced(
+        &self,
+        kind: InvalidationKind,
+        listed: &[(SessionId, Option<String>)],
+    ) -> Result<Vec<Removed>, StoreError> {
+        let mut removed = Vec::new();
+        for batch in listed.chunks(ANNOUNCED_BATCH) {
+            let ids: Vec<SessionId> = batch.iter().map(|(id, _)| *id).collect();
+            let keys: Vec<KeyHash> = ids.iter().map(key_hash).collect();
+            let messages: Vec<Vec<u8>> = keys
+                .iter()
+                .map(|key| {
+                    self.message(kind, *key, 0)
+                        .encode(&self.bus.key, &self.bus.channel)
+                })
+                .collect();
+            let _forget = ForgetUnlessKnown {
+                cache: &self.cache,
+                keys: &keys,
+            };
+            let existed = self
+                .inner
+                .delete_and_publish(&ids, &self.bus.channel, &messages)
+                .await?;
+            for _ in &messages {
+                self.bus.count_published(kind);
+            }
+            removed.extend(
+                batch
+                    .iter()
+                    .zip(existed)
+                    .filter(|(_, existed)| *existed)
+                    .map(|((id, owner), _)| Removed {
+                        id: *id,
+                        owner: owner.clone(),
+                    }),
+            );
+        }
+        Ok(removed)
+    }
+
     async fn removed(&self, kind: InvalidationKind, ids: &[SessionId]) -> Result<(), StoreError> {
         let messages: Vec<Invalidation> = ids
             .iter()
@@ -549,23 +601,27 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
 /// so nothing else would drop what it has cached.
 struct ForgetUnlessKnown<'a, T: SessionData> {
     cache: &'a LocalCache<T>,
-    keys: [Option<KeyHash>; 2],
+    keys: &'a [KeyHash],
 }
 
 impl<T: SessionData> ForgetUnlessKnown<'_, T> {
     /// The outcome is known: the caller updates the cache itself.
     fn known(mut self) {
-        self.keys = [None, None];
+        self.keys = &[];
     }
 }
 
 impl<T: SessionData> Drop for ForgetUnlessKnown<'_, T> {
     fn drop(&mut self) {
-        for key in self.keys.iter().flatten() {
+        for key in self.keys {
             self.cache.forget(*key);
         }
     }
 }
+
+/// Sessions per script run when a revoke or bulk delete deletes and
+/// announces them together (a script blocks Redis while it runs).
+const ANNOUNCED_BATCH: usize = 256;
 
 /// The cache key: SHA-256 of the id, the same hash as
 /// [`SessionId::storage_key`] (as bytes, not hex).
@@ -611,15 +667,13 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         let kind = save.kind;
         let key = key_hash(&record.id);
         let ticket = self.cache.ticket(&key);
+        let keys = match kind {
+            SaveKind::Regenerate { old } => [key, key_hash(&old)],
+            _ => [key; 2],
+        };
         let unknown = ForgetUnlessKnown {
             cache: &self.cache,
-            keys: [
-                Some(key),
-                match kind {
-                    SaveKind::Regenerate { old } => Some(key_hash(&old)),
-                    _ => None,
-                },
-            ],
+            keys: &keys,
         };
         // The invalidation other nodes need, published by the save script
         // itself when the backend can (updates and regenerations; a create
@@ -704,12 +758,13 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         // Forgotten however the call ends: deleted, failed or cancelled.
         let _forget = ForgetUnlessKnown {
             cache: &self.cache,
-            keys: [Some(key), None],
+            keys: std::slice::from_ref(&key),
         };
         let existed = self
             .inner
             .delete_and_publish(std::slice::from_ref(id), &self.bus.channel, &[message])
             .await?;
+        self.bus.count_published(InvalidationKind::Deleted);
         Ok(existed == [true])
     }
 
@@ -733,21 +788,48 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
         self.inner.count().await
     }
 
+    /// Finds the matching sessions, then deletes them in batches, each
+    /// announced in the same script run as its delete (see
+    /// [`Cached::delete_owner`]). A session changed between the two steps
+    /// is deleted if it matched when found.
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
-        let removed = self.inner.bulk_delete(predicate).await?;
-        let ids: Vec<SessionId> = removed.iter().map(|r| r.id).collect();
-        self.removed(InvalidationKind::BulkDeleted, &ids).await?;
-        Ok(removed)
+        let found: Vec<(SessionId, Option<String>)> = self
+            .inner
+            .find_by(predicate)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.owner))
+            .collect();
+        self.delete_announced(InvalidationKind::BulkDeleted, &found)
+            .await
     }
 
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
         self.inner.by_owner(owner).await
     }
 
+    /// Lists the owner's sessions, then deletes them in batches, each batch
+    /// announced by the same script run that deletes it: no node keeps
+    /// serving a revoked session because a separate publish failed after
+    /// the delete (the delete then stood, and a retry found nothing left to
+    /// announce). What the listing cannot read (a value this node cannot
+    /// decode) and sessions the owner gained meanwhile are then deleted with
+    /// the owner's index and announced separately, as before.
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
-        let removed = self.inner.delete_owner(owner).await?;
-        let ids: Vec<SessionId> = removed.iter().map(|r| r.id).collect();
+        let listed: Vec<(SessionId, Option<String>)> = self
+            .inner
+            .by_owner(owner)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.owner))
+            .collect();
+        let mut removed = self
+            .delete_announced(InvalidationKind::OwnerRevoked, &listed)
+            .await?;
+        let rest = self.inner.delete_owner(owner).await?;
+        let ids: Vec<SessionId> = rest.iter().map(|r| r.id).collect();
         self.removed(InvalidationKind::OwnerRevoked, &ids).await?;
+        removed.extend(rest);
         Ok(removed)
     }
 }
@@ -789,5 +871,178 @@ mod tests {
         // panicked on TTLs over 1 000 years).
         let long = ClusterOptions::new([1u8; 32]).cache_ttl(Duration::MAX);
         assert!(long.validate().is_ok());
+    }
+}
+
+/// A revoke or bulk delete whose connection to Redis breaks right after the
+/// delete, through a real Redis server: the other nodes still hear of it.
+#[cfg(all(test, feature = "testing"))]
+mod revoke_tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::expiry::ExpiryPolicy;
+    use crate::testing::redis_server::RedisServer;
+
+    type Data = u32;
+
+    /// A Redis store that, once, right after its first delete of sessions
+    /// returns, has Redis close every ordinary client connection (not the
+    /// subscribers'): whatever the caller sends next on them fails.
+    struct CutOffAfterDeleting {
+        inner: RedisStore<Data>,
+        server: Arc<RedisServer>,
+        armed: AtomicBool,
+    }
+
+    impl CutOffAfterDeleting {
+        fn deleted(&self) {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.server.command("CLIENT KILL TYPE normal").unwrap();
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Store<Data> for CutOffAfterDeleting {
+        async fn load(&self, cookie: &str) -> Result<Option<Record<Data>>, StoreError> {
+            self.inner.load(cookie).await
+        }
+        async fn save(&self, save: Save<'_, Data>) -> Result<SaveOutcome, StoreError> {
+            self.inner.save(save).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+            self.inner.delete(id).await
+        }
+    }
+
+    #[async_trait]
+    impl QueryStore<Data> for CutOffAfterDeleting {
+        fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
+            self.inner.iter()
+        }
+        async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
+            self.inner.by_owner(owner).await
+        }
+        async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+            let out = self.inner.delete_owner(owner).await;
+            self.deleted();
+            out
+        }
+        async fn bulk_delete(
+            &self,
+            predicate: Predicate<'_, Data>,
+        ) -> Result<Vec<Removed>, StoreError> {
+            let out = self.inner.bulk_delete(predicate).await;
+            self.deleted();
+            out
+        }
+    }
+
+    #[async_trait]
+    impl ClusterBackend<Data> for CutOffAfterDeleting {
+        async fn save_versioned(
+            &self,
+            save: Save<'_, Data>,
+        ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
+            RedisStore::save_versioned(&self.inner, save, None).await
+        }
+        async fn delete_and_publish(
+            &self,
+            ids: &[SessionId],
+            channel: &str,
+            messages: &[Vec<u8>],
+        ) -> Result<Vec<bool>, StoreError> {
+            let out = RedisStore::delete_and_publish(&self.inner, ids, channel, messages).await;
+            self.deleted();
+            out
+        }
+    }
+
+    async fn redis(server: &RedisServer, tag: &str) -> RedisStore<Data> {
+        RedisStore::builder(server.url())
+            .key_prefix(format!("revoke-{tag}:"))
+            .response_timeout(Duration::from_millis(300))
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_or_bulk_delete_cut_off_after_its_delete_still_reaches_the_other_nodes() {
+        let server = Arc::new(RedisServer::start().unwrap());
+        let tag = &SessionId::generate().storage_key()[..12];
+        let options = || ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
+        let inner = redis(&server, tag).await;
+        let conns = inner.shared_connections();
+        let backend = CutOffAfterDeleting {
+            inner,
+            server: server.clone(),
+            armed: AtomicBool::new(false),
+        };
+        let a = Cached::new(backend, conns, vec![server.url()], options()).await;
+        let b =
+            ClusteredStore::with_store(redis(&server, tag).await, vec![server.url()], options())
+                .await
+                .unwrap();
+        let until_subscribed = async {
+            while !(a.is_subscribed() && b.is_subscribed()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), until_subscribed)
+            .await
+            .unwrap();
+        // Sessions of one owner, cached by node B.
+        let create = |owner: &str| {
+            let mut r = Record::new(
+                SessionId::generate(),
+                1,
+                std::time::SystemTime::now(),
+                &ExpiryPolicy::default(),
+            );
+            r.owner = Some(owner.to_owned());
+            r
+        };
+        for (round, owner) in ["victim", "bulk"].into_iter().enumerate() {
+            let sessions: Vec<Record<Data>> = (0..3).map(|_| create(owner)).collect();
+            for r in &sessions {
+                a.save(Save {
+                    record: r,
+                    base: None,
+                    kind: SaveKind::Create,
+                    changes: crate::store::MetaChanges::NONE,
+                })
+                .await
+                .unwrap();
+                assert!(b.load(&r.id.encode()).await.unwrap().is_some());
+                assert!(b.is_cached(&r.id));
+            }
+            a.inner.armed.store(true, Ordering::SeqCst);
+            let _ = if round == 0 {
+                a.delete_owner(owner).await.map(|_| ())
+            } else {
+                let owner = owner.to_owned();
+                a.bulk_delete(&move |r: &Record<Data>| r.owner.as_deref() == Some(&owner))
+                    .await
+                    .map(|_| ())
+            };
+            // The first command on each killed connection fails; the
+            // connection is then made again.
+            for node in [&a.inner.inner, &b.inner] {
+                let _ = node.load(&SessionId::generate().encode()).await;
+            }
+            for r in &sessions {
+                let start = std::time::Instant::now();
+                while b.is_cached(&r.id) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(2),
+                        "node B still serves a session {owner} deleted"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(b.load(&r.id.encode()).await.unwrap().is_none());
+            }
+        }
     }
 }
