@@ -351,9 +351,17 @@ impl Guard {
 }
 
 impl<S> Resilient<S> {
-    /// Whether the store holds exactly `record` (after a retried save whose
-    /// first attempt may have landed). Any doubt answers no.
-    async fn holds<T: SessionData>(&self, record: &Record<T>) -> bool
+    /// Whether the store holds `record` as this save wrote it (after a
+    /// retried save whose first attempt may have landed). A create must
+    /// find exactly its record; a regenerate, the session under its new id
+    /// (a fresh random id only this request knows, so whatever is there was
+    /// written by its first attempt, which may have merged a concurrent
+    /// update into it). `Err` when the store cannot say.
+    async fn holds<T: SessionData>(
+        &self,
+        record: &Record<T>,
+        kind: SaveKind,
+    ) -> Result<bool, StoreError>
     where
         S: Store<T>,
     {
@@ -361,10 +369,14 @@ impl<S> Resilient<S> {
         let found = self
             .shared
             .run(Policy::full("load"), || self.inner.load(&cookie))
-            .await;
-        let Ok(Some(stored)) = found else {
-            return false;
+            .await?;
+        let Some(stored) = found else {
+            return Ok(false);
         };
+        if let SaveKind::Regenerate { .. } = kind {
+            return Ok(stored.id == record.id
+                && to_millis(stored.created_at) == to_millis(record.created_at));
+        }
         let same_data = match (
             serde_json::to_vec(&stored.data),
             serde_json::to_vec(&record.data),
@@ -372,10 +384,10 @@ impl<S> Resilient<S> {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         };
-        stored.id == record.id
+        Ok(stored.id == record.id
             && to_millis(stored.created_at) == to_millis(record.created_at)
             && stored.owner == record.owner
-            && same_data
+            && same_data)
     }
 }
 
@@ -413,7 +425,17 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
             (Ok(SaveOutcome::Gone), SaveKind::Regenerate { .. }) => true,
             _ => false,
         };
-        if maybe_ours && self.holds(record).await {
+        if !maybe_ours {
+            return result;
+        }
+        let ours = match self.holds(record, kind).await {
+            Ok(ours) => ours,
+            // A regenerate that may have landed must not answer "gone" (the
+            // client would be logged out) when the store cannot say.
+            Err(e) if matches!(kind, SaveKind::Regenerate { .. }) => return Err(e),
+            Err(_) => false,
+        };
+        if ours {
             metrics::counter!(
                 "sessionkit_store_saves_reconciled_total",
                 "breaker" => self.shared.config.name.to_string()

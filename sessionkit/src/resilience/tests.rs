@@ -243,6 +243,41 @@ async fn a_regenerate_whose_reply_was_lost_is_reported_as_saved() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_regenerate_that_merged_and_whose_reply_was_lost_is_reported_as_saved() {
+    // Its first attempt merged an update saved meanwhile, so the session
+    // under the new id is not the record it sent; it is still its own.
+    let (s, switch) = store(config());
+    let old = record(&["x"]);
+    create(&s, &old).await.unwrap();
+    let loaded = s.load(&old.id.encode()).await.unwrap().unwrap();
+    let mut other = loaded.clone();
+    other.data.push("y".into());
+    s.save(Save {
+        record: &other,
+        base: Some(&loaded.data),
+        kind: SaveKind::Update,
+        changes: crate::store::MetaChanges::NONE,
+    })
+    .await
+    .unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    switch.set_for(Fault::LoseReply, 1);
+    let out = s
+        .save(Save {
+            record: &moved,
+            base: None,
+            kind: SaveKind::Regenerate { old: old.id },
+            changes: crate::store::MetaChanges::NONE,
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
+    let stored = s.load(&moved.id.encode()).await.unwrap().unwrap();
+    assert_eq!(stored.data, vec!["x".to_string(), "y".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_update_whose_reply_was_lost_is_repeated_harmlessly() {
     let (s, switch) = store(config());
     let r = record(&["a"]);
