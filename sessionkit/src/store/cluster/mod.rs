@@ -543,11 +543,11 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     async fn delete_announced(
         &self,
         kind: InvalidationKind,
-        listed: &[(SessionId, Option<String>)],
+        listed: Vec<Record<T>>,
     ) -> Result<Vec<Removed>, StoreError> {
         let mut removed = Vec::new();
         for batch in listed.chunks(ANNOUNCED_BATCH) {
-            let ids: Vec<SessionId> = batch.iter().map(|(id, _)| *id).collect();
+            let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
             let keys: Vec<KeyHash> = ids.iter().map(key_hash).collect();
             let messages: Vec<Vec<u8>> = keys
                 .iter()
@@ -572,9 +572,9 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
                     .iter()
                     .zip(existed)
                     .filter(|(_, existed)| *existed)
-                    .map(|((id, owner), _)| Removed {
-                        id: *id,
-                        owner: owner.clone(),
+                    .map(|(r, _)| Removed {
+                        id: r.id,
+                        owner: r.owner.clone(),
                     }),
             );
         }
@@ -793,14 +793,8 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     /// [`Cached::delete_owner`]). A session changed between the two steps
     /// is deleted if it matched when found.
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
-        let found: Vec<(SessionId, Option<String>)> = self
-            .inner
-            .find_by(predicate)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r.owner))
-            .collect();
-        self.delete_announced(InvalidationKind::BulkDeleted, &found)
+        let found = self.inner.find_by(predicate).await?;
+        self.delete_announced(InvalidationKind::BulkDeleted, found)
             .await
     }
 
@@ -816,15 +810,9 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     /// decode) and sessions the owner gained meanwhile are then deleted with
     /// the owner's index and announced separately, as before.
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
-        let listed: Vec<(SessionId, Option<String>)> = self
-            .inner
-            .by_owner(owner)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r.owner))
-            .collect();
+        let listed = self.inner.by_owner(owner).await?;
         let mut removed = self
-            .delete_announced(InvalidationKind::OwnerRevoked, &listed)
+            .delete_announced(InvalidationKind::OwnerRevoked, listed)
             .await?;
         let rest = self.inner.delete_owner(owner).await?;
         let ids: Vec<SessionId> = rest.iter().map(|r| r.id).collect();
