@@ -171,6 +171,7 @@ struct Scripts {
     regenerate: Script,
     delete: Script,
     delete_owner: Script,
+    prune_index: Script,
 }
 
 macro_rules! script {
@@ -186,6 +187,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     regenerate: script!("regenerate.lua"),
     delete: script!("delete.lua"),
     delete_owner: script!("delete_owner.lua"),
+    prune_index: script!("prune_index.lua"),
 });
 
 /// A session store on Redis. Cheap to clone: clones share its connections,
@@ -787,6 +789,30 @@ impl<T: SessionData> RedisStore<T> {
         }
     }
 
+    /// Removes from the owner's set `set` those of `stale` whose session is
+    /// still gone or another owner's when the script runs (`prune_index.lua`).
+    async fn prune_index(
+        &self,
+        set: &str,
+        owner_hex: &str,
+        stale: &[String],
+    ) -> Result<(), StoreError> {
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let _: i64 = SCRIPTS
+            .prune_index
+            .key(set)
+            .arg(&self.prefix)
+            .arg(owner_hex)
+            .arg(stale)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Fetches the values of `keys` in one `MGET` (nothing for no keys).
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if keys.is_empty() {
@@ -1228,14 +1254,7 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
                 stale.push(member.clone());
             }
         }
-        if !stale.is_empty() {
-            let _: i64 = redis::cmd("SREM")
-                .arg(&set)
-                .arg(&stale)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
+        self.prune_index(&set, &owner_hex, &stale).await?;
         let (keys, values): (Vec<String>, Vec<Option<Vec<u8>>>) = live.into_iter().unzip();
         Ok(self.decode_live(&keys, values))
     }
@@ -1332,5 +1351,58 @@ mod tests {
         assert!(!is_storage_key(&format!("owner:{}", "a".repeat(64))));
         assert!(!is_storage_key(&"A".repeat(64)));
         assert!(!is_storage_key(&"a".repeat(63)));
+    }
+}
+
+/// The owner index's pruning against a real Redis server.
+#[cfg(all(test, feature = "testing"))]
+mod prune_tests {
+    use super::*;
+    use crate::expiry::ExpiryPolicy;
+    use crate::testing::redis_server::RedisServer;
+
+    #[tokio::test]
+    async fn pruning_keeps_a_member_whose_session_came_back_to_the_owner() {
+        // `by_owner` read a member as stale (gone, or another owner's);
+        // by the time it prunes, the session is this owner's again. The
+        // prune checks again and keeps it; a member still stale goes.
+        let server = RedisServer::start().unwrap();
+        let store = RedisStore::<u32>::builder(server.url())
+            .key_prefix("prune:")
+            .connect()
+            .await
+            .unwrap();
+        let mut back = Record::new(
+            SessionId::generate(),
+            1,
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        back.owner = Some("ann".into());
+        let mut gone = back.clone();
+        gone.id = SessionId::generate();
+        for r in [&back, &gone] {
+            store
+                .save(Save {
+                    record: r,
+                    base: None,
+                    kind: SaveKind::Create,
+                    changes: crate::store::MetaChanges::NONE,
+                })
+                .await
+                .unwrap();
+        }
+        server
+            .command(&format!("DEL {}", store.key_of(&gone.id)))
+            .unwrap();
+        let set = store.owner_key_of("ann");
+        let stale = [back.id.storage_key(), gone.id.storage_key()];
+        store
+            .prune_index(&set, &owner_hash("ann"), &stale)
+            .await
+            .unwrap();
+        let members = server.command(&format!("SMEMBERS {set}")).unwrap();
+        assert!(members.contains(&back.id.storage_key()), "{members}");
+        assert!(!members.contains(&gone.id.storage_key()), "{members}");
     }
 }
