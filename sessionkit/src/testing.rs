@@ -458,6 +458,43 @@ pub mod server_cases {
         assert_eq!(got.owner.as_deref(), Some("bob"));
     }
 
+    /// A session loaded before its deadline and saved after it is gone: an
+    /// update or a regenerate does not bring it back (even one that moves
+    /// the deadline, as sliding expiration does), whether or not the store
+    /// has removed it yet.
+    pub async fn a_session_past_its_deadline_is_not_written_back<S: Store<TestData>>(store: S) {
+        let mut r = record(None);
+        r.idle_deadline = SystemTime::now() + Duration::from_millis(300);
+        let cookie = create(&store, &r).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut touched = loaded.clone();
+        touched.idle_deadline = SystemTime::now() + Duration::from_secs(600);
+        touched.data.counter = 2;
+        let mut moved = touched.clone();
+        moved.id = SessionId::generate();
+        for (rec, kind) in [
+            (&touched, SaveKind::Update),
+            (&moved, SaveKind::Regenerate { old: loaded.id }),
+        ] {
+            let out = store
+                .save(Save {
+                    record: rec,
+                    base: Some(&loaded.data),
+                    kind,
+                    changes: MetaChanges::NONE,
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                out,
+                SaveOutcome::Gone,
+                "{kind:?} revived an expired session"
+            );
+        }
+        assert!(load(&store, &moved.id.encode()).await.is_none());
+    }
+
     /// Session data and ids are not stored under the raw id (a dump yields no cookie).
     pub async fn versions_increase_on_every_write<S: Store<TestData>>(store: S) {
         let r = record(None);
@@ -616,6 +653,7 @@ macro_rules! server_store_conformance_tests {
             concurrent_updates_of_different_fields_both_survive,
             concurrent_flash_and_owner_changes_both_survive,
             regenerate_keeps_a_concurrent_update,
+            a_session_past_its_deadline_is_not_written_back,
             versions_increase_on_every_write,
         ]);
     };

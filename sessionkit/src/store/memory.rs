@@ -678,13 +678,20 @@ impl<T: SessionData> MemoryStore<T> {
                 Ok(SaveOutcome::Saved(rec.id.encode()))
             }
             SaveKind::Update => {
+                let now = inner.clock.now();
                 let mut map = inner.shards[inner.shard(&rec.id)].lock();
                 let updated = map.update(&rec.id, |current| {
+                    // Past its deadline, not yet swept: as gone as in Redis,
+                    // whose key expired. Writing it would bring back a session
+                    // a revoke skipped as dead (and its owner index with it).
+                    if current.expired(now) {
+                        return None;
+                    }
                     let version = current.version + 1;
                     if current.version == rec.version {
                         let old_owner = current.take_owner();
                         *current = Stored::new(rec, rec.data.clone(), version);
-                        return (old_owner, None);
+                        return Some((old_owner, None));
                     }
                     // Someone saved since we loaded: keep what they wrote
                     // and reapply only what this request changed.
@@ -692,9 +699,9 @@ impl<T: SessionData> MemoryStore<T> {
                     let old_owner = current.take_owner();
                     *current = Stored::new(&merged, merged.data.clone(), version);
                     // Boxed: the common path moves one word, not a record.
-                    (old_owner, Some(Box::new(merged)))
+                    Some((old_owner, Some(Box::new(merged))))
                 });
-                let Some((old_owner, merged)) = updated else {
+                let Some((old_owner, merged)) = updated.flatten() else {
                     return Ok(SaveOutcome::Gone);
                 };
                 let written = merged.as_deref().unwrap_or(rec);
@@ -707,6 +714,16 @@ impl<T: SessionData> MemoryStore<T> {
                 Ok(SaveOutcome::Kept)
             }
             SaveKind::Regenerate { old } => {
+                let now = inner.clock.now();
+                // The old record, unless gone or past its deadline (as for
+                // an update).
+                let take_live = |map: &mut Shard<T>| {
+                    if map.stored(&old).is_some_and(|s| !s.expired(now)) {
+                        map.swap_remove(&old)
+                    } else {
+                        None
+                    }
+                };
                 let (a, b) = (inner.shard(&old), inner.shard(&rec.id));
                 // The record to write under the new id: this request's, or,
                 // when someone saved since we loaded, theirs with this
@@ -734,7 +751,7 @@ impl<T: SessionData> MemoryStore<T> {
                 // or both records.
                 let dropped = if a == b {
                     let mut map = inner.shards[a].lock();
-                    let Some(old_rec) = map.swap_remove(&old) else {
+                    let Some(old_rec) = take_live(&mut map) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(&mut map);
@@ -749,7 +766,7 @@ impl<T: SessionData> MemoryStore<T> {
                     } else {
                         (&mut *g2, &mut *g1)
                     };
-                    let Some(old_rec) = old_map.swap_remove(&old) else {
+                    let Some(old_rec) = take_live(old_map) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(new_map);
