@@ -189,6 +189,10 @@ impl Default for Config {
     }
 }
 
+/// The longest idle timeout or absolute lifetime a configuration accepts:
+/// ten years.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 60 * 60);
+
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -201,6 +205,12 @@ pub enum ConfigProblem {
     /// A duration that must be positive is zero.
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
+    /// A duration longer than [`MAX_LIFETIME`] (ten years): a deadline that
+    /// far could not be represented on every platform, and no session should
+    /// live that long; a session meant to "never" expire is a long-lived
+    /// token, not a session.
+    #[error("{0} is longer than ten years")]
+    DurationTooLong(&'static str),
     /// The idle timeout is longer than the absolute lifetime.
     #[error("idle_timeout ({idle:?}) is longer than absolute_lifetime ({absolute:?})")]
     IdleLongerThanAbsolute {
@@ -483,6 +493,14 @@ impl ConfigBuilder {
         if e.absolute_lifetime.is_zero() {
             problems.push(ConfigProblem::ZeroDuration("absolute_lifetime"));
         }
+        for (name, d) in [
+            ("idle_timeout", e.idle_timeout),
+            ("absolute_lifetime", e.absolute_lifetime),
+        ] {
+            if d > MAX_LIFETIME {
+                problems.push(ConfigProblem::DurationTooLong(name));
+            }
+        }
         if e.idle_timeout > e.absolute_lifetime && !e.absolute_lifetime.is_zero() {
             problems.push(ConfigProblem::IdleLongerThanAbsolute {
                 idle: e.idle_timeout,
@@ -632,6 +650,29 @@ mod tests {
         assert!(Config::builder()
             .bind_to_user_agent(true)
             .binding_key(BindingKey::new([7u8; 32]))
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn lifetimes_too_long_to_be_a_session_are_rejected() {
+        // Duration::MAX meant as "never": it would overflow SystemTime on
+        // every new session (a panic per request), so it is refused here.
+        let err = Config::builder()
+            .idle_timeout(Duration::MAX)
+            .absolute_lifetime(Duration::MAX)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.problems(),
+            &[
+                ConfigProblem::DurationTooLong("idle_timeout"),
+                ConfigProblem::DurationTooLong("absolute_lifetime"),
+            ]
+        );
+        assert!(Config::builder()
+            .idle_timeout(MAX_LIFETIME)
+            .absolute_lifetime(MAX_LIFETIME)
             .build()
             .is_ok());
     }
