@@ -318,15 +318,23 @@ pub fn login(
     // cookie the client had before logging in is dead once this returns.
     session.regenerate_id();
     session.set_owner(Some(username.clone()));
-    {
+    let someone_else = {
         let mut data = session.data_mut();
-        if data.username.as_deref() != Some(username.as_str()) {
-            // Someone else's (or the anonymous) counter is not this user's.
-            if data.username.is_some() {
-                data.counter = 0;
-            }
-            data.username = Some(username.clone());
+        let someone_else = data
+            .username
+            .as_deref()
+            .is_some_and(|u| u != username.as_str());
+        if someone_else {
+            // Someone else's counter is not this user's (an anonymous one is
+            // kept: the visitor just logged in).
+            data.counter = 0;
         }
+        data.username = Some(username.clone());
+        someone_else
+    };
+    if someone_else {
+        // Nor are their unread flash messages.
+        session.flash().take_all();
     }
     session
         .flash()

@@ -167,7 +167,7 @@ async fn login_regenerates_the_id_so_the_pre_login_cookie_is_dead(framework: Fra
     assert_eq!(me["counter"], 1);
 }
 
-async fn logging_in_as_someone_else_does_not_inherit_their_counter(framework: Framework) {
+async fn logging_in_as_someone_else_does_not_inherit_their_counter_or_flash(framework: Framework) {
     let server = start(framework, Config::default()).await;
     let mut b = Browser::new(&server.url());
     b.login("alice").await;
@@ -176,6 +176,15 @@ async fn logging_in_as_someone_else_does_not_inherit_their_counter(framework: Fr
     let me = b.me().await;
     assert_eq!(me["username"], "bob");
     assert_eq!(me["counter"], 0);
+    // Nor her unread flash: bob sees his own welcome only.
+    let flash = b.flash().await;
+    let texts: Vec<&str> = flash
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["Welcome, bob"]);
     b.increment().await;
     b.login("bob").await;
     assert_eq!(
@@ -451,7 +460,7 @@ common::on_each_framework!(
     a_hundred_concurrent_clients_never_see_each_others_data,
     a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session,
     login_regenerates_the_id_so_the_pre_login_cookie_is_dead,
-    logging_in_as_someone_else_does_not_inherit_their_counter,
+    logging_in_as_someone_else_does_not_inherit_their_counter_or_flash,
     admin_revoke_logs_the_user_out_on_every_client_and_no_one_else,
     tampered_and_garbage_cookies_get_a_fresh_session_not_an_error,
     bad_login_bodies_get_a_clear_400_json_error_and_no_session,
