@@ -220,6 +220,24 @@ async fn a_retried_create_that_collides_with_someone_else_still_fails() {
     assert_eq!(stored.data, theirs.data);
 }
 
+/// Regenerates `moved` away from `old`, the store losing its first reply.
+async fn regenerate_losing_the_reply(
+    s: &Resilient<Inner>,
+    switch: &FaultSwitch,
+    moved: &Record<Data>,
+    old: SessionId,
+) -> SaveOutcome {
+    switch.set_for(Fault::LoseReply, 1);
+    s.save(Save {
+        record: moved,
+        base: None,
+        kind: SaveKind::Regenerate { old },
+        changes: crate::store::MetaChanges::NONE,
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_regenerate_whose_reply_was_lost_is_reported_as_saved() {
     let (s, switch) = store(config());
@@ -227,16 +245,7 @@ async fn a_regenerate_whose_reply_was_lost_is_reported_as_saved() {
     create(&s, &old).await.unwrap();
     let mut moved = s.load(&old.id.encode()).await.unwrap().unwrap();
     moved.id = SessionId::generate();
-    switch.set_for(Fault::LoseReply, 1);
-    let out = s
-        .save(Save {
-            record: &moved,
-            base: None,
-            kind: SaveKind::Regenerate { old: old.id },
-            changes: crate::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap();
+    let out = regenerate_losing_the_reply(&s, &switch, &moved, old.id).await;
     assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
     assert!(s.load(&old.id.encode()).await.unwrap().is_none());
     assert!(s.load(&moved.id.encode()).await.unwrap().is_some());
@@ -262,16 +271,7 @@ async fn a_regenerate_that_merged_and_whose_reply_was_lost_is_reported_as_saved(
     .unwrap();
     let mut moved = loaded.clone();
     moved.id = SessionId::generate();
-    switch.set_for(Fault::LoseReply, 1);
-    let out = s
-        .save(Save {
-            record: &moved,
-            base: None,
-            kind: SaveKind::Regenerate { old: old.id },
-            changes: crate::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap();
+    let out = regenerate_losing_the_reply(&s, &switch, &moved, old.id).await;
     assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
     let stored = s.load(&moved.id.encode()).await.unwrap().unwrap();
     assert_eq!(stored.data, vec!["x".to_string(), "y".to_string()]);
