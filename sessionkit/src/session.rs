@@ -58,6 +58,9 @@ pub(crate) struct Meta {
     pub flash_taken: Vec<FlashMessage>,
     /// The owner was set in this request.
     pub owner_set: bool,
+    /// The owner the session was loaded with, once this request set another
+    /// (a deletion is reported under the owner the store held).
+    pub owner_loaded: Option<String>,
     /// The client binding was set in this request.
     pub binding_set: bool,
     /// The request presented a cookie that named no live session.
@@ -121,6 +124,7 @@ impl<T: SessionData> Session<T> {
                     incoming_flash,
                     flash_taken: Vec::new(),
                     owner_set: false,
+                    owner_loaded: None,
                     binding_set: false,
                     stale_cookie,
                 }),
@@ -287,8 +291,11 @@ impl<T: SessionData> Session<T> {
     /// this session through the store's owner index.
     pub fn set_owner(&self, owner: Option<impl Into<String>>) {
         let mut m = self.shared.meta.lock();
-        m.record.owner = owner.map(Into::into);
-        m.owner_set = true;
+        let previous = std::mem::replace(&mut m.record.owner, owner.map(Into::into));
+        if !m.owner_set {
+            m.owner_loaded = previous;
+            m.owner_set = true;
+        }
         drop(m);
         self.mark_dirty();
     }

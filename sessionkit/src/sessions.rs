@@ -507,7 +507,13 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 } else {
                     Some(m.regenerated_from.unwrap_or(m.record.id))
                 };
-                return Plan::Delete(victim, m.record.owner.clone());
+                // Reported under the owner the store holds: a logout that
+                // clears the owner before destroying is still that user's.
+                let owner = match (&m.owner_set, is_new) {
+                    (true, false) => m.owner_loaded.clone(),
+                    _ => m.record.owner.clone(),
+                };
+                return Plan::Delete(victim, owner);
             }
             let needs_touch = !is_new
                 && cfg

@@ -289,6 +289,25 @@ async fn a_full_memory_store_evicts_and_reports_it() {
 }
 
 #[tokio::test]
+async fn a_logout_that_clears_the_owner_first_is_reported_under_that_owner() {
+    let owners: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let o = owners.clone();
+    let config = Config::builder()
+        .on_deleted(move |e| o.lock().unwrap().push(e.owner.clone()))
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(MemoryStore::<Data>::new(), config);
+    let (cookie, _) = request(&sessions, None, |s| s.set_owner(Some("alice"))).await;
+    request(&sessions, cookie.as_deref(), |s| {
+        s.set_owner(None::<String>);
+        s.set_owner(Some("mallory"));
+        s.destroy();
+    })
+    .await;
+    assert_eq!(*owners.lock().unwrap(), [Some("alice".to_string())]);
+}
+
+#[tokio::test]
 async fn the_sweeper_removes_expired_sessions_in_the_background() {
     let clock = ManualClock::new();
     let log: Log = Arc::default();
