@@ -529,6 +529,15 @@ impl<T: SessionData> Inner<T> {
             .insert(id);
     }
 
+    /// [`Inner::index_remove`] of `old` and [`Inner::index_add`] of `new`
+    /// under one lock of the owner's set.
+    fn index_move(&self, owner: &str, old: &SessionId, new: SessionId) {
+        let mut map = self.owner_shard(owner).lock();
+        let set = map.entry(owner.to_owned()).or_default();
+        set.remove(old);
+        set.insert(new);
+    }
+
     fn index_remove(&self, owner: &str, id: &SessionId) {
         let mut map = self.owner_shard(owner).lock();
         if let Some(set) = map.get_mut(owner) {
@@ -740,11 +749,20 @@ impl<T: SessionData> MemoryStore<T> {
                 };
                 // The index follows, still under the lock (see the update).
                 let move_index = |old_rec: &Stored<T>, merged: Option<Box<Record<T>>>| {
-                    if let Some(o) = old_rec.owner() {
-                        inner.index_remove(o, &old);
-                    }
-                    if let Some(n) = &merged.as_deref().unwrap_or(rec).owner {
-                        inner.index_add(n, rec.id);
+                    let new_owner = merged.as_deref().unwrap_or(rec).owner.as_deref();
+                    match (old_rec.owner(), new_owner) {
+                        // One step under the owner's lock: the set is never
+                        // seen without the session (a revoke taking it then
+                        // would find nothing and miss the new id).
+                        (Some(o), Some(n)) if o == n => inner.index_move(o, &old, rec.id),
+                        (o, n) => {
+                            if let Some(o) = o {
+                                inner.index_remove(o, &old);
+                            }
+                            if let Some(n) = n {
+                                inner.index_add(n, rec.id);
+                            }
+                        }
                     }
                 };
                 // Lock both shards (in index order) so no reader sees neither
@@ -865,34 +883,40 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
     }
 
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
-        let ids = self
-            .inner
-            .owner_shard(owner)
-            .lock()
-            .remove(owner)
-            .unwrap_or_default();
-        let mut removed = Vec::with_capacity(ids.len());
+        let mut removed = Vec::new();
         let now = self.inner.clock.now();
-        for id in ids {
-            let mut map = self.inner.shards[self.inner.shard(&id)].lock();
-            // The index can briefly hold an id whose owner changed; only
-            // delete records that still belong to this owner. An expired
-            // one is not revoked (it is dead already): the sweeper removes
-            // it and reports it as expired, as `by_owner` does not list it.
-            if map
-                .stored(&id)
-                .is_some_and(|s| s.owner() == Some(owner) && !s.expired(now))
-            {
-                map.swap_remove(&id);
-                removed.push(Removed {
-                    id,
-                    owner: Some(owner.to_owned()),
-                });
+        // Until the owner's set stays empty: a regenerate that ran between
+        // taking the set and reaching its session moved it to a new id, in
+        // a set of its own (the old id is then gone here); the next pass
+        // takes that one. Bounded, in case the owner keeps logging in.
+        for _ in 0..REVOKE_PASSES {
+            let Some(ids) = self.inner.owner_shard(owner).lock().remove(owner) else {
+                break;
+            };
+            for id in ids {
+                let mut map = self.inner.shards[self.inner.shard(&id)].lock();
+                // The index can briefly hold an id whose owner changed; only
+                // delete records that still belong to this owner. An expired
+                // one is not revoked (it is dead already): the sweeper removes
+                // it and reports it as expired, as `by_owner` does not list it.
+                if map
+                    .stored(&id)
+                    .is_some_and(|s| s.owner() == Some(owner) && !s.expired(now))
+                {
+                    map.swap_remove(&id);
+                    removed.push(Removed {
+                        id,
+                        owner: Some(owner.to_owned()),
+                    });
+                }
             }
         }
         Ok(removed)
     }
 }
+
+/// Passes [`MemoryStore`]'s `delete_owner` makes over an owner's index set.
+const REVOKE_PASSES: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -949,6 +973,68 @@ mod tests {
             })
             .map(|o| o.to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_revoke_racing_a_regenerate_leaves_the_owner_no_session() {
+        // One thread keeps moving a session of "ann" to a new id (as logins
+        // do); another revokes "ann". Once the revoke has returned, the next
+        // move finds the session gone, so "ann" must have no session left.
+        let clock = ManualClock::new();
+        for _ in 0..2000 {
+            let store = MemoryStore::<u32>::builder().clock(clock.clone()).build();
+            let mut rec = Record::new(
+                SessionId::generate(),
+                0,
+                clock.now(),
+                &ExpiryPolicy::default(),
+            );
+            rec.owner = Some("ann".into());
+            let saved = store.save_sync(Save {
+                record: &rec,
+                base: None,
+                kind: SaveKind::Create,
+                changes: crate::store::MetaChanges::NONE,
+            });
+            assert!(matches!(saved, Ok(SaveOutcome::Saved(_))), "{saved:?}");
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                let (store, start) = (&store, &start);
+                scope.spawn(move || {
+                    let mut current = rec.clone();
+                    start.wait();
+                    for _ in 0..50 {
+                        let mut moved = current.clone();
+                        moved.id = SessionId::generate();
+                        let out = store.save_sync(Save {
+                            record: &moved,
+                            base: None,
+                            kind: SaveKind::Regenerate { old: current.id },
+                            changes: crate::store::MetaChanges::NONE,
+                        });
+                        match out {
+                            Ok(SaveOutcome::Saved(_)) => {
+                                moved.version = current.version + 1;
+                                current = moved;
+                            }
+                            Ok(SaveOutcome::Gone) => break,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                });
+                scope.spawn(move || {
+                    start.wait();
+                    futures_util::FutureExt::now_or_never(store.delete_owner("ann"))
+                        .expect("the memory store answers at once")
+                        .unwrap();
+                });
+            });
+            let left: usize = store.inner.shards.iter().map(|s| s.lock().len()).sum();
+            assert_eq!(
+                left, 0,
+                "a session of the revoked owner survived under a new id"
+            );
+        }
     }
 
     #[test]
