@@ -529,6 +529,14 @@ impl<T: SessionData> Inner<T> {
             .insert(id);
     }
 
+    /// Whether `owner`'s set holds `id`.
+    fn index_contains(&self, owner: &str, id: &SessionId) -> bool {
+        self.owner_shard(owner)
+            .lock()
+            .get(owner)
+            .is_some_and(|set| set.contains(id))
+    }
+
     /// [`Inner::index_remove`] of `old` and [`Inner::index_add`] of `new`
     /// under one lock of the owner's set.
     fn index_move(&self, owner: &str, old: &SessionId, new: SessionId) {
@@ -727,7 +735,16 @@ impl<T: SessionData> MemoryStore<T> {
                 // The old record, unless gone or past its deadline (as for
                 // an update).
                 let take_live = |map: &mut Shard<T>| {
-                    if map.stored(&old).is_some_and(|s| !s.expired(now)) {
+                    let live = map.stored(&old).is_some_and(|s| {
+                        // An owned session missing from its owner's set is
+                        // being revoked (the revoke took the set and is on its
+                        // way to this record): moving it to a new id would let
+                        // it escape, so it is as good as gone. (Index changes
+                        // happen under record locks, so this is the only way
+                        // an owned record is missing from the index.)
+                        !s.expired(now) && s.owner().is_none_or(|o| inner.index_contains(o, &old))
+                    });
+                    if live {
                         map.swap_remove(&old)
                     } else {
                         None
