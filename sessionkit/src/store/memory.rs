@@ -15,7 +15,14 @@
 //!   to each other in the shard, from a random start) and drops the expired
 //!   ones among them, or else the one closest to its deadline (the least life
 //!   left to lose) — the sampling approach of Redis's `volatile-ttl`, O(1)
-//!   per insert. Evictions fire `on_deleted`.
+//!   per insert. Evictions fire `on_deleted`. The bound is kept per shard
+//!   (`max_entries / 64` each), so the first evictions come before the
+//!   total reaches `max_entries`: the shard that fills first evicts while
+//!   others still have room. With random ids, at the default the first
+//!   eviction comes at about 95 000 sessions (92 500 to 96 000 over twenty
+//!   simulated fills); at `max_entries(10_000)` at about 8 300; at
+//!   `max_entries(1_000)` at about 560 (390 to 660). Size the bound with
+//!   that margin.
 //! - **Expiry**: every load is checked against the record's deadlines by
 //!   [`crate::Sessions`]; a background task sweeps expired sessions every
 //!   `sweep_interval`, spawned when the store is built inside a Tokio
@@ -349,6 +356,9 @@ impl std::hash::Hasher for IdHasher {
 }
 
 const OWNER_SHARDS: usize = 16;
+/// One shard of the owner index: owner → the ids of their sessions.
+type OwnerSets = HashMap<String, HashSet<SessionId>>;
+
 /// How many entries a full shard looks at to pick what to evict.
 ///
 /// Five, as Redis's `maxmemory-samples` default: each pick is a cache miss
@@ -370,7 +380,7 @@ impl<T> Clone for MemoryStore<T> {
 
 struct Inner<T> {
     shards: Vec<Mutex<Shard<T>>>,
-    owners: Vec<Mutex<HashMap<String, HashSet<SessionId>>>>,
+    owners: Vec<Mutex<OwnerSets>>,
     owner_hasher: RandomState,
     per_shard: usize,
     /// Entries looked at per eviction ([`EVICTION_SAMPLE`]; tests raise it).
@@ -396,6 +406,9 @@ pub struct MemoryStoreBuilder<T> {
 
 impl<T: SessionData> MemoryStoreBuilder<T> {
     /// The most sessions kept (default 100 000). Values below 64 are raised to 64.
+    ///
+    /// The bound is per shard (`n / 64`, rounded up, each): evictions start a
+    /// little before `n` sessions in total, see the [module docs](crate::store::memory).
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
         self
@@ -517,7 +530,7 @@ impl<T: SessionData> Inner<T> {
         id.as_bytes()[31] as usize % SHARDS
     }
 
-    fn owner_shard(&self, owner: &str) -> &Mutex<HashMap<String, HashSet<SessionId>>> {
+    fn owner_shard(&self, owner: &str) -> &Mutex<OwnerSets> {
         &self.owners[self.owner_hasher.hash_one(owner) as usize % OWNER_SHARDS]
     }
 
@@ -527,23 +540,6 @@ impl<T: SessionData> Inner<T> {
             .entry(owner.to_owned())
             .or_default()
             .insert(id);
-    }
-
-    /// Whether `owner`'s set holds `id`.
-    fn index_contains(&self, owner: &str, id: &SessionId) -> bool {
-        self.owner_shard(owner)
-            .lock()
-            .get(owner)
-            .is_some_and(|set| set.contains(id))
-    }
-
-    /// [`Inner::index_remove`] of `old` and [`Inner::index_add`] of `new`
-    /// under one lock of the owner's set.
-    fn index_move(&self, owner: &str, old: &SessionId, new: SessionId) {
-        let mut map = self.owner_shard(owner).lock();
-        let set = map.entry(owner.to_owned()).or_default();
-        set.remove(old);
-        set.insert(new);
     }
 
     fn index_remove(&self, owner: &str, id: &SessionId) {
@@ -733,22 +729,30 @@ impl<T: SessionData> MemoryStore<T> {
             SaveKind::Regenerate { old } => {
                 let now = inner.clock.now();
                 // The old record, unless gone or past its deadline (as for
-                // an update).
+                // an update), taken out together with the lock of its owner's
+                // index set, which is held until the set names the new id:
+                // a revoke takes the whole set under that lock, so it either
+                // comes first (and the set no longer names `old`: the session
+                // is being revoked, moving it would let it escape, so it is
+                // as good as gone) or after (and finds the new id). Index
+                // changes happen under record locks, so an owned record
+                // missing from its owner's set can only mean a revoke.
                 let take_live = |map: &mut Shard<T>| {
-                    let live = map.stored(&old).is_some_and(|s| {
-                        // An owned session missing from its owner's set is
-                        // being revoked (the revoke took the set and is on its
-                        // way to this record): moving it to a new id would let
-                        // it escape, so it is as good as gone. (Index changes
-                        // happen under record locks, so this is the only way
-                        // an owned record is missing from the index.)
-                        !s.expired(now) && s.owner().is_none_or(|o| inner.index_contains(o, &old))
-                    });
-                    if live {
-                        map.swap_remove(&old)
-                    } else {
-                        None
+                    let stored = map.stored(&old)?;
+                    if stored.expired(now) {
+                        return None;
                     }
+                    let owners = match stored.owner() {
+                        Some(o) => {
+                            let set = inner.owner_shard(o).lock();
+                            if !set.get(o).is_some_and(|ids| ids.contains(&old)) {
+                                return None;
+                            }
+                            Some(set)
+                        }
+                        None => None,
+                    };
+                    Some((map.swap_remove(&old)?, owners))
                 };
                 let (a, b) = (inner.shard(&old), inner.shard(&rec.id));
                 // The record to write under the new id: this request's, or,
@@ -764,33 +768,38 @@ impl<T: SessionData> MemoryStore<T> {
                     map.insert(rec.id, Stored::new(&merged, merged.data.clone(), version));
                     Some(Box::new(merged))
                 };
-                // The index follows, still under the lock (see the update).
-                let move_index = |old_rec: &Stored<T>, merged: Option<Box<Record<T>>>| {
+                // The index follows, still under the record locks (see the
+                // update) and, for the old owner's set, under the lock taken
+                // with the record.
+                let move_index = |old_rec: &Stored<T>, merged: Option<Box<Record<T>>>, owners| {
                     let new_owner = merged.as_deref().unwrap_or(rec).owner.as_deref();
-                    match (old_rec.owner(), new_owner) {
-                        // One step under the owner's lock: the set is never
-                        // seen without the session (a revoke taking it then
-                        // would find nothing and miss the new id).
-                        (Some(o), Some(n)) if o == n => inner.index_move(o, &old, rec.id),
-                        (o, n) => {
-                            if let Some(o) = o {
-                                inner.index_remove(o, &old);
+                    let owners: Option<parking_lot::MutexGuard<'_, OwnerSets>> = owners;
+                    if let (Some(mut sets), Some(o)) = (owners, old_rec.owner()) {
+                        if let Some(ids) = sets.get_mut(o) {
+                            ids.remove(&old);
+                            if new_owner == Some(o) {
+                                ids.insert(rec.id);
+                                return;
                             }
-                            if let Some(n) = n {
-                                inner.index_add(n, rec.id);
+                            if ids.is_empty() {
+                                sets.remove(o);
                             }
                         }
+                    }
+                    // Another owner (its set may share the lock just released).
+                    if let Some(n) = new_owner {
+                        inner.index_add(n, rec.id);
                     }
                 };
                 // Lock both shards (in index order) so no reader sees neither
                 // or both records.
                 let dropped = if a == b {
                     let mut map = inner.shards[a].lock();
-                    let Some(old_rec) = take_live(&mut map) else {
+                    let Some((old_rec, owners)) = take_live(&mut map) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(&mut map);
-                    move_index(&old_rec, write(&mut map, &old_rec));
+                    move_index(&old_rec, write(&mut map, &old_rec), owners);
                     dropped
                 } else {
                     let (first, second) = (a.min(b), a.max(b));
@@ -801,11 +810,11 @@ impl<T: SessionData> MemoryStore<T> {
                     } else {
                         (&mut *g2, &mut *g1)
                     };
-                    let Some(old_rec) = take_live(old_map) else {
+                    let Some((old_rec, owners)) = take_live(old_map) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(new_map);
-                    move_index(&old_rec, write(new_map, &old_rec));
+                    move_index(&old_rec, write(new_map, &old_rec), owners);
                     dropped
                 };
                 for (id, s) in &dropped {
@@ -902,10 +911,11 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         let mut removed = Vec::new();
         let now = self.inner.clock.now();
-        // Until the owner's set stays empty: a regenerate that ran between
-        // taking the set and reaching its session moved it to a new id, in
-        // a set of its own (the old id is then gone here); the next pass
-        // takes that one. Bounded, in case the owner keeps logging in.
+        // Until the owner's set stays empty: a session given this owner
+        // while the revoke ran (a login finishing) is taken by the next
+        // pass. (A regenerate cannot move a session out of the set taken:
+        // it checks the set under the set's lock and finds its id gone.)
+        // Bounded, in case the owner keeps logging in.
         for _ in 0..REVOKE_PASSES {
             let Some(ids) = self.inner.owner_shard(owner).lock().remove(owner) else {
                 break;
