@@ -549,6 +549,52 @@ async fn a_corrupt_stored_value_is_an_error_never_a_panic_and_is_not_overwritten
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_that_is_not_utf8_does_not_block_listing() {
+    let server = shared();
+    let store = store_on(server).await;
+    let r = new_record(None);
+    create(&store, &r).await;
+    let junk = format!("{}\\xff\\xfe", store.key_prefix());
+    server.command(&format!("SET \"{junk}\" x")).unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+    let listed = store.find_by(&|_| true).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, r.id);
+}
+
+/// A replica cut off from its master answers `MASTERDOWN`, as a restarted
+/// server loading its data answers `LOADING`: Redis will serve again
+/// shortly, so the error is transient (retried, counted by the breaker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_serve_yet_is_unavailable_not_a_backend_error() {
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let store = store_on(&server).await;
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    server
+        .command("CONFIG SET replica-serve-stale-data no")
+        .unwrap();
+    // Port 1: nothing listens, so the replica never syncs (and keeps its data).
+    server.command("REPLICAOF 127.0.0.1 1").unwrap();
+    let err = store.load(&cookie).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)) && err.is_transient(),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("masterdown"),
+        "{err}"
+    );
+    server.command("REPLICAOF NO ONE").unwrap();
+    let back = store
+        .load(&cookie)
+        .await
+        .unwrap()
+        .expect("the session is still there");
+    assert_eq!(back.id, r.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_moved_to_another_key_does_not_load_under_that_id() {
     let server = shared();
     let store = store_on(server).await;

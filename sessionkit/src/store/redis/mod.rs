@@ -121,6 +121,28 @@
 //! flash messages as JSON, so `redis-cli GET` still shows the data readably.
 //! Values written as whole-record JSON by earlier releases still load.
 //! [`RedisStoreBuilder::codec`] adds compression and AEAD sealing.
+//!
+//! # Redis settings
+//! Give sessions a Redis (or a database of one) that does not evict:
+//! `maxmemory-policy noeviction`, or no `maxmemory` at all. Under an
+//! eviction policy Redis may drop a live session (a user logged out early)
+//! or, worse, an owner's index set while the sessions it lists live on
+//! (loads read the sessions, only saves touch the set, so LRU picks the
+//! set first); `revoke_owner` and `by_owner` would then miss those
+//! sessions. With `noeviction` a full Redis refuses writes instead, which
+//! the store reports as an error (503), and nothing is lost silently.
+//!
+//! A server loading its data after a restart (`LOADING`), a replica cut off
+//! from its master (`MASTERDOWN`) and a failover under way (`READONLY`,
+//! `TRYAGAIN`, `CLUSTERDOWN`) are reported as
+//! [`StoreError::Unavailable`]: transient, retried by
+//! [`Resilient`](crate::resilience::Resilient).
+//!
+//! [`QueryStore::count`] counts the store's keys without fetching them, so
+//! it also counts values that [`QueryStore::iter`] skips: ones it cannot
+//! decode (e.g. after a change of codec) or whose recorded deadline has
+//! passed before their TTL (a clock step on the server). Count the
+//! stream of [`QueryStore::iter`] for the exact figure.
 
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -860,7 +882,9 @@ impl<T: SessionData> RedisStore<T> {
             .arg(format!("{}*", glob_escape(&self.prefix)))
             .arg("COUNT")
             .arg(self.scan_batch);
-        let (next, keys): (u64, Vec<String>) = match node {
+        // Keys as bytes: a foreign key under the prefix that is not UTF-8
+        // must not fail the whole listing (it is skipped below).
+        let (next, keys): (u64, Vec<Vec<u8>>) = match node {
             // A master of the cluster: the connection is made (the scan
             // found the masters through it).
             #[cfg(feature = "cluster")]
@@ -878,6 +902,7 @@ impl<T: SessionData> RedisStore<T> {
         scan.cursor = next;
         let keys = keys
             .into_iter()
+            .filter_map(|k| String::from_utf8(k).ok())
             .filter(|k| {
                 k.strip_prefix(self.prefix.as_str())
                     .is_some_and(is_storage_key)
@@ -1032,9 +1057,23 @@ fn ttl_millis<T>(record: &Record<T>, now: SystemTime) -> u64 {
 
 fn map_err(e: RedisError, timeout: Duration) -> StoreError {
     // redis-rs messages carry no command arguments, so no session data.
+    use redis::{ErrorKind, ServerErrorKind as K};
+    // Answers of a server that will take requests again shortly: loading
+    // its data after a restart (`LOADING`, seconds to minutes with
+    // persistence on), a replica cut off from its master (`MASTERDOWN`),
+    // a failover or resharding under way (`READONLY`, `TRYAGAIN`,
+    // `CLUSTERDOWN`). Transient, so `Resilient` retries them and trips its
+    // breaker, as for a refused connection.
+    let server_busy = matches!(
+        e.kind(),
+        ErrorKind::Server(
+            K::BusyLoading | K::MasterDown | K::TryAgain | K::ClusterDown | K::ReadOnly
+        )
+    );
     if e.is_timeout() {
         StoreError::Timeout(timeout)
-    } else if e.is_io_error()
+    } else if server_busy
+        || e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
@@ -1107,15 +1146,21 @@ impl<T: SessionData> RedisStore<T> {
                 Reply::Conflict(current) => {
                     // Another request saved since we loaded: keep what it
                     // wrote and reapply only what this request changed.
-                    let latest = self.decode(&current, None)?;
+                    // Checked to be the session this save is about, as a
+                    // load checks it.
+                    let at = match save.kind {
+                        SaveKind::Regenerate { old } => old,
+                        _ => save.record.id,
+                    };
+                    let latest = self.decode(&current, Some(&at))?;
                     expected = latest.version;
                     merged = Some(save.merged_onto(latest));
                 }
             }
         }
         Err(StoreError::Backend(format!(
-            "session kept changing under this save; gave up after {} merges",
-            self.max_merge_retries
+            "session kept changing under this save; gave up after {} attempts",
+            self.max_merge_retries.saturating_add(1)
         )))
     }
 

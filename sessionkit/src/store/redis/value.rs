@@ -2,11 +2,19 @@
 //!
 //! `sk1:<version>:<owner hash>:<payload>`: a short plain header that the Lua
 //! scripts read (to compare versions and keep the owner index in step without
-//! decoding anything), then the payload produced by [`PayloadCodec::encode`].
+//! decoding anything), then the payload [`PayloadCodec::encode_stored`]
+//! writes after it.
 //!
-//! The payload is JSON by default; with feature `crypto` the store can use
-//! the shared [`crate::codec::Codec`] instead (compression, AEAD sealing),
-//! chosen with `RedisStoreBuilder::codec`.
+//! By default the payload is the compact record layout of `crate::frame`:
+//! the raw 32-byte session id, the times and the version as little-endian
+//! integers, owner and binding fingerprint as length-prefixed UTF-8, then
+//! the flash messages and the data as JSON. Nothing in it is encrypted, and
+//! the raw id re-encoded in base64url is a working cookie: a dump of such
+//! values is as sensitive as the cookies themselves. Payloads that start
+//! with `{` are whole-record JSON written by earlier releases; they still
+//! decode. With feature `crypto` the store can use the shared
+//! [`crate::codec::Codec`] instead (compression, AEAD sealing), chosen with
+//! `RedisStoreBuilder::codec`.
 
 use crate::error::StoreError;
 use crate::record::{Record, SessionData};
@@ -56,7 +64,16 @@ pub(super) fn parse(value: &[u8]) -> Result<Stored<'_>, StoreError> {
     let colon = rest.iter().position(|&b| b == b':').ok_or_else(bad)?;
     let digits = &rest[..colon];
     // Up to u64::MAX (20 digits); a longer or larger number fails to parse.
-    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+    // Only the form the store writes: the scripts compare the version and
+    // owner as strings, so `007` (read here as 7) or an upper-case owner
+    // hash would never match there, and every update of such a value would
+    // run into a version conflict until the merge retries ran out.
+    let canonical = digits == b"0" || digits.first().is_some_and(|&d| d != b'0');
+    if digits.is_empty()
+        || digits.len() > 20
+        || !canonical
+        || !digits.iter().all(u8::is_ascii_digit)
+    {
         return Err(bad());
     }
     let version = std::str::from_utf8(digits)
@@ -66,7 +83,8 @@ pub(super) fn parse(value: &[u8]) -> Result<Stored<'_>, StoreError> {
     let rest = &rest[colon + 1..];
     let colon = rest.iter().position(|&b| b == b':').ok_or_else(bad)?;
     let owner = &rest[..colon];
-    if !(owner.is_empty() || owner.len() == 64 && owner.iter().all(u8::is_ascii_hexdigit)) {
+    let lower_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    if !(owner.is_empty() || owner.len() == 64 && owner.iter().all(lower_hex)) {
         return Err(bad());
     }
     Ok(Stored {
@@ -165,6 +183,8 @@ mod tests {
         assert_eq!(s.payload, b"{\"x\":1}");
         let anon = parse(b"sk1:1::payload:with:colons").unwrap();
         assert_eq!(parse(b"sk1:1::").unwrap().version, 1);
+        assert_eq!(parse(b"sk1:0::").unwrap().version, 0);
+        assert_eq!(parse(b"sk1:10::").unwrap().version, 10);
         assert!(anon.owner.is_empty());
         assert_eq!(anon.payload, b"payload:with:colons");
     }
@@ -206,8 +226,12 @@ mod tests {
     #[test]
     fn hostile_values_are_decode_errors_that_quote_nothing() {
         let long = format!("sk1:{}:", "9".repeat(10_000));
+        let upper_owner = format!("sk1:1:{}:x", "A".repeat(64));
         for bad in [
             &b""[..],
+            b"sk1:007::x",
+            b"sk1:00::x",
+            upper_owner.as_bytes(),
             b"sk1",
             b"sk1:",
             b"sk1::",
