@@ -25,49 +25,109 @@ pub const MESSAGE_LEN: usize = 93;
 const MAGIC: &[u8; 4] = b"SKI1";
 const BODY_LEN: usize = 61;
 
-/// The key that authenticates bus messages: 32 bytes shared by every node.
+/// The key that authenticates bus messages: 32 bytes shared by every node,
+/// plus any previous keys still accepted while a rotation rolls out.
 ///
-/// Once the crate's `KeyRing` lands, its cluster-messages subkey is what
-/// goes here. `Debug` never prints the key.
+/// Messages are tagged with the current key and accepted under the current
+/// key or any previous one, so nodes can change keys one at a time (see
+/// [`MessageKey::accept_previous`]). `Debug` never prints a key.
 #[derive(Clone)]
 pub struct MessageKey {
-    bytes: [u8; 32],
+    /// Whether any key (current or previous) is all zeros, which
+    /// [`ClusterOptions`](super::ClusterOptions) validation refuses.
+    any_all_zero: bool,
     /// HMAC-SHA256 with the key already absorbed (its inner and outer
     /// padded-key blocks hashed once, here): each message then costs three
     /// SHA-256 compressions instead of five.
     keyed: Hmac<Sha256>,
+    /// The previous keys, absorbed the same way; tried in order only when
+    /// the current key's tag does not verify.
+    previous: Vec<Hmac<Sha256>>,
+}
+
+fn absorbed(bytes: &[u8; 32]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length: this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(bytes)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 impl MessageKey {
     /// Wraps 32 secret bytes. All-zero keys are refused by
     /// [`ClusterOptions`](super::ClusterOptions) validation.
     pub fn new(bytes: [u8; 32]) -> Self {
-        // HMAC accepts keys of any length: this cannot fail.
-        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        MessageKey { bytes, keyed }
+        MessageKey {
+            any_all_zero: bytes.iter().all(|&b| b == 0),
+            keyed: absorbed(&bytes),
+            previous: Vec::new(),
+        }
     }
 
-    /// The key ring's current cluster-messages subkey (HKDF purpose
-    /// [`KeyPurpose::ClusterMessages`](crate::keys::KeyPurpose::ClusterMessages)).
-    /// Every node must run with the same current secret; rotate by
-    /// restarting all nodes with the new ring.
+    /// Also accepts messages tagged with `bytes` (a previous key, or the
+    /// next one); this node still tags its own with the current key.
+    ///
+    /// Rotating on a cluster whose nodes restart one at a time takes two
+    /// deploys, so that every message is accepted by every node at every
+    /// moment: first add the new key here on every node (old key current),
+    /// then make it current (old key here), and later drop the old key.
+    /// A node that cannot verify a message ignores it, and would go on
+    /// serving from its cache a session another node logged out.
+    ///
+    /// ```
+    /// use sessionkit::store::cluster::MessageKey;
+    /// let key = MessageKey::new([7; 32]).accept_previous([8; 32]);
+    /// # let _ = key;
+    /// ```
+    pub fn accept_previous(mut self, bytes: [u8; 32]) -> Self {
+        self.any_all_zero |= bytes.iter().all(|&b| b == 0);
+        self.previous.push(absorbed(&bytes));
+        self
+    }
+
+    /// The key ring's cluster-messages subkeys (HKDF purpose
+    /// [`KeyPurpose::ClusterMessages`](crate::keys::KeyPurpose::ClusterMessages)):
+    /// the current key's tags this node's messages, every key in the ring
+    /// is accepted. So the ring's rotation (new secret first added as a
+    /// previous one on every node, then made current) keeps the nodes'
+    /// messages flowing while they restart one at a time.
     #[cfg(feature = "crypto")]
     pub fn from_key_ring(ring: &crate::keys::KeyRing) -> Self {
-        let (_, key) = ring.current(crate::keys::KeyPurpose::ClusterMessages);
-        MessageKey::new(*key.expose_secret())
+        let mut keys = ring.subkeys(crate::keys::KeyPurpose::ClusterMessages);
+        let (_, current) = keys
+            .next()
+            .unwrap_or_else(|| unreachable!("a key ring always holds its current key"));
+        let mut key = MessageKey::new(*current.expose_secret());
+        for (_, previous) in keys {
+            key = key.accept_previous(*previous.expose_secret());
+        }
+        key
     }
 
     pub(crate) fn is_all_zero(&self) -> bool {
-        self.bytes.iter().all(|&b| b == 0)
+        self.any_all_zero
     }
 
-    fn mac(&self, channel: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = self.keyed.clone();
+    fn mac(keyed: &Hmac<Sha256>, channel: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = keyed.clone();
         mac.update(channel.as_bytes());
         mac.update(&[0]);
         mac.update(body);
         mac
+    }
+
+    /// The tag this node puts on `body`.
+    fn tag(&self, channel: &str, body: &[u8]) -> [u8; 32] {
+        Self::mac(&self.keyed, channel, body)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Whether `tag` is `body`'s under the current key or a previous one
+    /// (each comparison in constant time).
+    fn verifies(&self, channel: &str, body: &[u8], tag: &[u8]) -> bool {
+        std::iter::once(&self.keyed)
+            .chain(&self.previous)
+            .any(|keyed| Self::mac(keyed, channel, body).verify_slice(tag).is_ok())
     }
 }
 
@@ -208,7 +268,7 @@ impl Invalidation {
         out.extend_from_slice(&self.node.0);
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.key);
-        let tag = key.mac(channel, &out).finalize().into_bytes();
+        let tag = key.tag(channel, &out);
         out.extend_from_slice(&tag);
         out
     }
@@ -233,9 +293,9 @@ impl Invalidation {
             return Err(Rejection::Malformed);
         }
         let (body, tag) = bytes.split_at(BODY_LEN);
-        key.mac(channel, body)
-            .verify_slice(tag)
-            .map_err(|_| Rejection::BadTag)?;
+        if !key.verifies(channel, body, tag) {
+            return Err(Rejection::BadTag);
+        }
         let kind = InvalidationKind::from_byte(body[4]).ok_or(Rejection::UnknownKind)?;
         let mut node = [0u8; 16];
         node.copy_from_slice(&body[5..21]);
@@ -324,7 +384,7 @@ mod tests {
         let mut body = sample().encode(&key, "ch");
         body.truncate(BODY_LEN);
         body[4] = 99;
-        let tag = key.mac("ch", &body).finalize().into_bytes();
+        let tag = key.tag("ch", &body);
         body.extend_from_slice(&tag);
         assert_eq!(
             Invalidation::decode(&body, &key, "ch"),
@@ -335,5 +395,88 @@ mod tests {
     #[test]
     fn debug_output_hides_the_key() {
         assert!(!format!("{:?}", MessageKey::new([0xab; 32])).contains("ab"));
+        let both = MessageKey::new([0xab; 32]).accept_previous([0xcd; 32]);
+        let printed = format!("{both:?}");
+        assert!(
+            !printed.contains("ab") && !printed.contains("cd"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn a_rolling_rotation_keeps_every_message_accepted() {
+        let (old, new) = ([1; 32], [2; 32]);
+        let m = sample();
+        // Deploy 1: every node accepts the new key, tags with the old one.
+        let before = MessageKey::new(old);
+        let accepting = MessageKey::new(old).accept_previous(new);
+        // Deploy 2: nodes tag with the new key, still accept the old one.
+        let after = MessageKey::new(new).accept_previous(old);
+        for (sender, receiver) in [
+            (&before, &accepting),
+            (&accepting, &before),
+            (&accepting, &after),
+            (&after, &accepting),
+            (&after, &MessageKey::new(new)),
+        ] {
+            let bytes = m.encode(sender, "ch");
+            assert_eq!(Invalidation::decode(&bytes, receiver, "ch"), Ok(m));
+        }
+        // A node that has not yet heard of the new key cannot check it:
+        // the reason for the first deploy.
+        let bytes = m.encode(&after, "ch");
+        assert_eq!(
+            Invalidation::decode(&bytes, &before, "ch"),
+            Err(Rejection::BadTag)
+        );
+        // Tags are always made with the current key.
+        assert_eq!(m.encode(&accepting, "ch"), m.encode(&before, "ch"));
+        // A key in neither place is refused.
+        let stranger = MessageKey::new([3; 32]).accept_previous(old);
+        assert_eq!(
+            Invalidation::decode(&m.encode(&stranger, "ch"), &after, "ch"),
+            Err(Rejection::BadTag)
+        );
+    }
+
+    #[test]
+    fn an_all_zero_previous_key_is_caught_like_a_current_one() {
+        assert!(MessageKey::new([0; 32]).is_all_zero());
+        assert!(MessageKey::new([1; 32])
+            .accept_previous([0; 32])
+            .is_all_zero());
+        assert!(!MessageKey::new([1; 32])
+            .accept_previous([2; 32])
+            .is_all_zero());
+    }
+
+    #[cfg(feature = "crypto")]
+    #[test]
+    fn a_key_ring_tags_with_its_current_key_and_accepts_its_previous_ones() {
+        use crate::keys::KeyRing;
+        let old_secret = "the first secret, at least 32 bytes long";
+        let new_secret = "the second secret, at least 32 bytes long";
+        let old_ring = KeyRing::builder().current(1, old_secret).build().unwrap();
+        let adding = KeyRing::builder()
+            .current(1, old_secret)
+            .previous(2, new_secret)
+            .build()
+            .unwrap();
+        let rotated = KeyRing::builder()
+            .current(2, new_secret)
+            .previous(1, old_secret)
+            .build()
+            .unwrap();
+        let m = sample();
+        let (old, adding, rotated) = (
+            MessageKey::from_key_ring(&old_ring),
+            MessageKey::from_key_ring(&adding),
+            MessageKey::from_key_ring(&rotated),
+        );
+        for (sender, receiver) in [(&old, &adding), (&adding, &rotated), (&rotated, &adding)] {
+            let bytes = m.encode(sender, "ch");
+            assert_eq!(Invalidation::decode(&bytes, receiver, "ch"), Ok(m));
+        }
+        assert_eq!(m.encode(&adding, "ch"), m.encode(&old, "ch"));
     }
 }
