@@ -129,6 +129,30 @@ impl TrustedProxies {
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
+
+    /// The first entry broader than any network of proxies: an IPv4 prefix
+    /// shorter than /8 or an IPv6 one shorter than /7 (10.0.0.0/8 and
+    /// fc00::/7, the widest private ranges, pass). Every client inside a
+    /// trusted range can claim any address, so such an entry (`0.0.0.0/0`
+    /// above all) turns IP binding off for most of the internet;
+    /// [`crate::ConfigBuilder::trusted_proxies`] refuses it unless
+    /// [`crate::ConfigBuilder::dangerously_trust_broad_proxy_ranges`] is set.
+    ///
+    /// ```
+    /// use sessionkit::binding::TrustedProxies;
+    /// assert!(TrustedProxies::parse(["10.0.0.0/8", "fc00::/7"]).unwrap().too_broad().is_none());
+    /// let all = TrustedProxies::parse(["10.0.0.1", "0.0.0.0/0"]).unwrap();
+    /// assert_eq!(all.too_broad().as_deref(), Some("0.0.0.0/0"));
+    /// ```
+    pub fn too_broad(&self) -> Option<String> {
+        self.nets
+            .iter()
+            .find(|n| match n {
+                IpNet::V4(v4) => v4.prefix_len() < 8,
+                IpNet::V6(v6) => v6.prefix_len() < 7,
+            })
+            .map(ToString::to_string)
+    }
 }
 
 /// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.

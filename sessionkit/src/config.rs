@@ -243,6 +243,14 @@ pub enum ConfigProblem {
     /// Trusted proxies were given but IP binding is off, so they would do nothing.
     #[error("trusted_proxies only matter with bind_to_ip(true)")]
     ProxiesWithoutIpBinding,
+    /// A trusted-proxy range so broad that any client in it could claim
+    /// any address (an IPv4 prefix under /8, IPv6 under /7, `0.0.0.0/0`).
+    #[error(
+        "trusted proxy range {0} is broader than any network of proxies: every client in it \
+         could choose the address its session is bound to (list your proxies' own ranges, or \
+         call dangerously_trust_broad_proxy_ranges)"
+    )]
+    ProxyRangeTooBroad(String),
     /// A proxy header was chosen but no proxy is trusted, so none is read.
     #[error("proxy_header only matters with trusted_proxies")]
     ProxyHeaderWithoutProxies,
@@ -286,6 +294,7 @@ pub struct ConfigBuilder {
     binding_key: Option<BindingKey>,
     trusted_proxies: Vec<String>,
     proxy_header: Option<crate::binding::ProxyHeader>,
+    broad_proxy_ranges: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -306,6 +315,7 @@ impl Default for ConfigBuilder {
             binding_key: None,
             trusted_proxies: Vec::new(),
             proxy_header: None,
+            broad_proxy_ranges: false,
         }
     }
 }
@@ -393,6 +403,14 @@ impl ConfigBuilder {
         proxies: I,
     ) -> Self {
         self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Accepts trusted-proxy ranges broader than any network of proxies
+    /// (see [`TrustedProxies::too_broad`]): every client inside them can
+    /// then choose the address its session is bound to. Only for a service
+    /// that no client can reach but through the proxies.
+    pub fn dangerously_trust_broad_proxy_ranges(mut self) -> Self {
+        self.broad_proxy_ranges = true;
         self
     }
     /// The forwarding header the trusted proxies write the client address
@@ -510,6 +528,9 @@ impl ConfigBuilder {
         let mut binding = self.binding;
         match TrustedProxies::parse(&self.trusted_proxies) {
             Ok(p) => {
+                if let Some(range) = p.too_broad().filter(|_| !self.broad_proxy_ranges) {
+                    problems.push(ConfigProblem::ProxyRangeTooBroad(range));
+                }
                 binding.trusted_proxies = p.header(self.proxy_header.unwrap_or_default());
             }
             Err(e) => problems.push(ConfigProblem::TrustedProxy(e)),
@@ -647,6 +668,34 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.problems(), &[ConfigProblem::ProxyHeaderWithoutProxies]);
+        let ip_bound = || {
+            Config::builder()
+                .bind_to_ip(true)
+                .binding_key(BindingKey::new([7u8; 32]))
+        };
+        for all in ["0.0.0.0/0", "::/0", "128.0.0.0/1", "2000::/3"] {
+            let err = ip_bound()
+                .trusted_proxies(["10.0.0.1", all])
+                .build()
+                .unwrap_err();
+            assert_eq!(
+                err.problems(),
+                &[ConfigProblem::ProxyRangeTooBroad(all.into())],
+                "{all}"
+            );
+            assert!(err
+                .to_string()
+                .contains("dangerously_trust_broad_proxy_ranges"));
+            assert!(ip_bound()
+                .trusted_proxies([all])
+                .dangerously_trust_broad_proxy_ranges()
+                .build()
+                .is_ok());
+        }
+        assert!(ip_bound()
+            .trusted_proxies(["10.0.0.0/8", "172.16.0.0/12", "fc00::/7", "192.0.2.7"])
+            .build()
+            .is_ok());
         assert!(Config::builder()
             .bind_to_user_agent(true)
             .binding_key(BindingKey::new([7u8; 32]))

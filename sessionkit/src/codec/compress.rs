@@ -24,9 +24,11 @@ thread_local! {
 }
 
 /// Gzips `data` at `level` (0–9); `None` when the result is not smaller
-/// (then it is stored as is).
+/// (then it is stored as is), and on a thread whose locals are being torn
+/// down (a session encoded from another thread-local's destructor: stored
+/// uncompressed rather than a panic, which would abort there).
 pub(crate) fn gzip(data: &[u8], level: u32) -> Option<Vec<u8>> {
-    GZIP.with(|cell| {
+    GZIP.try_with(|cell| {
         let mut all = cell.try_borrow_mut().ok()?;
         let at = match all.iter().position(|(l, _)| *l == level) {
             Some(at) => at,
@@ -53,11 +55,14 @@ pub(crate) fn gzip(data: &[u8], level: u32) -> Option<Vec<u8>> {
         }
         (out.len() < data.len()).then_some(out)
     })
+    .ok()
+    .flatten()
 }
 
 /// Gunzips `data`, refusing to produce more than `max` bytes (a 4 KB cookie
-/// can otherwise inflate to megabytes). Only ever called on authenticated
-/// input, but bounded anyway.
+/// can otherwise inflate to megabytes). A sealing codec calls it only after
+/// authentication; an unsealed one calls it on unauthenticated bytes (a
+/// stored value as read), so there the bound alone stops a gzip bomb.
 pub(crate) fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, &'static str> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max));
     // Saturating: `max_decoded_len(usize::MAX)` ("no bound") must not overflow.

@@ -73,6 +73,11 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// Default PBKDF2-HMAC-SHA256 iteration count (OWASP's 2023 recommendation).
 pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
 
+/// The fewest PBKDF2 iterations accepted without
+/// [`PasswordKdf::dangerously_few_iterations`]: below it the stretching
+/// adds little to the secret's own strength.
+pub const MIN_PBKDF2_ITERATIONS: u32 = 100_000;
+
 /// What a subkey is used for. Each purpose gets its own key from every secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -217,6 +222,7 @@ impl KeyRing {
 pub struct PasswordKdf {
     iterations: u32,
     salt: Vec<u8>,
+    few_allowed: bool,
 }
 
 impl fmt::Debug for PasswordKdf {
@@ -229,13 +235,23 @@ impl fmt::Debug for PasswordKdf {
 }
 
 impl PasswordKdf {
-    /// PBKDF2 with `iterations` rounds and a salt of at least 16 bytes. Use a
-    /// salt unique to the deployment (it need not be secret).
+    /// PBKDF2 with `iterations` rounds (at least [`MIN_PBKDF2_ITERATIONS`];
+    /// [`DEFAULT_PBKDF2_ITERATIONS`] is recommended) and a salt of at least
+    /// 16 bytes. Use a salt unique to the deployment (it need not be secret).
     pub fn new(iterations: u32, salt: impl Into<Vec<u8>>) -> Self {
         PasswordKdf {
             iterations,
             salt: salt.into(),
+            few_allowed: false,
         }
+    }
+
+    /// Accepts fewer than [`MIN_PBKDF2_ITERATIONS`] (but more than zero):
+    /// a password-like secret then gets next to no stretching. For tests
+    /// and benchmarks, where start-up time matters more.
+    pub fn dangerously_few_iterations(mut self) -> Self {
+        self.few_allowed = true;
+        self
     }
 }
 
@@ -307,6 +323,8 @@ impl KeyRingBuilder {
         if let Some(kdf) = &self.kdf {
             if kdf.iterations == 0 {
                 problems.push(KeyProblem::ZeroIterations);
+            } else if kdf.iterations < MIN_PBKDF2_ITERATIONS && !kdf.few_allowed {
+                problems.push(KeyProblem::TooFewIterations(kdf.iterations));
             }
             if kdf.salt.len() < 16 {
                 problems.push(KeyProblem::SaltTooShort(kdf.salt.len()));
@@ -375,6 +393,10 @@ pub enum KeyProblem {
     /// The PBKDF2 iteration count is zero.
     #[error("PBKDF2 iterations must be greater than zero (600000 is recommended)")]
     ZeroIterations,
+    /// Fewer PBKDF2 iterations than [`MIN_PBKDF2_ITERATIONS`], without
+    /// [`PasswordKdf::dangerously_few_iterations`].
+    #[error("PBKDF2 iterations are {0}; at least 100000 are required (600000 is recommended)")]
+    TooFewIterations(u32),
     /// The PBKDF2 salt is shorter than 16 bytes.
     #[error("PBKDF2 salt is {0} bytes; at least 16 are required")]
     SaltTooShort(usize),
@@ -447,7 +469,7 @@ pub(crate) mod tests {
         let plain = KeyRing::builder().current(1, S1).build().unwrap();
         let stretched = KeyRing::builder()
             .current(1, S1)
-            .password_kdf(PasswordKdf::new(10, "a salt of 16 bytes!"))
+            .password_kdf(PasswordKdf::new(10, "a salt of 16 bytes!").dangerously_few_iterations())
             .build()
             .unwrap();
         assert_ne!(
@@ -477,6 +499,25 @@ pub(crate) mod tests {
         );
         assert!(err.to_string().contains("generate_secret"));
         assert!(!err.to_string().contains(S1));
+    }
+
+    #[test]
+    fn too_few_pbkdf2_iterations_need_the_named_opt_out() {
+        let with = |kdf: PasswordKdf| KeyRing::builder().current(1, S1).password_kdf(kdf).build();
+        let err = with(PasswordKdf::new(1, "a salt of 16 bytes!")).unwrap_err();
+        assert_eq!(err.problems(), &[KeyProblem::TooFewIterations(1)]);
+        assert!(err.to_string().contains("100000"), "{err}");
+        let floor = MIN_PBKDF2_ITERATIONS;
+        assert!(with(PasswordKdf::new(floor - 1, "a salt of 16 bytes!")).is_err());
+        assert!(
+            with(PasswordKdf::new(1, "a salt of 16 bytes!").dangerously_few_iterations()).is_ok()
+        );
+        // Zero stays an error whatever the opt-out.
+        let zero = PasswordKdf::new(0, "a salt of 16 bytes!").dangerously_few_iterations();
+        assert_eq!(
+            with(zero).unwrap_err().problems(),
+            &[KeyProblem::ZeroIterations]
+        );
     }
 
     #[test]
