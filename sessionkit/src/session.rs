@@ -26,7 +26,7 @@
 //! ```
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -63,7 +63,11 @@ pub(crate) struct Meta {
     pub owner_loaded: Option<String>,
     /// The client binding was set in this request.
     pub binding_set: bool,
-    /// The request presented a cookie that named no live session.
+    /// The request presented a cookie whose session this request found
+    /// dead and ended (past a deadline, presented by another client, or
+    /// stored in a form that cannot be read): the cookie is expired in the
+    /// browser unless a new session replaces it. A cookie that names no
+    /// session at all is left alone (see [`crate::sessions`]).
     pub stale_cookie: bool,
 }
 
@@ -72,10 +76,20 @@ pub(crate) struct Shared<T> {
     pub meta: Mutex<Meta>,
     /// Data, flash, owner or id changed.
     pub dirty: AtomicBool,
+    /// [`OPEN`], then [`COMMITTED`] once the layer planned the save (the
+    /// response is on its way), then [`WARNED`] once a change came after.
+    pub state: AtomicU8,
     pub is_new: bool,
     pub clock: Arc<dyn Clock>,
     pub policy: ExpiryPolicy,
 }
+
+/// [`Shared::state`]: the request is still running.
+pub(crate) const OPEN: u8 = 0;
+/// [`Shared::state`]: the layer has taken what to save.
+pub(crate) const COMMITTED: u8 = 1;
+/// [`Shared::state`]: committed, and a later change was reported.
+const WARNED: u8 = 2;
 
 /// The session of one request. Cheap to clone; clones share state.
 pub struct Session<T> {
@@ -129,6 +143,7 @@ impl<T: SessionData> Session<T> {
                     stale_cookie,
                 }),
                 dirty: AtomicBool::new(false),
+                state: AtomicU8::new(OPEN),
                 is_new,
                 clock,
                 policy,
@@ -174,6 +189,47 @@ impl<T: SessionData> Session<T> {
 
     pub(crate) fn mark_dirty(&self) {
         self.shared.dirty.store(true, Ordering::Relaxed);
+        self.check_open();
+    }
+
+    /// A change after the layer took what to save is never saved: say so
+    /// (once per session, as a warning and in
+    /// `sessionkit_late_changes_total`) rather than drop it silently.
+    fn check_open(&self) {
+        if self.shared.state.load(Ordering::Relaxed) == COMMITTED
+            && self
+                .shared
+                .state
+                .compare_exchange(COMMITTED, WARNED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            metrics::counter!("sessionkit_late_changes_total").increment(1);
+            tracing::warn!(
+                "a session was changed after its response was sent: the change is not saved \
+                 (a Session kept by a spawned task, a WebSocket or a streaming body?)"
+            );
+        }
+    }
+
+    /// Marks the session as taken by the layer for saving (see
+    /// [`Session::is_committed`]).
+    pub(crate) fn commit_started(&self) {
+        let _ = self.shared.state.compare_exchange(
+            OPEN,
+            COMMITTED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the layer has already taken this session for saving: the
+    /// response is on its way, and changes made now (from a task spawned by
+    /// the handler, a WebSocket, a streaming body) are not saved; each such
+    /// session logs one warning and counts in
+    /// `sessionkit_late_changes_total`. Work that must change the session
+    /// belongs in the handler, or in a new request.
+    pub fn is_committed(&self) -> bool {
+        self.shared.state.load(Ordering::Relaxed) != OPEN
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
@@ -251,6 +307,8 @@ impl<T: SessionData> Session<T> {
             m.record.last_access = now;
         }
         m.touched = true;
+        drop(m);
+        self.check_open();
     }
 
     /// Gives the session a new id, keeping its data. The old id is dead once
@@ -270,6 +328,7 @@ impl<T: SessionData> Session<T> {
     /// when the response goes out. Later changes in this request are dropped.
     pub fn destroy(&self) {
         self.shared.meta.lock().destroyed = true;
+        self.check_open();
     }
 
     /// Whether [`Session::destroy`] was called.

@@ -21,6 +21,21 @@
 //! assert_eq!(sessions.count().await.unwrap(), 1);
 //! # }
 //! ```
+//!
+//! # When the session cookie is expired in the browser
+//!
+//! A response expires the cookie (`Max-Age=0`) only when its own request
+//! ended the session the cookie named: [`Session::destroy`], a deadline
+//! found passed, a client other than the bound one ([`crate::binding`]), a
+//! stored value that cannot be read. A cookie that names no session, and a
+//! save that finds its session deleted or regenerated meanwhile, leave the
+//! cookie alone. A browser sends requests that overlap: one still carrying
+//! the old cookie while a login regenerates the id would otherwise answer
+//! last with an expiry of the same cookie name, and log the user out. Such
+//! a cookie costs a lookup per request until its `Max-Age` (the absolute
+//! deadline) passes or a new session replaces it. (A request that writes to
+//! a fresh session still sets its own cookie; it is the order in which the
+//! browser receives such responses that decides which cookie it keeps.)
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -455,14 +470,21 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             Err(StoreError::Decode(_)) => {
                 metrics::counter!("sessionkit_undecodable_sessions_total").increment(1);
                 tracing::warn!("stored session could not be decoded; starting a fresh one");
-                None
+                // Its cookie can never be used again: expire it.
+                return Ok(Loaded::Ready(Session::fresh(
+                    clock, cfg.expiry, true, print,
+                )));
             }
             other => other?,
         };
         let Some(mut record) = loaded else {
             metrics::counter!("sessionkit_invalid_lookups_total").increment(1);
+            // The cookie is left in the browser: it may be the old id of a
+            // session another request has just regenerated (a login), and
+            // expiring it would expire the new cookie, which has the same
+            // name, should this response arrive last.
             return Ok(Loaded::Ready(Session::fresh(
-                clock, cfg.expiry, true, print,
+                clock, cfg.expiry, false, print,
             )));
         };
         if let Some(kind) = record.expired(clock.now()) {
@@ -496,6 +518,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
 
     /// Decides what a finished request means for the store.
     fn plan(&self, session: &Session<T>, now: std::time::SystemTime) -> Plan {
+        session.commit_started();
         let cfg = &self.config;
         let dirty = session.is_dirty();
         let is_new = session.is_new();
@@ -561,7 +584,10 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         let cfg = &self.config;
         let owner = record.owner.as_deref();
         let value = match outcome? {
-            SaveOutcome::Gone => return Ok(CookieAction::Remove),
+            // Deleted meanwhile (logout, revoke) or regenerated away by an
+            // overlapping request (a login): the cookie the browser holds now
+            // may be that request's new one, so it is left alone.
+            SaveOutcome::Gone => return Ok(CookieAction::None),
             // An update that kept the cookie the browser sent: nothing to send.
             SaveOutcome::Kept if kind == SaveKind::Update && incoming.is_some() => {
                 return Ok(CookieAction::None);

@@ -81,6 +81,8 @@ mod routes {
 
     /// The caching policy `/counter/cacheable` chooses itself.
     pub const OWN_CACHE_CONTROL: &str = "private, max-age=60";
+    /// A policy that would let a shared cache keep the response.
+    pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=60";
 }
 
 /// A real [`MemoryStore`] behind a probe that counts the calls the adapters
@@ -213,6 +215,13 @@ mod apps {
                     (cache, routes::increment(&s))
                 }),
             )
+            .route(
+                "/counter/public",
+                post(|s: Session<Data>| async move {
+                    let cache = [(http::header::CACHE_CONTROL, routes::PUBLIC_CACHE_CONTROL)];
+                    (cache, routes::increment(&s))
+                }),
+            )
             .layer(SessionLayer::new(&sessions))
             // Merged after `.layer`: these routes have no session layer.
             .route(
@@ -292,6 +301,14 @@ mod apps {
                             web::post().to(|s: Session<Data>| async move {
                                 actix_web::HttpResponse::Ok()
                                     .insert_header(("cache-control", routes::OWN_CACHE_CONTROL))
+                                    .body(routes::increment(&s))
+                            }),
+                        )
+                        .route(
+                            "/counter/public",
+                            web::post().to(|s: Session<Data>| async move {
+                                actix_web::HttpResponse::Ok()
+                                    .insert_header(("cache-control", routes::PUBLIC_CACHE_CONTROL))
                                     .body(routes::increment(&s))
                             }),
                         );
@@ -498,6 +515,21 @@ async fn setting_the_cookie_keeps_a_caching_policy_the_handler_chose(fw: Framewo
     assert_eq!(r.cache_control.as_deref(), Some(routes::OWN_CACHE_CONTROL));
 }
 
+/// A CDN that stored such a response would hand this session to everyone.
+async fn a_public_caching_policy_becomes_private_when_the_cookie_is_set(fw: Framework) {
+    let s = Server::start(fw).await;
+    let r = s.post("/counter/public", None).await;
+    let cookie = r.new_cookie().expect("a new session sets its cookie");
+    assert_eq!(r.cache_control.as_deref(), Some("max-age=60, private"));
+    // Without a cookie to set, the handler's policy stands.
+    let r = s.post("/counter/public", Some(&cookie)).await;
+    assert!(r.set_cookies.is_empty(), "{r:?}");
+    assert_eq!(
+        r.cache_control.as_deref(),
+        Some(routes::PUBLIC_CACHE_CONTROL)
+    );
+}
+
 async fn a_route_that_ignores_the_session_costs_no_store_call_and_no_cookie(fw: Framework) {
     let s = Server::start(fw).await;
     let cookie = s.session_with_one_visit().await;
@@ -543,6 +575,10 @@ async fn regenerating_the_id_kills_the_old_cookie(fw: Framework) {
     );
     let r = s.get("/counter", Some(&old)).await;
     assert_eq!(r.body, "counter=0 user=-", "the old id still works");
+    // A request still carrying the old cookie (one that overlapped the
+    // login) must not expire it: the browser's cookie is now the new one,
+    // of the same name.
+    assert!(r.set_cookies.is_empty(), "{r:?}");
 }
 
 async fn destroying_expires_the_cookie_and_kills_the_session(fw: Framework) {
@@ -788,5 +824,6 @@ both_frameworks!(
     a_failing_save_replaces_the_response_and_sets_no_cookie,
     a_route_without_the_middleware_answers_500_naming_the_misconfiguration,
     setting_the_cookie_keeps_a_caching_policy_the_handler_chose,
+    a_public_caching_policy_becomes_private_when_the_cookie_is_set,
     non_ascii_bytes_in_the_session_cookie_give_a_fresh_session,
 );

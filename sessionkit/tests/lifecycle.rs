@@ -232,6 +232,82 @@ async fn a_regenerate_keeps_an_overlapping_requests_update() {
     assert!(sessions.load(cookie).await.unwrap().is_new(), "old id dead");
 }
 
+/// A browser's requests overlap: one still carrying the old cookie while a
+/// login regenerates the id must not answer with an expiry of the cookie
+/// (same name: it would expire the new, logged-in one if it arrived last).
+#[tokio::test]
+async fn a_request_overlapping_a_login_never_expires_the_new_cookie() {
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    let cookie = cookie.as_deref();
+    // Loaded before the login, saved after it: the store answers Gone.
+    let slow = sessions.load(cookie).await.unwrap();
+    let (after_login, _) = request(&sessions, cookie, |s| {
+        s.regenerate_id();
+        s.data_mut().user = Some("ann".into());
+    })
+    .await;
+    assert_ne!(after_login.as_deref(), cookie);
+    slow.data_mut().n = 2;
+    assert_eq!(
+        sessions.commit(&slow, cookie).await.unwrap(),
+        CookieAction::None,
+        "a save that finds its session regenerated away leaves the cookie alone"
+    );
+    // Loaded after the login: the old id names no session.
+    let late = sessions.load(cookie).await.unwrap();
+    assert!(late.is_new(), "the old id is dead");
+    assert_eq!(
+        sessions.commit(&late, cookie).await.unwrap(),
+        CookieAction::None,
+        "a cookie naming no session is left alone"
+    );
+    let s = sessions.load(after_login.as_deref()).await.unwrap();
+    assert_eq!(s.data().user.as_deref(), Some("ann"), "still logged in");
+    // A request that ends the session itself still expires its cookie.
+    let s = sessions.load(after_login.as_deref()).await.unwrap();
+    s.destroy();
+    assert_eq!(
+        sessions.commit(&s, after_login.as_deref()).await.unwrap(),
+        CookieAction::Remove
+    );
+}
+
+/// A `Session` kept past its request (a spawned task, a WebSocket): what it
+/// changes then is not saved, and that is said once, not silently dropped.
+#[tokio::test]
+async fn a_change_after_the_response_is_counted_and_not_saved() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    let s = sessions.load(cookie.as_deref()).await.unwrap();
+    assert!(!s.is_committed());
+    s.data_mut().n = 2;
+    sessions.commit(&s, cookie.as_deref()).await.unwrap();
+    assert!(s.is_committed());
+    let recorder = DebuggingRecorder::new();
+    let snapshot = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        s.data_mut().n = 99;
+        s.destroy();
+        s.set_owner(Some("late"));
+    });
+    let late: Vec<_> = snapshot
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "sessionkit_late_changes_total")
+        .map(|(.., v)| v)
+        .collect();
+    assert_eq!(late, [DebugValue::Counter(1)], "one report per session");
+    let again = sessions.load(cookie.as_deref()).await.unwrap();
+    assert!(!again.is_new(), "the late destroy did nothing");
+    assert_eq!(again.data().n, 2, "the late change was not saved");
+    assert_eq!(again.owner(), None);
+}
+
 #[tokio::test]
 async fn revoke_and_bulk_delete_fire_on_deleted_for_each_session() {
     let clock = ManualClock::new();

@@ -196,6 +196,13 @@ impl HeaderSink for HeaderMap {
         self.append(header::SET_COOKIE, value);
         if !self.contains_key(header::CACHE_CONTROL) {
             self.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        } else if let Some(safe) = super::cookie_safe_cache_control(
+            self.get_all(header::CACHE_CONTROL)
+                .map(HeaderValue::as_bytes),
+        ) {
+            let safe = HeaderValue::try_from(safe)
+                .unwrap_or_else(|_| HeaderValue::from_static("no-store"));
+            self.insert(header::CACHE_CONTROL, safe);
         }
         true
     }

@@ -21,6 +21,29 @@
 //! - A stored session that cannot be decoded ([`StoreError::Decode`], e.g.
 //!   after a change of the session type) is not a store failure: the request
 //!   starts a fresh session, as for a tampered cookie.
+//!
+//! # What is saved, and when
+//! The session is saved once the handler has produced its response, before
+//! the response leaves, **whatever its status**: a handler that changed the
+//! session and then answers `500` (or an error type the framework renders
+//! as one) has its change saved, as a logout that fails to render still
+//! logs out. Undo a change you do not want kept before returning the error.
+//! The exceptions:
+//! - a tower service *inside* the session layer that fails with its own
+//!   error (not a response: e.g. a `tower::timeout` layer before any
+//!   `HandleErrorLayer`), and an actix-web middleware inside
+//!   `SessionMiddleware` that returns `Err`: the request's session changes
+//!   are not saved. A plain axum `Router` cannot fail this way (its error
+//!   type is `Infallible`).
+//! - a panicking handler: on actix-web the connection is dropped and nothing
+//!   is saved; on axum a `CatchPanicLayer` *inside* the session layer turns
+//!   the panic into a `500` response, and whatever the handler changed
+//!   before it panicked is saved (put `CatchPanicLayer` outside the session
+//!   layer to save nothing).
+//! - changes made after the response went out (a `Session` moved into a
+//!   spawned task, a WebSocket, a streaming body) are never saved; each
+//!   such session logs one warning and counts in
+//!   `sessionkit_late_changes_total` (see [`Session::is_committed`]).
 
 // Without an adapter feature the edge helpers have no caller yet.
 #![cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
@@ -295,10 +318,47 @@ pub(crate) trait HeaderSink {
     /// Adds a header after any of the same name; `false` (and nothing added)
     /// when the value is not a valid header value.
     fn add(&mut self, name: &'static str, value: &str) -> bool;
-    /// Adds the session's `Set-Cookie` (taking the string: no copy) and,
-    /// unless the response already says how to cache it, `Cache-Control:
-    /// no-store`. `false` when the value is not a valid header value.
+    /// Adds the session's `Set-Cookie` (taking the string: no copy) and
+    /// `Cache-Control: no-store`, or, when the response already says how to
+    /// cache it, makes that policy private ([`cookie_safe_cache_control`]).
+    /// `false` when the value is not a valid header value.
     fn add_set_cookie(&mut self, value: String) -> bool;
+}
+
+/// The `Cache-Control` a response that sets or expires the session cookie
+/// gets in place of the one its handler chose (the values of its
+/// `Cache-Control` headers), or `None` to keep that one. A shared cache (a
+/// CDN, a corporate proxy) that stores such a response would hand the
+/// session cookie to everyone it serves: unless the handler's policy says
+/// `no-store` or `private`, `public` is dropped and `private` added, so
+/// the rest of it (`max-age=60`) still holds for the browser's own cache.
+///
+/// ```text
+/// public, max-age=60  →  max-age=60, private
+/// max-age=60          →  max-age=60, private
+/// private, max-age=60 →  (kept)
+/// ```
+pub(crate) fn cookie_safe_cache_control<'a>(
+    existing: impl Iterator<Item = &'a [u8]>,
+) -> Option<String> {
+    let mut kept = Vec::new();
+    for value in existing {
+        // Not text: nothing to keep that we could read.
+        let Ok(value) = std::str::from_utf8(value) else {
+            return Some("no-store".to_owned());
+        };
+        for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let name = directive.split('=').next().unwrap_or_default().trim();
+            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
+                return None;
+            }
+            if !name.eq_ignore_ascii_case("public") {
+                kept.push(directive);
+            }
+        }
+    }
+    kept.push("private");
+    Some(kept.join(", "))
 }
 
 impl HeaderSink for HeaderMap {
@@ -314,11 +374,15 @@ impl HeaderSink for HeaderMap {
             return false;
         };
         self.append(http::header::SET_COOKIE, value);
-        if !self.contains_key(http::header::CACHE_CONTROL) {
-            self.insert(
-                http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            );
+        let cache = http::header::CACHE_CONTROL;
+        if !self.contains_key(&cache) {
+            self.insert(cache, HeaderValue::from_static("no-store"));
+        } else if let Some(safe) =
+            cookie_safe_cache_control(self.get_all(&cache).iter().map(HeaderValue::as_bytes))
+        {
+            let safe = HeaderValue::try_from(safe)
+                .unwrap_or_else(|_| HeaderValue::from_static("no-store"));
+            self.insert(cache, safe);
         }
         true
     }
@@ -723,6 +787,40 @@ pub(crate) async fn extract_optional<T: SessionData>(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_response_that_sets_the_cookie_is_never_left_to_shared_caches() {
+        let safe = |values: &[&[u8]]| cookie_safe_cache_control(values.iter().copied());
+        assert_eq!(
+            safe(&[b"public, max-age=60"]).as_deref(),
+            Some("max-age=60, private")
+        );
+        assert_eq!(
+            safe(&[b"max-age=60", b"s-maxage=600"]).as_deref(),
+            Some("max-age=60, s-maxage=600, private")
+        );
+        assert_eq!(safe(&[b"PUBLIC"]).as_deref(), Some("private"));
+        assert_eq!(safe(&[b"\xff"]).as_deref(), Some("no-store"));
+        for kept in [
+            &b"private, max-age=60"[..],
+            b"No-Store",
+            b"max-age=0, private=\"set-cookie\"",
+        ] {
+            assert_eq!(safe(&[kept]), None, "{kept:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        h.append(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("immutable"),
+        );
+        assert!(h.add_set_cookie("id=x".into()));
+        let all: Vec<_> = h.get_all(http::header::CACHE_CONTROL).iter().collect();
+        assert_eq!(all, ["max-age=60, immutable, private"]);
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

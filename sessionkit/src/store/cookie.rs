@@ -242,17 +242,7 @@ impl<T: SessionData> CookieStore<T> {
     /// The reason is logged at debug level. A value past a deadline fires
     /// the configuration's `on_expired` and `on_deleted` callbacks.
     pub fn open(&self, cookie_value: &str) -> Option<Record<T>> {
-        let record = match &self.cache {
-            Some(cache) => match cache.get(cookie_value) {
-                Some(record) => record,
-                None => {
-                    let record = self.unseal(cookie_value)?;
-                    cache.put(cookie_value, record.clone());
-                    record
-                }
-            },
-            None => self.unseal(cookie_value)?,
-        };
+        let record = self.opened(cookie_value)?;
         let i = &self.inner;
         if let Some(kind) = record.expired(i.clock.now()) {
             tracing::debug!(?kind, "session cookie rejected: past its deadline");
@@ -263,6 +253,24 @@ impl<T: SessionData> CookieStore<T> {
             return None;
         }
         Some(record)
+    }
+
+    /// [`CookieStore::open`] without the deadline check: what the store
+    /// hands [`crate::Sessions`], which checks the deadlines itself (and
+    /// then, for a session past one, fires the same events and expires the
+    /// cookie in the browser).
+    fn opened(&self, cookie_value: &str) -> Option<Record<T>> {
+        match &self.cache {
+            Some(cache) => match cache.get(cookie_value) {
+                Some(record) => Some(record),
+                None => {
+                    let record = self.unseal(cookie_value)?;
+                    cache.put(cookie_value, record.clone());
+                    Some(record)
+                }
+            },
+            None => self.unseal(cookie_value),
+        }
     }
 
     /// Decodes and authenticates a cookie value; deadlines are not checked.
@@ -301,7 +309,7 @@ impl<T: SessionData> CookieStore<T> {
 #[async_trait]
 impl<T: SessionData> Store<T> for CookieStore<T> {
     async fn load(&self, cookie_value: &str) -> Result<Option<Record<T>>, StoreError> {
-        Ok(self.open(cookie_value))
+        Ok(self.opened(cookie_value))
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
@@ -309,7 +317,7 @@ impl<T: SessionData> Store<T> for CookieStore<T> {
     }
 
     fn load_now(&self, cookie_value: &str) -> Option<Result<Option<Record<T>>, StoreError>> {
-        Some(Ok(self.open(cookie_value)))
+        Some(Ok(self.opened(cookie_value)))
     }
 
     fn save_now(&self, save: Save<'_, T>) -> Option<Result<SaveOutcome, StoreError>> {
@@ -603,7 +611,7 @@ mod tests {
         let ring = KeyRing::builder()
             .current(2, "a passphrase someone typed, 32+ bytes")
             .previous(1, "the previous passphrase, also 32+ bytes")
-            .password_kdf(PasswordKdf::new(1_000, "deployment salt 1"))
+            .password_kdf(PasswordKdf::new(1_000, "deployment salt 1").dangerously_few_iterations())
             .build()
             .unwrap();
         assert_eq!(PBKDF2_RUNS.with(|c| c.get()) - before, 2);
