@@ -214,8 +214,9 @@ async fn redis_store(
         .clock(sessions.clock().clone())
         .connection_timeout(Duration::from_secs(2));
     // With a configured secret, stored values are sealed (a dump of Redis
-    // then shows neither data nor session ids); without one they stay JSON,
-    // since a throw-away key would lose every session at each restart.
+    // then shows neither data nor session ids); without one they stay in
+    // the plain compact layout (the data as JSON beside the raw id), since a
+    // throw-away key would lose every session at each restart.
     if config.session_secret.is_some() {
         let ring = key_ring(config)?;
         builder = builder.codec(

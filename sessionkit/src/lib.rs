@@ -1,9 +1,16 @@
 //! # sessionkit
 //!
-//! Type-safe web sessions for Rust: your own struct is the session data,
-//! stores are pluggable (in-memory today; cookie, Redis and clustered stores
-//! arrive as features), and the HTTP integration is a tower layer with axum
-//! extractors.
+//! Type-safe web sessions for Rust: your own struct is the session data.
+//!
+//! - Stores behind one [`Store`] trait: [`store::memory::MemoryStore`]
+//!   (always built), and behind cargo features the sealed-cookie store
+//!   (`cookie-store`), the Redis store (`redis`; `redis-tls` for
+//!   `rediss://`) and the clustered store, a local cache per node in front
+//!   of Redis (`cluster`).
+//! - HTTP integration: a tower layer with axum extractors (feature `axum`,
+//!   on by default) and an actix-web 4 middleware (feature `actix`).
+//! - Key ring and sealing for your own values (feature `crypto`, which
+//!   `cookie-store` turns on).
 //!
 //! ```
 //! use axum::{routing::post, Router, Json};
@@ -30,8 +37,9 @@
 //! - [`Sessions`] is the framework-free core: cookie value in, [`Session`] out;
 //!   session out, store write and [`CookieAction`] back. Adapters only move headers.
 //! - Loading is lazy: a route that never extracts the session touches no store.
-//!   Saving happens only when something changed; `Set-Cookie` is sent only for
-//!   a new cookie value or a removal.
+//!   Saving happens only when something changed or sliding expiration needs
+//!   the idle deadline moved; `Set-Cookie` is sent only for a new cookie
+//!   value or a removal.
 //! - Expiry (idle and absolute) is enforced from the record on every load,
 //!   whatever the store's TTL does.
 //! - A cookie that is unknown, malformed, tampered or expired yields a fresh

@@ -8,10 +8,13 @@
 //!    ([`envelope`] has the byte layout and the nonce limits).
 //!
 //! Decoding runs backwards and is bounded: input longer than
-//! [`CodecBuilder::max_encoded_len`] is refused before any work, gzip is only
-//! inflated after authentication and never past
-//! [`CodecBuilder::max_decoded_len`]. Every failure is one opaque
-//! [`StoreError::Decode`]; the reason goes to `tracing` at debug level.
+//! [`CodecBuilder::max_encoded_len`] is refused before any work, and gzip is
+//! never inflated past [`CodecBuilder::max_decoded_len`]. A sealing codec
+//! authenticates a value before inflating it; an unsealed one (such as
+//! `Codec::default()`) inflates the bytes it is given as they are, so there
+//! the size bound is the only protection against a gzip bomb. Every failure
+//! is one opaque [`StoreError::Decode`]; the reason goes to `tracing` at
+//! debug level.
 //!
 //! The cookie store ([`crate::store::cookie`]) seals with
 //! [`KeyPurpose::CookieSealing`] bound to the cookie name. Server-side stores
