@@ -51,7 +51,7 @@ use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use sha2::Sha256;
 
 /// The networks whose forwarding header is believed, and which header that is.
@@ -131,8 +131,10 @@ impl TrustedProxies {
     }
 
     /// The first entry broader than any network of proxies: an IPv4 prefix
-    /// shorter than /8 or an IPv6 one shorter than /7 (10.0.0.0/8 and
-    /// fc00::/7, the widest private ranges, pass). Every client inside a
+    /// shorter than /8, an IPv6 one shorter than /16 (a /12 is a regional
+    /// registry's share of the internet) except inside the private
+    /// `fc00::/7` and link-local `fe80::/10`, which may be trusted whole.
+    /// 10.0.0.0/8, fc00::/7 and the widest published CDN ranges pass. Every client inside a
     /// trusted range can claim any address, so such an entry (`0.0.0.0/0`
     /// above all) turns IP binding off for most of the internet;
     /// [`crate::ConfigBuilder::trusted_proxies`] refuses it unless
@@ -141,6 +143,8 @@ impl TrustedProxies {
     /// ```
     /// use sessionkit::binding::TrustedProxies;
     /// assert!(TrustedProxies::parse(["10.0.0.0/8", "fc00::/7"]).unwrap().too_broad().is_none());
+    /// let europe = TrustedProxies::parse(["2a00::/12"]).unwrap();
+    /// assert_eq!(europe.too_broad().as_deref(), Some("2a00::/12"));
     /// let all = TrustedProxies::parse(["10.0.0.1", "0.0.0.0/0"]).unwrap();
     /// assert_eq!(all.too_broad().as_deref(), Some("0.0.0.0/0"));
     /// ```
@@ -149,7 +153,11 @@ impl TrustedProxies {
             .iter()
             .find(|n| match n {
                 IpNet::V4(v4) => v4.prefix_len() < 8,
-                IpNet::V6(v6) => v6.prefix_len() < 7,
+                IpNet::V6(v6) => {
+                    let local =
+                        |net: &str| Ipv6Net::from_str(net).is_ok_and(|local| local.contains(v6));
+                    v6.prefix_len() < 16 && !(local("fc00::/7") || local("fe80::/10"))
+                }
             })
             .map(ToString::to_string)
     }

@@ -244,7 +244,7 @@ pub enum ConfigProblem {
     #[error("trusted_proxies only matter with bind_to_ip(true)")]
     ProxiesWithoutIpBinding,
     /// A trusted-proxy range so broad that any client in it could claim
-    /// any address (an IPv4 prefix under /8, IPv6 under /7, `0.0.0.0/0`).
+    /// any address (see [`TrustedProxies::too_broad`]; `0.0.0.0/0`).
     #[error(
         "trusted proxy range {0} is broader than any network of proxies: every client in it \
          could choose the address its session is bound to (list your proxies' own ranges, or \
@@ -673,7 +673,7 @@ mod tests {
                 .bind_to_ip(true)
                 .binding_key(BindingKey::new([7u8; 32]))
         };
-        for all in ["0.0.0.0/0", "::/0", "128.0.0.0/1", "2000::/3"] {
+        for all in ["0.0.0.0/0", "::/0", "128.0.0.0/1", "2000::/3", "2600::/12"] {
             let err = ip_bound()
                 .trusted_proxies(["10.0.0.1", all])
                 .build()
@@ -693,7 +693,15 @@ mod tests {
                 .is_ok());
         }
         assert!(ip_bound()
-            .trusted_proxies(["10.0.0.0/8", "172.16.0.0/12", "fc00::/7", "192.0.2.7"])
+            .trusted_proxies([
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "fc00::/7",
+                "fd12:3456::/32",
+                "2400:cb00::/32",
+                "2600:1f00::/24",
+                "192.0.2.7",
+            ])
             .build()
             .is_ok());
         assert!(Config::builder()

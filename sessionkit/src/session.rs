@@ -188,7 +188,10 @@ impl<T: SessionData> Session<T> {
     }
 
     pub(crate) fn mark_dirty(&self) {
-        self.shared.dirty.store(true, Ordering::Relaxed);
+        // SeqCst here and in `check_open`, `commit_started`, `is_dirty`: a
+        // change racing the commit is then either seen dirty by the plan or
+        // sees the commit and is reported (never neither).
+        self.shared.dirty.store(true, Ordering::SeqCst);
         self.check_open();
     }
 
@@ -196,11 +199,11 @@ impl<T: SessionData> Session<T> {
     /// (once per session, as a warning and in
     /// `sessionkit_late_changes_total`) rather than drop it silently.
     fn check_open(&self) {
-        if self.shared.state.load(Ordering::Relaxed) == COMMITTED
+        if self.shared.state.load(Ordering::SeqCst) == COMMITTED
             && self
                 .shared
                 .state
-                .compare_exchange(COMMITTED, WARNED, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(COMMITTED, WARNED, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
             metrics::counter!("sessionkit_late_changes_total").increment(1);
@@ -214,12 +217,10 @@ impl<T: SessionData> Session<T> {
     /// Marks the session as taken by the layer for saving (see
     /// [`Session::is_committed`]).
     pub(crate) fn commit_started(&self) {
-        let _ = self.shared.state.compare_exchange(
-            OPEN,
-            COMMITTED,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ =
+            self.shared
+                .state
+                .compare_exchange(OPEN, COMMITTED, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Whether the layer has already taken this session for saving: the
@@ -233,7 +234,7 @@ impl<T: SessionData> Session<T> {
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
-        self.shared.dirty.load(Ordering::Relaxed)
+        self.shared.dirty.load(Ordering::SeqCst)
     }
 
     /// Reads the data. Do not hold the guard across an `.await`.

@@ -26,10 +26,12 @@
 //!
 //! A response expires the cookie (`Max-Age=0`) only when its own request
 //! ended the session the cookie named: [`Session::destroy`], a deadline
-//! found passed, a client other than the bound one ([`crate::binding`]), a
-//! stored value that cannot be read. A cookie that names no session, and a
-//! save that finds its session deleted or regenerated meanwhile, leave the
-//! cookie alone. A browser sends requests that overlap: one still carrying
+//! found passed by the request whose delete removed it, a client other than
+//! the bound one ([`crate::binding`]), a stored value that cannot be read.
+//! A cookie that names no session, a save that finds its session deleted or
+//! regenerated meanwhile, and a session past a deadline that another
+//! request already deleted (or that a cookie store, which cannot delete,
+//! presents again) leave the cookie alone. A browser sends requests that overlap: one still carrying
 //! the old cookie while a login regenerates the id would otherwise answer
 //! last with an expiry of the same cookie name, and log the user out. Such
 //! a cookie costs a lookup per request until its `Max-Age` (the absolute
@@ -469,6 +471,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             // session type changed). Start fresh, as for a tampered cookie.
             Err(StoreError::Decode(_)) => {
                 metrics::counter!("sessionkit_undecodable_sessions_total").increment(1);
+                metrics::counter!("sessionkit_invalid_lookups_total").increment(1);
                 tracing::warn!("stored session could not be decoded; starting a fresh one");
                 // Its cookie can never be used again: expire it.
                 return Ok(Loaded::Ready(Session::fresh(
@@ -665,14 +668,23 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             Loaded::Expired(record, kind, print) => {
                 // The store may still hold it (a cookie store cannot delete);
                 // deleting is best effort, the deadline already makes it dead.
-                if let Err(e) = self.store.delete(&record.id).await {
-                    tracing::debug!(error = %e, "could not delete an expired session");
-                }
+                let deleted = match self.store.delete(&record.id).await {
+                    Ok(deleted) => deleted,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not delete an expired session");
+                        false
+                    }
+                };
                 let owner = record.owner.as_deref();
                 cfg.callbacks.emit(EventKind::Expired(kind), owner);
                 cfg.callbacks
                     .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
-                Ok(Session::fresh(clock, cfg.expiry, true, print))
+                // The cookie is expired only by the request whose delete
+                // removed the session: others that loaded it meanwhile (a
+                // page's parallel requests while one of them logs in anew),
+                // and every request of a cookie store, which cannot delete,
+                // leave it to its `Max-Age` (see the module docs).
+                Ok(Session::fresh(clock, cfg.expiry, deleted, print))
             }
             Loaded::Mismatch(record, print) => self.binding_mismatch(record, clock, print).await,
         }

@@ -20,7 +20,8 @@
 //!   store is down.
 //! - A stored session that cannot be decoded ([`StoreError::Decode`], e.g.
 //!   after a change of the session type) is not a store failure: the request
-//!   starts a fresh session, as for a tampered cookie.
+//!   starts a fresh session, as for a tampered cookie, and expires the
+//!   cookie, which can never name a readable session again.
 //!
 //! # What is saved, and when
 //! The session is saved once the handler has produced its response, before
@@ -338,6 +339,10 @@ pub(crate) trait HeaderSink {
 /// max-age=60          →  max-age=60, private
 /// private, max-age=60 →  (kept)
 /// ```
+///
+/// `CDN-Cache-Control` and `Surrogate-Control`, which caches that know them
+/// obey before `Cache-Control`, are not read: a handler that sets them on a
+/// response that may carry the session cookie must keep them private.
 pub(crate) fn cookie_safe_cache_control<'a>(
     existing: impl Iterator<Item = &'a [u8]>,
 ) -> Option<String> {
@@ -551,7 +556,8 @@ impl<T: SessionData> SessionSlot<T> {
     /// The session, loading it on the first call. A store failure is not
     /// cached: a later call tries again. A stored session that cannot be
     /// decoded (e.g. written by an older version of the session type) is
-    /// treated like a tampered cookie: a fresh session, not an error.
+    /// treated like a tampered cookie: a fresh session, not an error (its
+    /// cookie is then expired, see [`crate::sessions`]).
     /// Concurrent first calls share one load.
     pub fn session(
         &self,
@@ -690,8 +696,9 @@ pub(crate) enum Finish<T> {
 
 impl<T: SessionData> SessionSlot<T> {
     /// [`SessionSlot::finish`] applied to the handler's response headers:
-    /// adds `Set-Cookie` (and `Cache-Control: no-store` unless the handler
-    /// chose a caching policy). `Err` carries the response that must replace
+    /// adds `Set-Cookie` (and `Cache-Control: no-store`, or makes the
+    /// handler's own policy private unless it says `private` or
+    /// `no-store`). `Err` carries the response that must replace
     /// the handler's, because the session could not be saved. (The tower
     /// layer drives `finish_now`/`finish_io` itself, to skip a future.)
     #[cfg(feature = "actix")]
@@ -745,7 +752,7 @@ impl<T: SessionData> SessionSlot<T> {
         if let Some(set_cookie) = set_cookie_header(self.inner.engine.config().cookie(), &action) {
             // A response that sets the session cookie must not be
             // cached and replayed to someone else (`add_set_cookie` adds
-            // `Cache-Control: no-store` unless the handler set its own).
+            // `Cache-Control: no-store` or makes the handler's policy private).
             headers.add_set_cookie(set_cookie);
         }
         Ok(())

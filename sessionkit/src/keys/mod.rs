@@ -395,7 +395,11 @@ pub enum KeyProblem {
     ZeroIterations,
     /// Fewer PBKDF2 iterations than [`MIN_PBKDF2_ITERATIONS`], without
     /// [`PasswordKdf::dangerously_few_iterations`].
-    #[error("PBKDF2 iterations are {0}; at least 100000 are required (600000 is recommended)")]
+    #[error(
+        "PBKDF2 iterations are {0}; at least 100000 are required (600000 is recommended). \
+         A new count derives new keys: a deployment already sealing with this count keeps \
+         its keys with PasswordKdf::dangerously_few_iterations() until it rotates its secrets"
+    )]
     TooFewIterations(u32),
     /// The PBKDF2 salt is shorter than 16 bytes.
     #[error("PBKDF2 salt is {0} bytes; at least 16 are required")]
