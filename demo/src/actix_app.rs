@@ -23,7 +23,7 @@
 
 use std::io;
 
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{ServerHandle, Service, ServiceResponse};
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
@@ -56,6 +56,28 @@ pub fn routes<S: Store<DemoSession>>(
         };
         let api = web::scope("/api")
             .app_data(web::Data::new(app.revocation.clone()))
+            .wrap_fn(|req, srv| {
+                // `api::refuse_cross_site` in front of every API route.
+                let verdict = {
+                    let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
+                    api::refuse_cross_site(
+                        req.method().as_str(),
+                        header("sec-fetch-site"),
+                        header("origin"),
+                        header("host"),
+                    )
+                };
+                let call = match verdict {
+                    Ok(()) => Ok(srv.call(req)),
+                    Err(e) => Err(req.into_response(respond(e.into()))),
+                };
+                async move {
+                    match call {
+                        Ok(answer) => answer.await.map(ServiceResponse::map_into_boxed_body),
+                        Err(refused) => Ok(refused),
+                    }
+                }
+            })
             .wrap(DefaultHeaders::new().add((CACHE_CONTROL, api::API_CACHE_CONTROL)))
             .wrap(SessionMiddleware::new(&app.sessions))
             .service(web::resource("/me").get(session(api::me)))

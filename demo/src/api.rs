@@ -145,11 +145,76 @@ impl<T: Serialize> From<Result<T, ApiError>> for Reply {
     }
 }
 
+/// Refuses a state-changing request (any method but `GET`, `HEAD`,
+/// `OPTIONS`) that another site's page made the browser send: with
+/// `Sec-Fetch-Site` (every current browser sends it), anything but
+/// `same-origin` or `none` (typed, bookmarked); without it, an `Origin`
+/// other than this `Host`. Requests with neither (curl, tests, old
+/// browsers) pass. `SameSite=Lax` alone does not stop a cross-site form
+/// from posting to a route that needs no cookie (the admin revoke), nor
+/// from replacing the session cookie through the fresh session such a
+/// cookie-less post creates; and every port of `localhost` is the same
+/// *site* to the browser.
+pub fn refuse_cross_site(
+    method: &str,
+    sec_fetch_site: Option<&[u8]>,
+    origin: Option<&[u8]>,
+    host: Option<&[u8]>,
+) -> Result<(), ApiError> {
+    if matches!(method, "GET" | "HEAD" | "OPTIONS") {
+        return Ok(());
+    }
+    let refused = match (sec_fetch_site, origin) {
+        (Some(site), _) => !matches!(site, b"same-origin" | b"none"),
+        (None, Some(origin)) => {
+            let authority = origin
+                .strip_prefix(b"https://")
+                .or_else(|| origin.strip_prefix(b"http://"));
+            authority.is_none() || authority != host
+        }
+        (None, None) => false,
+    };
+    if refused {
+        return Err(ApiError::new(
+            403,
+            "cross-site request refused: this route only answers the demo's own page",
+        ));
+    }
+    Ok(())
+}
+
+/// Characters that change how a name displays without showing themselves:
+/// zero-width spaces and joiners, direction marks and overrides, the BOM.
+/// `alice\u{200B}` would look like `alice` on the page while revoking
+/// `alice` missed it.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Checks a username: 1 to [`MAX_USERNAME_CHARS`] characters, no control
-/// characters, no U+FFFD (the mark of bytes that were not UTF-8).
+/// or invisible characters, no spaces at either end, no U+FFFD (the mark
+/// of bytes that were not UTF-8).
 pub fn validate_username(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::bad_request("username must not be empty"));
+    }
+    if name.trim() != name {
+        return Err(ApiError::bad_request(
+            "username must not start or end with spaces",
+        ));
+    }
+    if name.chars().any(is_invisible) {
+        return Err(ApiError::bad_request(
+            "username must not contain invisible characters (zero-width, direction marks)",
+        ));
     }
     if name.chars().count() > MAX_USERNAME_CHARS {
         return Err(ApiError::bad_request(format!(

@@ -55,6 +55,7 @@ pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
         )
         .route("/admin/revoke/{username}", post(revoke))
         .with_state(app.revocation.clone())
+        .layer(axum::middleware::from_fn(same_origin_only))
         .layer(axum::middleware::map_response(no_store));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -85,6 +86,22 @@ async fn revoke(
         .map(|Path(u)| u.as_str())
         .map_err(|e| ApiError::new(e.status().as_u16(), e.body_text()));
     api::revoke(revocation.as_deref(), username).await
+}
+
+/// [`api::refuse_cross_site`] in front of every API route.
+async fn same_origin_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    let verdict = api::refuse_cross_site(
+        req.method().as_str(),
+        header("sec-fetch-site"),
+        header("origin"),
+        header("host"),
+    );
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(e) => Reply::from(e).into_response(),
+    }
 }
 
 async fn no_store(mut res: Response) -> Response {

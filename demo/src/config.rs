@@ -130,7 +130,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The demo's configuration. [`DemoConfig::default`] is what an empty
 /// environment gives: memory store, axum, port 3000, secure cookies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DemoConfig {
     /// The session store (`SESSION_STORE`, default `memory`).
     pub store: StoreKind,
@@ -139,8 +139,9 @@ pub struct DemoConfig {
     /// The port on 127.0.0.1 (`PORT`, default 3000; 0 lets the OS pick one).
     pub port: u16,
     /// Drop the cookie's `Secure` attribute (`DEMO_INSECURE_COOKIES=1`).
-    /// Browsers accept `Secure` cookies on `http://localhost`, so this is only
-    /// needed to reach the demo over plain HTTP under another host name.
+    /// Chrome and Firefox accept `Secure` cookies on `http://localhost`, so
+    /// this is needed only under another host name over plain HTTP, or in a
+    /// browser that refuses them there (Safari has).
     pub insecure_cookies: bool,
     /// The Redis of the `redis` and `cluster` stores (`REDIS_URL`, default
     /// [`DEFAULT_REDIS_URL`]). It may hold a password: it is never logged.
@@ -148,6 +149,34 @@ pub struct DemoConfig {
     /// `SESSION_SECRET`, for the `cookie` and `cluster` stores. When unset
     /// there, a throw-away secret is generated at start (with a warning).
     pub session_secret: Option<SessionSecret>,
+}
+
+/// `REDIS_URL` without its password (`redis://user:***@host`), for `Debug`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("store", &self.store)
+            .field("framework", &self.framework)
+            .field("port", &self.port)
+            .field("insecure_cookies", &self.insecure_cookies)
+            .field("redis_url", &without_password(&self.redis_url))
+            .field("session_secret", &self.session_secret)
+            .finish()
+    }
 }
 
 impl Default for DemoConfig {
@@ -446,6 +475,9 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.redis_url, "redis://:pw@db:6380/2");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("pw"), "{printed}");
+        assert!(printed.contains("redis://:***@db:6380/2"), "{printed}");
         assert!(DemoConfig::from_vars(env(&[("REDIS_URL", "nonsense")])).is_ok());
         for bad in [
             "nonsense-with-secret",

@@ -266,6 +266,61 @@ async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error(framework
     assert_eq!(me["counter"], 0, "alice's session was never reached");
 }
 
+/// Another site's page can make the browser post to the demo; with
+/// `SameSite=Lax` it comes without the cookie, but the admin route needs
+/// none, and a cookie-less post would start a fresh session whose cookie
+/// replaces the user's. Refused (403), changing nothing.
+async fn cross_site_posts_are_refused_and_change_nothing(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    let from = |pairs: &[(&str, &str)]| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in pairs {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+        }
+        let mut b = Browser::new(&server.url());
+        b.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        b
+    };
+    for headers in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+    ] {
+        let mut evil = from(headers);
+        for path in ["/api/admin/revoke/alice", "/api/counter", "/api/logout"] {
+            let r = evil.request(Method::POST, path, None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{path} {headers:?}: {}",
+                r.text
+            );
+            assert!(
+                r.body["error"].as_str().unwrap().contains("cross-site"),
+                "{}",
+                r.text
+            );
+            assert_eq!(r.cookie, CookieChange::None, "{path} {headers:?}");
+        }
+        // Reading stays possible (a GET changes nothing).
+        let r = evil.request(Method::GET, "/api/me", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(alice.me().await["username"], "alice", "still logged in");
+    // The demo's own page: same origin, by either header.
+    let mut page = from(&[("sec-fetch-site", "same-origin")]);
+    assert_eq!(page.increment().await, 1);
+    let mut page = from(&[("origin", &server.url())]);
+    assert_eq!(page.increment().await, 1);
+}
+
 async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session(framework: Framework) {
     let server = start(framework, Config::default()).await;
     let http = reqwest::Client::new();
@@ -276,6 +331,9 @@ async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session(framework: F
         json!({ "username": "   " }),
         json!({ "username": too_long }),
         json!({ "username": "a\u{0}b" }),
+        json!({ "username": "alice\u{200B}" }),
+        json!({ "username": "\u{202E}ecila" }),
+        json!({ "username": " alice" }),
         json!({ "username": 42 }),
         json!({ "name": "alice" }),
         json!(["alice"]),
@@ -469,4 +527,5 @@ common::on_each_framework!(
     routes_without_the_session_make_no_store_call_and_send_no_cookie,
     a_store_that_cannot_revoke_answers_the_admin_route_with_a_501_json_error,
     hostile_admin_paths_and_oversized_login_bodies_get_json_errors,
+    cross_site_posts_are_refused_and_change_nothing,
 );
