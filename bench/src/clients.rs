@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::{getrusage, UsageWho};
 use sessionkit::expiry::ExpiryPolicy;
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{Save, SaveKind, SaveOutcome};
+use sessionkit::store::{Save, SaveOutcome};
 use sessionkit::{Record, SessionId, Store};
 use tower_sessions_redis_store::fred;
 
@@ -93,12 +93,7 @@ impl Client {
                     std::time::SystemTime::now(),
                     &ExpiryPolicy::default(),
                 );
-                let save = Save {
-                    record: &record,
-                    base: None,
-                    kind: SaveKind::Create,
-                    changes: sessionkit::store::MetaChanges::NONE,
-                };
+                let save = Save::create(&record);
                 let SaveOutcome::Saved(cookie) = store.save(save).await.map_err(err)? else {
                     return Err(err("sessionkit-store: the session was not created"));
                 };

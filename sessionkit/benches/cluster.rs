@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sessionkit::expiry::ExpiryPolicy;
 use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{Save, SaveKind, Store};
+use sessionkit::store::{Save, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::{Record, SessionId};
 
@@ -54,15 +54,7 @@ fn bench(c: &mut Criterion) {
                 &ExpiryPolicy::default(),
             );
             r.owner = Some("alice".into());
-            plain
-                .save(Save {
-                    record: &r,
-                    base: None,
-                    kind: SaveKind::Create,
-                    changes: sessionkit::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap();
+            plain.save(Save::create(&r)).await.unwrap();
             let cookie = r.id.encode();
             // Warm the cache.
             assert!(clustered.load(&cookie).await.unwrap().is_some());

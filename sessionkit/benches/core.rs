@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::Request;
 use serde::{Deserialize, Serialize};
 use sessionkit::store::memory::MemoryStore;
-use sessionkit::store::{Save, SaveKind, Store};
+use sessionkit::store::{Save, Store};
 use sessionkit::{Config, Record, Session, SessionId, SessionLayer, Sessions};
 use tower::ServiceExt;
 
@@ -47,15 +47,7 @@ fn memory_store(c: &mut Criterion) {
         let mut ids = Vec::new();
         for _ in 0..10_000 {
             let r = record();
-            store
-                .save(Save {
-                    record: &r,
-                    base: None,
-                    kind: SaveKind::Create,
-                    changes: sessionkit::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap();
+            store.save(Save::create(&r)).await.unwrap();
             ids.push(r);
         }
         ids
@@ -73,14 +65,7 @@ fn memory_store(c: &mut Criterion) {
             let r = rec.clone();
             let store = &store;
             async move {
-                let out = store
-                    .save(Save {
-                        record: &r,
-                        base: None,
-                        kind: SaveKind::Update,
-                        changes: sessionkit::store::MetaChanges::NONE,
-                    })
-                    .await;
+                let out = store.save(Save::update(&r, None)).await;
                 black_box(out.unwrap())
             }
         })

@@ -15,7 +15,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use sessionkit::expiry::ExpiryPolicy;
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{Save, SaveKind, Store};
+use sessionkit::store::{Save, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::{Record, SessionId};
 use tower_sessions_core::session::{Id, Record as TsRecord};
@@ -59,13 +59,7 @@ fn bench(c: &mut Criterion) {
         SystemTime::now(),
         &ExpiryPolicy::default(),
     );
-    rt.block_on(ours.save(Save {
-        record: &record,
-        base: None,
-        kind: SaveKind::Create,
-        changes: sessionkit::store::MetaChanges::NONE,
-    }))
-    .unwrap();
+    rt.block_on(ours.save(Save::create(&record))).unwrap();
     record.version = 1;
     let cookie = record.id.encode();
 
@@ -181,14 +175,7 @@ fn bench(c: &mut Criterion) {
             let ours = &ours;
             async move {
                 next.data.counter += 1;
-                ours.save(Save {
-                    record: &next,
-                    base: Some(&base),
-                    kind: SaveKind::Update,
-                    changes: sessionkit::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap()
+                ours.save(Save::update(&next, Some(&base))).await.unwrap()
             }
         });
     });

@@ -15,6 +15,12 @@
 //!   no lost update between concurrent requests.
 //! - [`query_store_conformance_tests!`](crate::query_store_conformance_tests): the [`QueryStore`] operations and the owner index.
 //!
+//! The macros expand to `#[tokio::test(flavor = "multi_thread")]` functions:
+//! the crate that uses them needs `tokio` as a dev-dependency with the
+//! `macros` and `rt-multi-thread` features. The expiry cases use the system
+//! clock and real sleeps of a few hundred milliseconds, and deadlines must
+//! round-trip to the millisecond.
+//!
 //! The suite uses its own data type, [`TestData`]: a store under test must be
 //! a `Store<TestData>`. Each case takes a fresh store from the given expression
 //! and must not depend on what other tests left there (server stores may share
@@ -66,15 +72,7 @@ fn unique_owner() -> String {
 }
 
 async fn create<S: Store<TestData>>(store: &S, r: &Record<TestData>) -> String {
-    match store
-        .save(Save {
-            record: r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: MetaChanges::NONE,
-        })
-        .await
-    {
+    match store.save(Save::create(r)).await {
         Ok(SaveOutcome::Saved(v)) => v,
         other => panic!("create failed: {other:?}"),
     }
@@ -114,9 +112,11 @@ fn fingerprint(r: &Record<TestData>) -> impl PartialEq + std::fmt::Debug {
 pub mod cases {
     use super::*;
 
-    /// Data, owner, flash and deadlines (to the millisecond) survive a round trip.
+    /// Data, owner, binding, flash and deadlines (to the millisecond) survive a round trip.
     pub async fn created_session_loads_back_intact<S: Store<TestData>>(store: S) {
         let mut r = record(Some("alice"));
+        // A store that dropped the binding would switch client binding off.
+        r.binding = Some("client-fingerprint".into());
         r.flash.push(FlashMessage {
             key: "notice".into(),
             value: "hi".into(),
@@ -128,6 +128,7 @@ pub mod cases {
         assert_eq!(got.id, r.id);
         assert_eq!(got.data, r.data);
         assert_eq!(got.owner.as_deref(), Some("alice"));
+        assert_eq!(got.binding.as_deref(), Some("client-fingerprint"));
         assert_eq!(got.flash, r.flash);
         assert_eq!(to_millis(got.created_at), to_millis(r.created_at));
         assert_eq!(to_millis(got.idle_deadline), to_millis(r.idle_deadline));
@@ -163,12 +164,7 @@ pub mod cases {
     /// ordinary writes: the async path sees them, with the same versions.
     pub async fn synchronous_saves_are_ordinary_saves<S: Store<TestData>>(store: S) {
         let mut r = record(None);
-        let Some(created) = store.save_now(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: MetaChanges::NONE,
-        }) else {
+        let Some(created) = store.save_now(Save::create(&r)) else {
             return; // the store always waits: nothing to compare
         };
         let Ok(SaveOutcome::Saved(cookie)) = created else {
@@ -180,12 +176,7 @@ pub mod cases {
         assert_eq!(got.version, 1);
         r = got;
         r.data.counter += 1;
-        let updated = store.save_now(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Update,
-            changes: MetaChanges::NONE,
-        });
+        let updated = store.save_now(Save::update(&r, None));
         let Some(Ok(out)) = updated else {
             panic!("update through save_now failed: {updated:?}");
         };
@@ -206,12 +197,7 @@ pub mod cases {
         let base = loaded.data.clone();
         loaded.data.counter = 42;
         let out = store
-            .save(Save {
-                record: &loaded,
-                base: Some(&base),
-                kind: SaveKind::Update,
-                changes: MetaChanges::NONE,
-            })
+            .save(Save::update(&loaded, Some(&base)))
             .await
             .unwrap();
         let Some(cookie2) = out.cookie_value(&cookie) else {
@@ -237,14 +223,7 @@ pub mod server_cases {
         let cookie = create(&store, &r).await;
         let mut other = r.clone();
         other.data.counter = 999;
-        let second = store
-            .save(Save {
-                record: &other,
-                base: None,
-                kind: SaveKind::Create,
-                changes: MetaChanges::NONE,
-            })
-            .await;
+        let second = store.save(Save::create(&other)).await;
         assert!(
             !matches!(&second, Ok(out) if out.is_saved()),
             "second create with one id must fail"
@@ -269,14 +248,7 @@ pub mod server_cases {
         store.delete(&r.id).await.unwrap();
         let base = loaded.data.clone();
         loaded.data.counter = 5;
-        let out = store
-            .save(Save {
-                record: &loaded,
-                base: Some(&base),
-                kind: SaveKind::Update,
-                changes: MetaChanges::NONE,
-            })
-            .await;
+        let out = store.save(Save::update(&loaded, Some(&base))).await;
         assert_eq!(out.unwrap(), SaveOutcome::Gone);
         assert!(load(&store, &cookie).await.is_none());
     }
@@ -316,12 +288,7 @@ pub mod server_cases {
         store.delete(&r.id).await.unwrap();
         loaded.id = SessionId::generate();
         let out = store
-            .save(Save {
-                record: &loaded,
-                base: None,
-                kind: SaveKind::Regenerate { old: r.id },
-                changes: MetaChanges::NONE,
-            })
+            .save(Save::regenerate(&loaded, r.id, None))
             .await
             .unwrap();
         assert_eq!(out, SaveOutcome::Gone);
@@ -337,24 +304,8 @@ pub mod server_cases {
         let (mut a2, mut b2) = (a.clone(), b.clone());
         a2.data.counter = 10;
         b2.data.tags.push("b".into());
-        store
-            .save(Save {
-                record: &a2,
-                base: Some(&a.data),
-                kind: SaveKind::Update,
-                changes: MetaChanges::NONE,
-            })
-            .await
-            .unwrap();
-        store
-            .save(Save {
-                record: &b2,
-                base: Some(&b.data),
-                kind: SaveKind::Update,
-                changes: MetaChanges::NONE,
-            })
-            .await
-            .unwrap();
+        store.save(Save::update(&a2, Some(&a.data))).await.unwrap();
+        store.save(Save::update(&b2, Some(&b.data))).await.unwrap();
         let got = load(&store, &cookie).await.unwrap();
         assert_eq!(got.data.counter, 10, "first writer's change lost");
         assert_eq!(
@@ -362,6 +313,113 @@ pub mod server_cases {
             vec!["a".to_string(), "b".to_string()],
             "second writer's change lost"
         );
+        // Merged or not, each write stores the version after the one it
+        // replaced: a merged write that stored its loaded version + 1 (2
+        // again) would let the next stale writer skip its merge.
+        assert_eq!(got.version, 3, "two writes after the create");
+    }
+
+    /// Updates racing a delete, from tasks running at once: whatever the
+    /// order, the session stays deleted (an update checked against a read
+    /// made before the delete, then written after it, would revive it).
+    pub async fn racing_updates_and_a_delete_never_resurrect<S: Store<TestData>>(store: S) {
+        let store = std::sync::Arc::new(store);
+        for round in 0..40 {
+            let r = record(None);
+            let cookie = create(&*store, &r).await;
+            let loaded = load(&*store, &cookie).await.unwrap();
+            let updates: Vec<_> = (0..3)
+                .map(|i| {
+                    let (store, loaded) = (store.clone(), loaded.clone());
+                    tokio::spawn(async move {
+                        let mut mine = loaded.clone();
+                        mine.data.counter = 100 + i;
+                        store.save(Save::update(&mine, Some(&loaded.data))).await
+                    })
+                })
+                .collect();
+            let delete = {
+                let store = store.clone();
+                tokio::spawn(async move { store.delete(&r.id).await })
+            };
+            for u in updates {
+                let out = u.await.expect("update task");
+                assert!(out.is_ok(), "round {round}: {out:?}");
+            }
+            delete.await.expect("delete task").expect("delete");
+            assert!(
+                load(&*store, &cookie).await.is_none(),
+                "round {round}: a racing update brought a deleted session back"
+            );
+        }
+    }
+
+    /// Requests running at once, each changing another field of the same
+    /// loaded version: every change survives.
+    pub async fn racing_updates_of_different_fields_all_survive<S: Store<TestData>>(store: S) {
+        let store = std::sync::Arc::new(store);
+        for round in 0..20 {
+            let r = record(None);
+            let cookie = create(&*store, &r).await;
+            let loaded = load(&*store, &cookie).await.unwrap();
+            let change = |f: fn(&mut TestData)| {
+                let (store, loaded) = (store.clone(), loaded.clone());
+                tokio::spawn(async move {
+                    let mut mine = loaded.clone();
+                    f(&mut mine.data);
+                    store.save(Save::update(&mine, Some(&loaded.data))).await
+                })
+            };
+            let tasks = [
+                change(|d| d.counter = 7),
+                change(|d| d.name = Some("bob".into())),
+                change(|d| d.tags = vec!["z".into()]),
+            ];
+            for t in tasks {
+                let out = t.await.expect("update task").expect("update");
+                assert!(out.is_saved(), "round {round}: {out:?}");
+            }
+            let got = load(&*store, &cookie).await.unwrap();
+            assert_eq!(
+                (got.data.counter, got.data.name.as_deref(), got.data.tags),
+                (7, Some("bob"), vec!["z".to_string()]),
+                "round {round}: a concurrent change was lost"
+            );
+            assert_eq!(
+                got.version, 4,
+                "round {round}: three writes after the create"
+            );
+        }
+    }
+
+    /// Two creates of one id at once: exactly one is saved, and the
+    /// session holds its data.
+    pub async fn racing_creates_of_one_id_save_once<S: Store<TestData>>(store: S) {
+        let store = std::sync::Arc::new(store);
+        for round in 0..40 {
+            let r = record(None);
+            let creates: Vec<_> = (0..2u64)
+                .map(|i| {
+                    let store = store.clone();
+                    let mut mine = r.clone();
+                    mine.data.counter = 10 + i;
+                    tokio::spawn(async move {
+                        let saved = matches!(store.save(Save::create(&mine)).await, Ok(out) if out.is_saved());
+                        (saved, mine.data.counter)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for c in creates {
+                let (saved, counter) = c.await.expect("create task");
+                if saved {
+                    winners.push(counter);
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: saved {winners:?}");
+            let got = load(&*store, &r.id.encode()).await.unwrap();
+            assert_eq!(got.data.counter, winners[0], "round {round}: overwritten");
+        }
     }
 
     /// Two requests that loaded the same version: one read a flash message,
@@ -440,12 +498,7 @@ pub mod server_cases {
         moved.id = SessionId::generate();
         moved.data.name = Some("carol".into());
         let out = store
-            .save(Save {
-                record: &moved,
-                base: Some(&loaded.data),
-                kind: SaveKind::Regenerate { old: loaded.id },
-                changes: MetaChanges::NONE,
-            })
+            .save(Save::regenerate(&moved, loaded.id, Some(&loaded.data)))
             .await
             .unwrap();
         let SaveOutcome::Saved(new_cookie) = out else {
@@ -500,15 +553,7 @@ pub mod server_cases {
         let r = record(None);
         let cookie = create(&store, &r).await;
         let v1 = load(&store, &cookie).await.unwrap();
-        store
-            .save(Save {
-                record: &v1,
-                base: None,
-                kind: SaveKind::Update,
-                changes: MetaChanges::NONE,
-            })
-            .await
-            .unwrap();
+        store.save(Save::update(&v1, None)).await.unwrap();
         let v2 = load(&store, &cookie).await.unwrap();
         assert!(v2.version > v1.version);
     }
@@ -622,7 +667,8 @@ pub mod query_cases {
         create(&store, &r).await;
         store.delete(&r.id).await.unwrap();
         assert!(store.by_owner(&owner).await.unwrap().is_empty());
-        let _ = Duration::ZERO;
+        // Not merely filtered out of the listing: nothing left to revoke.
+        assert!(store.delete_owner(&owner).await.unwrap().is_empty());
     }
 }
 
@@ -651,6 +697,9 @@ macro_rules! server_store_conformance_tests {
             regenerate_moves_the_session_to_a_new_id,
             regenerate_after_delete_is_gone,
             concurrent_updates_of_different_fields_both_survive,
+            racing_updates_and_a_delete_never_resurrect,
+            racing_updates_of_different_fields_all_survive,
+            racing_creates_of_one_id_save_once,
             concurrent_flash_and_owner_changes_both_survive,
             regenerate_keeps_a_concurrent_update,
             a_session_past_its_deadline_is_not_written_back,

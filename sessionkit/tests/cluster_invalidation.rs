@@ -191,12 +191,7 @@ async fn a_write_whose_reply_never_came_leaves_nothing_stale_on_the_writer() {
     let r = login_and_warm(&nodes, None).await;
     let mut moved = a.load(&r.id.encode()).await.unwrap().unwrap();
     moved.id = SessionId::generate();
-    let regenerate = a.save(Save {
-        record: &moved,
-        base: None,
-        kind: SaveKind::Regenerate { old: r.id },
-        changes: sessionkit::store::MetaChanges::NONE,
-    });
+    let regenerate = a.save(Save::regenerate(&moved, r.id, None));
     server.pause().unwrap();
     cancelled(
         tokio::time::timeout(Duration::from_millis(200), regenerate)

@@ -8,7 +8,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::CompositeKey;
 use sessionkit::expiry::ExpiryPolicy;
 use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
-use sessionkit::store::{Save, SaveKind, Store};
+use sessionkit::store::{Save, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::testing::TestData;
 use sessionkit::{Record, SessionId};
@@ -65,14 +65,7 @@ fn cache_and_bus_events_are_counted_without_ids() {
                 SystemTime::now(),
                 &ExpiryPolicy::default(),
             );
-            a.save(Save {
-                record: &r,
-                base: None,
-                kind: SaveKind::Create,
-                changes: sessionkit::store::MetaChanges::NONE,
-            })
-            .await
-            .unwrap();
+            a.save(Save::create(&r)).await.unwrap();
             let cookie = id.encode();
             b.load(&cookie).await.unwrap(); // miss
             b.load(&cookie).await.unwrap(); // hit

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{QueryStore, Save, SaveKind, Store};
+use sessionkit::store::{QueryStore, Save, Store};
 use sessionkit::testing::redis_cluster::RedisCluster;
 use sessionkit::testing::TestData;
 use sessionkit::{Record, SessionId};
@@ -104,15 +104,7 @@ async fn stores_with_different_prefixes_spread_over_the_masters_and_count_sees_t
     for (i, store) in stores.iter().enumerate() {
         for _ in 0..=i {
             let r = new_record("spread");
-            store
-                .save(Save {
-                    record: &r,
-                    base: None,
-                    kind: SaveKind::Create,
-                    changes: sessionkit::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap();
+            store.save(Save::create(&r)).await.unwrap();
         }
     }
     for (i, store) in stores.iter().enumerate() {
@@ -157,16 +149,7 @@ async fn a_logout_reaches_nodes_subscribed_through_other_cluster_masters() {
         );
     }
     let r = new_record("alice");
-    let cookie = match nodes[0]
-        .save(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap()
-    {
+    let cookie = match nodes[0].save(Save::create(&r)).await.unwrap() {
         sessionkit::store::SaveOutcome::Saved(c) => c,
         other => panic!("{other:?}"),
     };

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use sessionkit::codec::{Codec, Compression};
 use sessionkit::keys::{KeyPurpose, KeyRing};
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{Save, SaveKind, Store};
+use sessionkit::store::{Save, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::testing::TestData;
 use sessionkit::{Record, SessionId};
@@ -71,15 +71,7 @@ fn record() -> Record<TestData> {
 async fn a_dump_of_sealed_values_holds_no_data_no_owner_and_no_session_id() {
     let store = store_with("dump:", Some(sealed(ring()))).await;
     let r = record();
-    store
-        .save(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap();
+    store.save(Save::create(&r)).await.unwrap();
     let client = redis::Client::open(server().url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let raw: Vec<u8> = redis::cmd("GET")
@@ -114,15 +106,7 @@ async fn a_dump_of_sealed_values_holds_no_data_no_owner_and_no_session_id() {
 async fn values_sealed_under_another_key_or_written_plain_start_fresh() {
     let plain = store_with("mixed:", None).await;
     let r = record();
-    plain
-        .save(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap();
+    plain.save(Save::create(&r)).await.unwrap();
     let sealed_store = store_with("mixed:", Some(sealed(ring()))).await;
     assert!(
         sealed_store.load(&r.id.encode()).await.is_err(),
@@ -135,15 +119,7 @@ async fn values_sealed_under_another_key_or_written_plain_start_fresh() {
         .unwrap();
     let foreign = store_with("foreign:", Some(sealed(&other))).await;
     let r2 = record();
-    foreign
-        .save(Save {
-            record: &r2,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap();
+    foreign.save(Save::create(&r2)).await.unwrap();
     let ours = store_with("foreign:", Some(sealed(ring()))).await;
     assert!(
         ours.load(&r2.id.encode()).await.is_err(),

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{QueryStore, Save, SaveKind, SaveOutcome, Store};
+use sessionkit::store::{QueryStore, Save, SaveOutcome, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::{Config, Record, SessionId, Sessions, StoreError};
 
@@ -72,14 +72,7 @@ fn new_record(owner: Option<&str>) -> Record<Wide> {
 }
 
 async fn try_create(store: &RedisStore<Wide>, r: &Record<Wide>) -> Result<SaveOutcome, StoreError> {
-    store
-        .save(Save {
-            record: r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
+    store.save(Save::create(r)).await
 }
 
 async fn create(store: &RedisStore<Wide>, r: &Record<Wide>) -> String {
@@ -95,14 +88,7 @@ async fn update(
     mine: &Record<Wide>,
     base: &Wide,
 ) -> Result<SaveOutcome, StoreError> {
-    store
-        .save(Save {
-            record: mine,
-            base: Some(base),
-            kind: SaveKind::Update,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
+    store.save(Save::update(mine, Some(base))).await
 }
 
 /// `INFO commandstats` as command name → calls.
@@ -491,12 +477,7 @@ async fn regenerate_moves_the_owner_index_entry_to_the_new_id() {
     let mut loaded = store.load(&old_cookie).await.unwrap().unwrap();
     loaded.id = SessionId::generate();
     store
-        .save(Save {
-            record: &loaded,
-            base: None,
-            kind: SaveKind::Regenerate { old: r.id },
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
+        .save(Save::regenerate(&loaded, r.id, None))
         .await
         .unwrap();
     let ids: Vec<_> = store
@@ -523,14 +504,7 @@ async fn a_corrupt_stored_value_is_an_error_never_a_panic_and_is_not_overwritten
         assert!(!err.to_string().contains("not json"));
     }
     // An update of an unreadable record fails and leaves it for inspection.
-    let out = store
-        .save(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Update,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await;
+    let out = store.save(Save::update(&r, None)).await;
     assert!(matches!(out, Err(StoreError::Decode(_))), "{out:?}");
     assert_eq!(
         server
@@ -693,15 +667,7 @@ async fn the_store_recovers_after_redis_restarts_and_loses_its_scripts() {
     let r = new_record(Some("after-restart"));
     let mut saved = None;
     for _ in 0..50 {
-        match store
-            .save(Save {
-                record: &r,
-                base: None,
-                kind: SaveKind::Create,
-                changes: sessionkit::store::MetaChanges::NONE,
-            })
-            .await
-        {
+        match store.save(Save::create(&r)).await {
             Ok(out) => {
                 saved = Some(out);
                 break;
@@ -824,14 +790,7 @@ async fn a_lazy_store_starts_while_redis_is_down_and_works_once_it_is_up() {
     // connection; the manager reconnects behind it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let cookie = loop {
-        let save = store
-            .save(Save {
-                record: &r,
-                base: None,
-                kind: SaveKind::Create,
-                changes: sessionkit::store::MetaChanges::NONE,
-            })
-            .await;
+        let save = store.save(Save::create(&r)).await;
         match save {
             Ok(SaveOutcome::Saved(cookie)) => break cookie,
             Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {

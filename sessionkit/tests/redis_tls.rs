@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use sessionkit::expiry::ExpiryPolicy;
 use sessionkit::store::redis::RedisStore;
-use sessionkit::store::{Save, SaveKind, SaveOutcome, Store};
+use sessionkit::store::{Save, SaveOutcome, Store};
 use sessionkit::testing::redis_server::RedisServer;
 use sessionkit::{Record, SessionId};
 
@@ -114,15 +114,7 @@ async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
         SystemTime::now(),
         &ExpiryPolicy::default(),
     );
-    let out = store
-        .save(Save {
-            record: &r,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await
-        .unwrap();
+    let out = store.save(Save::create(&r)).await.unwrap();
     assert_eq!(out, SaveOutcome::Saved(r.id.encode()));
     assert_eq!(store.load(&r.id.encode()).await.unwrap().unwrap().data, 7);
     // The plain port of the same server sees the session: it went over TLS.

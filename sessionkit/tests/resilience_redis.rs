@@ -503,14 +503,7 @@ async fn saves_whose_first_attempt_landed_during_a_hang_are_reported_as_saved() 
     tokio::task::block_in_place(|| server.command("CONFIG RESETSTAT")).unwrap();
     let resumed = pause_then_resume(&server);
     let started = Instant::now();
-    let created = store
-        .save(Save {
-            record: &record,
-            base: None,
-            kind: SaveKind::Create,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
-        .await;
+    let created = store.save(Save::create(&record)).await;
     resumed.await.unwrap();
     let took = started.elapsed();
     let stats = tokio::task::block_in_place(|| server.command("INFO commandstats")).unwrap();

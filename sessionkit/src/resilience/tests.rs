@@ -38,13 +38,7 @@ fn record(data: &[&str]) -> Record<Data> {
 }
 
 async fn create(s: &impl Store<Data>, r: &Record<Data>) -> Result<SaveOutcome, StoreError> {
-    s.save(Save {
-        record: r,
-        base: None,
-        kind: SaveKind::Create,
-        changes: crate::store::MetaChanges::NONE,
-    })
-    .await
+    s.save(Save::create(r)).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,14 +255,9 @@ async fn a_regenerate_that_merged_and_whose_reply_was_lost_is_reported_as_saved(
     let loaded = s.load(&old.id.encode()).await.unwrap().unwrap();
     let mut other = loaded.clone();
     other.data.push("y".into());
-    s.save(Save {
-        record: &other,
-        base: Some(&loaded.data),
-        kind: SaveKind::Update,
-        changes: crate::store::MetaChanges::NONE,
-    })
-    .await
-    .unwrap();
+    s.save(Save::update(&other, Some(&loaded.data)))
+        .await
+        .unwrap();
     let mut moved = loaded.clone();
     moved.id = SessionId::generate();
     let out = regenerate_losing_the_reply(&s, &switch, &moved, old.id).await;
@@ -287,12 +276,7 @@ async fn an_update_whose_reply_was_lost_is_repeated_harmlessly() {
     changed.data.push("b".into());
     switch.set_for(Fault::LoseReply, 1);
     let out = s
-        .save(Save {
-            record: &changed,
-            base: Some(&loaded.data),
-            kind: SaveKind::Update,
-            changes: crate::store::MetaChanges::NONE,
-        })
+        .save(Save::update(&changed, Some(&loaded.data)))
         .await
         .unwrap();
     assert_eq!(out, SaveOutcome::Kept);

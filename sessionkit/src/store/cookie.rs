@@ -617,16 +617,7 @@ mod tests {
         assert_eq!(PBKDF2_RUNS.with(|c| c.get()) - before, 2);
         let (store, record) = store_and_record(&ring);
         for _ in 0..50 {
-            let SaveOutcome::Saved(v) = store
-                .save(Save {
-                    record: &record,
-                    base: None,
-                    kind: crate::store::SaveKind::Create,
-                    changes: crate::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap()
-            else {
+            let SaveOutcome::Saved(v) = store.save(Save::create(&record)).await.unwrap() else {
                 panic!("a cookie store always saves")
             };
             assert_eq!(store.load(&v).await.unwrap().unwrap().data, 7);

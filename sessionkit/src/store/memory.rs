@@ -963,12 +963,7 @@ mod tests {
             ..ExpiryPolicy::default()
         };
         let record = Record::new(id, 0, clock.now(), &policy);
-        let saved = store.save_sync(Save {
-            record: &record,
-            base: None,
-            kind: SaveKind::Create,
-            changes: crate::store::MetaChanges::NONE,
-        });
+        let saved = store.save_sync(Save::create(&record));
         assert!(matches!(saved, Ok(SaveOutcome::Saved(_))), "{saved:?}");
     }
 
@@ -1017,12 +1012,7 @@ mod tests {
                 &ExpiryPolicy::default(),
             );
             rec.owner = Some("ann".into());
-            let saved = store.save_sync(Save {
-                record: &rec,
-                base: None,
-                kind: SaveKind::Create,
-                changes: crate::store::MetaChanges::NONE,
-            });
+            let saved = store.save_sync(Save::create(&rec));
             assert!(matches!(saved, Ok(SaveOutcome::Saved(_))), "{saved:?}");
             let start = std::sync::Barrier::new(2);
             std::thread::scope(|scope| {
@@ -1033,12 +1023,7 @@ mod tests {
                     for _ in 0..50 {
                         let mut moved = current.clone();
                         moved.id = SessionId::generate();
-                        let out = store.save_sync(Save {
-                            record: &moved,
-                            base: None,
-                            kind: SaveKind::Regenerate { old: current.id },
-                            changes: crate::store::MetaChanges::NONE,
-                        });
+                        let out = store.save_sync(Save::regenerate(&moved, current.id, None));
                         match out {
                             Ok(SaveOutcome::Saved(_)) => {
                                 moved.version = current.version + 1;

@@ -53,7 +53,8 @@ pub enum SaveKind {
 #[derive(Debug)]
 pub struct Save<'a, T> {
     /// The record to write. Its `version` is the version that was loaded
-    /// (0 for a new session); the store writes `version + 1`.
+    /// (0 for a new session); the store writes `version + 1` (after a merge
+    /// onto a newer record, that record's version + 1).
     pub record: &'a Record<T>,
     /// The data as it was loaded, when this request changed it: on a version
     /// conflict the store reapplies the changed fields onto the latest data
@@ -93,6 +94,58 @@ impl MetaChanges<'_> {
     };
 }
 
+impl<'a, T> Save<'a, T> {
+    /// The first write of a new session (no base, nothing else changed).
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use sessionkit::store::{Save, SaveKind};
+    /// use sessionkit::{Config, Record, SessionId};
+    ///
+    /// let record = Record::new(SessionId::generate(), 7u32, SystemTime::now(), Config::default().expiry());
+    /// let save = Save::create(&record);
+    /// assert_eq!(save.kind, SaveKind::Create);
+    /// let old = SessionId::generate();
+    /// assert_eq!(Save::regenerate(&record, old, Some(&6)).kind, SaveKind::Regenerate { old });
+    /// ```
+    pub fn create(record: &'a Record<T>) -> Self {
+        Save {
+            record,
+            base: None,
+            kind: SaveKind::Create,
+            changes: MetaChanges::NONE,
+        }
+    }
+
+    /// A write of a loaded session; `base` is the data as loaded when this
+    /// request changed it (see [`Save::base`]).
+    pub fn update(record: &'a Record<T>, base: Option<&'a T>) -> Self {
+        Save {
+            record,
+            base,
+            kind: SaveKind::Update,
+            changes: MetaChanges::NONE,
+        }
+    }
+
+    /// The session moves from `old` to `record.id`.
+    pub fn regenerate(record: &'a Record<T>, old: SessionId, base: Option<&'a T>) -> Self {
+        Save {
+            record,
+            base,
+            kind: SaveKind::Regenerate { old },
+            changes: MetaChanges::NONE,
+        }
+    }
+
+    /// What this request changed besides the data (default
+    /// [`MetaChanges::NONE`]).
+    pub fn with_changes(mut self, changes: MetaChanges<'a>) -> Self {
+        self.changes = changes;
+        self
+    }
+}
+
 impl<T: SessionData> Save<'_, T> {
     /// The record to write when `latest` (under this session's loaded id, or
     /// the `old` one of a regenerate) was stored since this request loaded
@@ -124,7 +177,7 @@ impl<T: SessionData> Save<'_, T> {
     /// // …while this one changed only the data.
     /// let mut mine = loaded.clone();
     /// mine.data = 2;
-    /// let save = Save { record: &mine, base: Some(&1), kind: SaveKind::Update, changes: MetaChanges::NONE };
+    /// let save = Save::update(&mine, Some(&1));
     /// let merged = save.merged_onto(latest);
     /// assert_eq!((merged.data, merged.owner.as_deref()), (2, Some("ann")));
     /// assert_eq!(merged.flash, [note("welcome")]);

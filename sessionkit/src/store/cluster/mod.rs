@@ -995,14 +995,7 @@ mod revoke_tests {
         for (round, owner) in ["victim", "bulk"].into_iter().enumerate() {
             let sessions: Vec<Record<Data>> = (0..3).map(|_| create(owner)).collect();
             for r in &sessions {
-                a.save(Save {
-                    record: r,
-                    base: None,
-                    kind: SaveKind::Create,
-                    changes: crate::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap();
+                a.save(Save::create(r)).await.unwrap();
                 assert!(b.load(&r.id.encode()).await.unwrap().is_some());
                 assert!(b.is_cached(&r.id));
             }

@@ -1427,15 +1427,7 @@ mod prune_tests {
         let mut gone = back.clone();
         gone.id = SessionId::generate();
         for r in [&back, &gone] {
-            store
-                .save(Save {
-                    record: r,
-                    base: None,
-                    kind: SaveKind::Create,
-                    changes: crate::store::MetaChanges::NONE,
-                })
-                .await
-                .unwrap();
+            store.save(Save::create(r)).await.unwrap();
         }
         server
             .command(&format!("DEL {}", store.key_of(&gone.id)))
