@@ -631,14 +631,25 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                 ceilings.insert(v.name(), (server, port, cookie_file));
             }
         }
-        // Start each round at a different variant, so no variant always runs
-        // first (or right after the same neighbour).
-        let n = opts.variants.len();
+        // Start each round at a different variant and run odd rounds
+        // backwards, so no variant always runs first, or always right after
+        // the same neighbour, or always before its peer. (Rotating the whole
+        // list, ceilings included, skipped the ceiling at index 0: rounds 1
+        // and 2 ran in one order, and ours always ran before the peers.)
+        let order: Vec<_> = opts
+            .variants
+            .iter()
+            .copied()
+            .filter(|v| !v.is_ceiling())
+            .collect();
+        let n = order.len();
         for k in 0..n {
-            let variant = opts.variants[(k + round) % n];
-            if variant.is_ceiling() {
-                continue;
-            }
+            let i = (k + round) % n;
+            let variant = if round % 2 == 1 {
+                order[n - 1 - i]
+            } else {
+                order[i]
+            };
             if variant.uses_redis() {
                 if let Some(rp) = redis_port {
                     wire::redis_bulk(rp, "FLUSHALL").ok();

@@ -236,7 +236,14 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| ours vs peer | workload | req/s ratio | × ceiling ratio | CPU/req ratio (peer ÷ ours) | × ceiling by CPU ratio |"
+            "The last column is the one to quote: each side's share of its own framework's \
+             ceiling measured beside it. The CPU/req ratio divides medians of windows taken \
+             minutes apart, on two frameworks where the pair's differ."
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| ours vs peer | workload | req/s ratio | × ceiling ratio | CPU/req ratio (peer ÷ ours, unpaired) | × ceiling by CPU ratio (paired) |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
         for &&(ours, peer) in &pairs {
