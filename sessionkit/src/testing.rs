@@ -548,6 +548,67 @@ pub mod server_cases {
         assert!(load(&store, &moved.id.encode()).await.is_none());
     }
 
+    /// An update that moves the deadlines (sliding expiration) keeps the
+    /// session alive past the deadline it was created with: a store whose
+    /// backend expiry (a TTL) is set at create and never moved would drop
+    /// a live session.
+    pub async fn an_update_moves_the_deadline_the_store_keeps<S: Store<TestData>>(store: S) {
+        let mut r = record(None);
+        r.idle_deadline = SystemTime::now() + Duration::from_millis(400);
+        let cookie = create(&store, &r).await;
+        let mut loaded = load(&store, &cookie).await.unwrap();
+        loaded.idle_deadline = SystemTime::now() + Duration::from_secs(600);
+        let out = store.save(Save::update(&loaded, None)).await.unwrap();
+        let cookie = out.cookie_value(&cookie).expect("a live session saves");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let got = load(&store, &cookie)
+            .await
+            .expect("the session died at the deadline it was created with");
+        assert_eq!(
+            to_millis(got.idle_deadline),
+            to_millis(loaded.idle_deadline)
+        );
+    }
+
+    /// The rules above hold on the synchronous path too, which
+    /// [`crate::Sessions`] tries first: through [`Store::save_now`] (when
+    /// the store answers it), a create never overwrites, an update of a
+    /// deleted session is `Gone`, and so is a regenerate of one.
+    pub async fn synchronous_saves_keep_the_rules<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let mut other = r.clone();
+        other.data.counter = 999;
+        if let Some(second) = store.save_now(Save::create(&other)) {
+            assert!(
+                !matches!(&second, Ok(out) if out.is_saved()),
+                "a second create with one id saved through save_now"
+            );
+        }
+        assert_eq!(load(&store, &cookie).await.unwrap().data.counter, 1);
+        let mut loaded = load(&store, &cookie).await.unwrap();
+        store.delete(&r.id).await.unwrap();
+        loaded.data.counter = 5;
+        if let Some(out) = store.save_now(Save::update(&loaded, None)) {
+            assert_eq!(
+                out.unwrap(),
+                SaveOutcome::Gone,
+                "save_now revived a deleted session"
+            );
+        }
+        let mut moved = loaded.clone();
+        moved.id = SessionId::generate();
+        if let Some(out) = store.save_now(Save::regenerate(&moved, r.id, None)) {
+            assert_eq!(
+                out.unwrap(),
+                SaveOutcome::Gone,
+                "save_now regenerated a deleted session"
+            );
+        }
+        assert!(load(&store, &cookie).await.is_none());
+        assert!(load(&store, &moved.id.encode()).await.is_none());
+    }
+
     /// Session data and ids are not stored under the raw id (a dump yields no cookie).
     pub async fn versions_increase_on_every_write<S: Store<TestData>>(store: S) {
         let r = record(None);
@@ -703,6 +764,8 @@ macro_rules! server_store_conformance_tests {
             concurrent_flash_and_owner_changes_both_survive,
             regenerate_keeps_a_concurrent_update,
             a_session_past_its_deadline_is_not_written_back,
+            an_update_moves_the_deadline_the_store_keeps,
+            synchronous_saves_keep_the_rules,
             versions_increase_on_every_write,
         ]);
     };
