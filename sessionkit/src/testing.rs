@@ -23,8 +23,11 @@
 //!
 //! The suite uses its own data type, [`TestData`]: a store under test must be
 //! a `Store<TestData>`. Each case takes a fresh store from the given expression
-//! and must not depend on what other tests left there (server stores may share
-//! a backend: the cases count only sessions they created, by a unique owner).
+//! and must not depend on what other tests left there. The cases run at once
+//! and one of them compares `QueryStore::count` before and after its own
+//! writes, so give each case a namespace of its own (the in-tree stores use a
+//! key prefix per case); the other cases tell their sessions apart by a
+//! unique owner.
 
 #[path = "testing_redis_cluster.rs"]
 pub mod redis_cluster;
@@ -626,25 +629,46 @@ pub mod query_cases {
 
     /// count, find_by and bulk_delete see the sessions that exist.
     pub async fn find_count_and_bulk_delete<S: QueryStore<TestData>>(store: S) {
-        let owner = unique_owner();
+        let (owner, other) = (unique_owner(), unique_owner());
         let before = store.count().await.unwrap();
+        let mut want = Vec::new();
         for _ in 0..3 {
-            create(&store, &record(Some(&owner))).await;
+            let r = record(Some(&owner));
+            create(&store, &r).await;
+            want.push(r.id.encode());
         }
-        assert_eq!(store.count().await.unwrap(), before + 3);
+        want.sort();
+        // Not matched by the predicate: a store that ignores it fails here.
+        let bystander = record(Some(&other));
+        let bystander_cookie = create(&store, &bystander).await;
+        assert_eq!(store.count().await.unwrap(), before + 4);
         let o = owner.clone();
         let found = store
             .find_by(&move |r| r.owner.as_deref() == Some(o.as_str()))
             .await
             .unwrap();
-        assert_eq!(found.len(), 3);
+        let mut ids: Vec<_> = found.iter().map(|r| r.id.encode()).collect();
+        ids.sort();
+        assert_eq!(ids, want, "find_by returned other sessions or missed some");
         let o = owner.clone();
         let removed = store
             .bulk_delete(&move |r| r.owner.as_deref() == Some(o.as_str()))
             .await
             .unwrap();
-        assert_eq!(removed.len(), 3);
+        let mut ids: Vec<_> = removed.iter().map(|r| r.id.encode()).collect();
+        ids.sort();
+        assert_eq!(ids, want, "bulk_delete reported other sessions");
+        assert!(
+            removed
+                .iter()
+                .all(|r| r.owner.as_deref() == Some(owner.as_str())),
+            "bulk_delete must report each session's owner (for on_deleted)"
+        );
         assert!(store.by_owner(&owner).await.unwrap().is_empty());
+        assert!(
+            load(&store, &bystander_cookie).await.is_some(),
+            "bulk_delete deleted a session its predicate did not match"
+        );
     }
 
     /// by_owner lists exactly the owner's sessions; delete_owner revokes them all.
@@ -667,7 +691,13 @@ pub mod query_cases {
         let mut want = vec![a1.id.encode(), a2.id.encode()];
         want.sort();
         assert_eq!(ids, want);
-        assert_eq!(store.delete_owner(&alice).await.unwrap().len(), 2);
+        let removed = store.delete_owner(&alice).await.unwrap();
+        let mut ids: Vec<_> = removed.iter().map(|r| r.id.encode()).collect();
+        ids.sort();
+        assert_eq!(ids, want, "delete_owner must report the ids it revoked");
+        assert!(removed
+            .iter()
+            .all(|r| r.owner.as_deref() == Some(alice.as_str())));
         assert!(load(&store, &c_a1).await.is_none());
         assert!(load(&store, &c_a2).await.is_none());
         assert!(
