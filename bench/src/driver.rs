@@ -93,7 +93,14 @@ pub struct Sample {
     /// core), so each of these costs the server kernel time: a slower server
     /// lets wrk sleep more often and pays more per request for it.
     pub client_sleeps_per_req: Option<f64>,
+    /// Requests wrk counted as errors (a session variant answers 500 when it
+    /// loses a session), plus, after a load checked against the store (see
+    /// `Ledger`), the writes or sessions that went missing.
     pub errors: u64,
+    /// Responses wrk counted over the measured windows.
+    pub requests: u64,
+    /// wrk runs (windows) the sample adds up.
+    pub windows: u64,
 }
 
 /// Length of one measured window. Shorter windows follow the host's swings
@@ -481,6 +488,8 @@ impl Tally {
             client_sleeps_per_req: (!self.client_sleeps_missing)
                 .then(|| self.client_sleeps as f64 / reqs),
             errors: self.errors,
+            requests: self.requests,
+            windows: p99s.len() as u64,
         }
     }
 }
@@ -554,6 +563,140 @@ fn report_line(round: usize, s: &Sample) {
             String::new()
         },
     );
+}
+
+/// What a workload must change in the store by a known amount, read before
+/// and after the workload's whole load (warm-up, windows, monitored
+/// requests). wrk checks statuses, not what was kept: a variant that saved
+/// nothing on `/write`, or made sessions it never stored on `/new`, would
+/// pass for a fast one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ledger {
+    /// `/write` on a store that keeps the data on the server: the sum of the
+    /// pre-created sessions' counters, which each write raises by one (wrk's
+    /// one thread walks the cookies in order, so with more sessions than
+    /// connections no two writes of one session overlap), and how many of
+    /// them could not be read (lost sessions).
+    Counters { sum: u64, unreadable: u64 },
+    /// `/new` on a Redis store: the keys in Redis, at least one per session.
+    Keys(u64),
+}
+
+/// What wrk and the monitored requests counted over one workload: at least
+/// `lo` requests succeeded (wrk's responses less its errors) and at most `hi`
+/// reached the server (wrk stops without counting the requests still in
+/// flight, up to one per connection).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counted {
+    lo: u64,
+    hi: u64,
+}
+
+impl Counted {
+    fn add_wrk(&mut self, requests: u64, errors: u64, connections: u32) {
+        self.lo += requests.saturating_sub(errors);
+        self.hi += requests + u64::from(connections);
+    }
+}
+
+impl Ledger {
+    fn read(
+        variant: Variant,
+        workload: Workload,
+        port: u16,
+        cookies: &[String],
+        redis_port: Option<u16>,
+    ) -> std::io::Result<Option<Ledger>> {
+        match (workload, redis_port) {
+            (Workload::Write, _) if variant.keeps_sessions() && !variant.keeps_data_in_cookie() => {
+                let (sum, unreadable) = counter_sum(port, cookies)?;
+                Ok(Some(Ledger::Counters { sum, unreadable }))
+            }
+            (Workload::New, Some(rp)) if variant.uses_redis() => {
+                Ok(Some(Ledger::Keys(wire::redis_int(rp, "DBSIZE")?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// How many writes or sessions are missing between `self` and `after`
+    /// given what was `counted`, with what to say; `None` when they add up.
+    fn shortfall(self, after: Ledger, counted: Counted) -> Option<(u64, String)> {
+        match (self, after) {
+            (
+                Ledger::Counters {
+                    unreadable: lost_before,
+                    ..
+                },
+                Ledger::Counters {
+                    unreadable: lost_after,
+                    ..
+                },
+            ) if lost_after > lost_before => Some((
+                lost_after - lost_before,
+                format!(
+                    "{} sessions could no longer be read after the load",
+                    lost_after - lost_before
+                ),
+            )),
+            (Ledger::Counters { sum: before, .. }, Ledger::Counters { sum: after, .. }) => {
+                let kept = after.saturating_sub(before);
+                if after < before || kept < counted.lo {
+                    Some((
+                        counted.lo.saturating_sub(kept).max(1),
+                        format!(
+                            "counters rose by {kept} ({before} to {after}) for at least {} writes answered: writes were lost",
+                            counted.lo
+                        ),
+                    ))
+                } else if kept > counted.hi {
+                    Some((
+                        kept - counted.hi,
+                        format!(
+                            "counters rose by {kept} for at most {} writes sent: some were applied twice",
+                            counted.hi
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            }
+            (Ledger::Keys(before), Ledger::Keys(after)) => {
+                let kept = after.saturating_sub(before);
+                (kept < counted.lo).then(|| {
+                    (
+                        counted.lo - kept,
+                        format!(
+                            "{kept} keys added to Redis for at least {} sessions created: sessions were not stored",
+                            counted.lo
+                        ),
+                    )
+                })
+            }
+            _ => Some((1, "the ledger changed kind".into())),
+        }
+    }
+}
+
+/// The sum of the counters `/read` answers for each of `cookies`, and how
+/// many did not answer `200 "<counter> bench-user"` (lost sessions: reported
+/// as the sample's errors, not a reason to stop the run).
+fn counter_sum(port: u16, cookies: &[String]) -> std::io::Result<(u64, u64)> {
+    cookies
+        .iter()
+        .try_fold((0u64, 0u64), |(sum, unreadable), c| {
+            let r = wire::http_get(port, "/read", Some(c))?;
+            let counter = (r.status == 200)
+                .then(|| {
+                    let (n, user) = r.body.trim().split_once(' ')?;
+                    (user == "bench-user").then_some(n.parse::<u64>().ok()?)
+                })
+                .flatten();
+            Ok(match counter {
+                Some(n) => (sum + n, unreadable),
+                None => (sum, unreadable + 1),
+            })
+        })
 }
 
 /// Rounds × variants × workloads, interleaved; returns every sample.
@@ -661,8 +804,11 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
             let cookie_file = dir.join(format!("cookies-{}.txt", variant.name()));
             std::fs::write(&cookie_file, cookies.join("\n") + "\n")?;
             for &workload in &opts.workloads {
+                let ledger = Ledger::read(variant, workload, port, &cookies, redis_port)?;
+                let mut counted = Counted::default();
                 if opts.warmup > 0 {
-                    wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
+                    let w = wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
+                    counted.add_wrk(w.requests, w.errors, opts.connections);
                 }
                 let redis = redis_port.zip(redis_pid).filter(|_| variant.uses_redis());
                 let target = Target {
@@ -704,6 +850,22 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                     }
                     sample.redis_round_trips_per_req =
                         Some(client as f64 / MONITORED_REQUESTS as f64);
+                    counted.lo += MONITORED_REQUESTS as u64;
+                    counted.hi += MONITORED_REQUESTS as u64;
+                }
+                counted.lo += sample.requests.saturating_sub(sample.errors);
+                counted.hi += sample.requests + sample.windows * u64::from(opts.connections);
+                if let Some(before) = ledger {
+                    let after = Ledger::read(variant, workload, port, &cookies, redis_port)?
+                        .ok_or_else(|| std::io::Error::other("no ledger after the load"))?;
+                    if let Some((missing, why)) = before.shortfall(after, counted) {
+                        eprintln!(
+                            "sessionkit-bench: {} {}: {why}",
+                            variant.name(),
+                            workload.name()
+                        );
+                        sample.errors += missing;
+                    }
                 }
                 report_line(round, &sample);
                 samples.push(sample);
@@ -779,4 +941,82 @@ pub fn run_clients(rounds: usize, secs: u64, concurrency: usize) -> std::io::Res
         ));
     }
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counted, Ledger};
+
+    fn counted(lo: u64, hi: u64) -> Counted {
+        Counted { lo, hi }
+    }
+
+    fn sums(sum: u64) -> Ledger {
+        Ledger::Counters { sum, unreadable: 0 }
+    }
+
+    #[test]
+    fn sessions_that_can_no_longer_be_read_are_errors() {
+        let before = Ledger::Counters {
+            sum: 1_000,
+            unreadable: 2,
+        };
+        let after = Ledger::Counters {
+            sum: 1_400,
+            unreadable: 10,
+        };
+        let (missing, why) = before.shortfall(after, counted(0, 1_000)).unwrap();
+        assert_eq!(missing, 8);
+        assert!(why.contains("no longer be read"), "{why}");
+    }
+
+    #[test]
+    fn writes_that_add_up_pass_and_lost_or_doubled_writes_are_errors() {
+        let before = sums(1_000);
+        // Between what was answered and what was sent: fine.
+        for after in [1_500, 1_520, 1_532] {
+            assert_eq!(before.shortfall(sums(after), counted(500, 532)), None);
+        }
+        // 10 answered writes left no trace.
+        let (missing, why) = before.shortfall(sums(1_490), counted(500, 532)).unwrap();
+        assert_eq!(missing, 10);
+        assert!(why.contains("lost"), "{why}");
+        // More than was sent: applied twice.
+        let (extra, why) = before.shortfall(sums(1_540), counted(500, 532)).unwrap();
+        assert_eq!(extra, 8);
+        assert!(why.contains("twice"), "{why}");
+        // Counters that went down (a store that forgot sessions) are an
+        // error even when nothing was counted.
+        assert!(before.shortfall(sums(10), counted(0, 0)).is_some());
+    }
+
+    #[test]
+    fn new_sessions_must_each_leave_a_key() {
+        let before = Ledger::Keys(1_000);
+        assert_eq!(
+            before.shortfall(Ledger::Keys(1_700), counted(700, 732)),
+            None
+        );
+        // More keys than sessions is fine (a store may keep an index).
+        assert_eq!(
+            before.shortfall(Ledger::Keys(2_500), counted(700, 732)),
+            None
+        );
+        let (missing, _) = before
+            .shortfall(Ledger::Keys(1_000), counted(700, 732))
+            .unwrap();
+        assert_eq!(missing, 700);
+        assert!(before.shortfall(sums(1_000), counted(0, 0)).is_some());
+    }
+
+    #[test]
+    fn wrk_counts_give_the_range_of_requests_that_reached_the_server() {
+        let mut c = Counted::default();
+        c.add_wrk(100, 3, 32);
+        c.add_wrk(50, 0, 32);
+        assert_eq!((c.lo, c.hi), (147, 214));
+        // More errors than responses (connect errors) cannot underflow.
+        c.add_wrk(1, 5, 32);
+        assert_eq!((c.lo, c.hi), (147, 247));
+    }
 }

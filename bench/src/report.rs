@@ -190,6 +190,11 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                 (false, None) => "–".to_owned(),
             };
             let target_cell = match target(v, w) {
+                // Lost sessions or writes answer fast: such a figure says
+                // nothing about the target.
+                Some(t) if s.errors > 0 => {
+                    format!("≥ {t:.2} **not judged: {} errors**", s.errors)
+                }
                 Some(t) => verdict(t, frac, cpu_frac, rounds_at_target(samples, v, w, t)),
                 None => String::new(),
             };
@@ -370,6 +375,8 @@ mod tests {
             steal: None,
             client_sleeps_per_req: None,
             errors: 0,
+            requests: 0,
+            windows: 0,
         }
     }
 
@@ -439,6 +446,19 @@ mod tests {
             &[ceiling, ours],
         );
         assert!(!without.contains("allowed over the floor"), "{without}");
+    }
+
+    #[test]
+    fn a_variant_with_errors_is_not_judged_against_its_target() {
+        let ceiling = sample(Variant::NoneAxum, 100.0, 10.0, None);
+        let mut ours = sample(Variant::SessionkitMemory, 99.0, 10.1, Some((100.0, 10.0)));
+        ours.errors = 7;
+        let table = markdown(
+            &[ceiling, ours],
+            &[Variant::NoneAxum, Variant::SessionkitMemory],
+        );
+        assert!(table.contains("≥ 0.92 **not judged: 7 errors**"), "{table}");
+        assert!(!table.contains(" met"), "{table}");
     }
 
     #[test]

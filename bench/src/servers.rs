@@ -47,6 +47,16 @@ pub fn fresh() -> BenchData {
     }
 }
 
+/// Whether a handler found the session its request named: every session the
+/// driver makes carries [`USERNAME`], and a lost one reads as the default
+/// (empty). `/read` and `/write` answer 500 when it is lost, which wrk counts
+/// as an error, so a variant that loses sessions under load cannot pass for
+/// a fast one. Every session variant pays the check, and the floors too (the
+/// ceilings answer constants).
+pub fn found(d: &BenchData) -> bool {
+    !d.username.is_empty()
+}
+
 /// Which web framework a variant runs on (selects its ceiling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framework {
@@ -178,6 +188,19 @@ impl Variant {
     /// Whether the variant is a floor (a layer that does no session work).
     pub fn is_floor(self) -> bool {
         matches!(self, Variant::FloorAxum | Variant::FloorActix)
+    }
+
+    /// Whether the session data travels in the cookie (the server keeps
+    /// nothing, so a write cannot be checked against a store).
+    pub fn keeps_data_in_cookie(self) -> bool {
+        matches!(
+            self,
+            Variant::SessionkitCookie
+                | Variant::SessionkitCookieCached
+                | Variant::SessionkitCookieAes
+                | Variant::SessionkitActixCookie
+                | Variant::ActixCookie
+        )
     }
 
     pub fn uses_redis(self) -> bool {
@@ -368,7 +391,7 @@ mod axum_apps {
     use axum::routing::get;
     use axum::Router;
 
-    use super::{fresh, BenchData, KEY};
+    use super::{found, fresh, BenchData, KEY};
 
     pub fn none() -> Router {
         Router::new()
@@ -422,10 +445,16 @@ mod axum_apps {
         // holding it); answer 500 rather than unwrap anyway.
         async fn read(Extension(s): Extension<Slot>) -> Result<String, StatusCode> {
             let d = s.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+            if !found(&d) {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
             Ok(format!("{} {}", d.counter, d.username))
         }
         async fn write(Extension(s): Extension<Slot>) -> Result<String, StatusCode> {
             let mut d = s.lock().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+            if !found(&d) {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
             d.counter += 1;
             Ok(d.counter.to_string())
         }
@@ -448,14 +477,20 @@ mod axum_apps {
 
     fn sessionkit_routes() -> Router {
         use sessionkit::Session;
-        async fn read(s: Session<BenchData>) -> String {
+        async fn read(s: Session<BenchData>) -> Result<String, StatusCode> {
             let d = s.data();
-            format!("{} {}", d.counter, d.username)
+            if !found(&d) {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            Ok(format!("{} {}", d.counter, d.username))
         }
-        async fn write(s: Session<BenchData>) -> String {
+        async fn write(s: Session<BenchData>) -> Result<String, StatusCode> {
             let mut d = s.data_mut();
+            if !found(&d) {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
             d.counter += 1;
-            d.counter.to_string()
+            Ok(d.counter.to_string())
         }
         async fn new(s: Session<BenchData>) -> &'static str {
             s.set_data(fresh());
@@ -475,15 +510,21 @@ mod axum_apps {
                 .expect("tower-sessions load")
                 .unwrap_or_default()
         }
-        async fn read(s: Session) -> String {
+        async fn read(s: Session) -> Result<String, StatusCode> {
             let d = load(&s).await;
-            format!("{} {}", d.counter, d.username)
+            if !found(&d) {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            Ok(format!("{} {}", d.counter, d.username))
         }
-        async fn write(s: Session) -> String {
+        async fn write(s: Session) -> Result<String, StatusCode> {
             let mut d = load(&s).await;
+            if !found(&d) {
+                return Err(StatusCode::INTERNAL_SERVER_ERROR);
+            }
             d.counter += 1;
             s.insert(KEY, &d).await.expect("tower-sessions insert");
-            d.counter.to_string()
+            Ok(d.counter.to_string())
         }
         async fn new(s: Session) -> &'static str {
             s.insert(KEY, fresh()).await.expect("tower-sessions insert");
@@ -521,9 +562,10 @@ mod actix_apps {
     use actix_session::storage::{CookieSessionStore, RedisSessionStore, SessionStore};
     use actix_session::{Session, SessionMiddleware};
     use actix_web::cookie::Key;
-    use actix_web::{web, App, HttpServer};
+    use actix_web::http::StatusCode;
+    use actix_web::{web, App, HttpResponse, HttpServer};
 
-    use super::{fresh, BenchData, KEY};
+    use super::{found, fresh, BenchData, KEY};
 
     fn load(s: &Session) -> BenchData {
         s.get::<BenchData>(KEY)
@@ -531,16 +573,27 @@ mod actix_apps {
             .unwrap_or_default()
     }
 
-    async fn read(s: Session) -> String {
-        let d = load(&s);
-        format!("{} {}", d.counter, d.username)
+    /// 500 for a lost session (see [`super::found`]).
+    fn lost() -> HttpResponse {
+        HttpResponse::new(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    async fn write(s: Session) -> String {
+    async fn read(s: Session) -> HttpResponse {
+        let d = load(&s);
+        if !found(&d) {
+            return lost();
+        }
+        HttpResponse::Ok().body(format!("{} {}", d.counter, d.username))
+    }
+
+    async fn write(s: Session) -> HttpResponse {
         let mut d = load(&s);
+        if !found(&d) {
+            return lost();
+        }
         d.counter += 1;
         s.insert(KEY, &d).expect("actix-session insert");
-        d.counter.to_string()
+        HttpResponse::Ok().body(d.counter.to_string())
     }
 
     async fn new(s: Session) -> &'static str {
@@ -573,8 +626,7 @@ mod actix_apps {
         use std::sync::{Arc, Mutex};
 
         use actix_web::dev::{Service, ServiceRequest, Transform};
-        use actix_web::http::StatusCode;
-        use actix_web::{HttpMessage, HttpResponse};
+        use actix_web::HttpMessage;
 
         type Slot = Arc<Mutex<BenchData>>;
 
@@ -612,23 +664,26 @@ mod actix_apps {
         }
 
         // A poisoned lock cannot happen here (no handler panics while
-        // holding it); answer 500 rather than unwrap anyway.
+        // holding it); answer 500 rather than unwrap anyway. Also the answer
+        // to a lost slot (see `super::found`), which cannot happen either.
         fn poisoned() -> HttpResponse {
             HttpResponse::new(StatusCode::INTERNAL_SERVER_ERROR)
         }
         async fn read(s: web::ReqData<Slot>) -> HttpResponse {
             match s.lock() {
-                Ok(d) => HttpResponse::Ok().body(format!("{} {}", d.counter, d.username)),
-                Err(_) => poisoned(),
+                Ok(d) if found(&d) => {
+                    HttpResponse::Ok().body(format!("{} {}", d.counter, d.username))
+                }
+                _ => poisoned(),
             }
         }
         async fn write(s: web::ReqData<Slot>) -> HttpResponse {
             match s.lock() {
-                Ok(mut d) => {
+                Ok(mut d) if found(&d) => {
                     d.counter += 1;
                     HttpResponse::Ok().body(d.counter.to_string())
                 }
-                Err(_) => poisoned(),
+                _ => poisoned(),
             }
         }
         async fn new(s: web::ReqData<Slot>) -> HttpResponse {
@@ -676,15 +731,21 @@ mod actix_apps {
         server.await
     }
 
-    async fn sk_read(s: sessionkit::Session<BenchData>) -> String {
+    async fn sk_read(s: sessionkit::Session<BenchData>) -> HttpResponse {
         let d = s.data();
-        format!("{} {}", d.counter, d.username)
+        if !found(&d) {
+            return lost();
+        }
+        HttpResponse::Ok().body(format!("{} {}", d.counter, d.username))
     }
 
-    async fn sk_write(s: sessionkit::Session<BenchData>) -> String {
+    async fn sk_write(s: sessionkit::Session<BenchData>) -> HttpResponse {
         let mut d = s.data_mut();
+        if !found(&d) {
+            return lost();
+        }
         d.counter += 1;
-        d.counter.to_string()
+        HttpResponse::Ok().body(d.counter.to_string())
     }
 
     async fn sk_new(s: sessionkit::Session<BenchData>) -> &'static str {
@@ -834,6 +895,43 @@ mod tests {
             assert!(variant.is_floor() && !variant.keeps_sessions());
             assert_eq!(variant.ceiling(), ceiling);
             assert_eq!(Variant::parse(name), Some(variant));
+        }
+    }
+
+    /// A session variant answers 500 to `/read` and `/write` naming a
+    /// session it does not have (wrk counts it as an error), and keeps what
+    /// `/write` saved.
+    #[test]
+    fn a_lost_session_is_a_500_not_a_fast_answer() {
+        for variant in [
+            Variant::SessionkitMemory,
+            Variant::SessionkitActixMemory,
+            Variant::TowerSessionsMemory,
+            Variant::SessionkitCookie,
+            Variant::ActixCookie,
+        ] {
+            let name = variant.name();
+            let port = free_port();
+            std::thread::spawn(move || serve(variant, port, None));
+            let new = wait_for_answer(port, name);
+            let cookie = new.set_cookie.expect("/new sets a cookie");
+            let (cookie_name, _) = cookie.split_once('=').unwrap();
+            for path in ["/read", "/write"] {
+                let unknown = format!("{cookie_name}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+                let reply = wire::http_get(port, path, Some(&unknown)).unwrap();
+                assert_eq!(reply.status, 500, "{name} {path} with an unknown session");
+                let reply = wire::http_get(port, path, None).unwrap();
+                assert_eq!(reply.status, 500, "{name} {path} with no cookie");
+            }
+            let write = wire::http_get(port, "/write", Some(&cookie)).unwrap();
+            assert_eq!((write.status, write.body.trim()), (200, "2"), "{name}");
+            let after = write.set_cookie.unwrap_or(cookie);
+            let read = wire::http_get(port, "/read", Some(&after)).unwrap();
+            assert_eq!(
+                (read.status, read.body.trim()),
+                (200, "2 bench-user"),
+                "{name}"
+            );
         }
     }
 

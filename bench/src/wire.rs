@@ -101,6 +101,21 @@ pub fn redis_bulk(port: u16, command: &str) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(std::io::Error::other)
 }
 
+/// Sends one inline command to Redis and returns its integer reply.
+pub fn redis_int(port: u16, command: &str) -> std::io::Result<u64> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    (&stream).write_all(format!("{command}\r\n").as_bytes())?;
+    let mut first = String::new();
+    BufReader::new(&stream).read_line(&mut first)?;
+    first
+        .strip_prefix(':')
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::other(format!("{command}: unexpected Redis reply {first:?}"))
+        })
+}
+
 /// Total calls of every command in `INFO commandstats`, leaving out the
 /// driver's own `INFO` calls.
 pub fn redis_command_calls(port: u16) -> std::io::Result<u64> {
