@@ -329,12 +329,23 @@ fn lost_subscription<T: SessionData>(cache: &LocalCache<T>) {
 }
 
 fn reject<T: SessionData>(cache: &LocalCache<T>, reason: Rejection) {
-    cache.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    let total = cache.counters.rejected.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::counter!("sessionkit_cluster_messages_rejected_total", "reason" => reason.label())
         .increment(1);
-    // Says why, quotes nothing: the payload is attacker-controlled.
-    tracing::warn!(
-        reason = reason.label(),
-        "ignored an invalid cache invalidation message"
-    );
+    // Says why, quotes nothing: the payload is attacker-controlled. A
+    // warning at the 1st, 2nd, 4th, 8th… rejection, debug otherwise: a
+    // steady stream (another application on the channel, a flood) must not
+    // flood the log, and the metric carries the rate.
+    if total.is_power_of_two() {
+        tracing::warn!(
+            reason = reason.label(),
+            rejected_so_far = total,
+            "ignored an invalid cache invalidation message (warned at powers of two; see sessionkit_cluster_messages_rejected_total)"
+        );
+    } else {
+        tracing::debug!(
+            reason = reason.label(),
+            "ignored an invalid cache invalidation message"
+        );
+    }
 }

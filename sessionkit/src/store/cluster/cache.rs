@@ -264,6 +264,24 @@ impl<T: SessionData> LocalCache<T> {
     /// invalidation or a subscription change came since, or a newer version
     /// is already cached.
     pub(crate) fn fill(&self, key: KeyHash, record: &Record<T>, ticket: Ticket) {
+        self.fill_as(key, record, ticket, false);
+    }
+
+    /// What this node just wrote: `record` as stored (its version the
+    /// store's). Cached like [`LocalCache::fill`] when `ticket` (taken
+    /// before the write) is still current; in any case, every read of this
+    /// key that began before the write can no longer fill (the bucket's
+    /// count moves), and an older cached version is dropped. Without that, a
+    /// write whose own fill was refused (an invalidation of another key of
+    /// the bucket came during its round trip, and this node ignores its own
+    /// message) left the way open to a read of the old value that began
+    /// during the write: the writing node served the old version until the
+    /// entry's TTL.
+    pub(crate) fn fill_written(&self, key: KeyHash, record: &Record<T>, ticket: Ticket) {
+        self.fill_as(key, record, ticket, true);
+    }
+
+    fn fill_as(&self, key: KeyHash, record: &Record<T>, ticket: Ticket, written: bool) {
         // Built before the lock; dropped after it if the fill is refused.
         let now = Instant::now();
         let fresh = Arc::new(Entry {
@@ -275,7 +293,21 @@ impl<T: SessionData> LocalCache<T> {
         let current = self.is_subscribed()
             && self.generation.load(Ordering::Acquire) == ticket.generation
             && self.bucket(&key).load(Ordering::Acquire) == ticket.bucket;
+        if written {
+            // Under the set's lock, as in `invalidate`.
+            self.bucket(&key).fetch_add(1, Ordering::AcqRel);
+        }
         if !current {
+            if written {
+                if let Some(i) = set.find(&key) {
+                    let held = set.slots[i].entry.as_ref().expect("found");
+                    if held.record.version < record.version {
+                        let gone = set.slots[i].entry.take();
+                        drop(set);
+                        drop(gone);
+                    }
+                }
+            }
             return;
         }
         let i = match set.find(&key) {
@@ -446,6 +478,64 @@ mod tests {
         assert!(!c.contains(&key));
         c.fill(key, &record(1), c.ticket(&key));
         assert!(c.contains(&key));
+    }
+
+    /// Two keys of one bucket (byte 0) in different sets.
+    fn bucket_twins() -> (KeyHash, KeyHash) {
+        let mut a = key(1, 1);
+        let mut b = key(u64::MAX, 2);
+        a[0] = 9;
+        b[0] = 9;
+        (a, b)
+    }
+
+    #[test]
+    fn a_read_that_began_during_a_write_cannot_cache_the_old_version() {
+        let c = live();
+        let (k, other) = bucket_twins();
+        // The write takes its ticket, then another key of the bucket is
+        // invalidated during its round trip.
+        let write_ticket = c.ticket(&k);
+        c.forget(other);
+        // A read of the same session misses and reads the old version.
+        let read_ticket = c.ticket(&k);
+        // The write lands: its own fill is refused (stale ticket)...
+        c.fill_written(k, &record(2), write_ticket);
+        assert!(!c.contains(&k));
+        // ...and the read's fill of version 1 must be refused too.
+        c.fill(k, &record(1), read_ticket);
+        assert!(
+            !c.contains(&k),
+            "the old version was cached after the write"
+        );
+    }
+
+    #[test]
+    fn a_refused_write_drops_an_older_cached_version() {
+        let c = live();
+        let (k, other) = bucket_twins();
+        let read_ticket = c.ticket(&k);
+        let write_ticket = c.ticket(&k);
+        c.forget(other);
+        // Cannot happen with `read_ticket` now stale, so cache version 1
+        // through a fresh ticket: the read finished before the write.
+        c.fill(k, &record(1), c.ticket(&k));
+        assert!(c.contains(&k));
+        c.fill_written(k, &record(2), write_ticket);
+        assert!(!c.contains(&k), "version 1 outlived the write of version 2");
+        c.fill(k, &record(1), read_ticket);
+        assert!(!c.contains(&k));
+        // A current write is cached, and a newer cached version survives an
+        // older write's refused fill.
+        c.fill_written(k, &record(3), c.ticket(&k));
+        let Lookup::Hit(r) = c.lookup(&k) else {
+            panic!("expected a hit")
+        };
+        assert_eq!(r.version, 3);
+        let stale = c.ticket(&k);
+        c.forget(other);
+        c.fill_written(k, &record(2), stale);
+        assert!(c.contains(&k));
     }
 
     #[test]

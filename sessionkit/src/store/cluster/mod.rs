@@ -163,7 +163,10 @@ impl ClusterOptions {
     }
 
     /// The pub/sub channel (default `sessionkit:invalidate`). Applications
-    /// sharing one Redis need distinct channels (or distinct keys).
+    /// sharing one Redis need distinct channels: with distinct keys on one
+    /// channel each node also receives the other application's messages,
+    /// rejects them as forged and counts them in
+    /// `sessionkit_cluster_messages_rejected_total`, hiding a real forgery.
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
         self.channel = channel.into();
         self
@@ -722,7 +725,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             // Stored exactly as given: cache it.
             let mut written = record.clone();
             written.version = version;
-            self.cache.fill(key, &written, ticket);
+            self.cache.fill_written(key, &written, ticket);
         } else {
             // Merged with a concurrent write: what is stored is not `record`.
             self.cache.drop_older(key, version);
