@@ -453,13 +453,21 @@ impl ConfigBuilder {
         /// Called when a request loads an existing session.
         on_loaded, loaded);
     callback_setter!(
-        /// Called for every deletion: destroy, expiry, bulk delete, owner revoke, eviction.
+        /// Called for every deletion a request or the store made: destroy,
+        /// expiry found by a load (once, by the request whose delete removed
+        /// the session), bulk delete, owner revoke, sweep and eviction. Not
+        /// for a record a store let lapse on its own (Redis drops a key at
+        /// its deadline; the cookie store deletes nothing): count those
+        /// with `on_expired`, which fires for every load that finds a
+        /// session past a deadline.
         on_deleted, deleted);
     callback_setter!(
         /// Called when a session gets a new id.
         on_regenerated, regenerated);
     callback_setter!(
-        /// Called when a load finds a session past a deadline.
+        /// Called when a load finds a session past a deadline (by every
+        /// load that does: parallel requests or a replayed cookie-store
+        /// cookie fire it more than once).
         on_expired, expired);
     callback_setter!(
         /// Called when a session is presented by a client other than the one it is bound to.

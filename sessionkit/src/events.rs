@@ -41,7 +41,11 @@ use crate::expiry::ExpiryKind;
 pub enum DeleteReason {
     /// The application called [`crate::Session::destroy`].
     Destroyed,
-    /// A load found the session past a deadline.
+    /// A load found the session past a deadline and its delete removed it
+    /// (once per session: requests that loaded it meanwhile report only
+    /// [`EventKind::Expired`]). The cookie store, which cannot delete, never
+    /// reports this; a server-side store whose records vanish at their
+    /// deadline (Redis, by TTL) reports it only when a load got there first.
     Expired(ExpiryKind),
     /// A bulk delete through the query API.
     BulkDelete,
@@ -66,7 +70,10 @@ pub enum EventKind {
     Deleted(DeleteReason),
     /// A session got a new id (the old one is dead).
     Regenerated,
-    /// A load found the session expired.
+    /// A load found the session expired. Fired by every load that finds it
+    /// so: parallel requests carrying one expired cookie, or an expired
+    /// cookie-store cookie replayed, fire it more than once; count deletions
+    /// with [`DeleteReason::Expired`] instead.
     Expired(ExpiryKind),
     /// A session was presented by a client other than the one it is bound to
     /// (see [`crate::binding`]); the request got a fresh session instead.

@@ -677,8 +677,14 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                 };
                 let owner = record.owner.as_deref();
                 cfg.callbacks.emit(EventKind::Expired(kind), owner);
-                cfg.callbacks
-                    .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
+                // Only the request whose delete removed it reports the
+                // deletion: parallel requests that loaded the session before
+                // the delete, or a load racing the store's own sweep (which
+                // reported `Evicted`), would count one deletion twice.
+                if deleted {
+                    cfg.callbacks
+                        .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
+                }
                 // The cookie is expired only by the request whose delete
                 // removed the session: others that loaded it meanwhile (a
                 // page's parallel requests while one of them logs in anew),

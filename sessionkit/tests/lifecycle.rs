@@ -425,3 +425,84 @@ async fn a_new_session_that_is_never_changed_is_never_stored() {
     assert!(cookie.is_none());
     assert!(sessions.store().is_empty());
 }
+
+/// A memory store whose deletes wait until two are in flight, so two
+/// requests that loaded one expired session both reach their delete.
+#[derive(Clone)]
+struct PairedDeletes {
+    inner: MemoryStore<Data>,
+    gate: Arc<tokio::sync::Barrier>,
+}
+
+#[async_trait::async_trait]
+impl sessionkit::Store<Data> for PairedDeletes {
+    async fn load(
+        &self,
+        cookie_value: &str,
+    ) -> Result<Option<sessionkit::Record<Data>>, sessionkit::StoreError> {
+        self.inner.load(cookie_value).await
+    }
+
+    async fn save(
+        &self,
+        save: sessionkit::store::Save<'_, Data>,
+    ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
+        self.inner.save(save).await
+    }
+
+    async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
+        self.gate.wait().await;
+        self.inner.delete(id).await
+    }
+}
+
+/// Two requests (a page's parallel XHRs) carry one idle-expired cookie:
+/// both see it expired, one deletion is reported, and only the request that
+/// removed it expires the cookie.
+#[tokio::test]
+async fn parallel_loads_of_an_expired_session_report_one_deletion() {
+    let clock = ManualClock::new();
+    let log: Log = Arc::default();
+    let push = |log: &Log| {
+        let log = log.clone();
+        move |e: &sessionkit::SessionEvent| log.lock().unwrap().push(e.kind)
+    };
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone())
+        .on_deleted(push(&log))
+        .on_expired(push(&log))
+        .build()
+        .unwrap();
+    let store = PairedDeletes {
+        inner: MemoryStore::<Data>::builder().clock(clock.clone()).build(),
+        gate: Arc::new(tokio::sync::Barrier::new(2)),
+    };
+    let sessions = Sessions::new(store, config);
+    let s = sessions.load(None).await.unwrap();
+    s.data_mut().n = 1;
+    let CookieAction::Set { value, .. } = sessions.commit(&s, None).await.unwrap() else {
+        panic!("a new session sets its cookie")
+    };
+    clock.advance(Duration::from_secs(601));
+    let (a, b) = tokio::join!(sessions.load(Some(&value)), sessions.load(Some(&value)));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.data().n + b.data().n, 0, "both got a fresh session");
+    let actions = [
+        sessions.commit(&a, Some(&value)).await.unwrap(),
+        sessions.commit(&b, Some(&value)).await.unwrap(),
+    ];
+    let removes = actions
+        .iter()
+        .filter(|a| matches!(a, CookieAction::Remove))
+        .count();
+    assert_eq!(removes, 1, "{actions:?}");
+    let log = log.lock().unwrap();
+    let count = |k: EventKind| log.iter().filter(|e| **e == k).count();
+    assert_eq!(count(EventKind::Expired(ExpiryKind::Idle)), 2, "{log:?}");
+    assert_eq!(
+        count(EventKind::Deleted(DeleteReason::Expired(ExpiryKind::Idle))),
+        1,
+        "{log:?}"
+    );
+}

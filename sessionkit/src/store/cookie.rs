@@ -93,7 +93,7 @@ use async_trait::async_trait;
 use crate::codec::{Algorithm, Codec, Compression};
 use crate::config::{Config, CookieConfig};
 use crate::error::StoreError;
-use crate::events::{Callbacks, DeleteReason, EventKind};
+use crate::events::{Callbacks, EventKind};
 use crate::expiry::Clock;
 use crate::id::SessionId;
 use crate::keys::{KeyPurpose, KeyRing};
@@ -240,7 +240,9 @@ impl<T: SessionData> CookieStore<T> {
     /// Opens a cookie value: `None` if it is oversized, malformed, not
     /// authentic, sealed with a key not in the ring, or past a deadline.
     /// The reason is logged at debug level. A value past a deadline fires
-    /// the configuration's `on_expired` and `on_deleted` callbacks.
+    /// the configuration's `on_expired` callback (not `on_deleted`: the
+    /// cookie store deletes nothing, and a replayed cookie would report one
+    /// session's end again each time).
     pub fn open(&self, cookie_value: &str) -> Option<Record<T>> {
         let record = self.opened(cookie_value)?;
         let i = &self.inner;
@@ -248,8 +250,6 @@ impl<T: SessionData> CookieStore<T> {
             tracing::debug!(?kind, "session cookie rejected: past its deadline");
             let owner = record.owner.as_deref();
             i.callbacks.emit(EventKind::Expired(kind), owner);
-            i.callbacks
-                .emit(EventKind::Deleted(DeleteReason::Expired(kind)), owner);
             return None;
         }
         Some(record)
@@ -257,8 +257,7 @@ impl<T: SessionData> CookieStore<T> {
 
     /// [`CookieStore::open`] without the deadline check: what the store
     /// hands [`crate::Sessions`], which checks the deadlines itself (and
-    /// then, for a session past one, fires the same events and expires the
-    /// cookie in the browser).
+    /// then, for a session past one, fires the same event).
     fn opened(&self, cookie_value: &str) -> Option<Record<T>> {
         match &self.cache {
             Some(cache) => match cache.get(cookie_value) {

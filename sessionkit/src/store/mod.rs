@@ -320,6 +320,12 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     /// `on_deleted` fires for them too. [`crate::Sessions::new`] calls it.
     /// Stores that never remove sessions on their own keep the default no-op;
     /// decorators forward it to the store they wrap.
+    ///
+    /// The in-tree stores keep the first listener and ignore later ones: a
+    /// store shared by several `Sessions` (one per actix-web worker, with
+    /// one configuration) reports each removal once, to the first. Build
+    /// the `Sessions` whose callbacks should hear of sweeps and evictions
+    /// first (a second one, for an admin tool say, is not told of them).
     fn on_removed(&self, listener: RemovalListener) {
         let _ = listener;
     }
