@@ -39,6 +39,13 @@ pub enum StoreError {
     /// The backend refused the operation (a non-transient server error).
     #[error("session store error: {0}")]
     Backend(String),
+    /// The save lost to other writes of the same session: a create found
+    /// its id taken (never overwritten), or an update kept meeting newer
+    /// versions past the store's merge retries. About one session, not the
+    /// store's health: circuit breakers do not count it (a client hammering
+    /// one session must not open the breaker for everyone).
+    #[error("session save conflict: {0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -67,6 +74,7 @@ impl StoreError {
             StoreError::CookieTooLarge { .. } => "cookie_too_large",
             StoreError::Unsupported(_) => "unsupported",
             StoreError::Backend(_) => "backend",
+            StoreError::Conflict(_) => "conflict",
         }
     }
 }

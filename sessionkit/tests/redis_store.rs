@@ -207,7 +207,7 @@ async fn an_anonymous_create_writes_what_the_script_would_and_never_replaces_a_k
     ));
     // A second create under the same id is a collision, never an overwrite.
     let again = try_create(&store, &r).await;
-    assert!(matches!(again, Err(StoreError::Backend(_))), "{again:?}");
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     let kept = store.load(&r.id.encode()).await.unwrap().unwrap();
     assert_eq!((kept.data.f0, kept.version), (9, 2));
 }
@@ -972,4 +972,50 @@ fn connected_on_a_runtime_now_gone(server: &RedisServer) -> RedisStore<Wide> {
             .await
             .unwrap()
     })
+}
+
+/// An update that keeps meeting newer versions past the merge retries is a
+/// `Conflict`: about one session, so a breaker in front of the store stays
+/// closed however many come in a row (a client racing itself must not take
+/// the store away from everyone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_retries_run_out_as_a_conflict_that_never_opens_the_breaker() {
+    use sessionkit::resilience::{BreakerState, ResilienceConfig, Resilient};
+    let inner: RedisStore<Wide> = RedisStore::builder(shared().url())
+        .key_prefix(unique_prefix())
+        .max_merge_retries(0)
+        .connect()
+        .await
+        .expect("connect");
+    let store = Resilient::new(
+        inner,
+        ResilienceConfig::builder()
+            .failure_threshold(2)
+            .build()
+            .unwrap(),
+    );
+    let r = new_record(None);
+    let cookie = match store.save(Save::create(&r)).await {
+        Ok(SaveOutcome::Saved(c)) => c,
+        other => panic!("create failed: {other:?}"),
+    };
+    let stale = store.load(&cookie).await.unwrap().unwrap();
+    let mut first = stale.clone();
+    first.data.f1 = 1;
+    store
+        .save(Save::update(&first, Some(&stale.data)))
+        .await
+        .unwrap();
+    for v in 2..6 {
+        let mut late = stale.clone();
+        late.data.f2 = v;
+        let err = store
+            .save(Save::update(&late, Some(&stale.data)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(err.to_string().contains("kept changing"), "{err}");
+    }
+    assert_eq!(store.breaker().state(), BreakerState::Closed);
+    assert_eq!(store.load(&cookie).await.unwrap().unwrap().data.f1, 1);
 }

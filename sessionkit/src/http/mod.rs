@@ -438,14 +438,20 @@ where
     }
 }
 
-/// The default: `503` + `Retry-After: 1` when the store is unavailable, `500`
-/// when the session cannot be stored at all (e.g. a cookie over the size limit).
+/// The default: `503` + `Retry-After: 1` when the store is unavailable or
+/// the save lost to other writes of the same session (a retry may pass),
+/// `500` when the session cannot be stored at all (e.g. a cookie over the
+/// size limit).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultErrorResponder;
 
 impl ErrorResponder for DefaultErrorResponder {
     fn respond(&self, error: &StoreError) -> ErrorResponse {
-        if error.is_transient() || matches!(error, StoreError::CircuitOpen | StoreError::Backend(_))
+        if error.is_transient()
+            || matches!(
+                error,
+                StoreError::CircuitOpen | StoreError::Backend(_) | StoreError::Conflict(_)
+            )
         {
             ErrorResponse::text(
                 StatusCode::SERVICE_UNAVAILABLE,

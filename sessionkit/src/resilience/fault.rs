@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::stream::BoxStream;
+use futures_util::stream::{self, BoxStream, StreamExt};
 use parking_lot::Mutex;
 
 use crate::error::StoreError;
@@ -45,6 +45,9 @@ pub enum Fault {
     /// Fail with [`StoreError::Decode`] (a stored value this version of the
     /// application cannot read, e.g. after a change of the session type).
     Undecodable,
+    /// Fail with [`StoreError::Conflict`] (a save that lost to other writes
+    /// of the same session).
+    Conflict,
 }
 
 #[derive(Debug)]
@@ -136,6 +139,9 @@ impl<S> FaultyStore<S> {
             )),
             Fault::Backend => Err(StoreError::Backend("injected: command refused".into())),
             Fault::Undecodable => Err(StoreError::Decode("injected: unknown field".into())),
+            Fault::Conflict => Err(StoreError::Conflict(
+                "injected: session kept changing".into(),
+            )),
             Fault::Hang => std::future::pending().await,
             Fault::LoseReply => {
                 let _ = op.await;
@@ -163,8 +169,15 @@ impl<T: SessionData, S: Store<T>> Store<T> for FaultyStore<S> {
 
 #[async_trait]
 impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for FaultyStore<S> {
+    /// The fault applies to the scan as a whole: the stream's first item is
+    /// the injected error (a hung store: a stream that never yields).
     fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
-        self.inner.iter()
+        stream::once(self.apply(std::future::ready(Ok(()))))
+            .flat_map(move |started| match started {
+                Ok(()) => self.inner.iter(),
+                Err(e) => stream::once(std::future::ready(Err(e))).boxed(),
+            })
+            .boxed()
     }
     async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
         self.apply(self.inner.find_by(predicate)).await

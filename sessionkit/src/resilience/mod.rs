@@ -471,17 +471,36 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
 
 #[async_trait]
 impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
-    /// Fails fast (one `CircuitOpen` item) while the circuit is open;
-    /// otherwise the wrapped store's stream, unguarded.
+    /// Fails fast (one `CircuitOpen` item) while the circuit is open, and
+    /// while it is half-open (a scan has no time bound: as the probe it
+    /// would hold the only slot; probing is left to bounded calls, as for
+    /// the other scans). Otherwise the wrapped store's stream, without
+    /// retries or time bound; its first item is reported to the breaker (an
+    /// error that is a store failure counts against the store, a record
+    /// shows it working).
     fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+        let fail_fast = |e: StoreError| {
+            self.shared
+                .count("sessionkit_store_fast_fails_total", Policy::SCAN.op);
+            stream::once(async move { Err(e) }).boxed()
+        };
         match self.shared.breaker.try_acquire() {
-            Err(e) => {
-                self.shared
-                    .count("sessionkit_store_fast_fails_total", Policy::SCAN.op);
-                stream::once(async move { Err(e) }).boxed()
+            Err(e) => fail_fast(e),
+            Ok(p) if p.is_probe() => {
+                drop(p);
+                fail_fast(StoreError::CircuitOpen)
             }
-            // Dropped unrecorded: admission only, the outcome is the stream's.
-            Ok(_permit) => self.inner.iter(),
+            Ok(permit) => {
+                let mut permit = Some(permit);
+                self.inner
+                    .iter()
+                    .inspect(move |item| {
+                        if let Some(p) = permit.take() {
+                            p.record(item);
+                        }
+                    })
+                    .boxed()
+            }
         }
     }
 

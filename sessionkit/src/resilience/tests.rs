@@ -105,6 +105,25 @@ async fn the_breaker_opens_after_the_threshold_and_then_spares_the_store() {
     assert_eq!(switch.calls(), 3, "an open circuit does not call the store");
 }
 
+/// Conflicts are about one session (a client racing itself), not the
+/// store: however many come in a row, the circuit stays closed for everyone
+/// else, and they are not retried.
+#[tokio::test(start_paused = true)]
+async fn conflicts_never_open_the_breaker() {
+    let (s, switch) = store(config().failure_threshold(3));
+    switch.set(Fault::Conflict);
+    for _ in 0..10 {
+        assert!(matches!(s.load("x").await, Err(StoreError::Conflict(_))));
+    }
+    assert_eq!(switch.calls(), 10, "a conflict is not retried");
+    assert_eq!(s.breaker().state(), BreakerState::Closed);
+    switch.set(Fault::None);
+    assert!(s.load("x").await.unwrap().is_none());
+    assert!(!StoreError::Conflict(String::new()).is_store_failure());
+    assert!(!StoreError::Conflict(String::new()).is_transient());
+    assert_eq!(StoreError::Conflict(String::new()).kind(), "conflict");
+}
+
 #[tokio::test(start_paused = true)]
 async fn after_the_reset_timeout_one_probe_closes_the_circuit_again() {
     let clock = ManualMonotonicClock::new();
@@ -165,6 +184,49 @@ async fn a_scan_never_takes_the_half_open_probe_slot() {
     );
     assert_eq!(s.breaker().state(), BreakerState::Closed);
     assert_eq!(s.count().await.unwrap(), 0, "scans run once it is closed");
+}
+
+/// `iter` leaves the half-open probe to bounded calls like the other
+/// scans, and its failures count against the store.
+#[tokio::test(start_paused = true)]
+async fn iteration_respects_half_open_and_reports_its_failures() {
+    use futures_util::StreamExt;
+    let clock = ManualMonotonicClock::new();
+    let (s, switch) = store(
+        config()
+            .max_attempts(1)
+            .failure_threshold(2)
+            .clock(clock.clone()),
+    );
+    switch.set(Fault::Unavailable);
+    for _ in 0..2 {
+        let first = s.iter().next().await;
+        assert!(
+            matches!(first, Some(Err(StoreError::Unavailable(_)))),
+            "{first:?}"
+        );
+    }
+    assert_eq!(
+        s.breaker().state(),
+        BreakerState::Open,
+        "two failed scans open the circuit"
+    );
+    switch.set(Fault::None);
+    clock.advance(Duration::from_secs(10));
+    let calls = switch.calls();
+    let first = s.iter().next().await;
+    assert!(
+        matches!(first, Some(Err(StoreError::CircuitOpen))),
+        "{first:?}"
+    );
+    assert_eq!(switch.calls(), calls, "the scan did not reach the store");
+    assert_eq!(s.breaker().state(), BreakerState::HalfOpen);
+    assert!(
+        s.load("x").await.unwrap().is_none(),
+        "the probe goes through"
+    );
+    assert_eq!(s.breaker().state(), BreakerState::Closed);
+    assert_eq!(s.iter().count().await, 0, "scans run once it is closed");
 }
 
 #[tokio::test(start_paused = true)]

@@ -295,7 +295,7 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     }
 
     /// How many times a save that lost a version race is merged and retried
-    /// before giving up with [`StoreError::Backend`] (default 16).
+    /// before giving up with [`StoreError::Conflict`] (default 16).
     pub fn max_merge_retries(mut self, retries: u32) -> Self {
         self.max_merge_retries = retries;
         self
@@ -1134,7 +1134,7 @@ impl<T: SessionData> RedisStore<T> {
                 }
                 Reply::Gone => return Ok((SaveOutcome::Gone, None)),
                 Reply::Taken => {
-                    return Err(StoreError::Backend(
+                    return Err(StoreError::Conflict(
                         "session id collision: the key is already taken".into(),
                     ))
                 }
@@ -1158,7 +1158,7 @@ impl<T: SessionData> RedisStore<T> {
                 }
             }
         }
-        Err(StoreError::Backend(format!(
+        Err(StoreError::Conflict(format!(
             "session kept changing under this save; gave up after {} attempts",
             self.max_merge_retries.saturating_add(1)
         )))
