@@ -46,21 +46,81 @@ pub enum StoreError {
     /// one session must not open the breaker for everyone).
     #[error("session save conflict: {0}")]
     Conflict(String),
+    /// A bulk operation (`bulk_delete`, `delete_owner`) failed part-way:
+    /// the sessions in `removed` were deleted before `source` stopped it.
+    /// [`crate::Sessions`] still fires `on_deleted` for them; the
+    /// classification ([`StoreError::is_transient`], [`StoreError::kind`]…)
+    /// is `source`'s.
+    #[error("{source} (after removing {} sessions)", .removed.len())]
+    Partial {
+        /// What was deleted before the error.
+        removed: Vec<crate::store::Removed>,
+        /// What stopped the operation.
+        source: Box<StoreError>,
+    },
 }
 
 impl StoreError {
     /// Whether trying again later may succeed (connection trouble, timeouts).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+        match self {
+            StoreError::Partial { source, .. } => source.is_transient(),
+            _ => matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_)),
+        }
     }
 
     /// Whether the error says something about the store's health (for circuit
     /// breakers). Bad data and size limits are about one value, not the store.
     pub fn is_store_failure(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Backend(_)
-        )
+        match self {
+            StoreError::Partial { source, .. } => source.is_store_failure(),
+            _ => matches!(
+                self,
+                StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Backend(_)
+            ),
+        }
+    }
+
+    /// The error itself, or what stopped a [`StoreError::Partial`] operation.
+    pub fn cause(&self) -> &StoreError {
+        match self {
+            StoreError::Partial { source, .. } => source.cause(),
+            e => e,
+        }
+    }
+
+    /// The sessions a failed bulk operation removed before it stopped
+    /// (empty unless [`StoreError::Partial`]).
+    pub fn removed(&self) -> &[crate::store::Removed] {
+        match self {
+            StoreError::Partial { removed, .. } => removed,
+            _ => &[],
+        }
+    }
+
+    /// This error, after `removed` were deleted by the same operation: a
+    /// [`StoreError::Partial`] unless nothing was (`removed` first, then
+    /// what an inner `Partial` already carried).
+    pub fn after_removing(self, mut removed: Vec<crate::store::Removed>) -> StoreError {
+        let (inner, source) = self.take_removed();
+        removed.extend(inner);
+        if removed.is_empty() {
+            source
+        } else {
+            StoreError::Partial {
+                removed,
+                source: Box::new(source),
+            }
+        }
+    }
+
+    /// Splits a [`StoreError::Partial`] into what it removed and what
+    /// stopped it; any other error removed nothing.
+    pub fn take_removed(self) -> (Vec<crate::store::Removed>, StoreError) {
+        match self {
+            StoreError::Partial { removed, source } => (removed, *source),
+            e => (Vec::new(), e),
+        }
     }
 
     /// A stable, low-cardinality label for metrics.
@@ -75,6 +135,7 @@ impl StoreError {
             StoreError::Unsupported(_) => "unsupported",
             StoreError::Backend(_) => "backend",
             StoreError::Conflict(_) => "conflict",
+            StoreError::Partial { source, .. } => source.kind(),
         }
     }
 }

@@ -377,9 +377,15 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
     }
 
     /// Deletes every session of one owner ("log out everywhere"); returns how
-    /// many were deleted. Fires `on_deleted` for each.
+    /// many were deleted. Fires `on_deleted` for each, also for those a
+    /// failed revoke deleted before it stopped ([`StoreError::Partial`]).
     pub async fn revoke_owner(&self, owner: &str) -> Result<usize, StoreError> {
-        let removed = self.inner.store.delete_owner(owner).await?;
+        let removed = self
+            .inner
+            .store
+            .delete_owner(owner)
+            .await
+            .map_err(|e| self.emit_partial(e, DeleteReason::OwnerRevoked))?;
         Ok(self.emit_removed(&removed, DeleteReason::OwnerRevoked))
     }
 
@@ -393,10 +399,24 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
         self.inner.store.count().await
     }
 
-    /// Deletes every session matching a predicate; fires `on_deleted` for each.
+    /// Deletes every session matching a predicate; fires `on_deleted` for
+    /// each, also for those a failed delete removed before it stopped
+    /// ([`StoreError::Partial`]).
     pub async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<usize, StoreError> {
-        let removed = self.inner.store.bulk_delete(predicate).await?;
+        let removed = self
+            .inner
+            .store
+            .bulk_delete(predicate)
+            .await
+            .map_err(|e| self.emit_partial(e, DeleteReason::BulkDelete))?;
         Ok(self.emit_removed(&removed, DeleteReason::BulkDelete))
+    }
+
+    /// Fires `on_deleted` for what a failed bulk operation removed before it
+    /// stopped ([`StoreError::Partial`]); passes the error on.
+    fn emit_partial(&self, error: StoreError, reason: DeleteReason) -> StoreError {
+        self.emit_removed(error.removed(), reason);
+        error
     }
 
     fn emit_removed(&self, removed: &[Removed], reason: DeleteReason) -> usize {

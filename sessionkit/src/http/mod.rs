@@ -447,6 +447,7 @@ pub struct DefaultErrorResponder;
 
 impl ErrorResponder for DefaultErrorResponder {
     fn respond(&self, error: &StoreError) -> ErrorResponse {
+        let error = error.cause();
         if error.is_transient()
             || matches!(
                 error,

@@ -526,12 +526,29 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
             .await
     }
 
+    /// Retried like the other bounded calls; what an attempt removed before
+    /// it failed ([`StoreError::Partial`]) is kept and reported with the
+    /// final answer, so no revoked session goes without its event.
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
-        self.shared
-            .run(Policy::full("delete_owner"), || {
-                self.inner.delete_owner(owner)
+        let earlier = parking_lot::Mutex::new(Vec::new());
+        let result = self
+            .shared
+            .run(Policy::full("delete_owner"), || async {
+                self.inner.delete_owner(owner).await.map_err(|e| {
+                    let (removed, e) = e.take_removed();
+                    earlier.lock().extend(removed);
+                    e
+                })
             })
-            .await
+            .await;
+        let mut removed = earlier.into_inner();
+        match result {
+            Ok(rest) => {
+                removed.extend(rest);
+                Ok(removed)
+            }
+            Err(e) => Err(e.after_removing(removed)),
+        }
     }
 }
 

@@ -449,3 +449,104 @@ async fn sessions_removed_by_the_inner_store_still_fire_events() {
         "evictions reach on_deleted"
     );
 }
+
+/// A store whose first `delete_owner` deletes one of the owner's sessions
+/// and then fails (a connection lost part-way through a revoke).
+struct FailsPartWay {
+    inner: MemoryStore<Data>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store<Data> for FailsPartWay {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<Data>>, StoreError> {
+        self.inner.load(cookie_value).await
+    }
+    async fn save(&self, save: Save<'_, Data>) -> Result<SaveOutcome, StoreError> {
+        self.inner.save(save).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueryStore<Data> for FailsPartWay {
+    fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
+        self.inner.iter()
+    }
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
+        self.inner.by_owner(owner).await
+    }
+    async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+        if self.failed.swap(true, Ordering::SeqCst) {
+            return self.inner.delete_owner(owner).await;
+        }
+        let first = self.inner.by_owner(owner).await?.remove(0);
+        assert!(self.inner.delete(&first.id).await?);
+        let removed = vec![Removed {
+            id: first.id,
+            owner: first.owner,
+        }];
+        Err(StoreError::Unavailable("connection lost".into()).after_removing(removed))
+    }
+}
+
+/// A revoke retried after it failed part-way reports every session it
+/// removed, the first attempt's too, and `Sessions` fires an event for each.
+#[tokio::test(start_paused = true)]
+async fn a_revoke_retried_after_failing_part_way_reports_every_session() {
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let d = deleted.clone();
+    let inner = FailsPartWay {
+        inner: MemoryStore::new(),
+        failed: Default::default(),
+    };
+    for _ in 0..3 {
+        let mut r = record(&["x"]);
+        r.owner = Some("alice".into());
+        create(&inner.inner, &r).await.unwrap();
+    }
+    let store = Resilient::new(inner, config().build().unwrap());
+    let config = crate::Config::builder()
+        .on_deleted(move |_| {
+            d.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let sessions = crate::Sessions::new(store, config);
+    assert_eq!(sessions.revoke_owner("alice").await.unwrap(), 3);
+    assert_eq!(deleted.load(Ordering::SeqCst), 3);
+    assert!(sessions.by_owner("alice").await.unwrap().is_empty());
+}
+
+#[test]
+fn a_partial_error_is_classified_by_what_stopped_it() {
+    let removed = |n: usize| -> Vec<Removed> {
+        (0..n)
+            .map(|_| Removed {
+                id: SessionId::generate(),
+                owner: None,
+            })
+            .collect()
+    };
+    // Nothing removed: the error as it was.
+    let e = StoreError::Timeout(Duration::from_secs(1)).after_removing(Vec::new());
+    assert!(matches!(e, StoreError::Timeout(_)));
+    assert!(e.removed().is_empty());
+    let e = StoreError::Unavailable("down".into()).after_removing(removed(2));
+    assert_eq!(e.removed().len(), 2);
+    assert!(e.is_transient() && e.is_store_failure());
+    assert_eq!(e.kind(), "unavailable");
+    assert!(matches!(e.cause(), StoreError::Unavailable(_)));
+    assert!(e.to_string().contains("after removing 2 sessions"), "{e}");
+    // A second layer adds its own in front, once.
+    let e = e.after_removing(removed(1));
+    assert_eq!(e.removed().len(), 3);
+    assert!(matches!(e.cause(), StoreError::Unavailable(_)));
+    let (all, source) = e.take_removed();
+    assert_eq!(all.len(), 3);
+    assert!(matches!(source, StoreError::Unavailable(_)));
+    let e = StoreError::Decode("x".into()).after_removing(removed(1));
+    assert!(!e.is_transient() && !e.is_store_failure());
+}

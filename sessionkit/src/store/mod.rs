@@ -380,15 +380,19 @@ pub trait QueryStore<T: SessionData>: Store<T> {
     }
 
     /// Deletes the sessions matching `predicate`; returns what was deleted.
+    /// An error after some were deleted is a [`StoreError::Partial`]
+    /// carrying them (so their `on_deleted` events still fire).
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
         let found = self.find_by(predicate).await?;
         let mut removed = Vec::with_capacity(found.len());
         for r in found {
-            if self.delete(&r.id).await? {
-                removed.push(Removed {
+            match self.delete(&r.id).await {
+                Ok(true) => removed.push(Removed {
                     id: r.id,
                     owner: r.owner,
-                });
+                }),
+                Ok(false) => {}
+                Err(e) => return Err(e.after_removing(removed)),
             }
         }
         Ok(removed)

@@ -175,12 +175,16 @@ impl Bus {
                 .arg(&self.channel)
                 .arg(self.encode(m))
                 .ignore();
-            self.count_published(m.kind);
         }
         let mut conn = self.conns.get();
         pipe.query_async::<()>(&mut conn).await.map_err(|e| {
             StoreError::Unavailable(format!("publishing a cache invalidation failed: {e}"))
-        })
+        })?;
+        // Counted once Redis took them: a failed publish is not one.
+        for m in messages {
+            self.count_published(m.kind);
+        }
+        Ok(())
     }
 }
 

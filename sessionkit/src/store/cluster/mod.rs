@@ -563,10 +563,14 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
                 cache: &self.cache,
                 keys: &keys,
             };
-            let existed = self
+            let existed = match self
                 .inner
                 .delete_and_publish(&ids, &self.bus.channel, &messages)
-                .await?;
+                .await
+            {
+                Ok(existed) => existed,
+                Err(e) => return Err(e.after_removing(removed)),
+            };
             for _ in &messages {
                 self.bus.count_published(kind);
             }
@@ -817,10 +821,15 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
         let mut removed = self
             .delete_announced(InvalidationKind::OwnerRevoked, listed)
             .await?;
-        let rest = self.inner.delete_owner(owner).await?;
+        let rest = match self.inner.delete_owner(owner).await {
+            Ok(rest) => rest,
+            Err(e) => return Err(e.after_removing(removed)),
+        };
         let ids: Vec<SessionId> = rest.iter().map(|r| r.id).collect();
-        self.removed(InvalidationKind::OwnerRevoked, &ids).await?;
         removed.extend(rest);
+        if let Err(e) = self.removed(InvalidationKind::OwnerRevoked, &ids).await {
+            return Err(e.after_removing(removed));
+        }
         Ok(removed)
     }
 }

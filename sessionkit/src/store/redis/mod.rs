@@ -1257,7 +1257,10 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         let mut removed = Vec::with_capacity(found.len());
         for batch in found.chunks(self.scan_batch) {
             let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
-            let existed = self.delete_many(&ids).await?;
+            let existed = match self.delete_many(&ids).await {
+                Ok(existed) => existed,
+                Err(e) => return Err(e.after_removing(removed)),
+            };
             for (r, existed) in batch.iter().zip(existed) {
                 if existed {
                     removed.push(Removed {
