@@ -359,7 +359,7 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
 
     /// Deletes one session by id (an admin action); fires `on_deleted`.
     pub async fn delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
-        let existed = self.inner.store.delete(id).await?;
+        let existed = self.inner.timed_delete(id).await?;
         if existed {
             self.inner
                 .config
@@ -431,6 +431,16 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
 }
 
 impl<T: SessionData, S: Store<T>> Core<T, S> {
+    /// A store delete, timed and its errors counted like loads and saves
+    /// (`sessionkit_store_duration_seconds`, `sessionkit_store_errors_total`
+    /// with `op="delete"`), whichever path deletes.
+    async fn timed_delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let r = self.store.delete(id).await;
+        observe("delete", started, r.as_ref().map(|_| ()));
+        r
+    }
+
     /// The binding fingerprint of `client` under the current key, base64url,
     /// when binding is on.
     fn fingerprint(&self, client: &ClientInfo) -> Option<String> {
@@ -464,7 +474,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         tracing::info!("session presented by a client other than the one it is bound to");
         cfg.callbacks
             .emit(EventKind::BindingMismatch, record.owner.as_deref());
-        if cfg.binding.destroy_on_mismatch && self.store.delete(&record.id).await? {
+        if cfg.binding.destroy_on_mismatch && self.timed_delete(&record.id).await? {
             cfg.callbacks.emit(
                 EventKind::Deleted(DeleteReason::BindingMismatch),
                 record.owner.as_deref(),
@@ -688,7 +698,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             Loaded::Expired(record, kind, print) => {
                 // The store may still hold it (a cookie store cannot delete);
                 // deleting is best effort, the deadline already makes it dead.
-                let deleted = match self.store.delete(&record.id).await {
+                let deleted = match self.timed_delete(&record.id).await {
                     Ok(deleted) => deleted,
                     Err(e) => {
                         tracing::debug!(error = %e, "could not delete an expired session");
@@ -777,10 +787,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         match pending {
             Pending::Delete(victim, owner) => {
                 if let Some(id) = victim {
-                    let started = Instant::now();
-                    let r = self.store.delete(&id).await;
-                    observe("delete", started, r.as_ref().map(|_| ()));
-                    r?;
+                    self.timed_delete(&id).await?;
                     cfg.callbacks.emit(
                         EventKind::Deleted(DeleteReason::Destroyed),
                         owner.as_deref(),

@@ -506,3 +506,97 @@ async fn parallel_loads_of_an_expired_session_report_one_deletion() {
         "{log:?}"
     );
 }
+
+/// A memory store whose first delete comes after the session was
+/// regenerated (a login racing an admin's purge): the listed id is gone,
+/// the session lives on under a new id with the same data.
+#[derive(Clone)]
+struct RegeneratedBeforeDelete {
+    inner: MemoryStore<Data>,
+    raced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl sessionkit::Store<Data> for RegeneratedBeforeDelete {
+    async fn load(
+        &self,
+        cookie_value: &str,
+    ) -> Result<Option<sessionkit::Record<Data>>, sessionkit::StoreError> {
+        self.inner.load(cookie_value).await
+    }
+
+    async fn save(
+        &self,
+        save: sessionkit::store::Save<'_, Data>,
+    ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
+        self.inner.save(save).await
+    }
+
+    async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            let old = self.inner.load(&id.encode()).await?.expect("listed");
+            let mut moved = old.clone();
+            moved.id = sessionkit::SessionId::generate();
+            let saved = self
+                .inner
+                .save(sessionkit::store::Save::regenerate(
+                    &moved,
+                    old.id,
+                    Some(&old.data),
+                ))
+                .await?;
+            assert!(saved.is_saved());
+        }
+        self.inner.delete(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl sessionkit::QueryStore<Data> for RegeneratedBeforeDelete {
+    fn iter(
+        &self,
+    ) -> futures_util::stream::BoxStream<'_, Result<sessionkit::Record<Data>, sessionkit::StoreError>>
+    {
+        self.inner.iter()
+    }
+
+    async fn by_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<sessionkit::Record<Data>>, sessionkit::StoreError> {
+        self.inner.by_owner(owner).await
+    }
+
+    async fn delete_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<sessionkit::store::Removed>, sessionkit::StoreError> {
+        self.inner.delete_owner(owner).await
+    }
+}
+
+/// A purge of every matching session does not miss one that a login
+/// regenerated between the listing and its delete.
+#[tokio::test]
+async fn a_bulk_delete_catches_a_session_regenerated_under_it() {
+    let store = RegeneratedBeforeDelete {
+        inner: MemoryStore::new(),
+        raced: Arc::default(),
+    };
+    let sessions = Sessions::new(store, Config::default());
+    for user in ["acme-1", "acme-2", "other"] {
+        let s = sessions.load(None).await.unwrap();
+        s.data_mut().user = Some(user.into());
+        sessions.commit(&s, None).await.unwrap();
+    }
+    let acme = |r: &sessionkit::Record<Data>| {
+        r.data
+            .user
+            .as_deref()
+            .is_some_and(|u| u.starts_with("acme"))
+    };
+    assert_eq!(sessions.bulk_delete(&acme).await.unwrap(), 2);
+    assert!(sessions.find_by(&acme).await.unwrap().is_empty());
+    assert_eq!(sessions.count().await.unwrap(), 1, "the other one stays");
+}

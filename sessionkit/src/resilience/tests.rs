@@ -550,3 +550,44 @@ fn a_partial_error_is_classified_by_what_stopped_it() {
     let e = StoreError::Decode("x".into()).after_removing(removed(1));
     assert!(!e.is_transient() && !e.is_store_failure());
 }
+
+/// Every delete path through `Sessions` is timed and its failures counted
+/// (an admin delete, the delete of an expired session a load found):
+/// before, only a `destroy` was.
+#[test]
+fn every_delete_through_sessions_is_timed_and_its_failures_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inner = FaultyStore::new(MemoryStore::<Data>::new());
+    let switch = inner.switch();
+    let sessions = crate::Sessions::new(inner, crate::Config::default());
+    let recorder = DebuggingRecorder::new();
+    let snapshot = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let id = SessionId::generate();
+            assert!(!sessions.delete(&id).await.unwrap());
+            switch.set(Fault::Unavailable);
+            assert!(sessions.delete(&id).await.is_err());
+        })
+    });
+    let mut timed = 0;
+    let mut failed = 0;
+    for (key, _, _, value) in snapshot.snapshot().into_vec() {
+        let key = key.key();
+        let op_delete = key
+            .labels()
+            .any(|l| l.key() == "op" && l.value() == "delete");
+        match (key.name(), value) {
+            ("sessionkit_store_duration_seconds", DebugValue::Histogram(v)) if op_delete => {
+                timed += v.len()
+            }
+            ("sessionkit_store_errors_total", DebugValue::Counter(n)) if op_delete => failed += n,
+            _ => {}
+        }
+    }
+    assert_eq!((timed, failed), (2, 1));
+}

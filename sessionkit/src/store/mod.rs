@@ -331,6 +331,11 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     }
 }
 
+/// How many times a `bulk_delete` lists the matching sessions at most: once,
+/// and again after a pass in which a listed session was already gone when
+/// its delete came (it may live on under a new id).
+pub const BULK_DELETE_PASSES: usize = 3;
+
 /// Called for each session a store removes on its own (see [`Store::on_removed`]).
 pub type RemovalListener = Arc<dyn Fn(&Removed) + Send + Sync>;
 
@@ -382,17 +387,31 @@ pub trait QueryStore<T: SessionData>: Store<T> {
     /// Deletes the sessions matching `predicate`; returns what was deleted.
     /// An error after some were deleted is a [`StoreError::Partial`]
     /// carrying them (so their `on_deleted` events still fire).
+    ///
+    /// A listed session that is gone by the time of its delete may have been
+    /// regenerated meanwhile (a login: same data under a new id, which still
+    /// matches); the listing then runs again, up to [`BULK_DELETE_PASSES`]
+    /// times in all, so a purge does not miss it.
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
-        let found = self.find_by(predicate).await?;
-        let mut removed = Vec::with_capacity(found.len());
-        for r in found {
-            match self.delete(&r.id).await {
-                Ok(true) => removed.push(Removed {
-                    id: r.id,
-                    owner: r.owner,
-                }),
-                Ok(false) => {}
+        let mut removed = Vec::new();
+        for _ in 0..BULK_DELETE_PASSES {
+            let found = match self.find_by(predicate).await {
+                Ok(found) => found,
                 Err(e) => return Err(e.after_removing(removed)),
+            };
+            let mut missed = false;
+            for r in found {
+                match self.delete(&r.id).await {
+                    Ok(true) => removed.push(Removed {
+                        id: r.id,
+                        owner: r.owner,
+                    }),
+                    Ok(false) => missed = true,
+                    Err(e) => return Err(e.after_removing(removed)),
+                }
+            }
+            if !missed {
+                break;
             }
         }
         Ok(removed)

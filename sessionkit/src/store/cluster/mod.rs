@@ -94,6 +94,7 @@ use crate::record::{Record, SessionData};
 use crate::store::redis::{Announce, RedisStore};
 use crate::store::{
     Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
+    BULK_DELETE_PASSES,
 };
 
 /// The default invalidation channel.
@@ -800,9 +801,29 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     /// [`Cached::delete_owner`]). A session changed between the two steps
     /// is deleted if it matched when found.
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
-        let found = self.inner.find_by(predicate).await?;
-        self.delete_announced(InvalidationKind::BulkDeleted, found)
-            .await
+        // Listed again after a pass that found a listed session gone (it may
+        // live on under a new id): see `QueryStore::bulk_delete`.
+        let mut removed = Vec::new();
+        for _ in 0..BULK_DELETE_PASSES {
+            let found = match self.inner.find_by(predicate).await {
+                Ok(found) => found,
+                Err(e) => return Err(e.after_removing(removed)),
+            };
+            let listed = found.len();
+            let pass = match self
+                .delete_announced(InvalidationKind::BulkDeleted, found)
+                .await
+            {
+                Ok(pass) => pass,
+                Err(e) => return Err(e.after_removing(removed)),
+            };
+            let missed = pass.len() < listed;
+            removed.extend(pass);
+            if !missed {
+                break;
+            }
+        }
+        Ok(removed)
     }
 
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {

@@ -167,7 +167,9 @@ use crate::error::StoreError;
 use crate::expiry::{Clock, SystemClock};
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
-use crate::store::{Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store};
+use crate::store::{
+    Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store, BULK_DELETE_PASSES,
+};
 
 /// The default key prefix.
 pub const DEFAULT_KEY_PREFIX: &str = "sessionkit:";
@@ -1253,21 +1255,34 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
         // Matches are deleted in batches of one script run each, not one
         // round trip per session.
-        let found = self.find_by(predicate).await?;
-        let mut removed = Vec::with_capacity(found.len());
-        for batch in found.chunks(self.scan_batch) {
-            let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
-            let existed = match self.delete_many(&ids).await {
-                Ok(existed) => existed,
+        // Listed again after a pass that found a listed session gone (it may
+        // live on under a new id): see `QueryStore::bulk_delete`.
+        let mut removed = Vec::new();
+        for _ in 0..BULK_DELETE_PASSES {
+            let found = match self.find_by(predicate).await {
+                Ok(found) => found,
                 Err(e) => return Err(e.after_removing(removed)),
             };
-            for (r, existed) in batch.iter().zip(existed) {
-                if existed {
-                    removed.push(Removed {
-                        id: r.id,
-                        owner: r.owner.clone(),
-                    });
+            let mut missed = false;
+            for batch in found.chunks(self.scan_batch) {
+                let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
+                let existed = match self.delete_many(&ids).await {
+                    Ok(existed) => existed,
+                    Err(e) => return Err(e.after_removing(removed)),
+                };
+                for (r, existed) in batch.iter().zip(existed) {
+                    if existed {
+                        removed.push(Removed {
+                            id: r.id,
+                            owner: r.owner.clone(),
+                        });
+                    } else {
+                        missed = true;
+                    }
                 }
+            }
+            if !missed {
+                break;
             }
         }
         Ok(removed)
