@@ -757,3 +757,31 @@ async fn within_5s(what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A revoke run by a node that cannot decode the owner's sessions (a newer
+/// version of the session type, mid-deploy) still deletes them and tells
+/// the nodes that have them cached: the announcement goes by the index's
+/// key hashes, not by the ids the values would give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoke_by_a_node_that_cannot_decode_the_sessions_reaches_the_others() {
+    let server = RedisServer::start().unwrap();
+    let tag = &SessionId::generate().storage_key()[..12];
+    let b = node(&server, tag).await;
+    let other_type = RedisStore::<u32>::builder(server.url())
+        .key_prefix(format!("fleet-{tag}:"))
+        .connect()
+        .await
+        .unwrap();
+    let options = ClusterOptions::new(KEY).channel(format!("invalidate-{tag}"));
+    let a = ClusteredStore::with_store(other_type, vec![server.url()], options)
+        .await
+        .unwrap();
+    let r = record(Some("alice"));
+    let cookie = save(&b, &r, SaveKind::Create).await;
+    assert!(b.load(&cookie).await.unwrap().is_some());
+    assert!(b.is_cached(&r.id));
+    let removed = a.delete_owner("alice").await.unwrap();
+    assert!(removed.is_empty(), "A cannot name what it could not decode");
+    until_forgotten(&[&b], &r.id).await;
+    assert!(b.load(&cookie).await.unwrap().is_none(), "deleted in Redis");
+}

@@ -247,6 +247,19 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         channel: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError>;
+
+    /// [`QueryStore::delete_owner`], also returning the key hash
+    /// ([`key_hash`]) of every session deleted, including those this node
+    /// cannot decode (so they can be announced). The default hashes the ids
+    /// `delete_owner` reports.
+    async fn delete_owner_keyed(
+        &self,
+        owner: &str,
+    ) -> Result<(Vec<Removed>, Vec<KeyHash>), StoreError> {
+        let removed = self.delete_owner(owner).await?;
+        let hashes = removed.iter().map(|r| key_hash(&r.id)).collect();
+        Ok((removed, hashes))
+    }
 }
 
 #[async_trait]
@@ -282,6 +295,13 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
         RedisStore::delete_and_publish(self, ids, channel, messages).await
+    }
+
+    async fn delete_owner_keyed(
+        &self,
+        owner: &str,
+    ) -> Result<(Vec<Removed>, Vec<KeyHash>), StoreError> {
+        RedisStore::delete_owner_keyed(self, owner).await
     }
 }
 
@@ -589,11 +609,16 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
         Ok(removed)
     }
 
-    async fn removed(&self, kind: InvalidationKind, ids: &[SessionId]) -> Result<(), StoreError> {
-        let messages: Vec<Invalidation> = ids
+    /// Forgets the sessions under these key hashes here and tells the other
+    /// nodes they are gone.
+    async fn removed_keys(
+        &self,
+        kind: InvalidationKind,
+        keys: &[KeyHash],
+    ) -> Result<(), StoreError> {
+        let messages: Vec<Invalidation> = keys
             .iter()
-            .map(|id| {
-                let key = key_hash(id);
+            .map(|&key| {
                 self.cache.forget(key);
                 self.message(kind, key, 0)
             })
@@ -842,13 +867,17 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
         let mut removed = self
             .delete_announced(InvalidationKind::OwnerRevoked, listed)
             .await?;
-        let rest = match self.inner.delete_owner(owner).await {
+        let (rest, hashes) = match self.inner.delete_owner_keyed(owner).await {
             Ok(rest) => rest,
             Err(e) => return Err(e.after_removing(removed)),
         };
-        let ids: Vec<SessionId> = rest.iter().map(|r| r.id).collect();
         removed.extend(rest);
-        if let Err(e) = self.removed(InvalidationKind::OwnerRevoked, &ids).await {
+        // By key hash: a session this node could not decode (another
+        // version of the session type, mid-deploy) is announced too.
+        if let Err(e) = self
+            .removed_keys(InvalidationKind::OwnerRevoked, &hashes)
+            .await
+        {
             return Err(e.after_removing(removed));
         }
         Ok(removed)

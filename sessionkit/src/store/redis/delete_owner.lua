@@ -3,7 +3,9 @@
 -- (stale entries); the set itself is removed.
 -- KEYS[1] owner set key
 -- ARGV[1] key prefix  ARGV[2] owner hash
--- Returns the deleted values (the caller decodes them to report the ids).
+-- Returns, per deleted session, its index member (the key's hash, which a
+-- clustered store announces even when it cannot decode the value) followed
+-- by the deleted value (decoded by the caller to report the id).
 local deleted = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. member
@@ -12,6 +14,7 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local _, owner = parse_header(current)
     if owner == ARGV[2] then
       redis.call('DEL', key)
+      deleted[#deleted + 1] = member
       deleted[#deleted + 1] = current
     end
   end

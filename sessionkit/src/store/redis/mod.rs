@@ -1323,6 +1323,19 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     }
 
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+        Ok(self.delete_owner_keyed(owner).await?.0)
+    }
+}
+
+impl<T: SessionData> RedisStore<T> {
+    /// [`QueryStore::delete_owner`], also returning the storage key hash of
+    /// every session deleted, those whose value this process cannot decode
+    /// included (a clustered store announces those too: another node, on
+    /// another version of the session type, may have them cached).
+    pub(crate) async fn delete_owner_keyed(
+        &self,
+        owner: &str,
+    ) -> Result<(Vec<Removed>, Vec<[u8; 32]>), StoreError> {
         let mut conn = self.conn();
         let deleted: Vec<Vec<u8>> = SCRIPTS
             .delete_owner
@@ -1332,27 +1345,73 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(deleted
-            .iter()
-            .filter_map(|raw| match self.decode(raw, None) {
-                Ok(r) => Some(Removed {
+        let mut removed = Vec::with_capacity(deleted.len() / 2);
+        let mut hashes = Vec::with_capacity(deleted.len() / 2);
+        for pair in deleted.chunks(2) {
+            let [member, raw] = pair else {
+                return Err(StoreError::Backend(
+                    "unexpected reply from a sessionkit script".into(),
+                ));
+            };
+            match decode_member(member) {
+                Some(hash) => hashes.push(hash),
+                None => tracing::warn!("deleted a session whose index member is not a key hash"),
+            }
+            match self.decode(raw, None) {
+                Ok(r) => removed.push(Removed {
                     id: r.id,
                     owner: Some(owner.to_owned()),
                 }),
-                Err(e) => {
-                    // Deleted all the same; only its id cannot be reported.
-                    tracing::warn!(error = %e, "deleted an undecodable session of an owner");
-                    None
-                }
-            })
-            .collect())
+                // Deleted all the same; only its id cannot be reported.
+                Err(e) => tracing::warn!(error = %e, "deleted an undecodable session of an owner"),
+            }
+        }
+        Ok((removed, hashes))
     }
+}
+
+/// An owner index member (the session key's SHA-256, 64 lower-case hex
+/// characters) as bytes; `None` for anything else. By hand: a hex crate for
+/// one fixed-size decode is not worth a dependency.
+fn decode_member(member: &[u8]) -> Option<[u8; 32]> {
+    if member.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in member.chunks(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::expiry::ExpiryPolicy;
+
+    #[test]
+    fn index_members_decode_to_key_hashes_and_nothing_else_does() {
+        let id = SessionId::generate();
+        let member = id.storage_key();
+        let hash = decode_member(member.as_bytes()).expect("a storage key");
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, member);
+        for bad in [
+            "".to_owned(),
+            member[..63].to_owned(),
+            format!("{member}0"),
+            member.to_uppercase(),
+            "g".repeat(64),
+            "é".repeat(32),
+        ] {
+            assert_eq!(decode_member(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn ttl_is_the_remaining_lifetime_and_never_zero() {
