@@ -230,7 +230,6 @@ impl<T: SessionData> Subscriber<T> {
                         return;
                     };
                     cache.go_live();
-                    metrics::gauge!("sessionkit_cluster_subscribed").set(1.0);
                     drop(cache);
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(());
@@ -328,7 +327,6 @@ fn lost_subscription<T: SessionData>(cache: &LocalCache<T>) {
         .counters
         .subscription_losses
         .fetch_add(1, Ordering::Relaxed);
-    metrics::gauge!("sessionkit_cluster_subscribed").set(0.0);
     metrics::counter!("sessionkit_cluster_subscription_lost_total").increment(1);
 }
 

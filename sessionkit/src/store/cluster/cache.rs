@@ -163,6 +163,14 @@ impl<T> Set<T> {
     }
 }
 
+/// `sessionkit_cluster_subscribed`: how many clustered stores of this
+/// process have a live subscription (one per actix-web worker when each
+/// builds its own, so the gauge says how many are serving from cache, not
+/// whichever changed last).
+fn subscribed_gauge() -> metrics::Gauge {
+    metrics::gauge!("sessionkit_cluster_subscribed")
+}
+
 /// The local cache shared by a store and its subscriber task.
 pub(crate) struct LocalCache<T> {
     sets: Box<[Mutex<Set<T>>]>,
@@ -171,6 +179,15 @@ pub(crate) struct LocalCache<T> {
     generation: AtomicU64,
     buckets: Box<[AtomicU64]>,
     pub(crate) counters: Counters,
+}
+
+impl<T> Drop for LocalCache<T> {
+    fn drop(&mut self) {
+        // A store dropped while subscribed no longer counts.
+        if *self.subscribed.get_mut() {
+            subscribed_gauge().decrement(1.0);
+        }
+    }
 }
 
 impl<T: SessionData> LocalCache<T> {
@@ -366,7 +383,9 @@ impl<T: SessionData> LocalCache<T> {
 
     /// The subscription is lost: stop serving and filling, empty the cache.
     pub(crate) fn go_dark(&self) {
-        self.subscribed.store(false, Ordering::Release);
+        if self.subscribed.swap(false, Ordering::AcqRel) {
+            subscribed_gauge().decrement(1.0);
+        }
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.clear();
     }
@@ -375,7 +394,9 @@ impl<T: SessionData> LocalCache<T> {
     pub(crate) fn go_live(&self) {
         self.clear();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.subscribed.store(true, Ordering::Release);
+        if !self.subscribed.swap(true, Ordering::AcqRel) {
+            subscribed_gauge().increment(1.0);
+        }
     }
 
     /// Whether a live record is cached under `key` (for tests and
@@ -536,6 +557,50 @@ mod tests {
         c.forget(other);
         c.fill_written(k, &record(2), stale);
         assert!(c.contains(&k));
+    }
+
+    /// The gauge counts the subscribed stores of the process: two stores
+    /// (two actix-web workers) both count, a lost subscription and a store
+    /// dropped while subscribed stop counting, going live or dark twice
+    /// counts once. Each step runs under a recorder of its own, so each
+    /// reads as the step's change.
+    #[test]
+    fn the_subscribed_gauge_counts_live_stores() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        fn change(step: impl FnOnce()) -> f64 {
+            let recorder = DebuggingRecorder::new();
+            let snapshot = recorder.snapshotter();
+            metrics::with_local_recorder(&recorder, step);
+            snapshot
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .find(|(k, ..)| k.key().name() == "sessionkit_cluster_subscribed")
+                .map(|(.., v)| match v {
+                    DebugValue::Gauge(g) => g.into_inner(),
+                    other => panic!("{other:?}"),
+                })
+                .unwrap_or(0.0)
+        }
+        let mut stores = None;
+        assert_eq!(
+            change(|| {
+                let (a, b) = (live(), live());
+                b.go_live();
+                stores = Some((a, b));
+            }),
+            2.0
+        );
+        let (a, b) = stores.unwrap();
+        assert_eq!(
+            change(|| {
+                a.go_dark();
+                a.go_dark();
+            }),
+            -1.0
+        );
+        assert_eq!(change(|| drop(b)), -1.0, "dropped while subscribed");
+        assert_eq!(change(|| drop(a)), 0.0, "dropped while dark");
     }
 
     #[test]
