@@ -7,9 +7,14 @@
 //!
 //! The data and the metadata sit behind separate locks: while you hold the
 //! guard from [`Session::data`] or [`Session::data_mut`] you may call every
-//! other method (`id`, `expires_at`, `flash`, …). Only `data`/`data_mut` wait
-//! for each other, as a `RefCell` borrow would; never hold a guard across an
-//! `.await`.
+//! other method (`id`, `expires_at`, `flash`, …). The data guards follow a
+//! `RefCell`'s rules within a thread: any number of [`Session::data`] guards
+//! at once, and [`Session::data_mut`] (or `set_data`) while this thread
+//! still holds one of them panics, naming the mistake, instead of
+//! deadlocking (`if let Some(u) = &s.data().user { s.data_mut().seen += 1 }`
+//! keeps the first guard alive for the whole block). Across threads (a clone of the handle
+//! in a spawned task) they wait for each other like a lock. Never hold a
+//! guard across an `.await`.
 //!
 //! ```
 //! use sessionkit::Session;
@@ -30,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
+use parking_lot::{MappedRwLockWriteGuard, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::expiry::{Clock, ExpiryPolicy, SystemClock};
 use crate::flash::{Flash, FlashMessage};
@@ -72,7 +77,7 @@ pub(crate) struct Meta {
 }
 
 pub(crate) struct Shared<T> {
-    pub data: Mutex<DataCell<T>>,
+    pub data: RwLock<DataCell<T>>,
     pub meta: Mutex<Meta>,
     /// Data, flash, owner or id changed.
     pub dirty: AtomicBool,
@@ -128,7 +133,7 @@ impl<T: SessionData> Session<T> {
         let incoming_flash = visible_flash.len();
         Session {
             shared: Arc::new(Shared {
-                data: Mutex::new(DataCell { data, base: None }),
+                data: RwLock::new(DataCell { data, base: None }),
                 meta: Mutex::new(Meta {
                     record,
                     touched: false,
@@ -237,20 +242,50 @@ impl<T: SessionData> Session<T> {
         self.shared.dirty.load(Ordering::SeqCst)
     }
 
-    /// Reads the data. Do not hold the guard across an `.await`.
+    /// Reads the data. Several may be held at once. Do not hold the guard
+    /// across an `.await`.
+    ///
+    /// # Panics
+    ///
+    /// If this thread holds the guard from [`Session::data_mut`] (waiting
+    /// would deadlock).
     pub fn data(&self) -> impl Deref<Target = T> + '_ {
-        MutexGuard::map(self.shared.data.lock(), |c| &mut c.data)
+        let key = held::key(&self.shared);
+        if held::writing(key) {
+            panic!(
+                "Session::data() called while this thread holds the guard from Session::data_mut() \
+                 on the same session: drop that guard first (waiting for it would deadlock)"
+            );
+        }
+        // Recursive: a second read on this thread must not wait behind a
+        // writer queued on another thread that waits for the first read.
+        let guard = RwLockReadGuard::map(self.shared.data.read_recursive(), |c| &c.data);
+        held::Held::new(guard, key, false)
     }
 
-    /// Changes the data; the session will be saved. Do not hold the guard across an `.await`.
+    /// Changes the data; the session will be saved. Do not hold the guard
+    /// across an `.await`.
+    ///
+    /// # Panics
+    ///
+    /// If this thread holds a guard from [`Session::data`] or `data_mut` of
+    /// the same session (waiting would deadlock), as a `RefCell` would.
     pub fn data_mut(&self) -> impl DerefMut<Target = T> + '_ {
-        let mut guard = self.shared.data.lock();
+        let key = held::key(&self.shared);
+        if held::holding(key) {
+            panic!(
+                "Session::data_mut() (or set_data) called while this thread holds a guard from \
+                 Session::data() or data_mut() on the same session: drop it first, e.g. \
+                 `let x = s.data().x;` before `s.data_mut()` (waiting for it would deadlock)"
+            );
+        }
+        let mut guard = self.shared.data.write();
         if !self.shared.is_new && guard.base.is_none() {
             guard.base = Some(guard.data.clone());
         }
         self.mark_dirty();
-        let mapped: MappedMutexGuard<'_, T> = MutexGuard::map(guard, |c| &mut c.data);
-        mapped
+        let mapped: MappedRwLockWriteGuard<'_, T> = RwLockWriteGuard::map(guard, |c| &mut c.data);
+        held::Held::new(mapped, key, true)
     }
 
     /// Replaces the data wholesale.
@@ -348,10 +383,16 @@ impl<T: SessionData> Session<T> {
     }
 
     /// Sets or clears the owner; [`crate::Sessions::revoke_owner`] then finds
-    /// this session through the store's owner index.
+    /// this session through the store's owner index. Setting the owner the
+    /// session already has changes nothing (no save, no cookie for a new
+    /// session): middleware may call it on every request.
     pub fn set_owner(&self, owner: Option<impl Into<String>>) {
+        let owner: Option<String> = owner.map(Into::into);
         let mut m = self.shared.meta.lock();
-        let previous = std::mem::replace(&mut m.record.owner, owner.map(Into::into));
+        if m.record.owner == owner {
+            return;
+        }
+        let previous = std::mem::replace(&mut m.record.owner, owner);
         if !m.owner_set {
             m.owner_loaded = previous;
             m.owner_set = true;
@@ -364,6 +405,113 @@ impl<T: SessionData> Session<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` on a thread of its own; whether it finished within a
+    /// second, and whether it panicked (a deadlock never finishes).
+    fn outcome(f: impl FnOnce() + Send + 'static) -> Result<(), &'static str> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r.is_ok());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("panicked"),
+            Err(_) => Err("deadlocked"),
+        }
+    }
+
+    /// Two reads at once are fine; a write while this thread reads or
+    /// writes the same session panics instead of hanging the thread; other
+    /// sessions and other threads are not affected.
+    #[test]
+    fn guards_follow_refcell_rules_within_a_thread_instead_of_deadlocking() {
+        assert_eq!(
+            outcome(|| {
+                let s: Session<u32> = Session::detached();
+                let (a, b) = (s.data(), s.data());
+                assert_eq!(*a + *b, 0);
+                // `if s.data() == s.data()` keeps both alive: fine.
+                assert!(*s.data() == *s.data());
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            outcome(|| {
+                let s: Session<u32> = Session::detached();
+                // A `match` (or `if let`) keeps its scrutinee's guard alive
+                // for the whole block.
+                let seen = match *s.data() {
+                    0 => {
+                        *s.data_mut() += 1;
+                        true
+                    }
+                    _ => false,
+                };
+                assert!(seen);
+            }),
+            Err("panicked"),
+            "data_mut under a data guard"
+        );
+        assert_eq!(
+            outcome(|| {
+                let s: Session<u32> = Session::detached();
+                let _w = s.data_mut();
+                let _ = *s.data();
+            }),
+            Err("panicked"),
+            "data under a data_mut guard"
+        );
+        assert_eq!(
+            outcome(|| {
+                let s: Session<u32> = Session::detached();
+                let _w = s.data_mut();
+                s.set_data(2);
+            }),
+            Err("panicked"),
+            "set_data under a data_mut guard"
+        );
+        assert_eq!(
+            outcome(|| {
+                // Another session's guard is no obstacle; a dropped guard
+                // leaves nothing behind.
+                let (s, t): (Session<u32>, Session<u32>) =
+                    (Session::detached(), Session::detached());
+                let _r = t.data();
+                *s.data_mut() += 1;
+                drop(_r);
+                *t.data_mut() += 1;
+                let clone = t.clone();
+                assert_eq!(*clone.data(), 1);
+            }),
+            Ok(())
+        );
+        // Across threads a writer waits for a reader, then goes on.
+        assert_eq!(
+            outcome(|| {
+                let s: Session<u32> = Session::detached();
+                let r = s.data();
+                let other = s.clone();
+                let writer = std::thread::spawn(move || *other.data_mut() += 1);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                assert_eq!(*r, 0);
+                drop(r);
+                writer.join().unwrap();
+                assert_eq!(*s.data(), 1);
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn setting_the_owner_it_already_has_changes_nothing() {
+        let s: Session<u32> = Session::detached();
+        s.set_owner(None::<String>);
+        assert!(!s.is_dirty(), "an anonymous visitor stays unsaved");
+        s.set_owner(Some("alice"));
+        assert!(s.is_dirty());
+        assert_eq!(s.owner().as_deref(), Some("alice"));
+    }
 
     #[test]
     fn reading_does_not_mark_the_session_changed() {
@@ -417,5 +565,82 @@ mod tests {
         assert_eq!(s.flash().take("a"), None);
         assert_eq!(s.flash().take("b").as_deref(), Some("now"));
         assert!(s.flash().is_empty());
+    }
+}
+
+/// Which sessions' data guards the current thread holds, so that taking a
+/// guard that would wait for one of them panics instead of deadlocking (a
+/// lock cannot tell its holder from another thread; a `RefCell` could, but
+/// a handle is shared across threads). Guards cannot leave their thread
+/// (`parking_lot`'s are not `Send`), so the list is exact. Kept by hand: no
+/// crate tracks lock holders per thread; a few entries at most, scanned
+/// linearly.
+mod held {
+    use std::cell::RefCell;
+    use std::ops::{Deref, DerefMut};
+
+    use smallvec::SmallVec;
+
+    thread_local! {
+        /// (session key, is a write guard), one entry per live guard.
+        static HELD: RefCell<SmallVec<[(usize, bool); 4]>> = const { RefCell::new(SmallVec::new_const()) };
+    }
+
+    /// The identity of a session's shared state (its address).
+    pub(super) fn key<S>(shared: &std::sync::Arc<S>) -> usize {
+        std::sync::Arc::as_ptr(shared) as *const () as usize
+    }
+
+    /// Whether this thread holds any data guard of `key`.
+    pub(super) fn holding(key: usize) -> bool {
+        HELD.try_with(|h| h.borrow().iter().any(|&(k, _)| k == key))
+            .unwrap_or(false)
+    }
+
+    /// Whether this thread holds the write guard of `key`.
+    pub(super) fn writing(key: usize) -> bool {
+        HELD.try_with(|h| h.borrow().iter().any(|&(k, w)| k == key && w))
+            .unwrap_or(false)
+    }
+
+    /// A lock guard, listed as held by this thread while it lives.
+    pub(super) struct Held<G> {
+        guard: G,
+        key: usize,
+        write: bool,
+    }
+
+    impl<G> Held<G> {
+        pub(super) fn new(guard: G, key: usize, write: bool) -> Self {
+            // In thread teardown the list is gone: the guard then simply
+            // goes unlisted (no check is possible, none is needed there).
+            let _ = HELD.try_with(|h| h.borrow_mut().push((key, write)));
+            Held { guard, key, write }
+        }
+    }
+
+    impl<G> Drop for Held<G> {
+        fn drop(&mut self) {
+            let (key, write) = (self.key, self.write);
+            let _ = HELD.try_with(|h| {
+                let mut h = h.borrow_mut();
+                if let Some(i) = h.iter().rposition(|&e| e == (key, write)) {
+                    h.swap_remove(i);
+                }
+            });
+        }
+    }
+
+    impl<G: Deref> Deref for Held<G> {
+        type Target = G::Target;
+        fn deref(&self) -> &G::Target {
+            &self.guard
+        }
+    }
+
+    impl<G: DerefMut> DerefMut for Held<G> {
+        fn deref_mut(&mut self) -> &mut G::Target {
+            &mut self.guard
+        }
     }
 }

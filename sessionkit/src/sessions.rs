@@ -61,7 +61,9 @@ use crate::store::{
 
 enum Plan {
     Nothing(bool),
-    Delete(Option<crate::SessionId>, Option<String>),
+    /// The session to delete (none for a session this request created), its
+    /// owner, and whether this request found the cookie's session dead.
+    Delete(Option<crate::SessionId>, Option<String>, bool),
     Save(Record<()>, SaveKind, Changes),
 }
 
@@ -175,7 +177,8 @@ pub(crate) enum Loaded<T> {
 
 /// A commit that needs the store's async half.
 pub(crate) enum Pending<T> {
-    Delete(Option<crate::SessionId>, Option<String>),
+    /// As [`Plan::Delete`].
+    Delete(Option<crate::SessionId>, Option<String>, bool),
     Save(Box<PendingSave<T>>),
 }
 
@@ -569,7 +572,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                     (true, false) => m.owner_loaded.clone(),
                     _ => m.record.owner.clone(),
                 };
-                return Plan::Delete(victim, owner);
+                return Plan::Delete(victim, owner, m.stale_cookie);
             }
             let needs_touch = !is_new
                 && cfg
@@ -736,7 +739,9 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     CookieAction::None
                 }));
             }
-            Plan::Delete(victim, owner) => return CommitStep::Io(Pending::Delete(victim, owner)),
+            Plan::Delete(victim, owner, stale) => {
+                return CommitStep::Io(Pending::Delete(victim, owner, stale))
+            }
             Plan::Save(meta, kind, changes) => (meta, kind, changes),
         };
         // The data lock is held across a synchronous save (no await; nothing
@@ -745,7 +750,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         // can see the placeholder left in the cell meanwhile (only a panic in
         // the store, e.g. in the data's `Serialize`, would leave it there,
         // failing this request's commit anyway).
-        let mut cell = session.shared.data.lock();
+        let mut cell = session.shared.data.write();
         let record = meta.join(std::mem::take(&mut cell.data));
         let started = sampled_timer();
         let save = Save {
@@ -785,15 +790,25 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
     ) -> Result<CookieAction, StoreError> {
         let cfg = &self.config;
         match pending {
-            Pending::Delete(victim, owner) => {
-                if let Some(id) = victim {
-                    self.timed_delete(&id).await?;
-                    cfg.callbacks.emit(
-                        EventKind::Deleted(DeleteReason::Destroyed),
-                        owner.as_deref(),
-                    );
-                }
-                Ok(if incoming.is_some() {
+            Pending::Delete(victim, owner, stale) => {
+                let ended = match victim {
+                    Some(id) => {
+                        self.timed_delete(&id).await?;
+                        cfg.callbacks.emit(
+                            EventKind::Deleted(DeleteReason::Destroyed),
+                            owner.as_deref(),
+                        );
+                        true
+                    }
+                    // Destroying a session this request created: the cookie
+                    // it carried is expired only if this request found that
+                    // cookie's session dead. A cookie naming no session at
+                    // all may be the old one of a login that regenerated
+                    // meanwhile in a parallel request; expiring it would
+                    // expire the new login cookie too (same name).
+                    None => stale,
+                };
+                Ok(if incoming.is_some() && ended {
                     CookieAction::Remove
                 } else {
                     CookieAction::None

@@ -263,6 +263,16 @@ async fn a_request_overlapping_a_login_never_expires_the_new_cookie() {
         CookieAction::None,
         "a cookie naming no session is left alone"
     );
+    // ... even by a request that destroys the fresh session it was given
+    // (a "clear my session" route hit with the old cookie).
+    let clearing = sessions.load(cookie).await.unwrap();
+    assert!(clearing.is_new());
+    clearing.destroy();
+    assert_eq!(
+        sessions.commit(&clearing, cookie).await.unwrap(),
+        CookieAction::None,
+        "destroying a fresh session must not expire the login's cookie"
+    );
     let s = sessions.load(after_login.as_deref()).await.unwrap();
     assert_eq!(s.data().user.as_deref(), Some("ann"), "still logged in");
     // A request that ends the session itself still expires its cookie.
