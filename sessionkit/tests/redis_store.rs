@@ -1019,3 +1019,30 @@ async fn merge_retries_run_out_as_a_conflict_that_never_opens_the_breaker() {
     assert_eq!(store.breaker().state(), BreakerState::Closed);
     assert_eq!(store.load(&cookie).await.unwrap().unwrap().data.f1, 1);
 }
+
+/// A wrong password is a setting to fix, not an outage: the error is not
+/// transient (so `Resilient` does not retry it) and does not quote the
+/// password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_a_backend_error_not_an_outage() {
+    let server = RedisServer::start().unwrap();
+    server.command("CONFIG SET requirepass right-one").unwrap();
+    let url = format!("redis://:wrong-one@127.0.0.1:{}/", server.port());
+    let err = match RedisStore::<Wide>::builder(url).connect().await {
+        Err(e) => e,
+        Ok(store) => store
+            .load(&SessionId::generate().encode())
+            .await
+            .unwrap_err(),
+    };
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(!err.to_string().contains("wrong-one"), "{err}");
+    let url = format!("redis://:right-one@127.0.0.1:{}/", server.port());
+    let store = RedisStore::<Wide>::builder(url).connect().await.unwrap();
+    assert!(store
+        .load(&SessionId::generate().encode())
+        .await
+        .unwrap()
+        .is_none());
+}

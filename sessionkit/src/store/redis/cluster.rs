@@ -133,6 +133,12 @@ pub(super) fn client(
 pub(super) fn hash_tagged(prefix: String) -> String {
     if has_hash_tag(&prefix) {
         prefix
+    } else if prefix.is_empty() || prefix.starts_with('}') {
+        // Wrapped, these would make an empty tag (`{}`, `{}x}`), which Redis
+        // ignores: it would hash whole keys, a store's keys would spread
+        // over slots, and its multi-key scripts fail with CROSSSLOT (first
+        // seen at a login). A fixed word is tagged instead.
+        format!("{{sessionkit}}{prefix}")
     } else {
         format!("{{{prefix}}}")
     }
@@ -196,6 +202,13 @@ mod tests {
         assert_eq!(hash_tagged("app:{eu}:".into()), "app:{eu}:");
         // `{}` is no hash tag for Redis: the whole key would be hashed.
         assert_eq!(hash_tagged("a{}b".into()), "{a{}b}");
+        // Wrapping these would make an empty tag: a fixed one instead.
+        assert_eq!(hash_tagged(String::new()), "{sessionkit}");
+        assert_eq!(hash_tagged("}x".into()), "{sessionkit}}x");
+        assert_eq!(hash_tagged("a}b".into()), "{a}b}");
+        for prefix in ["", "}x", "}", "a}b", "sessionkit:", "{}"] {
+            assert!(has_hash_tag(&hash_tagged(prefix.into())), "{prefix:?}");
+        }
     }
 
     #[test]

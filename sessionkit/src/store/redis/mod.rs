@@ -1072,8 +1072,17 @@ fn map_err(e: RedisError, timeout: Duration) -> StoreError {
             K::BusyLoading | K::MasterDown | K::TryAgain | K::ClusterDown | K::ReadOnly
         )
     );
+    // A wrong password or a missing ACL permission is a setting to fix,
+    // not an outage to wait out: not retried (redis-rs counts a failed
+    // authentication as unrecoverable, which would read as "unavailable").
+    let refused = matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(K::NoPerm)
+    );
     if e.is_timeout() {
         StoreError::Timeout(timeout)
+    } else if refused {
+        StoreError::Backend(format!("Redis refused the credentials or the command: {e}"))
     } else if server_busy
         || e.is_io_error()
         || e.is_connection_dropped()
