@@ -21,7 +21,10 @@
 //! Metrics (through the `metrics` facade; install any recorder):
 //! `sessionkit_sessions_total{event}` with event = created, loaded, deleted,
 //! regenerated, expired, binding_mismatch, ambiguous_cookie; `sessionkit_invalid_lookups_total` (a cookie that
-//! names no live session); `sessionkit_store_errors_total{op,kind}`;
+//! names no live session); `sessionkit_saves_dropped_total` (a request's
+//! changes dropped because its session was gone by the time of the save:
+//! deleted or regenerated away by another request, or past its idle deadline
+//! after a request that ran across it); `sessionkit_store_errors_total{op,kind}`;
 //! `sessionkit_store_duration_seconds{op}` (histogram). Store calls that
 //! wait for I/O (Redis) are all timed; calls a store answers in process
 //! (the memory and cookie stores, a few hundred nanoseconds each) are timed

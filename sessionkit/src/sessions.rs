@@ -623,7 +623,20 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             // Deleted meanwhile (logout, revoke) or regenerated away by an
             // overlapping request (a login): the cookie the browser holds now
             // may be that request's new one, so it is left alone.
-            SaveOutcome::Gone => return Ok(CookieAction::None),
+            //
+            // Counted and logged: the changes are dropped, which is right
+            // after a logout but not when the session reached its idle
+            // deadline while the request ran (the load found it alive, the
+            // store refused the save as expired): a high rate says requests
+            // run long against the idle timeout.
+            SaveOutcome::Gone => {
+                metrics::counter!("sessionkit_saves_dropped_total").increment(1);
+                tracing::debug!(
+                    "a save found its session gone (deleted, regenerated away, or expired \
+                     during the request); its changes are dropped"
+                );
+                return Ok(CookieAction::None);
+            }
             // An update that kept the cookie the browser sent: nothing to send.
             SaveOutcome::Kept if kind == SaveKind::Update && incoming.is_some() => {
                 return Ok(CookieAction::None);

@@ -610,3 +610,41 @@ async fn a_bulk_delete_catches_a_session_regenerated_under_it() {
     assert!(sessions.find_by(&acme).await.unwrap().is_empty());
     assert_eq!(sessions.count().await.unwrap(), 1, "the other one stays");
 }
+
+/// A request that runs across its session's idle deadline: the load found
+/// the session alive, the store refuses the save as expired. The changes are
+/// dropped (the session is over), and that is counted, not silent.
+#[test]
+fn a_save_refused_because_the_session_expired_during_the_request_is_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let recorder = DebuggingRecorder::new();
+    let snapshot = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+            clock.advance(Duration::from_secs(599));
+            let slow = sessions.load(cookie.as_deref()).await.unwrap();
+            assert!(!slow.is_new(), "alive when loaded");
+            clock.advance(Duration::from_secs(2));
+            slow.data_mut().n = 2;
+            assert_eq!(
+                sessions.commit(&slow, cookie.as_deref()).await.unwrap(),
+                CookieAction::None
+            );
+        })
+    });
+    let dropped: Vec<_> = snapshot
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "sessionkit_saves_dropped_total")
+        .map(|(.., v)| v)
+        .collect();
+    assert_eq!(dropped, [DebugValue::Counter(1)]);
+}
