@@ -453,8 +453,9 @@ impl ConfigBuilder {
         /// Called when a request loads an existing session.
         on_loaded, loaded);
     callback_setter!(
-        /// Called for every deletion a request or the store made: destroy,
-        /// expiry found by a load (once, by the request whose delete removed
+        /// Called for every deletion a request or the store made: destroy
+        /// (by the request that called it, even if another request had
+        /// already ended the session), expiry found by a load (once, by the request whose delete removed
         /// the session), bulk delete, owner revoke, sweep and eviction. Not
         /// for a record a store let lapse on its own (Redis drops a key at
         /// its deadline; the cookie store deletes nothing): count those

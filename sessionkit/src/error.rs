@@ -101,6 +101,7 @@ impl StoreError {
     /// This error, after `removed` were deleted by the same operation: a
     /// [`StoreError::Partial`] unless nothing was (`removed` first, then
     /// what an inner `Partial` already carried).
+    #[must_use]
     pub fn after_removing(self, mut removed: Vec<crate::store::Removed>) -> StoreError {
         let (inner, source) = self.take_removed();
         removed.extend(inner);
@@ -116,6 +117,7 @@ impl StoreError {
 
     /// Splits a [`StoreError::Partial`] into what it removed and what
     /// stopped it; any other error removed nothing.
+    #[must_use]
     pub fn take_removed(self) -> (Vec<crate::store::Removed>, StoreError) {
         match self {
             StoreError::Partial { removed, source } => (removed, *source),

@@ -603,11 +603,14 @@ mod held {
             .unwrap_or(false)
     }
 
-    /// A lock guard, listed as held by this thread while it lives.
+    /// A lock guard, listed as held by this thread while it lives. Never
+    /// `Send`, whatever `parking_lot`'s features make its guards: dropped on
+    /// another thread, it would leave its entry behind here.
     pub(super) struct Held<G> {
         guard: G,
         key: usize,
         write: bool,
+        _this_thread: std::marker::PhantomData<*const ()>,
     }
 
     impl<G> Held<G> {
@@ -615,7 +618,12 @@ mod held {
             // In thread teardown the list is gone: the guard then simply
             // goes unlisted (no check is possible, none is needed there).
             let _ = HELD.try_with(|h| h.borrow_mut().push((key, write)));
-            Held { guard, key, write }
+            Held {
+                guard,
+                key,
+                write,
+                _this_thread: std::marker::PhantomData,
+            }
         }
     }
 

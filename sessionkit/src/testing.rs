@@ -231,6 +231,14 @@ pub mod server_cases {
             !matches!(&second, Ok(out) if out.is_saved()),
             "second create with one id must fail"
         );
+        // About one session, not the store's health: a breaker in front of
+        // the store must not count it.
+        if let Err(e) = &second {
+            assert!(
+                matches!(e, crate::StoreError::Conflict(_)),
+                "a create that finds its id taken is StoreError::Conflict, not {e:?}"
+            );
+        }
         assert_eq!(load(&store, &cookie).await.unwrap().data.counter, 1);
     }
 

@@ -75,8 +75,10 @@
 //! owner operations of [`QueryStore`].
 //!
 //! # Query operations
-//! [`QueryStore::by_owner`] and [`QueryStore::delete_owner`] (bounded by one
-//! owner's sessions) get the full treatment. Scans (`iter`, `find_by`,
+//! [`QueryStore::by_owner`] (bounded by one owner's sessions) gets the full
+//! treatment; [`QueryStore::delete_owner`] is retried but not cut off by a
+//! timeout of its own (its store calls have theirs): cancelled part-way, it
+//! would lose the list of what it had removed, and their events. Scans (`iter`, `find_by`,
 //! `count`, `bulk_delete`) grow with the store: they fail fast while the
 //! circuit is open and report their outcome to the breaker, but have no
 //! timeout and are not retried (a retry would repeat the whole scan). Nor
@@ -526,14 +528,23 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
             .await
     }
 
-    /// Retried like the other bounded calls; what an attempt removed before
-    /// it failed ([`StoreError::Partial`]) is kept and reported with the
-    /// final answer, so no revoked session goes without its event.
+    /// Retried like the other bounded calls, but an attempt is not cut off
+    /// by `attempt_timeout` (a revoke of many sessions runs several store
+    /// calls, each bounded by the store's own timeouts): cancelled part-way,
+    /// it would lose the list of what it had removed. What an attempt
+    /// removed before it failed ([`StoreError::Partial`]) is kept and
+    /// reported with the final answer, so no revoked session goes without
+    /// its event. (As a call without a time bound it is never the half-open
+    /// probe, like the scans.)
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         let earlier = parking_lot::Mutex::new(Vec::new());
+        let policy = Policy {
+            timeout: false,
+            ..Policy::full("delete_owner")
+        };
         let result = self
             .shared
-            .run(Policy::full("delete_owner"), || async {
+            .run(policy, || async {
                 self.inner.delete_owner(owner).await.map_err(|e| {
                     let (removed, e) = e.take_removed();
                     earlier.lock().extend(removed);

@@ -677,7 +677,9 @@ impl<T: SessionData> MemoryStore<T> {
                 let dropped = {
                     let mut map = inner.shards[inner.shard(&rec.id)].lock();
                     if map.contains_key(&rec.id) {
-                        return Err(StoreError::Backend("session id collision on create".into()));
+                        return Err(StoreError::Conflict(
+                            "session id collision on create".into(),
+                        ));
                     }
                     let dropped = inner.make_room(&mut map);
                     map.insert(rec.id, Stored::new(rec, rec.data.clone(), 1));

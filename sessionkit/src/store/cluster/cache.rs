@@ -166,7 +166,9 @@ impl<T> Set<T> {
 /// `sessionkit_cluster_subscribed`: how many clustered stores of this
 /// process have a live subscription (one per actix-web worker when each
 /// builds its own, so the gauge says how many are serving from cache, not
-/// whichever changed last).
+/// whichever changed last). Kept by increments and decrements: install the
+/// metrics recorder before building stores (as for every metric, what comes
+/// before is lost), or the gauge is off by the stores that went live first.
 fn subscribed_gauge() -> metrics::Gauge {
     metrics::gauge!("sessionkit_cluster_subscribed")
 }
