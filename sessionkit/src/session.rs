@@ -579,11 +579,10 @@ mod held {
     use std::cell::RefCell;
     use std::ops::{Deref, DerefMut};
 
-    use smallvec::SmallVec;
-
     thread_local! {
         /// (session key, is a write guard), one entry per live guard.
-        static HELD: RefCell<SmallVec<[(usize, bool); 4]>> = const { RefCell::new(SmallVec::new_const()) };
+        /// Allocated by a thread's first guard, then reused (never shrunk).
+        static HELD: RefCell<Vec<(usize, bool)>> = const { RefCell::new(Vec::new()) };
     }
 
     /// The identity of a session's shared state (its address).
