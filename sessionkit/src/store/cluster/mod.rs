@@ -249,7 +249,7 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
     ) -> Result<Vec<bool>, StoreError>;
 
     /// [`QueryStore::delete_owner`], also returning the key hash
-    /// ([`key_hash`]) of every session deleted, including those this node
+    /// (the SHA-256 of its id) of every session deleted, including those this node
     /// cannot decode (so they can be announced). The default hashes the ids
     /// `delete_owner` reports.
     async fn delete_owner_keyed(
