@@ -336,6 +336,37 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
 /// its delete came (it may live on under a new id).
 pub const BULK_DELETE_PASSES: usize = 3;
 
+/// What one pass of a bulk delete did: what it removed, and whether a
+/// session it listed was already gone when its delete came.
+#[derive(Default)]
+pub(crate) struct Pass {
+    pub removed: Vec<Removed>,
+    pub missed: bool,
+}
+
+/// Runs `pass` (list the matches, delete them) until a pass misses nothing,
+/// at most [`BULK_DELETE_PASSES`] times. A pass's error carries what that
+/// pass removed ([`StoreError::Partial`]); this adds the earlier passes'.
+pub(crate) async fn in_passes<F, Fut>(mut pass: F) -> Result<Vec<Removed>, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Pass, StoreError>>,
+{
+    let mut removed = Vec::new();
+    for _ in 0..BULK_DELETE_PASSES {
+        match pass().await {
+            Ok(p) => {
+                removed.extend(p.removed);
+                if !p.missed {
+                    break;
+                }
+            }
+            Err(e) => return Err(e.after_removing(removed)),
+        }
+    }
+    Ok(removed)
+}
+
 /// Called for each session a store removes on its own (see [`Store::on_removed`]).
 pub type RemovalListener = Arc<dyn Fn(&Removed) + Send + Sync>;
 
@@ -393,28 +424,21 @@ pub trait QueryStore<T: SessionData>: Store<T> {
     /// matches); the listing then runs again, up to [`BULK_DELETE_PASSES`]
     /// times in all, so a purge does not miss it.
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
-        let mut removed = Vec::new();
-        for _ in 0..BULK_DELETE_PASSES {
-            let found = match self.find_by(predicate).await {
-                Ok(found) => found,
-                Err(e) => return Err(e.after_removing(removed)),
-            };
-            let mut missed = false;
-            for r in found {
+        in_passes(|| async move {
+            let mut pass = Pass::default();
+            for r in self.find_by(predicate).await? {
                 match self.delete(&r.id).await {
-                    Ok(true) => removed.push(Removed {
+                    Ok(true) => pass.removed.push(Removed {
                         id: r.id,
                         owner: r.owner,
                     }),
-                    Ok(false) => missed = true,
-                    Err(e) => return Err(e.after_removing(removed)),
+                    Ok(false) => pass.missed = true,
+                    Err(e) => return Err(e.after_removing(pass.removed)),
                 }
             }
-            if !missed {
-                break;
-            }
-        }
-        Ok(removed)
+            Ok(pass)
+        })
+        .await
     }
 
     /// Every live session of one owner, through an index: O(that owner's sessions).

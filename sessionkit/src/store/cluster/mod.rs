@@ -93,8 +93,8 @@ use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::redis::{Announce, RedisStore};
 use crate::store::{
-    Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
-    BULK_DELETE_PASSES,
+    in_passes, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome,
+    Store,
 };
 
 /// The default invalidation channel.
@@ -828,27 +828,19 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
         // Listed again after a pass that found a listed session gone (it may
         // live on under a new id): see `QueryStore::bulk_delete`.
-        let mut removed = Vec::new();
-        for _ in 0..BULK_DELETE_PASSES {
-            let found = match self.inner.find_by(predicate).await {
-                Ok(found) => found,
-                Err(e) => return Err(e.after_removing(removed)),
-            };
+        in_passes(|| async move {
+            let found = self.inner.find_by(predicate).await?;
             let listed = found.len();
-            let pass = match self
+            // Its error carries what it removed.
+            let removed = self
                 .delete_announced(InvalidationKind::BulkDeleted, found)
-                .await
-            {
-                Ok(pass) => pass,
-                Err(e) => return Err(e.after_removing(removed)),
-            };
-            let missed = pass.len() < listed;
-            removed.extend(pass);
-            if !missed {
-                break;
-            }
-        }
-        Ok(removed)
+                .await?;
+            Ok(Pass {
+                missed: removed.len() < listed,
+                removed,
+            })
+        })
+        .await
     }
 
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {

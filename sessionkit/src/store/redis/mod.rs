@@ -168,7 +168,7 @@ use crate::expiry::{Clock, SystemClock};
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::{
-    Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store, BULK_DELETE_PASSES,
+    in_passes, Pass, Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store,
 };
 
 /// The default key prefix.
@@ -1266,35 +1266,29 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         // round trip per session.
         // Listed again after a pass that found a listed session gone (it may
         // live on under a new id): see `QueryStore::bulk_delete`.
-        let mut removed = Vec::new();
-        for _ in 0..BULK_DELETE_PASSES {
-            let found = match self.find_by(predicate).await {
-                Ok(found) => found,
-                Err(e) => return Err(e.after_removing(removed)),
-            };
-            let mut missed = false;
+        in_passes(|| async move {
+            let found = self.find_by(predicate).await?;
+            let mut pass = Pass::default();
             for batch in found.chunks(self.scan_batch) {
                 let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
                 let existed = match self.delete_many(&ids).await {
                     Ok(existed) => existed,
-                    Err(e) => return Err(e.after_removing(removed)),
+                    Err(e) => return Err(e.after_removing(pass.removed)),
                 };
                 for (r, existed) in batch.iter().zip(existed) {
                     if existed {
-                        removed.push(Removed {
+                        pass.removed.push(Removed {
                             id: r.id,
                             owner: r.owner.clone(),
                         });
                     } else {
-                        missed = true;
+                        pass.missed = true;
                     }
                 }
             }
-            if !missed {
-                break;
-            }
-        }
-        Ok(removed)
+            Ok(pass)
+        })
+        .await
     }
 
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
