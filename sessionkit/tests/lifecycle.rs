@@ -436,16 +436,27 @@ async fn a_new_session_that_is_never_changed_is_never_stored() {
     assert!(sessions.store().is_empty());
 }
 
-/// A memory store whose deletes wait until two are in flight, so two
-/// requests that loaded one expired session both reach their delete.
+/// What a [`HookedDeletes`] store does before each delete.
 #[derive(Clone)]
-struct PairedDeletes {
+enum BeforeDelete {
+    /// Waits until two deletes are in flight, so two requests that loaded
+    /// one expired session both reach their delete.
+    PairUp(Arc<tokio::sync::Barrier>),
+    /// Before the first delete only, regenerates the session (a login racing
+    /// an admin's purge): the listed id is gone, the session lives on under
+    /// a new id with the same data.
+    RegenerateFirst(Arc<std::sync::atomic::AtomicBool>),
+}
+
+/// A memory store that runs a [`BeforeDelete`] hook before each delete.
+#[derive(Clone)]
+struct HookedDeletes {
     inner: MemoryStore<Data>,
-    gate: Arc<tokio::sync::Barrier>,
+    before_delete: BeforeDelete,
 }
 
 #[async_trait::async_trait]
-impl sessionkit::Store<Data> for PairedDeletes {
+impl sessionkit::Store<Data> for HookedDeletes {
     async fn load(
         &self,
         cookie_value: &str,
@@ -461,8 +472,52 @@ impl sessionkit::Store<Data> for PairedDeletes {
     }
 
     async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
-        self.gate.wait().await;
+        use std::sync::atomic::Ordering;
+        match &self.before_delete {
+            BeforeDelete::PairUp(gate) => {
+                gate.wait().await;
+            }
+            BeforeDelete::RegenerateFirst(raced) if !raced.swap(true, Ordering::SeqCst) => {
+                let old = self.inner.load(&id.encode()).await?.expect("listed");
+                let mut moved = old.clone();
+                moved.id = sessionkit::SessionId::generate();
+                let saved = self
+                    .inner
+                    .save(sessionkit::store::Save::regenerate(
+                        &moved,
+                        old.id,
+                        Some(&old.data),
+                    ))
+                    .await?;
+                assert!(saved.is_saved());
+            }
+            BeforeDelete::RegenerateFirst(_) => {}
+        }
         self.inner.delete(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl sessionkit::QueryStore<Data> for HookedDeletes {
+    fn iter(
+        &self,
+    ) -> futures_util::stream::BoxStream<'_, Result<sessionkit::Record<Data>, sessionkit::StoreError>>
+    {
+        self.inner.iter()
+    }
+
+    async fn by_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<sessionkit::Record<Data>>, sessionkit::StoreError> {
+        self.inner.by_owner(owner).await
+    }
+
+    async fn delete_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<sessionkit::store::Removed>, sessionkit::StoreError> {
+        self.inner.delete_owner(owner).await
     }
 }
 
@@ -484,9 +539,9 @@ async fn parallel_loads_of_an_expired_session_report_one_deletion() {
         .on_expired(push(&log))
         .build()
         .unwrap();
-    let store = PairedDeletes {
+    let store = HookedDeletes {
         inner: MemoryStore::<Data>::builder().clock(clock.clone()).build(),
-        gate: Arc::new(tokio::sync::Barrier::new(2)),
+        before_delete: BeforeDelete::PairUp(Arc::new(tokio::sync::Barrier::new(2))),
     };
     let sessions = Sessions::new(store, config);
     let s = sessions.load(None).await.unwrap();
@@ -517,82 +572,13 @@ async fn parallel_loads_of_an_expired_session_report_one_deletion() {
     );
 }
 
-/// A memory store whose first delete comes after the session was
-/// regenerated (a login racing an admin's purge): the listed id is gone,
-/// the session lives on under a new id with the same data.
-#[derive(Clone)]
-struct RegeneratedBeforeDelete {
-    inner: MemoryStore<Data>,
-    raced: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl sessionkit::Store<Data> for RegeneratedBeforeDelete {
-    async fn load(
-        &self,
-        cookie_value: &str,
-    ) -> Result<Option<sessionkit::Record<Data>>, sessionkit::StoreError> {
-        self.inner.load(cookie_value).await
-    }
-
-    async fn save(
-        &self,
-        save: sessionkit::store::Save<'_, Data>,
-    ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
-        self.inner.save(save).await
-    }
-
-    async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
-        use std::sync::atomic::Ordering;
-        if !self.raced.swap(true, Ordering::SeqCst) {
-            let old = self.inner.load(&id.encode()).await?.expect("listed");
-            let mut moved = old.clone();
-            moved.id = sessionkit::SessionId::generate();
-            let saved = self
-                .inner
-                .save(sessionkit::store::Save::regenerate(
-                    &moved,
-                    old.id,
-                    Some(&old.data),
-                ))
-                .await?;
-            assert!(saved.is_saved());
-        }
-        self.inner.delete(id).await
-    }
-}
-
-#[async_trait::async_trait]
-impl sessionkit::QueryStore<Data> for RegeneratedBeforeDelete {
-    fn iter(
-        &self,
-    ) -> futures_util::stream::BoxStream<'_, Result<sessionkit::Record<Data>, sessionkit::StoreError>>
-    {
-        self.inner.iter()
-    }
-
-    async fn by_owner(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<sessionkit::Record<Data>>, sessionkit::StoreError> {
-        self.inner.by_owner(owner).await
-    }
-
-    async fn delete_owner(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<sessionkit::store::Removed>, sessionkit::StoreError> {
-        self.inner.delete_owner(owner).await
-    }
-}
-
 /// A purge of every matching session does not miss one that a login
 /// regenerated between the listing and its delete.
 #[tokio::test]
 async fn a_bulk_delete_catches_a_session_regenerated_under_it() {
-    let store = RegeneratedBeforeDelete {
+    let store = HookedDeletes {
         inner: MemoryStore::new(),
-        raced: Arc::default(),
+        before_delete: BeforeDelete::RegenerateFirst(Arc::default()),
     };
     let sessions = Sessions::new(store, Config::default());
     for user in ["acme-1", "acme-2", "other"] {
