@@ -379,6 +379,14 @@ impl ConfigBuilder {
         self.expiry.sliding = on;
         self
     }
+    /// How long a request may run after loading its session without losing
+    /// its changes to the idle deadline (default 60 s, capped at half the
+    /// idle timeout): a load with less than this left records the activity
+    /// before the handler runs. See [`ExpiryPolicy::touch_on_load`].
+    pub fn request_allowance(mut self, d: Duration) -> Self {
+        self.expiry.request_allowance = d;
+        self
+    }
     /// The clock (default the system clock); tests inject [`crate::ManualClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);

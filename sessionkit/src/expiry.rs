@@ -12,6 +12,17 @@
 //! after a read-only request a session lives at least `idle_timeout / 2` and
 //! at most `idle_timeout`. This is the price of one store command per read.
 //!
+//! A server-side store forgets a session at its idle deadline, so a request
+//! still running then would have its save refused and its changes dropped.
+//! A load that finds less than [`ExpiryPolicy::request_allowance`] left
+//! (default 60 s, at most half the idle window) therefore records the
+//! activity at once, before the handler runs: one extra store write, only
+//! for sessions used again just before they would have expired
+//! ([`ExpiryPolicy::touch_on_load`]). Set the allowance above your slowest
+//! request. The absolute deadline, and the idle deadline without sliding
+//! expiration, cannot move: a request running across them loses its changes
+//! (counted in `sessionkit_saves_dropped_total`).
+//!
 //! ```
 //! use std::time::Duration;
 //! use sessionkit::{Clock, ManualClock};
@@ -98,6 +109,11 @@ pub struct ExpiryPolicy {
     pub absolute_lifetime: Duration,
     /// Whether activity moves the idle deadline.
     pub sliding: bool,
+    /// How long a request may run after loading its session: a load with
+    /// less than this left before the idle deadline records the activity
+    /// before the handler runs (see [`ExpiryPolicy::touch_on_load`]).
+    /// Capped at half the idle timeout.
+    pub request_allowance: Duration,
 }
 
 impl Default for ExpiryPolicy {
@@ -106,6 +122,7 @@ impl Default for ExpiryPolicy {
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_lifetime: Duration::from_secs(12 * 60 * 60),
             sliding: true,
+            request_allowance: Duration::from_secs(60),
         }
     }
 }
@@ -130,6 +147,41 @@ impl ExpiryPolicy {
         match idle_deadline.duration_since(now) {
             Ok(left) => left < self.idle_timeout / 2,
             Err(_) => false, // already expired: the load path handles it
+        }
+    }
+
+    /// Whether a session loaded at `now` should record its activity before
+    /// the request's handler runs rather than after: sliding only, with less
+    /// than [`ExpiryPolicy::request_allowance`] (at most half the idle
+    /// window) left before an idle deadline that the absolute one does not
+    /// cap. A server-side store would refuse the request's save, had the
+    /// deadline passed while the handler ran.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use sessionkit::expiry::ExpiryPolicy;
+    ///
+    /// let policy = ExpiryPolicy::default(); // 30 min idle, 60 s allowance
+    /// let now = SystemTime::now();
+    /// let absolute = now + Duration::from_secs(3600);
+    /// let soon = now + Duration::from_secs(20);
+    /// assert!(policy.touch_on_load(now, soon, absolute));
+    /// let later = now + Duration::from_secs(300);
+    /// assert!(!policy.touch_on_load(now, later, absolute));
+    /// ```
+    pub fn touch_on_load(
+        &self,
+        now: SystemTime,
+        idle_deadline: SystemTime,
+        absolute: SystemTime,
+    ) -> bool {
+        if !self.sliding || idle_deadline >= absolute {
+            return false;
+        }
+        let window = self.request_allowance.min(self.idle_timeout / 2);
+        match idle_deadline.duration_since(now) {
+            Ok(left) => left < window,
+            Err(_) => false,
         }
     }
 }
@@ -171,6 +223,7 @@ mod tests {
             idle_timeout: Duration::from_secs(100),
             absolute_lifetime: Duration::from_secs(1000),
             sliding: true,
+            ..ExpiryPolicy::default()
         };
         let t0 = SystemTime::now();
         let abs = t0 + p.absolute_lifetime;

@@ -197,6 +197,7 @@ mod tests {
             idle_timeout: Duration::from_secs(10),
             absolute_lifetime: Duration::from_secs(25),
             sliding: true,
+            ..ExpiryPolicy::default()
         };
         let t0 = SystemTime::now();
         let mut r = Record::new(SessionId::generate(), (), t0, &policy);

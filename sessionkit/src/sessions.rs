@@ -173,6 +173,10 @@ pub(crate) enum Loaded<T> {
     Expired(Record<T>, crate::expiry::ExpiryKind, Option<String>),
     /// Bound to another client (this one's fingerprint attached).
     Mismatch(Record<T>, String),
+    /// Live, but close to its idle deadline: record the activity before
+    /// handing it out. Whether its binding was just set, and whether
+    /// binding is on (the record's binding is then this client's).
+    Expiring(Record<T>, bool, bool),
 }
 
 /// A commit that needs the store's async half.
@@ -523,10 +527,12 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 clock, cfg.expiry, false, print,
             )));
         };
-        if let Some(kind) = record.expired(clock.now()) {
+        let now = clock.now();
+        if let Some(kind) = record.expired(now) {
             return Ok(Loaded::Expired(record, kind, print));
         }
         let mut rebound = false;
+        let bound = print.is_some();
         if let Some(print) = print {
             match &record.binding {
                 Some(bound) if bool::from(bound.as_bytes().ct_eq(print.as_bytes())) => {}
@@ -547,9 +553,62 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         }
         cfg.callbacks
             .emit(EventKind::Loaded, record.owner.as_deref());
+        if cfg
+            .expiry
+            .touch_on_load(now, record.idle_deadline, record.absolute_deadline)
+            && self.store.holds_sessions()
+        {
+            return Ok(Loaded::Expiring(record, rebound, bound));
+        }
         Ok(Loaded::Ready(Session::loaded(
             record, clock, cfg.expiry, rebound,
         )))
+    }
+
+    /// Records the activity of a session found close to its idle deadline
+    /// before the handler runs (see [`ExpiryPolicy::touch_on_load`]): the
+    /// store would refuse the request's save had the deadline passed
+    /// meanwhile. Best effort: on a store error the session is handed out
+    /// as loaded (its save touches it, as usual).
+    ///
+    /// [`ExpiryPolicy::touch_on_load`]: crate::expiry::ExpiryPolicy::touch_on_load
+    async fn touch_ahead(
+        &self,
+        mut record: Record<T>,
+        rebound: bool,
+        bound: bool,
+    ) -> Result<Session<T>, StoreError> {
+        let cfg = &self.config;
+        let clock = cfg.clock.clone();
+        record.touch(clock.now(), &cfg.expiry);
+        let changes = MetaChanges {
+            binding: rebound,
+            ..MetaChanges::NONE
+        };
+        let started = Instant::now();
+        let outcome = self
+            .store
+            .save(Save::update(&record, None).with_changes(changes))
+            .await;
+        observe("save", started, outcome.as_ref().map(|_| ()));
+        match outcome {
+            // The version a server-side update writes (another request's
+            // write in between makes it higher: the request's own save then
+            // merges, as after any conflict).
+            Ok(SaveOutcome::Kept | SaveOutcome::Saved(_)) => {
+                record.version = record.version.wrapping_add(1);
+            }
+            // Deleted since the load (a logout, a revoke): as if the load
+            // had found nothing; the cookie is left alone (see `after_load`).
+            Ok(SaveOutcome::Gone) => {
+                let print = record.binding.filter(|_| bound);
+                return Ok(Session::fresh(clock, cfg.expiry, false, print));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not record a session's activity ahead of its request");
+            }
+        }
+        Ok(Session::loaded(record, clock, cfg.expiry, rebound))
     }
 
     /// Decides what a finished request means for the store.
@@ -739,6 +798,9 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                 Ok(Session::fresh(clock, cfg.expiry, deleted, print))
             }
             Loaded::Mismatch(record, print) => self.binding_mismatch(record, clock, print).await,
+            Loaded::Expiring(record, rebound, bound) => {
+                self.touch_ahead(record, rebound, bound).await
+            }
         }
     }
 

@@ -597,9 +597,76 @@ async fn a_bulk_delete_catches_a_session_regenerated_under_it() {
     assert_eq!(sessions.count().await.unwrap(), 1, "the other one stays");
 }
 
-/// A request that runs across its session's idle deadline: the load found
-/// the session alive, the store refuses the save as expired. The changes are
-/// dropped (the session is over), and that is counted, not silent.
+/// A request that runs past its session's idle deadline keeps its changes:
+/// the load found the session a second from that deadline and recorded the
+/// activity before the handler ran (the store would have refused the save).
+#[tokio::test]
+async fn a_request_running_across_the_idle_deadline_keeps_its_changes() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    clock.advance(Duration::from_secs(599));
+    let slow = sessions.load(cookie.as_deref()).await.unwrap();
+    assert!(!slow.is_new(), "alive when loaded");
+    // The handler takes 30 s, within the 60 s allowance.
+    clock.advance(Duration::from_secs(30));
+    slow.data_mut().n = 2;
+    assert_eq!(
+        sessions.commit(&slow, cookie.as_deref()).await.unwrap(),
+        CookieAction::None,
+        "saved under the same id"
+    );
+    let (_, data) = request(&sessions, cookie.as_deref(), |_| {}).await;
+    assert_eq!(data.n, 2, "the slow request's change was kept");
+    assert!(
+        !log.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, EventKind::Expired(_))),
+        "never expired"
+    );
+}
+
+/// Only a load close to the deadline writes ahead of the handler: with 100 s
+/// left (more than the 60 s allowance) the store's copy is untouched until
+/// the commit; with 30 s left it is moved by the load itself.
+#[tokio::test]
+async fn only_a_load_within_the_allowance_records_activity_ahead() {
+    use sessionkit::Store;
+    let clock = ManualClock::new();
+    let store = MemoryStore::<Data>::builder().clock(clock.clone()).build();
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(store.clone(), config);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    let cookie = cookie.unwrap();
+    let deadline = |store: MemoryStore<Data>, cookie: String| async move {
+        store.load(&cookie).await.unwrap().unwrap().idle_deadline
+    };
+    let created = deadline(store.clone(), cookie.clone()).await;
+    clock.advance(Duration::from_secs(500));
+    let s = sessions.load(Some(&cookie)).await.unwrap();
+    assert_eq!(deadline(store.clone(), cookie.clone()).await, created);
+    sessions.commit(&s, Some(&cookie)).await.unwrap();
+    let touched = deadline(store.clone(), cookie.clone()).await;
+    assert!(touched > created, "the commit recorded the read");
+    clock.advance(Duration::from_secs(570));
+    let s = sessions.load(Some(&cookie)).await.unwrap();
+    let ahead = deadline(store.clone(), cookie.clone()).await;
+    assert!(ahead > touched, "the load recorded it");
+    // Nothing left for the commit to write: the data and the deadline are
+    // as the load left them.
+    sessions.commit(&s, Some(&cookie)).await.unwrap();
+    assert_eq!(deadline(store.clone(), cookie.clone()).await, ahead);
+    assert_eq!(s.data().n, 1);
+}
+
+/// Beyond the allowance the deadline wins: a request that outlives even the
+/// activity it recorded on load has its save refused, and that is counted,
+/// not silent.
 #[test]
 fn a_save_refused_because_the_session_expired_during_the_request_is_counted() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -617,7 +684,8 @@ fn a_save_refused_because_the_session_expired_during_the_request_is_counted() {
             clock.advance(Duration::from_secs(599));
             let slow = sessions.load(cookie.as_deref()).await.unwrap();
             assert!(!slow.is_new(), "alive when loaded");
-            clock.advance(Duration::from_secs(2));
+            // Touched on load: 600 s from here, not 1 s.
+            clock.advance(Duration::from_secs(601));
             slow.data_mut().n = 2;
             assert_eq!(
                 sessions.commit(&slow, cookie.as_deref()).await.unwrap(),

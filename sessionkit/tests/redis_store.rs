@@ -353,6 +353,52 @@ async fn a_slow_request_saving_after_logout_leaves_the_session_deleted() {
     assert!(sessions.load(Some(&cookie)).await.unwrap().is_new());
 }
 
+/// A request that loads a session just before its idle deadline and saves
+/// after it keeps its change, with Redis' own key expiry (real time): the
+/// load recorded the activity, which moved the key's TTL, before the handler
+/// ran. Without that, the key is gone when the save comes and the change is
+/// dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_running_across_the_idle_deadline_keeps_its_change() {
+    let store = store_on(shared()).await;
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(4))
+        .request_allowance(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(store.clone(), config);
+    let first = sessions.load(None).await.unwrap();
+    first.data_mut().f1 = 1;
+    let cookie = sessions
+        .commit(&first, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+    // About 1.5 s left: within the allowance.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let slow = sessions.load(Some(&cookie)).await.unwrap();
+    assert_eq!(slow.data().f1, 1, "alive when loaded");
+    let pttl = |key: String| {
+        let reply = shared().command(&format!("PTTL {key}")).unwrap();
+        reply.trim().trim_start_matches(':').parse::<i64>().unwrap()
+    };
+    let key = store.key_of(&slow.id());
+    assert!(pttl(key.clone()) > 3_000, "the load moved the key's TTL");
+    // The handler outlives the deadline the session had when loaded.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    slow.data_mut().f2 = 2;
+    sessions.commit(&slow, Some(&cookie)).await.unwrap();
+    let after = sessions.load(Some(&cookie)).await.unwrap();
+    assert!(!after.is_new(), "the session lived on");
+    assert_eq!(
+        (after.data().f1, after.data().f2),
+        (1, 2),
+        "the change was kept"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_hashes_and_a_key_dump_holds_no_cookie_value() {
     let server = shared();

@@ -469,6 +469,10 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
     fn on_removed(&self, listener: RemovalListener) {
         self.inner.on_removed(listener)
     }
+
+    fn holds_sessions(&self) -> bool {
+        self.inner.holds_sessions()
+    }
 }
 
 #[async_trait]

@@ -329,6 +329,17 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     fn on_removed(&self, listener: RemovalListener) {
         let _ = listener;
     }
+
+    /// Whether the store holds the sessions (the default) rather than the
+    /// cookie carrying them ([`crate::store::cookie::CookieStore`] answers
+    /// `false`). A store that holds them forgets one at its idle deadline and
+    /// refuses a later save, so [`crate::Sessions`] records the activity of a
+    /// session loaded just before that deadline ahead of the handler (see
+    /// [`crate::expiry::ExpiryPolicy::touch_on_load`]); a cookie store loses
+    /// nothing that way and is spared the extra write. Decorators forward it.
+    fn holds_sessions(&self) -> bool {
+        true
+    }
 }
 
 /// How many times a `bulk_delete` lists the matching sessions at most: once,
