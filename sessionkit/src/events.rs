@@ -42,7 +42,10 @@ use crate::expiry::ExpiryKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeleteReason {
-    /// The application called [`crate::Session::destroy`].
+    /// The application called [`crate::Session::destroy`] and its delete
+    /// removed the session (one found already gone, by a parallel logout or a
+    /// revoke, was reported by whoever removed it), or an admin deleted it
+    /// with [`crate::Sessions::delete`].
     Destroyed,
     /// A load found the session past a deadline and its delete removed it
     /// (once per session: requests that loaded it meanwhile report only

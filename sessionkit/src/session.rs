@@ -362,6 +362,9 @@ impl<T: SessionData> Session<T> {
 
     /// Ends the session: it is deleted from the store and the cookie expired
     /// when the response goes out. Later changes in this request are dropped.
+    /// If another request removed the session first (a double-clicked
+    /// logout), that one reports it and expires the cookie; this one leaves
+    /// the cookie alone (it may carry a parallel login's new id by then).
     pub fn destroy(&self) {
         self.shared.meta.lock().destroyed = true;
         self.check_open();

@@ -867,13 +867,24 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         match pending {
             Pending::Delete(victim, owner, stale) => {
                 let ended = match victim {
+                    // Ended by this request only if its delete removed the
+                    // session. One already gone (a parallel logout, a revoke,
+                    // or a login in a parallel request that moved it to a new
+                    // id) was reported by whoever removed it, and its cookie
+                    // may now carry that login's new id (same name), which a
+                    // `Max-Age=0` arriving last would log out. A cookie store
+                    // cannot tell (its delete always answers `false`): the
+                    // cookie is the session, so it always ends it.
                     Some(id) => {
-                        self.timed_delete(&id).await?;
-                        cfg.callbacks.emit(
-                            EventKind::Deleted(DeleteReason::Destroyed),
-                            owner.as_deref(),
-                        );
-                        true
+                        let removed = self.timed_delete(&id).await?;
+                        let ended = removed || !self.store.holds_sessions();
+                        if ended {
+                            cfg.callbacks.emit(
+                                EventKind::Deleted(DeleteReason::Destroyed),
+                                owner.as_deref(),
+                            );
+                        }
+                        ended
                     }
                     // Destroying a session this request created: the cookie
                     // it carried is expired only if this request found that

@@ -147,6 +147,36 @@ async fn destroy_deletes_server_side_and_removes_the_cookie() {
         .contains(&EventKind::Deleted(DeleteReason::Destroyed)));
 }
 
+/// Two requests destroy one session (a double-clicked logout): the one
+/// whose delete removed it reports it and expires the cookie; the other
+/// found it gone and does neither (its cookie may by then carry a new
+/// login's id).
+#[tokio::test]
+async fn a_destroy_that_finds_the_session_gone_neither_reports_nor_expires() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 3).await;
+    let first = sessions.load(cookie.as_deref()).await.unwrap();
+    let second = sessions.load(cookie.as_deref()).await.unwrap();
+    first.destroy();
+    second.destroy();
+    assert_eq!(
+        sessions.commit(&first, cookie.as_deref()).await.unwrap(),
+        CookieAction::Remove
+    );
+    assert_eq!(
+        sessions.commit(&second, cookie.as_deref()).await.unwrap(),
+        CookieAction::None
+    );
+    let destroyed = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e == EventKind::Deleted(DeleteReason::Destroyed))
+        .count();
+    assert_eq!(destroyed, 1);
+}
+
 #[tokio::test]
 async fn flash_set_now_is_read_on_the_next_request_once() {
     let clock = ManualClock::new();
