@@ -32,12 +32,18 @@ async fn an_idle_session_dies_after_the_idle_timeout_but_activity_keeps_it_alive
     active.login("active").await;
     idle.login("idle").await;
 
-    clock.advance(Duration::from_secs(45));
+    clock.advance(Duration::from_secs(20));
     let me = active.me().await;
     assert_eq!(me["username"], "active");
     assert_eq!(
-        me["expires_in_secs"], 15,
+        me["expires_in_secs"], 40,
         "the idle deadline is 60 s after login"
+    );
+    clock.advance(Duration::from_secs(25)); // t = 45 s
+    assert_eq!(
+        active.me().await["expires_in_secs"],
+        60,
+        "a load in the last half of the window records its activity first"
     );
 
     clock.advance(Duration::from_secs(16)); // t = 61 s

@@ -614,6 +614,58 @@ async fn a_server_that_cannot_serve_yet_is_unavailable_not_a_backend_error() {
     assert_eq!(back.id, r.id);
 }
 
+/// A create or a regenerate sent again after its reply was lost (what the
+/// Redis Cluster client does when a connection drops mid-command) finds its
+/// own write: the key taken by this very session, the old key already
+/// moved. It answers saved, not a collision or "gone" (which would log the
+/// user out at login). Another session under the id is still a collision,
+/// and a regenerate of a session deleted meanwhile is still gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_create_or_regenerate_finds_its_own_write() {
+    let store = store_on(shared()).await;
+    let r = new_record(Some("resend-user"));
+    let cookie = create(&store, &r).await;
+    assert_eq!(create(&store, &r).await, cookie, "the same create again");
+    let mut other = r.clone();
+    other.data.f3 = 3;
+    assert!(matches!(
+        try_create(&store, &other).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let loaded = store.load(&cookie).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let regenerate = || store.save(Save::regenerate(&moved, loaded.id, Some(&loaded.data)));
+    let first = regenerate().await.unwrap();
+    assert_eq!(first, SaveOutcome::Saved(moved.id.encode()));
+    assert_eq!(
+        regenerate().await.unwrap(),
+        first,
+        "the same regenerate again"
+    );
+    assert!(
+        store.load(&cookie).await.unwrap().is_none(),
+        "the old id is dead"
+    );
+    assert_eq!(
+        store.by_owner("resend-user").await.unwrap().len(),
+        1,
+        "one session, indexed once"
+    );
+
+    // Deleted meanwhile, then regenerated to a new id: gone, nothing created.
+    assert!(store.delete(&moved.id).await.unwrap());
+    let mut again = moved.clone();
+    again.id = SessionId::generate();
+    let gone = store
+        .save(Save::regenerate(&again, moved.id, Some(&moved.data)))
+        .await
+        .unwrap();
+    assert_eq!(gone, SaveOutcome::Gone);
+    assert!(store.load(&again.id.encode()).await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_moved_to_another_key_does_not_load_under_that_id() {
     let server = shared();

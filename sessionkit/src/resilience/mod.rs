@@ -129,7 +129,6 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::time::Instant;
 
 use crate::error::StoreError;
-use crate::expiry::to_millis;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::{
@@ -372,24 +371,7 @@ impl<S> Resilient<S> {
             .shared
             .run(Policy::full("load"), || self.inner.load(&cookie))
             .await?;
-        let Some(stored) = found else {
-            return Ok(false);
-        };
-        if let SaveKind::Regenerate { .. } = kind {
-            return Ok(stored.id == record.id
-                && to_millis(stored.created_at) == to_millis(record.created_at));
-        }
-        let same_data = match (
-            serde_json::to_vec(&stored.data),
-            serde_json::to_vec(&record.data),
-        ) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        Ok(stored.id == record.id
-            && to_millis(stored.created_at) == to_millis(record.created_at)
-            && stored.owner == record.owner
-            && same_data)
+        Ok(found.is_some_and(|stored| crate::store::is_this_save(&stored, record, kind)))
     }
 }
 

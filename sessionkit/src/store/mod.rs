@@ -342,6 +342,33 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     }
 }
 
+/// Whether `stored`, found under `record`'s id after a create or a
+/// regenerate was answered "taken" or "gone", is that very save, applied by
+/// an earlier attempt whose reply was lost (a retry, or a Redis Cluster
+/// client resending after a dropped connection): same creation time, and for
+/// a create also the same owner and data. A new id is random (256 bits), so
+/// a session under it with this creation time is this one.
+pub(crate) fn is_this_save<T: SessionData>(
+    stored: &Record<T>,
+    record: &Record<T>,
+    kind: SaveKind,
+) -> bool {
+    use crate::expiry::to_millis;
+    let same =
+        stored.id == record.id && to_millis(stored.created_at) == to_millis(record.created_at);
+    if let SaveKind::Regenerate { .. } = kind {
+        return same;
+    }
+    let same_data = match (
+        serde_json::to_vec(&stored.data),
+        serde_json::to_vec(&record.data),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    same && stored.owner == record.owner && same_data
+}
+
 /// How many times a `bulk_delete` lists the matching sessions at most: once,
 /// and again after a pass in which a listed session was already gone when
 /// its delete came (it may live on under a new id).

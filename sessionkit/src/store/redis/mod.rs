@@ -1132,6 +1132,7 @@ impl<T: SessionData> RedisStore<T> {
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
+        let saved = || SaveOutcome::Saved(save.record.id.encode());
         for _ in 0..=self.max_merge_retries {
             let record = merged.as_ref().unwrap_or(save.record);
             match self.run_save(record, save.kind, expected, announce).await? {
@@ -1142,6 +1143,24 @@ impl<T: SessionData> RedisStore<T> {
                         _ => SaveOutcome::Saved(save.record.id.encode()),
                     };
                     return Ok((outcome, Some(version)));
+                }
+                // A create finding its key taken, or a regenerate its old
+                // key gone, may be that very save repeated after its reply
+                // was lost (the Redis Cluster client resends a command whose
+                // connection dropped): what the new key holds tells.
+                Reply::Taken if save.kind == SaveKind::Create => {
+                    return match self.landed(record, save.kind).await? {
+                        Some(version) => Ok((saved(), Some(version))),
+                        None => Err(StoreError::Conflict(
+                            "session id collision: the key is already taken".into(),
+                        )),
+                    };
+                }
+                Reply::Gone if matches!(save.kind, SaveKind::Regenerate { .. }) => {
+                    return Ok(match self.landed(record, save.kind).await? {
+                        Some(version) => (saved(), Some(version)),
+                        None => (SaveOutcome::Gone, None),
+                    });
                 }
                 Reply::Gone => return Ok((SaveOutcome::Gone, None)),
                 Reply::Taken => {
@@ -1173,6 +1192,20 @@ impl<T: SessionData> RedisStore<T> {
             "session kept changing under this save; gave up after {} attempts",
             self.max_merge_retries.saturating_add(1)
         )))
+    }
+
+    /// The version stored under `record`'s id if it holds that very save
+    /// (see [`crate::store::is_this_save`]); `None` if it holds nothing, an
+    /// undecodable value or another session.
+    async fn landed(&self, record: &Record<T>, kind: SaveKind) -> Result<Option<u64>, StoreError> {
+        let stored = match self.load(&record.id.encode()).await {
+            Ok(stored) => stored,
+            Err(StoreError::Decode(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(stored
+            .filter(|stored| crate::store::is_this_save(stored, record, kind))
+            .map(|stored| stored.version))
     }
 
     /// Deletes sessions in one script run; says, per id, whether it existed.
