@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::redis_server::{RedisServer, RedisServerError};
 
-/// A running three-master Redis Cluster owned by the test.
+/// A running Redis Cluster owned by the test: three masters, or one
+/// ([`RedisCluster::start_single`]).
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -67,6 +68,30 @@ impl RedisCluster {
             .into());
         }
         let cluster = RedisCluster { nodes };
+        cluster.wait_ok(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Starts a cluster of one master holding every slot (`CLUSTER
+    /// ADDSLOTSRANGE 0 16383`), as a development set-up may run. Never having
+    /// met another node, it does not know its own IP: `CLUSTER NODES` and
+    /// `CLUSTER SLOTS` print an empty host for it.
+    pub fn start_single() -> Result<Self, RedisServerError> {
+        let node = RedisServer::start_with_args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])?;
+        let reply = node.command("CLUSTER ADDSLOTSRANGE 0 16383")?;
+        if reply.starts_with('-') {
+            return Err(std::io::Error::other(format!(
+                "CLUSTER ADDSLOTSRANGE failed: {}",
+                reply.trim()
+            ))
+            .into());
+        }
+        let cluster = RedisCluster { nodes: vec![node] };
         cluster.wait_ok(Duration::from_secs(30))?;
         Ok(cluster)
     }

@@ -19,9 +19,12 @@
 //!
 //! # Connections
 //! redis-rs' async `ClusterConnection` routes each command to the master of
-//! its key's slot and follows `MOVED`/`ASK` redirections. `SCAN` is sent to
-//! every master in turn (a cluster `SCAN` only sees the keys of the node it
-//! runs on), found with `CLUSTER NODES`. With
+//! its key's slot and follows `MOVED`/`ASK` redirections. `SCAN` (the query
+//! operations: `count`, `iter`, `find_by`, `bulk_delete`) is sent to the
+//! master of the store's slot, through redis-rs' own slot map: a cluster
+//! `SCAN` only sees the keys of the node it runs on, and all of a store's
+//! keys are on that one (while an operator moves the slot to another master,
+//! keys already moved are not listed until the move ends). With
 //! [`lazy`](super::RedisStoreBuilder::lazy) or
 //! [`build_lazy`](super::RedisStoreBuilder::build_lazy) the cluster
 //! connection is made by the first command (redis-rs has no lazy cluster
@@ -33,7 +36,7 @@ use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisResult, Script};
 
 use super::{RedisStore, RedisStoreBuilder};
@@ -153,41 +156,18 @@ fn has_hash_tag(prefix: &str) -> bool {
         .is_some_and(|len| len > 0)
 }
 
-/// The addresses of the masters that serve slots, from `CLUSTER NODES`.
-pub(super) async fn masters(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
-    let text: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
-    Ok(parse_masters(&text))
-}
-
-/// Parses `CLUSTER NODES`: `<id> <ip:port@cport[,host]> <flags> <master>
-/// <ping> <pong> <epoch> <link> <slot>...`; keeps healthy masters with slots.
-fn parse_masters(text: &str) -> Vec<(String, u16)> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            let is_master = flags.split(',').any(|f| f == "master");
-            let failing = flags.split(',').any(|f| f == "fail" || f == "noaddr");
-            if !is_master || failing || fields.len() < 9 {
-                return None;
-            }
-            let addr = fields[1].split(['@', ',']).next()?;
-            let (host, port) = addr.rsplit_once(':')?;
-            (!host.is_empty()).then(|| Some((host.to_owned(), port.parse().ok()?)))?
-        })
-        .collect()
-}
-
-/// Runs one command on the node at `addr`.
-pub(super) async fn query_on<V: FromRedisValue>(
+/// Runs one command on the master serving the slot of keys starting with
+/// `prefix` (hash-tagged, so all of a store's keys share that slot), as
+/// redis-rs' slot map knows it: the node's address as the cluster announces
+/// it (a hostname, or the seed's address for a node that does not know its
+/// own IP), not as `CLUSTER NODES` prints it.
+pub(super) async fn query_on_slot_of<V: FromRedisValue>(
     conn: &mut ClusterConnection,
     cmd: Cmd,
-    (host, port): &(String, u16),
+    prefix: &str,
 ) -> RedisResult<V> {
-    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-        host: host.clone(),
-        port: *port,
-    });
+    let route = Route::with_key(prefix.as_bytes(), SlotAddr::Master);
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
     let value = conn.route_command(cmd, routing).await?;
     Ok(redis::from_redis_value(value)?)
 }
@@ -209,22 +189,5 @@ mod tests {
         for prefix in ["", "}x", "}", "a}b", "sessionkit:", "{}"] {
             assert!(has_hash_tag(&hash_tagged(prefix.into())), "{prefix:?}");
         }
-    }
-
-    #[test]
-    fn only_healthy_masters_with_slots_are_scanned() {
-        let text = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7001@17001,host-b master - 0 0 2 connected 5461-10922
-c3 127.0.0.1:7002@17002 slave b2 0 0 2 connected
-d4 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected 10923-16383
-e5 :0@0 master,noaddr - 0 0 0 disconnected
-f6 127.0.0.1:7005@17005 master - 0 0 4 connected
-garbage
-";
-        assert_eq!(
-            parse_masters(text),
-            vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7001)]
-        );
     }
 }

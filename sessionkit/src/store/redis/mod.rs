@@ -111,7 +111,7 @@
 //! a cluster runs a script only when all its keys share a hash slot, so on a
 //! cluster the key prefix is put inside a hash tag (`{sessionkit:}<hash>`):
 //! one store's keys live in one slot, every guarantee above holds unchanged,
-//! and `SCAN` runs on every master. The trade-off (one application's
+//! and `SCAN` runs on that slot's master. The trade-off (one application's
 //! sessions on one master) and why no finer tag works are explained in the
 //! `cluster` submodule's source docs.
 //!
@@ -561,14 +561,14 @@ fn main() -> std::io::Result<()> {
     }
 }
 
-/// A scan over every node that holds keys (see [`RedisStore::start_scan`]).
+/// A scan of the store's keys: the server's, or on a cluster the master's
+/// of the store's slot (see [`RedisStore::scan_step`]).
+#[derive(Default)]
 struct Scan {
-    /// `None`: the one server; `Some(address)`: a cluster master.
-    nodes: Vec<Option<(String, u16)>>,
-    /// The node being scanned.
-    node: usize,
-    /// Its cursor.
+    /// The cursor of the next step.
     cursor: u64,
+    /// The server answered cursor 0: every key has been seen.
+    done: bool,
 }
 
 /// What a save script answered.
@@ -850,34 +850,12 @@ impl<T: SessionData> RedisStore<T> {
             .map_err(|e| self.err(e))
     }
 
-    /// Starts a scan of every node that holds keys: the server, or each
-    /// master of a cluster (a cluster `SCAN` sees only one node's keys).
-    async fn start_scan(&self) -> Result<Scan, StoreError> {
-        #[cfg(feature = "cluster")]
-        let nodes = match self.conn().cluster().await.map_err(|e| self.err(e))? {
-            None => vec![None],
-            Some(mut c) => cluster::masters(&mut c)
-                .await
-                .map_err(|e| self.err(e))?
-                .into_iter()
-                .map(Some)
-                .collect(),
-        };
-        #[cfg(not(feature = "cluster"))]
-        let nodes = vec![None];
-        Ok(Scan {
-            nodes,
-            node: 0,
-            cursor: 0,
-        })
-    }
-
     /// One `SCAN` step: the session keys found (owner sets and foreign keys
-    /// filtered out), or `None` when every node has been scanned.
+    /// filtered out), or `None` when the scan is over.
     async fn scan_step(&self, scan: &mut Scan) -> Result<Option<Vec<String>>, StoreError> {
-        let Some(node) = scan.nodes.get(scan.node) else {
+        if scan.done {
             return Ok(None);
-        };
+        }
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(scan.cursor)
             .arg("MATCH")
@@ -886,21 +864,19 @@ impl<T: SessionData> RedisStore<T> {
             .arg(self.scan_batch);
         // Keys as bytes: a foreign key under the prefix that is not UTF-8
         // must not fail the whole listing (it is skipped below).
-        let (next, keys): (u64, Vec<Vec<u8>>) = match node {
-            // A master of the cluster: the connection is made (the scan
-            // found the masters through it).
+        let (next, keys): (u64, Vec<Vec<u8>>) = {
+            // On a cluster, the master of the store's one slot.
             #[cfg(feature = "cluster")]
-            Some(addr) => match self.conn().cluster().await {
-                Ok(Some(mut c)) => cluster::query_on(&mut c, cmd, addr).await,
+            match self.conn().cluster().await {
+                Ok(Some(mut c)) => cluster::query_on_slot_of(&mut c, cmd, &self.prefix).await,
                 Ok(None) => cmd.query_async(&mut self.conn()).await,
                 Err(e) => Err(e),
-            },
-            _ => cmd.query_async(&mut self.conn()).await,
+            }
+            #[cfg(not(feature = "cluster"))]
+            cmd.query_async(&mut self.conn()).await
         }
         .map_err(|e| self.err(e))?;
-        if next == 0 {
-            scan.node += 1;
-        }
+        scan.done = next == 0;
         scan.cursor = next;
         let keys = keys
             .into_iter()
@@ -1252,10 +1228,7 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
                 return None;
             }
             let batch = async {
-                let mut scan = match scan {
-                    Some(scan) => scan,
-                    None => self.start_scan().await?,
-                };
+                let mut scan = scan.unwrap_or_default();
                 let Some(keys) = self.scan_step(&mut scan).await? else {
                     return Ok::<_, StoreError>(None);
                 };
@@ -1287,7 +1260,7 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         // Keys only: the TTL equals the remaining lifetime, so a key that
         // exists is a live session; no value needs to be fetched.
         let mut seen = HashSet::new();
-        let mut scan = self.start_scan().await?;
+        let mut scan = Scan::default();
         while let Some(keys) = self.scan_step(&mut scan).await? {
             seen.extend(keys);
         }
