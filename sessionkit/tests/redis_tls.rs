@@ -128,3 +128,70 @@ async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
         "connected to a server with an untrusted certificate"
     );
 }
+
+/// A Redis Cluster over TLS (one master holding every slot, cluster bus and
+/// clients on TLS) with a certificate from a private CA: the cluster client
+/// trusts `tls_root_certificate` as the single-node one does. It used to be
+/// ignored on a cluster: no connection, whatever the CA given.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_trusts_the_given_root_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let tls_port = free_port();
+    let path = |f: &str| certs.path().join(f).into_os_string();
+    let server = RedisServer::start_with_args([
+        "--cluster-enabled".into(),
+        "yes".into(),
+        "--cluster-config-file".into(),
+        "nodes.conf".into(),
+        "--tls-cluster".into(),
+        "yes".into(),
+        "--tls-port".into(),
+        tls_port.to_string().into(),
+        "--tls-cert-file".into(),
+        path("server.pem"),
+        "--tls-key-file".into(),
+        path("server.key"),
+        "--tls-ca-cert-file".into(),
+        path("ca.pem"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ])
+    .unwrap();
+    let reply = server.command("CLUSTER ADDSLOTSRANGE 0 16383").unwrap();
+    assert!(!reply.starts_with('-'), "{reply}");
+    let started = std::time::Instant::now();
+    while !server
+        .command("CLUSTER INFO")
+        .unwrap()
+        .contains("cluster_state:ok")
+    {
+        assert!(started.elapsed().as_secs() < 30, "cluster never became ok");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
+
+    let store: RedisStore<u32> = RedisStore::cluster_builder([url.clone()])
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .expect("TLS cluster connection with the test CA trusted");
+    assert!(store.is_cluster());
+    let r = Record::new(
+        SessionId::generate(),
+        9u32,
+        SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+    let out = store.save(Save::create(&r)).await.unwrap();
+    assert_eq!(out, SaveOutcome::Saved(r.id.encode()));
+    assert_eq!(store.load(&r.id.encode()).await.unwrap().unwrap().data, 9);
+
+    let untrusted = RedisStore::<u32>::cluster_builder([url]).connect().await;
+    assert!(
+        untrusted.is_err(),
+        "connected to a cluster with an untrusted certificate"
+    );
+}

@@ -114,14 +114,24 @@ impl<T: SessionData> RedisStore<T> {
     }
 }
 
-/// Connects a cluster client through the seed nodes.
-/// A cluster client for the seed nodes (no I/O: it connects when asked).
+/// A cluster client for the seed nodes (no I/O: it connects when asked),
+/// trusting `tls_root` (PEM) for `rediss://` nodes when given.
 pub(super) fn client(
     nodes: &[String],
     response_timeout: Option<Duration>,
     connection_timeout: Option<Duration>,
+    tls_root: Option<Vec<u8>>,
 ) -> RedisResult<redis::cluster::ClusterClient> {
     let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
+    #[cfg(feature = "redis-tls")]
+    if let Some(root) = tls_root {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root),
+        });
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    let _: Option<Vec<u8>> = tls_root;
     if let Some(t) = response_timeout {
         builder = builder.response_timeout(t);
     }

@@ -318,7 +318,8 @@ impl<T: SessionData> RedisStoreBuilder<T> {
     }
 
     /// Trusts this CA (PEM) for `rediss://` instead of the system's roots:
-    /// for a Redis whose certificate comes from a private CA.
+    /// for a Redis whose certificate comes from a private CA (every node's,
+    /// on a cluster).
     #[cfg(feature = "redis-tls")]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
@@ -494,7 +495,17 @@ fn main() -> std::io::Result<()> {
         &self,
         nodes: &[String],
     ) -> Result<redis::cluster::ClusterClient, StoreError> {
-        cluster::client(nodes, Some(self.response_timeout), self.connection_timeout).map_err(|e| {
+        #[cfg(feature = "redis-tls")]
+        let tls_root = self.tls_root_certificate.clone();
+        #[cfg(not(feature = "redis-tls"))]
+        let tls_root = None;
+        cluster::client(
+            nodes,
+            Some(self.response_timeout),
+            self.connection_timeout,
+            tls_root,
+        )
+        .map_err(|e| {
             StoreError::Backend(format!("invalid Redis Cluster node URL ({:?})", e.kind()))
         })
     }
