@@ -120,4 +120,13 @@ impl RedisCluster {
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+
+    /// Kills node `i` with SIGKILL (a crashed master; the others keep their
+    /// slots, and serve them if `cluster-require-full-coverage` is `no`).
+    pub fn kill(&mut self, i: usize) -> Result<(), RedisServerError> {
+        match self.nodes.get_mut(i) {
+            Some(node) => node.kill(),
+            None => Err(std::io::Error::other(format!("no node {i}")).into()),
+        }
+    }
 }

@@ -144,6 +144,58 @@ async fn queries_see_the_sessions_of_a_one_master_cluster() {
     assert_eq!(store.count().await.unwrap(), 0);
 }
 
+/// A master whose script cache is empty (a replica promoted by a failover
+/// never had the scripts; here: `SCRIPT FLUSH`) while another master is down
+/// (the one that failed): writes, revokes and queries still work, the
+/// missing scripts loaded again on the way (redis-rs sends that `SCRIPT
+/// LOAD` to every node it can reach; the dead one does not fail it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_scripts_are_loaded_again_while_another_master_is_down() {
+    let mut own = RedisCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    for node in own.nodes() {
+        let reply = node
+            .command("CONFIG SET cluster-require-full-coverage no")
+            .unwrap();
+        assert!(!reply.starts_with('-'), "{reply}");
+    }
+    let store: RedisStore<TestData> = RedisStore::cluster_builder(own.urls())
+        .key_prefix(unique_prefix())
+        .connect()
+        .await
+        .expect("connect");
+    let r = new_record("failover");
+    store.save(Save::create(&r)).await.unwrap();
+    let holder = own
+        .nodes()
+        .iter()
+        .position(|n| {
+            n.command("DBSIZE")
+                .is_ok_and(|r| r.trim_start_matches(':').trim() != "0")
+        })
+        .expect("the store's master holds its keys");
+    own.kill((holder + 1) % 3).unwrap();
+    let flush = |own: &RedisCluster| {
+        let reply = own.nodes()[holder].command("SCRIPT FLUSH").unwrap();
+        assert!(!reply.starts_with('-'), "{reply}");
+    };
+    flush(&own);
+
+    let mut changed = store.load(&r.id.encode()).await.unwrap().unwrap();
+    changed.data.counter = 5;
+    let saved = store
+        .save(Save::update(&changed, Some(&r.data)))
+        .await
+        .expect("an update with its script missing and another master down");
+    assert!(saved.is_saved());
+    let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!(loaded.data.counter, 5);
+    assert_eq!(store.count().await.unwrap(), 1);
+    flush(&own);
+    assert_eq!(store.delete_owner("failover").await.unwrap().len(), 1);
+    let scripts = own.nodes()[holder].command("INFO commandstats").unwrap();
+    assert!(scripts.contains("cmdstat_script|load"), "{scripts}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_is_wrapped_in_a_hash_tag_on_a_cluster() {
     let store = plain_with_prefix("app:".into()).await;
