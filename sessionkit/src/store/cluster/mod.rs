@@ -248,6 +248,22 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError>;
 
+    /// [`ClusterBackend::delete_and_publish`] of sessions listed as
+    /// `owner`'s that deletes only those still `owner`'s when it runs (a
+    /// session given to another user between a revoke's listing and its
+    /// delete is that user's now). The default does not check: it deletes
+    /// them all, as `delete_and_publish`.
+    async fn delete_owned_and_publish(
+        &self,
+        ids: &[SessionId],
+        owner: &str,
+        channel: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
+        let _ = owner;
+        self.delete_and_publish(ids, channel, messages).await
+    }
+
     /// [`QueryStore::delete_owner`], also returning the key hash
     /// (the SHA-256 of its id) of every session deleted, including those this node
     /// cannot decode (so they can be announced). The default hashes the ids
@@ -295,6 +311,16 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
         RedisStore::delete_and_publish(self, ids, channel, messages).await
+    }
+
+    async fn delete_owned_and_publish(
+        &self,
+        ids: &[SessionId],
+        owner: &str,
+        channel: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
+        RedisStore::delete_owned_and_publish(self, ids, owner, channel, messages).await
     }
 
     async fn delete_owner_keyed(
@@ -564,10 +590,12 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     /// its delete (batches of [`ANNOUNCED_BATCH`]): an invalidation cannot
     /// be lost between a delete and a separate publish, and a failed or
     /// cancelled call still forgets them here. Returns those that existed.
+    /// With `owner`, only sessions still that owner's are deleted (a revoke).
     async fn delete_announced(
         &self,
         kind: InvalidationKind,
         listed: Vec<Record<T>>,
+        owner: Option<&str>,
     ) -> Result<Vec<Removed>, StoreError> {
         let mut removed = Vec::new();
         for batch in listed.chunks(ANNOUNCED_BATCH) {
@@ -584,11 +612,20 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
                 cache: &self.cache,
                 keys: &keys,
             };
-            let existed = match self
-                .inner
-                .delete_and_publish(&ids, &self.bus.channel, &messages)
-                .await
-            {
+            let channel = &self.bus.channel;
+            let deleted = match owner {
+                Some(owner) => {
+                    self.inner
+                        .delete_owned_and_publish(&ids, owner, channel, &messages)
+                        .await
+                }
+                None => {
+                    self.inner
+                        .delete_and_publish(&ids, channel, &messages)
+                        .await
+                }
+            };
+            let existed = match deleted {
                 Ok(existed) => existed,
                 Err(e) => return Err(e.after_removing(removed)),
             };
@@ -833,7 +870,7 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
             let listed = found.len();
             // Its error carries what it removed.
             let removed = self
-                .delete_announced(InvalidationKind::BulkDeleted, found)
+                .delete_announced(InvalidationKind::BulkDeleted, found, None)
                 .await?;
             Ok(Pass {
                 missed: removed.len() < listed,
@@ -857,7 +894,7 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         let listed = self.inner.by_owner(owner).await?;
         let mut removed = self
-            .delete_announced(InvalidationKind::OwnerRevoked, listed)
+            .delete_announced(InvalidationKind::OwnerRevoked, listed, Some(owner))
             .await?;
         let (rest, hashes) = match self.inner.delete_owner_keyed(owner).await {
             Ok(rest) => rest,
@@ -999,6 +1036,123 @@ mod revoke_tests {
             self.deleted();
             out
         }
+    }
+
+    /// A Redis store whose `by_owner` gives its first listed session to
+    /// another user right after listing (a login finishing while a revoke
+    /// runs), before the caller deletes what was listed.
+    struct ReassignedAfterListing {
+        inner: RedisStore<Data>,
+    }
+
+    #[async_trait]
+    impl Store<Data> for ReassignedAfterListing {
+        async fn load(&self, cookie: &str) -> Result<Option<Record<Data>>, StoreError> {
+            self.inner.load(cookie).await
+        }
+        async fn save(&self, save: Save<'_, Data>) -> Result<SaveOutcome, StoreError> {
+            self.inner.save(save).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+            self.inner.delete(id).await
+        }
+    }
+
+    #[async_trait]
+    impl QueryStore<Data> for ReassignedAfterListing {
+        fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
+            self.inner.iter()
+        }
+        async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
+            let listed = self.inner.by_owner(owner).await?;
+            if let Some(first) = listed.first() {
+                let mut moved = first.clone();
+                moved.owner = Some("someone-else".into());
+                let changes = crate::store::MetaChanges {
+                    owner: true,
+                    ..crate::store::MetaChanges::NONE
+                };
+                let saved = self
+                    .inner
+                    .save(Save::update(&moved, None).with_changes(changes))
+                    .await?;
+                assert!(saved.is_saved());
+            }
+            Ok(listed)
+        }
+        async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+            self.inner.delete_owner(owner).await
+        }
+    }
+
+    #[async_trait]
+    impl ClusterBackend<Data> for ReassignedAfterListing {
+        async fn save_versioned(
+            &self,
+            save: Save<'_, Data>,
+        ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
+            RedisStore::save_versioned(&self.inner, save, None).await
+        }
+        async fn delete_and_publish(
+            &self,
+            ids: &[SessionId],
+            channel: &str,
+            messages: &[Vec<u8>],
+        ) -> Result<Vec<bool>, StoreError> {
+            RedisStore::delete_and_publish(&self.inner, ids, channel, messages).await
+        }
+        async fn delete_owned_and_publish(
+            &self,
+            ids: &[SessionId],
+            owner: &str,
+            channel: &str,
+            messages: &[Vec<u8>],
+        ) -> Result<Vec<bool>, StoreError> {
+            RedisStore::delete_owned_and_publish(&self.inner, ids, owner, channel, messages).await
+        }
+    }
+
+    /// A session given to another user between a revoke's listing and its
+    /// delete is that user's: the revoke leaves it (and its new owner's
+    /// index entry) alone and removes the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_spares_a_session_given_to_another_user_after_listing() {
+        let server = RedisServer::start().unwrap();
+        let tag = &SessionId::generate().storage_key()[..12];
+        let inner = redis(&server, tag).await;
+        let conns = inner.shared_connections();
+        let options = ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
+        let node = Cached::new(
+            ReassignedAfterListing { inner },
+            conns,
+            vec![server.url()],
+            options,
+        )
+        .await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let mut r = Record::new(
+                SessionId::generate(),
+                1,
+                std::time::SystemTime::now(),
+                &ExpiryPolicy::default(),
+            );
+            r.owner = Some("victim".into());
+            node.save(Save::create(&r)).await.unwrap();
+            ids.push(r.id);
+        }
+        let removed = node.delete_owner("victim").await.unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        let survivors: Vec<Record<Data>> = node.inner.inner.by_owner("someone-else").await.unwrap();
+        assert_eq!(survivors.len(), 1);
+        assert!(ids.contains(&survivors[0].id));
+        assert!(node
+            .inner
+            .inner
+            .by_owner("victim")
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     async fn redis(server: &RedisServer, tag: &str) -> RedisStore<Data> {

@@ -62,6 +62,35 @@ static DELETE_AND_PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// `DELETE_AND_PUBLISH` for a revoke: deletes a listed session only if its
+/// owner is still the one revoked (the owner hash follows the index
+/// members), so a session given to another user since the listing survives.
+static DELETE_OWNED_AND_PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("index.lua"),
+        "-- KEYS[i] record key\n",
+        "-- ARGV[1] key prefix  ARGV[i + 1] index member of KEYS[i]\n",
+        "-- ARGV[#KEYS + 2] owner hash  ARGV[#KEYS + 3] channel, then messages.\n",
+        "local n = #KEYS\n",
+        "local existed = {}\n",
+        "for i, key in ipairs(KEYS) do\n",
+        "  existed[i] = 0\n",
+        "  local current = redis.call('GET', key)\n",
+        "  if current then\n",
+        "    local _, owner = parse_header(current)\n",
+        "    if owner == ARGV[n + 2] then\n",
+        "      redis.call('DEL', key)\n",
+        "      index_remove(ARGV[1], owner, ARGV[i + 1])\n",
+        "      existed[i] = 1\n",
+        "    end\n",
+        "  end\n",
+        "end\n",
+        "local channel = ARGV[n + 3]\n",
+        "for i = n + 4, #ARGV do redis.call('PUBLISH', channel, ARGV[i]) end\n",
+        "return existed\n",
+    ))
+});
+
 impl<T: SessionData> RedisStore<T> {
     /// A builder for a store on a Redis Cluster reached through `nodes`
     /// (seed URLs like `redis://10.0.0.1:7000/`; one reachable node is
@@ -106,6 +135,24 @@ impl<T: SessionData> RedisStore<T> {
         extra.push(channel.as_bytes());
         extra.extend(messages.iter().map(Vec::as_slice));
         self.run_delete(&DELETE_AND_PUBLISH, ids, &extra).await
+    }
+
+    /// [`RedisStore::delete_and_publish`] deleting only sessions still
+    /// `owner`'s when the script runs.
+    pub(crate) async fn delete_owned_and_publish(
+        &self,
+        ids: &[SessionId],
+        owner: &str,
+        channel: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
+        let owner = super::owner_hash(owner);
+        let mut extra: Vec<&[u8]> = Vec::with_capacity(messages.len() + 2);
+        extra.push(owner.as_bytes());
+        extra.push(channel.as_bytes());
+        extra.extend(messages.iter().map(Vec::as_slice));
+        self.run_delete(&DELETE_OWNED_AND_PUBLISH, ids, &extra)
+            .await
     }
 
     /// Whether this store talks to a Redis Cluster.
