@@ -8,11 +8,21 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-/// Clears its flag when dropped.
+/// Clears its flag when dropped, unless the task panicked: a task that
+/// cannot run here (a runtime built without `enable_time`, for a sweeper's
+/// timer) would panic again on every restart, once per store call. It stays
+/// "running" for good, and says so once.
 struct ClearOnDrop(Arc<AtomicBool>);
 
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                "a sessionkit background task panicked and will not be restarted \
+                 (is the Tokio runtime built with `enable_time()`?)"
+            );
+            return;
+        }
         self.0.store(false, Ordering::Release);
     }
 }
@@ -33,4 +43,47 @@ pub(crate) fn spawn_flagged(
         let _guard = guard;
         task.await;
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls the runtime until `flag` reads `want` (or gives up).
+    fn settle(rt: &tokio::runtime::Runtime, flag: &AtomicBool, want: bool) -> bool {
+        rt.block_on(async {
+            for _ in 0..100 {
+                if flag.load(Ordering::Acquire) == want {
+                    return true;
+                }
+                tokio::task::yield_now().await;
+            }
+            false
+        })
+    }
+
+    #[test]
+    fn a_task_that_ends_clears_its_flag_and_one_that_panics_does_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ended = Arc::new(AtomicBool::new(false));
+        spawn_flagged(rt.handle(), &ended, async {});
+        assert!(settle(&rt, &ended, false), "an ended task clears its flag");
+        let panicked = Arc::new(AtomicBool::new(false));
+        // As a sweeper on a runtime without timers does.
+        spawn_flagged(rt.handle(), &panicked, async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        });
+        let done = Arc::new(AtomicBool::new(false));
+        let seen = done.clone();
+        spawn_flagged(rt.handle(), &Arc::new(AtomicBool::new(false)), async move {
+            seen.store(true, Ordering::Release);
+        });
+        assert!(settle(&rt, &done, true), "the runtime ran on");
+        assert!(
+            panicked.load(Ordering::Acquire),
+            "never restarted after a panic"
+        );
+    }
 }

@@ -729,7 +729,6 @@ impl<T: SessionData> MemoryStore<T> {
                 Ok(SaveOutcome::Kept)
             }
             SaveKind::Regenerate { old } => {
-                let now = inner.clock.now();
                 // The old record, unless gone or past its deadline (as for
                 // an update), taken out together with the lock of its owner's
                 // index set, which is held until the set names the new id:
@@ -741,7 +740,8 @@ impl<T: SessionData> MemoryStore<T> {
                 // missing from its owner's set can only mean a revoke.
                 let take_live = |map: &mut Shard<T>| {
                     let stored = map.stored(&old)?;
-                    if stored.expired(now) {
+                    // Read under the lock, as for an update.
+                    if stored.expired(inner.clock.now()) {
                         return None;
                     }
                     let owners = match stored.owner() {
@@ -912,7 +912,6 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
 
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         let mut removed = Vec::new();
-        let now = self.inner.clock.now();
         // Until the owner's set stays empty: a session given this owner
         // while the revoke ran (a login finishing) is taken by the next
         // pass. (A regenerate cannot move a session out of the set taken:
@@ -925,18 +924,29 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
             for id in ids {
                 let mut map = self.inner.shards[self.inner.shard(&id)].lock();
                 // The index can briefly hold an id whose owner changed; only
-                // delete records that still belong to this owner. An expired
-                // one is not revoked (it is dead already): the sweeper removes
-                // it and reports it as expired, as `by_owner` does not list it.
-                if map
-                    .stored(&id)
-                    .is_some_and(|s| s.owner() == Some(owner) && !s.expired(now))
-                {
-                    map.swap_remove(&id);
-                    removed.push(Removed {
-                        id,
-                        owner: Some(owner.to_owned()),
-                    });
+                // delete records that still belong to this owner.
+                let expired = match map.stored(&id) {
+                    Some(s) if s.owner() == Some(owner) => s.expired(self.inner.clock.now()),
+                    _ => continue,
+                };
+                map.swap_remove(&id);
+                drop(map);
+                let gone = Removed {
+                    id,
+                    owner: Some(owner.to_owned()),
+                };
+                if expired {
+                    // Dead already, so not revoked (`by_owner` does not list
+                    // it either), but removed all the same: left in place
+                    // without its index entry, a save by a request that
+                    // loaded it just before its deadline would bring it back
+                    // beyond the reach of any revoke. Reported as a sweep
+                    // would have reported it.
+                    if let Some(listener) = self.inner.listener.get() {
+                        listener(&gone);
+                    }
+                } else {
+                    removed.push(gone);
                 }
             }
         }
@@ -1103,6 +1113,40 @@ mod tests {
         create(&store, new, &clock, 3600);
         // The sample covers the whole shard.
         assert!(!holds(&store, soon) && holds(&store, later) && holds(&store, new));
+    }
+
+    /// A revoke finds one of the owner's sessions just past its deadline.
+    /// It is not revoked (dead already) but removed, and reported as a sweep
+    /// would report it: left in place without its index entry, a save that
+    /// judged it alive (its `now` read a moment earlier, or a clock stepped
+    /// back) brought it back, unindexed, beyond every later revoke.
+    #[test]
+    fn a_revoke_removes_the_owners_expired_sessions_too() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::<u32>::builder().clock(clock.clone()).build();
+        let removed = Arc::new(Mutex::new(Vec::new()));
+        let seen = removed.clone();
+        store.on_removed(Arc::new(move |r: &Removed| seen.lock().push(r.id)));
+        let policy = ExpiryPolicy {
+            idle_timeout: Duration::from_secs(10),
+            ..ExpiryPolicy::default()
+        };
+        let mut rec = Record::new(SessionId::generate(), 0, clock.now(), &policy);
+        rec.owner = Some("ann".into());
+        let saved = store.save_sync(Save::create(&rec));
+        assert!(matches!(saved, Ok(SaveOutcome::Saved(_))), "{saved:?}");
+        let loaded_at = clock.now();
+        clock.advance(Duration::from_secs(11));
+        let revoked = futures_util::FutureExt::now_or_never(store.delete_owner("ann"))
+            .expect("the memory store answers at once")
+            .unwrap();
+        assert!(revoked.is_empty(), "not revoked: it had expired");
+        assert_eq!(*removed.lock(), [rec.id], "reported as swept");
+        clock.set(loaded_at + Duration::from_secs(5));
+        let mut touched = rec.clone();
+        touched.touch(clock.now(), &policy);
+        let out = store.save_sync(Save::update(&touched, None));
+        assert!(matches!(out, Ok(SaveOutcome::Gone)), "revived: {out:?}");
     }
 
     #[test]
