@@ -98,6 +98,7 @@ impl TrustedProxies {
                 let e = e.as_ref().trim();
                 IpNet::from_str(e)
                     .or_else(|_| IpAddr::from_str(e).map(IpNet::from))
+                    .map(canonical_net)
                     .map_err(|_| InvalidProxy(e.to_owned()))
             })
             .collect::<Result<_, _>>()
@@ -160,6 +161,22 @@ impl TrustedProxies {
                 }
             })
             .map(ToString::to_string)
+    }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.5`, `::ffff:10.0.0.0/104`)
+/// as the IPv4 network it maps: peers are compared as IPv4 addresses
+/// ([`canonical`]), and a network never contains an address of the other
+/// family, so a mapped entry would match no peer.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
     }
 }
 
@@ -481,6 +498,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A proxy written as an IPv4-mapped IPv6 address (as a dual-stack
+    /// listener shows it) is trusted: it used to match no peer, and every
+    /// user was bound to the proxy's address.
+    #[test]
+    fn a_proxy_given_as_an_ipv4_mapped_address_is_trusted() {
+        let p = TrustedProxies::parse(["::ffff:10.0.0.5", "::ffff:192.168.0.0/112"]).unwrap();
+        for peer in ["10.0.0.5", "::ffff:10.0.0.5", "192.168.3.4"] {
+            assert!(p.contains(&ip(peer)), "{peer}");
+        }
+        assert!(!p.contains(&ip("10.0.0.6")));
+        let headers = h(&[("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(
+            client_ip(
+                Some(ip("::ffff:10.0.0.5")),
+                &ClientHeaders::from_header_map(&headers),
+                &p
+            ),
+            Some(ip("6.6.6.6"))
+        );
     }
 
     #[test]

@@ -101,6 +101,9 @@ struct ProbedStore {
     deletes: Arc<AtomicUsize>,
     loads_fail: Arc<AtomicBool>,
     saves_fail: Arc<AtomicBool>,
+    /// Saves answer a cookie value with attributes appended, as a faulty
+    /// store of an application's own might.
+    saves_inject: Arc<AtomicBool>,
 }
 
 impl ProbedStore {
@@ -112,6 +115,7 @@ impl ProbedStore {
             deletes: Arc::default(),
             loads_fail: Arc::default(),
             saves_fail: Arc::default(),
+            saves_inject: Arc::default(),
         }
     }
 
@@ -147,7 +151,13 @@ impl Store<Data> for ProbedStore {
         if self.saves_fail.load(Ordering::SeqCst) {
             return Err(Self::backend_down());
         }
-        self.inner.save(save).await
+        let out = self.inner.save(save).await?;
+        if self.saves_inject.load(Ordering::SeqCst) {
+            if let SaveOutcome::Saved(value) = out {
+                return Ok(SaveOutcome::Saved(format!("{value}; Domain=evil.example")));
+            }
+        }
+        Ok(out)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -774,6 +784,21 @@ async fn a_failing_save_replaces_the_response_and_sets_no_cookie(fw: Framework) 
     );
 }
 
+/// A store answering a cookie value a cookie cannot carry (here with an
+/// attribute appended) gets an error response, never a `Set-Cookie` that
+/// would carry the store's attributes to the browser.
+async fn a_store_answering_an_unsafe_cookie_value_gets_an_error_not_a_cookie(fw: Framework) {
+    let s = Server::start(fw).await;
+    s.store.saves_inject.store(true, Ordering::SeqCst);
+    let r = s.post("/counter", None).await;
+    assert!(r.status >= 500, "{r:?}");
+    assert!(r.set_cookies.is_empty(), "{r:?}");
+    assert!(
+        !r.body.contains("counter="),
+        "the handler's body leaked: {r:?}"
+    );
+}
+
 async fn a_route_without_the_middleware_answers_500_naming_the_misconfiguration(fw: Framework) {
     let s = Server::start(fw).await;
     let cookie = s.session_with_one_visit().await;
@@ -822,6 +847,7 @@ both_frameworks!(
     a_failing_store_answers_503_with_a_body_and_keeps_the_cookie,
     an_optional_session_lets_the_handler_run_when_the_store_fails,
     a_failing_save_replaces_the_response_and_sets_no_cookie,
+    a_store_answering_an_unsafe_cookie_value_gets_an_error_not_a_cookie,
     a_route_without_the_middleware_answers_500_naming_the_misconfiguration,
     setting_the_cookie_keeps_a_caching_policy_the_handler_chose,
     a_public_caching_policy_becomes_private_when_the_cookie_is_set,

@@ -203,6 +203,14 @@ pub(crate) fn set_cookie_header_len(
     len
 }
 
+/// Whether `value` is made of RFC 6265 `cookie-octet`s only (no space,
+/// `"`, `,`, `;`, `\\` or control character).
+fn is_cookie_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
+}
+
 /// Writes a `Set-Cookie` header as a sequence of parts.
 ///
 /// Written out by hand rather than through the `cookie` crate's Display:
@@ -756,11 +764,25 @@ impl<T: SessionData> SessionSlot<T> {
                 return Err(self.error_response(&e));
             }
         };
-        if let Some(set_cookie) = set_cookie_header(self.inner.engine.config().cookie(), &action) {
-            // A response that sets the session cookie must not be
-            // cached and replayed to someone else (`add_set_cookie` adds
-            // `Cache-Control: no-store` or makes the handler's policy private).
-            headers.add_set_cookie(set_cookie);
+        // The in-tree stores answer base64url; a store of the application's
+        // own could answer anything, and a `;` in the value would add
+        // attributes of its choosing to the cookie, a control character
+        // would make the header invalid (and the session saved, but never
+        // sent): an error, as for any save that cannot be completed.
+        let bad_value = match &action {
+            CookieAction::Set { value, .. } => !is_cookie_value(value),
+            _ => false,
+        };
+        let set_cookie = set_cookie_header(self.inner.engine.config().cookie(), &action);
+        // A response that sets the session cookie must not be cached and
+        // replayed to someone else (`add_set_cookie` adds `Cache-Control:
+        // no-store` or makes the handler's policy private).
+        if bad_value || set_cookie.is_some_and(|c| !headers.add_set_cookie(c)) {
+            let e = StoreError::Encode(
+                "the store answered a cookie value with characters a cookie cannot carry".into(),
+            );
+            tracing::error!(error = %e, "session could not be saved; replacing the response");
+            return Err(self.error_response(&e));
         }
         Ok(())
     }

@@ -241,7 +241,9 @@ impl<T> Copy for Save<'_, T> {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
     /// Written. The value is the cookie value for this session; the layer
-    /// sends `Set-Cookie` if it differs from what the browser sent.
+    /// sends `Set-Cookie` if it differs from what the browser sent. Only
+    /// RFC 6265 cookie octets (base64url is): the HTTP layers answer a save
+    /// error for any other value rather than send it.
     Saved(String),
     /// Written, and the cookie value is the one the browser sent: what a
     /// server-side store answers to an update (the cookie is the session
