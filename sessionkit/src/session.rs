@@ -288,6 +288,14 @@ impl<T: SessionData> Session<T> {
         held::Held::new(mapped, key, true)
     }
 
+    /// Whether this thread holds a data guard of this session: the commit
+    /// cannot take the data then (waiting would deadlock the thread; on
+    /// actix-web a `spawn_local` task can hold one across an `.await`
+    /// after its handler returned).
+    pub(crate) fn data_held_here(&self) -> bool {
+        held::holding(held::key(&self.shared))
+    }
+
     /// Replaces the data wholesale.
     pub fn set_data(&self, data: T) {
         *self.data_mut() = data;

@@ -825,6 +825,15 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         // can see the placeholder left in the cell meanwhile (only a panic in
         // the store, e.g. in the data's `Serialize`, would leave it there,
         // failing this request's commit anyway).
+        if session.data_held_here() {
+            tracing::error!(
+                "a session's data is still borrowed on this thread at commit (a guard from \
+                 Session::data() held by a task that outlived its handler?); not saved"
+            );
+            return CommitStep::Done(Err(StoreError::Backend(
+                "the session's data was still borrowed when the response was committed".into(),
+            )));
+        }
         let mut cell = session.shared.data.write();
         let record = meta.join(std::mem::take(&mut cell.data));
         let started = sampled_timer();

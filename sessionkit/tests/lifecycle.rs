@@ -177,6 +177,23 @@ async fn a_destroy_that_finds_the_session_gone_neither_reports_nor_expires() {
     assert_eq!(destroyed, 1);
 }
 
+/// A data guard still alive on the committing thread (on actix-web, a
+/// `spawn_local` task holding `data()` across an `.await` after its handler
+/// returned) fails the commit with an error: waiting for the guard would
+/// hang the thread for good.
+#[tokio::test]
+async fn a_commit_while_this_thread_holds_a_data_guard_fails_instead_of_hanging() {
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let s = sessions.load(None).await.unwrap();
+    s.data_mut().n = 1;
+    let guard = s.data();
+    let commit = tokio::time::timeout(Duration::from_secs(5), sessions.commit(&s, None));
+    let out = commit.await.expect("the commit returned");
+    assert!(out.is_err(), "{out:?}");
+    assert_eq!(guard.n, 1);
+}
+
 #[tokio::test]
 async fn flash_set_now_is_read_on_the_next_request_once() {
     let clock = ManualClock::new();
