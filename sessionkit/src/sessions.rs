@@ -556,9 +556,17 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         if cfg
             .expiry
             .touch_on_load(now, record.idle_deadline, record.absolute_deadline)
-            && self.store.holds_sessions()
         {
-            return Ok(Loaded::Expiring(record, rebound, bound));
+            if self.store.holds_sessions() {
+                return Ok(Loaded::Expiring(record, rebound, bound));
+            }
+            // The cookie carries the session: nothing to write now, but the
+            // activity is recorded at the load, so the commit writes it even
+            // if the request ends past the deadline the session had (where a
+            // touch decided at the commit would find nothing left to move).
+            let session = Session::loaded(record, clock, cfg.expiry, rebound);
+            session.touch();
+            return Ok(Loaded::Ready(session));
         }
         Ok(Loaded::Ready(Session::loaded(
             record, clock, cfg.expiry, rebound,

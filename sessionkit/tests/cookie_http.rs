@@ -414,3 +414,83 @@ async fn rotation_opens_old_cookies_reseals_them_on_write_and_retires_removed_ke
     retired.assert_fresh(&c1, "cookie of a removed key").await;
     assert_eq!(retired.seen("/peek", Some(&c2)).await.0.counter, 4);
 }
+
+/// A read-only request that loads a session in its last minute and ends
+/// after the deadline the session had: the activity was recorded at the
+/// load, so the response carries a refreshed cookie and the user stays
+/// logged in. (Decided at the commit, the touch found the deadline passed
+/// and nothing was sent: the next request found the session expired.)
+#[tokio::test]
+async fn a_slow_read_near_the_idle_deadline_still_refreshes_the_cookie() {
+    let clock = ManualClock::new();
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let ring = KeyRing::builder().current(1, S1).build().unwrap();
+    let sessions = Sessions::new(CookieStore::<Data>::new(&ring, &config), config);
+    let first = sessions.load(None).await.unwrap();
+    first.data_mut().counter = 7;
+    let cookie = sessions
+        .commit(&first, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+    clock.advance(Duration::from_secs(599));
+    let slow = sessions.load(Some(&cookie)).await.unwrap();
+    assert_eq!(slow.data().counter, 7, "alive when loaded");
+    clock.advance(Duration::from_secs(30));
+    let action = sessions.commit(&slow, Some(&cookie)).await.unwrap();
+    let refreshed = action.value().expect("a refreshed cookie").to_owned();
+    let next = sessions.load(Some(&refreshed)).await.unwrap();
+    assert!(!next.is_new(), "still logged in");
+    assert_eq!(next.data().counter, 7);
+}
+
+/// With the opened cache on, a value this process just sealed loads exactly
+/// as opening it does elsewhere: a field the session type does not
+/// serialize is gone, not served from the record the handler left behind.
+#[tokio::test]
+async fn the_opened_cache_serves_what_opening_gives_never_the_unsaved_record() {
+    #[derive(Serialize, Deserialize, Default, Clone)]
+    struct Scratchy {
+        n: u32,
+        #[serde(skip)]
+        scratch: Option<String>,
+    }
+    let config = Config::default();
+    let ring = KeyRing::builder().current(1, S1).build().unwrap();
+    let cached = CookieStore::<Scratchy>::builder(&ring, &config)
+        .opened_cache(64)
+        .build();
+    let sessions = Sessions::new(cached, config.clone());
+    let other = Sessions::new(CookieStore::<Scratchy>::new(&ring, &config), config);
+    let first = sessions.load(None).await.unwrap();
+    first.data_mut().n = 1;
+    let cookie = sessions
+        .commit(&first, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+    let s = sessions.load(Some(&cookie)).await.unwrap();
+    {
+        let mut d = s.data_mut();
+        d.n = 2;
+        d.scratch = Some("not saved".into());
+    }
+    let action = sessions.commit(&s, Some(&cookie)).await.unwrap();
+    let updated = action.value().expect("a new cookie").to_owned();
+    for (name, node) in [("this process", &sessions), ("another", &other)] {
+        let again = node.load(Some(&updated)).await.unwrap();
+        assert_eq!(again.data().n, 2, "{name}");
+        assert!(
+            again.data().scratch.is_none(),
+            "{name} served the unsaved field"
+        );
+    }
+}

@@ -36,9 +36,11 @@
 //! decoded; then base64url, the envelope, the key id (it must be in the
 //! ring), the tag, the gzip size bound and the deadlines inside the sealed
 //! record. A copied cookie replayed after its idle or absolute deadline
-//! fails even if a browser (or an attacker) still sends it; `on_expired`
-//! and `on_deleted` fire as for any other store. Every failure means "no
-//! session": the request gets a fresh one and never an error.
+//! fails even if a browser (or an attacker) still sends it: `on_expired`
+//! fires for every request that presents it, `on_deleted` never (nothing
+//! here can be deleted; see [`DeleteReason::Expired`](crate::DeleteReason)).
+//! Every failure means "no session": the request gets a fresh one and
+//! never an error.
 //!
 //! # Size: the 4096-byte limit
 //! Browsers drop cookies over about 4096 bytes, silently. Every save
@@ -98,7 +100,7 @@ use crate::expiry::Clock;
 use crate::id::SessionId;
 use crate::keys::{KeyPurpose, KeyRing};
 use crate::record::{Record, SessionData};
-use crate::store::{Save, SaveKind, SaveOutcome, Store};
+use crate::store::{Save, SaveOutcome, Store};
 
 /// The browser limit for one cookie, in bytes (RFC 6265 §6.1 minimum, and
 /// what major browsers enforce).
@@ -112,16 +114,14 @@ pub struct CookieStore<T> {
     _data: PhantomData<fn() -> T>,
 }
 
-/// Cookie values this process sealed or opened recently, with the record
-/// each holds, so that a hot session is not decrypted and parsed on every
+/// Cookie values this process opened recently, with the record each holds, so that a hot session is not decrypted and parsed on every
 /// request ([`CookieStoreBuilder::opened_cache`]).
 ///
 /// Direct-mapped: each value has one slot, chosen by a keyed hash of its
 /// last 22 characters (they encode the AEAD tag, different for every sealed
 /// value); a newer value takes the slot. Exact: a hit needs the whole value
 /// to match, compared in constant time, and a value is only ever cached
-/// after it was authenticated or sealed here, so a hit returns what opening
-/// it would. Written by hand: a general cache (moka) costs more per lookup
+/// as opening it gave it, so a hit returns what opening it would. Written by hand: a general cache (moka) costs more per lookup
 /// than the decryption it would save on small cookies.
 struct OpenedCache<T> {
     slots: Box<[Slot<T>]>,
@@ -359,19 +359,12 @@ impl<T: SessionData> CookieStore<T> {
                 limit: i.max_cookie_len,
             });
         }
-        // A new session's value is cached when it comes back, not when it is
-        // sealed: most first visits (crawlers, a flood of them) never return,
-        // and caching each would cost a copy of its record and push the hot
-        // sessions out of their slots.
-        if let Some(cache) = self
-            .cache
-            .as_ref()
-            .filter(|_| !matches!(save.kind, SaveKind::Create))
-        {
-            let mut stored = record.clone();
-            stored.version = version;
-            cache.put(&value, stored);
-        }
+        // Values are cached when they come back, not when they are sealed:
+        // a hit must be exactly what opening the value gives, and the
+        // record in hand is not always that (a `#[serde(skip)]` field, a
+        // lossy `serialize_with`, deadlines kept to the nanosecond that the
+        // value holds to the millisecond). Most first visits (crawlers, a
+        // flood of them) never come back at all.
         Ok(SaveOutcome::Saved(value))
     }
 }
@@ -431,17 +424,16 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
         self
     }
 
-    /// Keeps up to `entries` recently sealed or opened cookie values in
-    /// memory with the records they hold (default 0: off), so that a
-    /// session read again and again is decrypted and parsed once. Each
-    /// entry holds one cookie value (up to `max_cookie_len` bytes) and one
-    /// record: budget `entries × (cookie size + record size)` of memory.
-    /// Values sealed by an update or a regeneration are cached as they are
-    /// sealed; a new session's first value only once it comes back, so
-    /// first visits that never return do not push returning sessions out.
+    /// Keeps up to `entries` recently opened cookie values in memory with
+    /// the records they hold (default 0: off), so that a session read again
+    /// and again is decrypted and parsed once. Each entry holds one cookie
+    /// value (up to `max_cookie_len` bytes) and one record: budget
+    /// `entries × (cookie size + record size)` of memory. A value is cached
+    /// when it comes back, not when it is sealed: first visits that never
+    /// return do not push returning sessions out.
     ///
-    /// A hit returns exactly what opening the value would (the value was
-    /// authenticated or sealed here, and deadlines are checked on every
+    /// A hit returns exactly what opening the value would (the record
+    /// cached is the one opening gave, and deadlines are checked on every
     /// load). What it changes: decrypted sessions stay in this process's
     /// memory while cached. Measured effect: see `BENCHMARKS.md`.
     ///
@@ -489,8 +481,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_opened_cache_takes_a_new_session_when_it_returns_and_an_update_when_sealed() {
+    fn the_opened_cache_takes_a_value_when_it_returns_never_when_sealed() {
         use crate::expiry::ExpiryPolicy;
+        use crate::store::SaveKind;
         use std::time::SystemTime;
         let ring = test_ring();
         let config = Config::default();
@@ -519,13 +512,14 @@ mod tests {
         assert_eq!((opened.data, opened.version), (7, 1));
         assert!(cache.get(&created).is_some(), "cached once opened");
         let updated = save(&opened, SaveKind::Update);
-        let hit = cache.get(&updated).expect("an update is cached as sealed");
-        assert_eq!(hit.version, 2);
+        assert!(cache.get(&updated).is_none(), "an update cached as sealed");
+        assert_eq!(store.open(&updated).expect("opens").version, 2);
+        assert_eq!(cache.get(&updated).expect("cached once opened").version, 2);
         let old = opened.id;
         let mut moved = opened.clone();
         moved.id = SessionId::generate();
         let regenerated = save(&moved, SaveKind::Regenerate { old });
-        assert!(cache.get(&regenerated).is_some());
+        assert!(cache.get(&regenerated).is_none());
     }
 
     #[test]

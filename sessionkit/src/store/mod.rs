@@ -337,8 +337,9 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     /// `false`). A store that holds them forgets one at its idle deadline and
     /// refuses a later save, so [`crate::Sessions`] records the activity of a
     /// session loaded just before that deadline ahead of the handler (see
-    /// [`crate::expiry::ExpiryPolicy::touch_on_load`]); a cookie store loses
-    /// nothing that way and is spared the extra write. Decorators forward it.
+    /// [`crate::expiry::ExpiryPolicy::touch_on_load`]); for a cookie store
+    /// the activity is recorded on the session at the load, with no write,
+    /// and sent with the response. Decorators forward it.
     fn holds_sessions(&self) -> bool {
         true
     }
