@@ -62,6 +62,7 @@ pub fn routes<S: Store<DemoSession>>(
                     let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
                     api::refuse_cross_site(
                         req.method().as_str(),
+                        req.path(),
                         header("sec-fetch-site"),
                         header("origin"),
                         header("host"),
@@ -79,7 +80,7 @@ pub fn routes<S: Store<DemoSession>>(
                 }
             })
             .wrap(DefaultHeaders::new().add((CACHE_CONTROL, api::API_CACHE_CONTROL)))
-            .wrap(SessionMiddleware::new(&app.sessions))
+            .wrap(SessionMiddleware::new(&app.sessions).error_responder(api::json_store_error))
             .service(web::resource("/me").get(session(api::me)))
             .service(web::resource("/login").post(login))
             .service(web::resource("/logout").post(session(api::logout)))

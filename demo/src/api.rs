@@ -145,23 +145,55 @@ impl<T: Serialize> From<Result<T, ApiError>> for Reply {
     }
 }
 
-/// Refuses a state-changing request (any method but `GET`, `HEAD`,
-/// `OPTIONS`) that another site's page made the browser send: with
+/// The session layer's answer when the store fails, as JSON like every
+/// other API error: the library's default status and `Retry-After` (503 and
+/// 1 s when a retry may pass, 500 when the session cannot be stored at
+/// all), with `{"error": "..."}` instead of its one-line text.
+pub fn json_store_error(e: &StoreError) -> sessionkit::http::ErrorResponse {
+    use sessionkit::http::{DefaultErrorResponder, ErrorResponder, ErrorResponse};
+    let plain = DefaultErrorResponder.respond(e);
+    let message = if plain.status.is_server_error() && plain.retry_after.is_some() {
+        "the session service is temporarily unavailable; please retry shortly"
+    } else {
+        "the session could not be stored"
+    };
+    let mut r = ErrorResponse::json(plain.status, &serde_json::json!({ "error": message }));
+    r.retry_after = plain.retry_after;
+    r
+}
+
+/// Refuses a state-changing request that another site's page made the
+/// browser send: any method but `GET`, `HEAD`, `OPTIONS`, and also a `GET`
+/// of `/api/flash` (reading the messages consumes them). With
 /// `Sec-Fetch-Site` (every current browser sends it), anything but
-/// `same-origin` or `none` (typed, bookmarked); without it, an `Origin`
-/// other than this `Host`. Requests with neither (curl, tests, old
+/// `same-origin` or `none` (typed, bookmarked) is refused; without it, an
+/// `Origin` other than this `Host`. Requests with neither (curl, tests, old
 /// browsers) pass. `SameSite=Lax` alone does not stop a cross-site form
 /// from posting to a route that needs no cookie (the admin revoke), nor
 /// from replacing the session cookie through the fresh session such a
 /// cookie-less post creates; and every port of `localhost` is the same
 /// *site* to the browser.
+///
+/// Whatever the method, a `Host` other than a loopback name (`localhost`,
+/// `127.0.0.1`, `[::1]`, any port) is refused: the demo listens on
+/// 127.0.0.1 only, so another name means a page that re-pointed its own
+/// domain at this machine (DNS rebinding), which the browser then counts as
+/// same-origin.
 pub fn refuse_cross_site(
     method: &str,
+    path: &str,
     sec_fetch_site: Option<&[u8]>,
     origin: Option<&[u8]>,
     host: Option<&[u8]>,
 ) -> Result<(), ApiError> {
-    if matches!(method, "GET" | "HEAD" | "OPTIONS") {
+    if host.is_some_and(|h| !is_loopback_host(h)) {
+        return Err(ApiError::new(
+            403,
+            "request for another host name refused: the demo answers localhost only",
+        ));
+    }
+    let consumes = path.ends_with("/flash");
+    if matches!(method, "GET" | "HEAD" | "OPTIONS") && !consumes {
         return Ok(());
     }
     let refused = match (sec_fetch_site, origin) {
@@ -181,6 +213,22 @@ pub fn refuse_cross_site(
         ));
     }
     Ok(())
+}
+
+/// Whether a `Host` header names this machine's loopback interface
+/// (`localhost`, `127.0.0.1` or `[::1]`, with or without a port).
+fn is_loopback_host(host: &[u8]) -> bool {
+    let name = match host.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => &host[..end + 2],
+            None => return false,
+        },
+        None => match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case(b"localhost") || name == b"127.0.0.1" || name == b"[::1]"
 }
 
 /// Characters that change how a name displays without showing themselves:

@@ -61,7 +61,7 @@ pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { api::HEALTHZ }))
         .nest("/api", api)
-        .layer(SessionLayer::new(&app.sessions))
+        .layer(SessionLayer::new(&app.sessions).error_responder(api::json_store_error))
 }
 
 async fn login(
@@ -94,6 +94,7 @@ async fn same_origin_only(req: axum::extract::Request, next: axum::middleware::N
     let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
     let verdict = api::refuse_cross_site(
         req.method().as_str(),
+        req.uri().path(),
         header("sec-fetch-site"),
         header("origin"),
         header("host"),

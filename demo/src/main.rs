@@ -10,12 +10,21 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // actix-server logs its own start lines at info; the demo logs one. A
+    // `RUST_LOG` that does not parse stops the start, as a typo in any other
+    // variable does, rather than quietly logging at the default level.
+    let filter = match std::env::var_os("RUST_LOG") {
+        None => EnvFilter::new("info,actix_server=warn"),
+        Some(_) => match EnvFilter::try_from_default_env() {
+            Ok(filter) => filter,
+            Err(e) => {
+                eprintln!("RUST_LOG is not a valid tracing filter: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            // actix-server logs its own start lines at info; the demo logs one.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -217,7 +217,13 @@ async fn redis_store(
     // then shows neither data nor session ids); without one they stay in
     // the plain compact layout (the data as JSON beside the raw id), since a
     // throw-away key would lose every session at each restart.
-    if config.session_secret.is_some() {
+    if config.session_secret.is_none() {
+        tracing::warn!(
+            "SESSION_SECRET is not set: values in Redis are stored unsealed, and each holds \
+             its session id, so a dump of Redis yields working cookies; set SESSION_SECRET \
+             to seal them"
+        );
+    } else {
         let ring = key_ring(config)?;
         builder = builder.codec(
             Codec::builder()

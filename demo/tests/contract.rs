@@ -321,6 +321,74 @@ async fn cross_site_posts_are_refused_and_change_nothing(framework: Framework) {
     assert_eq!(page.increment().await, 1);
 }
 
+/// Reading the flash consumes it, so a cross-site `GET /api/flash` (an
+/// `<img>` on another localhost port: the same *site*, so the Lax cookie
+/// goes along) is refused and the messages stay. And a request naming
+/// another host (a page whose domain was re-pointed at 127.0.0.1, DNS
+/// rebinding, which the browser counts as same-origin) is refused whatever
+/// its method, the cookie-less admin revoke included.
+async fn a_cross_site_flash_read_and_a_foreign_host_name_are_refused(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let mut alice = Browser::new(&server.url());
+    alice.login("alice").await;
+    let with = |pairs: &[(&str, String)], cookie: Option<String>| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in pairs {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+        }
+        let mut b = Browser::new(&server.url());
+        b.cookie = cookie;
+        b.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        b
+    };
+    let mut img = with(
+        &[("sec-fetch-site", "same-site".to_owned())],
+        alice.cookie.clone(),
+    );
+    let r = img.request(Method::GET, "/api/flash", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let port = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    for host in [format!("evil.example:{port}"), "evil.example".to_owned()] {
+        let mut rebound = with(
+            &[
+                ("host", host.clone()),
+                ("sec-fetch-site", "same-origin".to_owned()),
+            ],
+            None,
+        );
+        for (method, path) in [
+            (Method::POST, "/api/admin/revoke/alice"),
+            (Method::GET, "/api/me"),
+        ] {
+            let r = rebound.request(method.clone(), path, None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{host} {path}: {}", r.text);
+            assert!(
+                r.body["error"].as_str().unwrap().contains("host"),
+                "{}",
+                r.text
+            );
+        }
+    }
+    assert_eq!(alice.me().await["username"], "alice", "still logged in");
+    let flash = alice.flash().await;
+    assert_eq!(flash.as_array().map(Vec::len), Some(1), "{flash}");
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        let mut local = with(&[("host", format!("{host}:{port}"))], None);
+        let r = local.request(Method::GET, "/api/me", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{host}: {}", r.text);
+    }
+}
+
 async fn bad_login_bodies_get_a_clear_400_json_error_and_no_session(framework: Framework) {
     let server = start(framework, Config::default()).await;
     let http = reqwest::Client::new();
@@ -528,4 +596,5 @@ common::on_each_framework!(
     a_store_that_cannot_revoke_answers_the_admin_route_with_a_501_json_error,
     hostile_admin_paths_and_oversized_login_bodies_get_json_errors,
     cross_site_posts_are_refused_and_change_nothing,
+    a_cross_site_flash_read_and_a_foreign_host_name_are_refused,
 );

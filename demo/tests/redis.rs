@@ -108,6 +108,12 @@ async fn a_paused_redis_gets_a_fast_503_and_the_same_cookie_works_once_it_is_bac
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.headers["retry-after"], "1");
     assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert!(
+        r.body["error"].as_str().unwrap().contains("temporarily"),
+        "a JSON error like every API error: {}",
+        r.text
+    );
     assert_eq!(
         r.cookie,
         CookieChange::None,
