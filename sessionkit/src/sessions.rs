@@ -577,7 +577,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
     /// before the handler runs (see [`ExpiryPolicy::touch_on_load`]): the
     /// store would refuse the request's save had the deadline passed
     /// meanwhile. Best effort: on a store error the session is handed out
-    /// as loaded (its save touches it, as usual).
+    /// marked touched, so that its commit writes the activity.
     ///
     /// [`ExpiryPolicy::touch_on_load`]: crate::expiry::ExpiryPolicy::touch_on_load
     async fn touch_ahead(
@@ -599,12 +599,20 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             .save(Save::update(&record, None).with_changes(changes))
             .await;
         observe("save", started, outcome.as_ref().map(|_| ()));
-        match outcome {
+        // Whether the commit must write the activity again: it did not
+        // reach the store, or the store answered a new cookie value (which
+        // only the commit can send).
+        let again = match outcome {
             // The version a server-side update writes (another request's
             // write in between makes it higher: the request's own save then
             // merges, as after any conflict).
-            Ok(SaveOutcome::Kept | SaveOutcome::Saved(_)) => {
+            Ok(SaveOutcome::Kept) => {
                 record.version = record.version.wrapping_add(1);
+                false
+            }
+            Ok(SaveOutcome::Saved(_)) => {
+                record.version = record.version.wrapping_add(1);
+                true
             }
             // Deleted since the load (a logout, a revoke): as if the load
             // had found nothing; the cookie is left alone (see `after_load`).
@@ -614,9 +622,14 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "could not record a session's activity ahead of its request");
+                true
             }
+        };
+        let session = Session::loaded(record, clock, cfg.expiry, rebound);
+        if again {
+            session.touch();
         }
-        Ok(Session::loaded(record, clock, cfg.expiry, rebound))
+        Ok(session)
     }
 
     /// Decides what a finished request means for the store.

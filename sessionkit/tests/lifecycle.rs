@@ -704,11 +704,92 @@ async fn only_a_load_within_the_allowance_records_activity_ahead() {
     let s = sessions.load(Some(&cookie)).await.unwrap();
     let ahead = deadline(store.clone(), cookie.clone()).await;
     assert!(ahead > touched, "the load recorded it");
-    // Nothing left for the commit to write: the data and the deadline are
-    // as the load left them.
+    // Nothing left for the commit to write: the deadline stays as the load
+    // left it, even with the clock a second on.
+    clock.advance(Duration::from_secs(1));
     sessions.commit(&s, Some(&cookie)).await.unwrap();
     assert_eq!(deadline(store.clone(), cookie.clone()).await, ahead);
     assert_eq!(s.data().n, 1);
+}
+
+/// A server-side store that fails its next save once, when armed.
+#[derive(Clone)]
+struct FailNextSave {
+    inner: MemoryStore<Data>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl sessionkit::Store<Data> for FailNextSave {
+    async fn load(
+        &self,
+        cookie_value: &str,
+    ) -> Result<Option<sessionkit::Record<Data>>, sessionkit::StoreError> {
+        self.inner.load(cookie_value).await
+    }
+
+    async fn save(
+        &self,
+        save: sessionkit::store::Save<'_, Data>,
+    ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(sessionkit::StoreError::Unavailable("armed to fail".into()));
+        }
+        self.inner.save(save).await
+    }
+
+    async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
+        self.inner.delete(id).await
+    }
+
+    fn holds_sessions(&self) -> bool {
+        true
+    }
+}
+
+/// The write ahead of the handler fails (a store hiccup): the request
+/// still runs, and its commit writes the activity instead, even for a
+/// read-only request.
+#[tokio::test]
+async fn a_failed_write_ahead_is_made_good_by_the_commit() {
+    use sessionkit::Store;
+    let clock = ManualClock::new();
+    let inner = MemoryStore::<Data>::builder().clock(clock.clone()).build();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = FailNextSave {
+        inner: inner.clone(),
+        armed: armed.clone(),
+    };
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(store, config);
+    let first = sessions.load(None).await.unwrap();
+    first.data_mut().n = 1;
+    let cookie = sessions
+        .commit(&first, None)
+        .await
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_owned();
+    let before = inner.load(&cookie).await.unwrap().unwrap().idle_deadline;
+    clock.advance(Duration::from_secs(590));
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = sessions.load(Some(&cookie)).await.unwrap();
+    assert!(
+        !s.is_new(),
+        "the failed write ahead did not lose the session"
+    );
+    assert_eq!(
+        inner.load(&cookie).await.unwrap().unwrap().idle_deadline,
+        before
+    );
+    sessions.commit(&s, Some(&cookie)).await.unwrap();
+    let after = inner.load(&cookie).await.unwrap().unwrap().idle_deadline;
+    assert!(after > before, "the commit wrote the activity");
 }
 
 /// Beyond the allowance the deadline wins: a request that outlives even the

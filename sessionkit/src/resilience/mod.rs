@@ -431,10 +431,21 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
         result
     }
 
+    /// Retried like the other calls. An attempt whose outcome is unknown (a
+    /// timeout, a dropped connection) may have removed the session, so when
+    /// a retry ran and finds it gone the answer is `true`: a `destroy`
+    /// then reports the logout and expires the cookie rather than take the
+    /// session for one removed by someone else.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.shared
-            .run(Policy::full("delete"), || self.inner.delete(id))
-            .await
+        let attempts = AtomicU32::new(0);
+        let removed = self
+            .shared
+            .run(Policy::full("delete"), || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                self.inner.delete(id)
+            })
+            .await?;
+        Ok(removed || attempts.load(Ordering::Relaxed) > 1)
     }
 
     /// Forwarded: an answer that needs no I/O cannot time out, and says

@@ -263,6 +263,21 @@ async fn a_create_whose_reply_was_lost_is_reported_as_saved() {
     assert_eq!(s.load(&r.id.encode()).await.unwrap().unwrap().data, r.data);
 }
 
+/// A delete whose reply was lost is retried and finds the session gone:
+/// most likely its own doing, so it answers that it removed it (a logout
+/// then reports itself and expires the cookie). Without a retry, a session
+/// already gone is still `false`.
+#[tokio::test(start_paused = true)]
+async fn a_delete_whose_reply_was_lost_answers_removed() {
+    let (s, switch) = store(config());
+    let r = record(&["gone"]);
+    create(&s, &r).await.unwrap();
+    switch.set_for(Fault::LoseReply, 1);
+    assert!(s.delete(&r.id).await.unwrap());
+    assert!(s.load(&r.id.encode()).await.unwrap().is_none());
+    assert!(!s.delete(&r.id).await.unwrap(), "no retry: not there");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_retried_create_that_collides_with_someone_else_still_fails() {
     let (s, switch) = store(config());

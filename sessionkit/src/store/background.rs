@@ -8,22 +8,18 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-/// Clears its flag when dropped, unless the task panicked: a task that
-/// cannot run here (a runtime built without `enable_time`, for a sweeper's
-/// timer) would panic again on every restart, once per store call. It stays
-/// "running" for good, and says so once.
-struct ClearOnDrop(Arc<AtomicBool>);
+/// Clears its flag when dropped (the task ended, or was dropped with its
+/// runtime), unless told to keep it set.
+struct ClearOnDrop {
+    flag: Arc<AtomicBool>,
+    clear: bool,
+}
 
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            tracing::error!(
-                "a sessionkit background task panicked and will not be restarted \
-                 (is the Tokio runtime built with `enable_time()`?)"
-            );
-            return;
+        if self.clear {
+            self.flag.store(false, Ordering::Release);
         }
-        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -31,17 +27,33 @@ impl Drop for ClearOnDrop {
 /// cleared when the task is gone: ended, or dropped with its runtime. The
 /// guard that clears it is moved into the task, not made in it, so a task
 /// dropped before its first poll (a runtime shutting down right then)
-/// clears it too.
+/// clears it too. A task that panics leaves it set, for good: one that
+/// cannot run here (a runtime built without `enable_time`, for a sweeper's
+/// timer) would panic again on every restart, once per store call.
 pub(crate) fn spawn_flagged(
     handle: &Handle,
     running: &Arc<AtomicBool>,
     task: impl Future<Output = ()> + Send + 'static,
 ) {
+    use futures_util::FutureExt;
     running.store(true, Ordering::Release);
-    let guard = ClearOnDrop(running.clone());
+    let mut guard = ClearOnDrop {
+        flag: running.clone(),
+        clear: true,
+    };
     drop(handle.spawn(async move {
-        let _guard = guard;
-        task.await;
+        if std::panic::AssertUnwindSafe(task)
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            guard.clear = false;
+            tracing::error!(
+                "a sessionkit background task panicked and will not be restarted \
+                 (is the Tokio runtime built with `enable_time()`?)"
+            );
+        }
+        drop(guard);
     }));
 }
 

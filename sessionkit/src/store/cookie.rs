@@ -323,12 +323,6 @@ impl<T: SessionData> Store<T> for CookieStore<T> {
         Some(self.save_sync(save))
     }
 
-    /// The cookie carries the session: nothing here can expire under a
-    /// running request.
-    fn holds_sessions(&self) -> bool {
-        false
-    }
-
     /// Nothing is stored server-side: returns `Ok(false)`. The layer expires
     /// the cookie in the browser; see the module docs on revocation.
     async fn delete(&self, _id: &SessionId) -> Result<bool, StoreError> {

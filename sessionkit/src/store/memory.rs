@@ -693,8 +693,10 @@ impl<T: SessionData> MemoryStore<T> {
                 Ok(SaveOutcome::Saved(rec.id.encode()))
             }
             SaveKind::Update => {
-                let now = inner.clock.now();
                 let mut map = inner.shards[inner.shard(&rec.id)].lock();
+                // Read under the lock: a revoke that ran while this save
+                // waited for it judged expiry at its own, later, time.
+                let now = inner.clock.now();
                 let updated = map.update(&rec.id, |current| {
                     // Past its deadline, not yet swept: as gone as in Redis,
                     // whose key expired. Writing it would bring back a session
@@ -858,6 +860,11 @@ impl<T: SessionData> Store<T> for MemoryStore<T> {
         }
         drop(map);
         Ok(removed.is_some())
+    }
+
+    /// The sessions live here: a delete says whether it removed one.
+    fn holds_sessions(&self) -> bool {
+        true
     }
 
     fn on_removed(&self, listener: RemovalListener) {

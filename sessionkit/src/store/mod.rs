@@ -332,16 +332,21 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
         let _ = listener;
     }
 
-    /// Whether the store holds the sessions (the default) rather than the
-    /// cookie carrying them ([`crate::store::cookie::CookieStore`] answers
-    /// `false`). A store that holds them forgets one at its idle deadline and
-    /// refuses a later save, so [`crate::Sessions`] records the activity of a
-    /// session loaded just before that deadline ahead of the handler (see
-    /// [`crate::expiry::ExpiryPolicy::touch_on_load`]); for a cookie store
-    /// the activity is recorded on the session at the load, with no write,
-    /// and sent with the response. Decorators forward it.
+    /// Whether the store itself holds the sessions, so that its `delete`
+    /// answers whether it removed one and it forgets a session at the idle
+    /// deadline. The in-tree server-side stores (memory, Redis, clustered)
+    /// answer `true`; the default, `false`, is what a cookie store answers
+    /// and the safe guess for a store that does not say: [`crate::Sessions`]
+    /// then expires the cookie on every `destroy` (a `true` store's cookie
+    /// only when its delete removed the session: one already gone may be a
+    /// parallel login's, moved to a new id under the same cookie name), and
+    /// records the activity of a session loaded just before its idle
+    /// deadline on the session, sent with the response, rather than writing
+    /// it to the store ahead of the handler (see
+    /// [`crate::expiry::ExpiryPolicy::touch_on_load`]). Decorators forward
+    /// it; a server-side store of your own should answer `true`.
     fn holds_sessions(&self) -> bool {
-        true
+        false
     }
 }
 
@@ -362,9 +367,11 @@ pub(crate) fn is_this_save<T: SessionData>(
     if let SaveKind::Regenerate { .. } = kind {
         return same;
     }
+    // As JSON values, not bytes: a map serializes in its iteration order,
+    // which for a `HashMap` changes when the stored copy is read back.
     let same_data = match (
-        serde_json::to_vec(&stored.data),
-        serde_json::to_vec(&record.data),
+        serde_json::to_value(&stored.data),
+        serde_json::to_value(&record.data),
     ) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -487,4 +494,47 @@ pub trait QueryStore<T: SessionData>: Store<T> {
 
     /// Deletes every session of one owner; returns what was deleted.
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    struct Prefs {
+        flags: HashMap<String, u32>,
+        #[serde(skip)]
+        scratch: Option<String>,
+    }
+
+    /// The stored copy read back is the same save even though its map
+    /// iterates in another order and its skipped field is gone: compared as
+    /// JSON values, not as serialized bytes.
+    #[test]
+    fn a_save_read_back_is_recognised_whatever_its_map_order() {
+        let mut data = Prefs::default();
+        for i in 0..64 {
+            data.flags.insert(format!("flag-{i}"), i);
+        }
+        data.scratch = Some("not stored".into());
+        let policy = crate::expiry::ExpiryPolicy::default();
+        let mut record = Record::new(
+            SessionId::generate(),
+            data,
+            std::time::SystemTime::now(),
+            &policy,
+        );
+        record.owner = Some("ann".into());
+        let bytes = serde_json::to_vec(&record.data).unwrap();
+        let mut stored = record.clone();
+        stored.data = serde_json::from_slice(&bytes).unwrap();
+        assert!(is_this_save(&stored, &record, SaveKind::Create));
+        let mut other = stored.clone();
+        other.data.flags.insert("flag-0".into(), 99);
+        assert!(!is_this_save(&other, &record, SaveKind::Create));
+        other = stored.clone();
+        other.owner = Some("bob".into());
+        assert!(!is_this_save(&other, &record, SaveKind::Create));
+    }
 }

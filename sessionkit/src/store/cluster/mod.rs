@@ -838,6 +838,10 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
         Ok(existed == [true])
     }
 
+    fn holds_sessions(&self) -> bool {
+        self.inner.holds_sessions()
+    }
+
     fn on_removed(&self, listener: RemovalListener) {
         self.inner.on_removed(listener);
     }

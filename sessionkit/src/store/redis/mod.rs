@@ -1107,6 +1107,11 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
     }
+
+    /// The sessions live in Redis: a delete says whether it removed one.
+    fn holds_sessions(&self) -> bool {
+        true
+    }
 }
 
 impl<T: SessionData> RedisStore<T> {
