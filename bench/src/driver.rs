@@ -121,6 +121,16 @@ impl Sample {
         self.paired_ceiling
             .map(|(_, cpu)| cpu / self.cpu_us_per_req)
     }
+
+    /// [`Sample::cpu_fraction`] counting the CPU Redis spent on this
+    /// variant's requests too (a save script moves work from the server into
+    /// Redis, which the server's CPU alone does not see); the same as
+    /// `cpu_fraction` for a variant without Redis.
+    pub fn cpu_fraction_with_redis(&self) -> Option<f64> {
+        let redis = self.redis_cpu_us_per_req.unwrap_or(0.0);
+        self.paired_ceiling
+            .map(|(_, cpu)| cpu / (self.cpu_us_per_req + redis))
+    }
 }
 
 /// Requests sent one by one under `MONITOR` to count Redis round trips.
@@ -467,13 +477,12 @@ impl Tally {
     fn sample(self, t: &Target<'_>, workload: Workload, ticks: f64) -> Sample {
         let reqs = self.requests.max(1) as f64;
         let cpu_s = self.cpu_ticks.total() as f64 / ticks;
-        let mut p99s = self.p99s_us;
-        p99s.sort_by(f64::total_cmp);
+        let p99s = self.p99s_us;
         Sample {
             variant: t.variant,
             workload,
             rps: self.requests as f64 / self.duration_s.max(1e-9),
-            p99_us: p99s.get(p99s.len() / 2).copied().unwrap_or(0.0),
+            p99_us: crate::report::median(p99s.clone()).unwrap_or(0.0),
             cpu_us_per_req: cpu_s * 1e6 / reqs,
             user_cpu_us_per_req: self.cpu_ticks.user as f64 / ticks * 1e6 / reqs,
             cpu_util: cpu_s / self.duration_s.max(1e-9),
@@ -795,8 +804,11 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
             .filter(|v| !v.is_ceiling())
             .collect();
         let n = order.len();
+        // Rounds start a third (a round's share) of the list apart: rotated
+        // by one, the reversal of odd rounds put the last variant last again.
+        let step = (n / opts.rounds.max(1)).max(1);
         for k in 0..n {
-            let i = (k + round) % n;
+            let i = (k + round * step) % n;
             let variant = if round % 2 == 1 {
                 order[n - 1 - i]
             } else {

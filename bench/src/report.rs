@@ -167,6 +167,16 @@ fn cpu_fraction(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
     )
 }
 
+/// [`cpu_fraction`] with the CPU Redis spent on the variant's requests
+/// added to the server's.
+fn cpu_fraction_with_redis(samples: &[Sample], v: Variant, w: Workload) -> Option<f64> {
+    median(
+        cell_samples(samples, v, w)
+            .filter_map(Sample::cpu_fraction_with_redis)
+            .collect(),
+    )
+}
+
 pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -241,16 +251,19 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "The last column is the one to quote: each side's share of its own framework's \
-             ceiling measured beside it. The CPU/req ratio divides medians of windows taken \
-             minutes apart, on two frameworks where the pair's differ."
+            "The paired CPU columns are the ones to quote: each side's share of its own \
+             framework's ceiling measured beside it; for Redis pairs, the last one also counts \
+             the CPU Redis spent on each side's requests (a script moves work into Redis). The \
+             CPU/req ratio divides medians of windows taken minutes apart. A pair marked \
+             \"axum vs actix-web\" compares shares of two different ceilings (the frameworks' \
+             floors differ): quote the same-framework pair beside it."
         );
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| ours vs peer | workload | req/s ratio | × ceiling ratio | CPU/req ratio (peer ÷ ours, unpaired) | × ceiling by CPU ratio (paired) |"
+            "| ours vs peer | workload | req/s ratio | × ceiling ratio | CPU/req ratio (peer ÷ ours, unpaired) | × ceiling by CPU ratio (paired) | same, server + Redis CPU |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
         for &&(ours, peer) in &pairs {
             for &w in Workload::ALL {
                 let (Some(a), Some(b)) = (summarize(samples, ours, w), summarize(samples, peer, w))
@@ -265,16 +278,31 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                     .zip(cpu_fraction(samples, peer, w))
                     .map(|(x, y)| format!("{:.2}", x / y))
                     .unwrap_or_else(|| "–".into());
+                let with_redis = if ours.uses_redis() && peer.uses_redis() {
+                    cpu_fraction_with_redis(samples, ours, w)
+                        .zip(cpu_fraction_with_redis(samples, peer, w))
+                        .map(|(x, y)| format!("{:.2}", x / y))
+                        .unwrap_or_else(|| "–".into())
+                } else {
+                    "–".into()
+                };
+                let across = if ours.framework() == peer.framework() {
+                    ""
+                } else {
+                    " (axum vs actix-web)"
+                };
                 let _ = writeln!(
                     out,
-                    "| {} vs {} | {} | {:.2} | {} | {:.2} | {} |",
+                    "| {} vs {}{} | {} | {:.2} | {} | {:.2} | {} | {} |",
                     ours.name(),
                     peer.name(),
+                    across,
                     w.name(),
                     a.rps / b.rps,
                     frac_ratio,
                     b.cpu_us_per_req / a.cpu_us_per_req,
                     cpu_frac_ratio,
+                    with_redis,
                 );
             }
         }
