@@ -789,6 +789,14 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                 let cookies = prepare(v, port, opts.sessions)?;
                 let cookie_file = dir.join(format!("cookies-{}.txt", v.name()));
                 std::fs::write(&cookie_file, cookies.join("\n") + "\n")?;
+                // Warmed up like every variant: a fresh process measured
+                // cold in its first window would flatter whichever variant
+                // is paired with it first.
+                if opts.warmup > 0 {
+                    for &workload in &opts.workloads {
+                        wrk(opts, &dir, port, workload, &cookie_file, opts.warmup)?;
+                    }
+                }
                 ceilings.insert(v.name(), (server, port, cookie_file));
             }
         }

@@ -291,12 +291,19 @@ pub fn markdown(samples: &[Sample], variants: &[Variant]) -> String {
                 } else {
                     " (axum vs actix-web)"
                 };
+                // A side that answered errors may have answered them fast:
+                // its ratio is not to be quoted.
+                let errors = match a.errors + b.errors {
+                    0 => String::new(),
+                    n => format!(" **not comparable: {n} errors**"),
+                };
                 let _ = writeln!(
                     out,
-                    "| {} vs {}{} | {} | {:.2} | {} | {:.2} | {} | {} |",
+                    "| {} vs {}{}{} | {} | {:.2} | {} | {:.2} | {} | {} |",
                     ours.name(),
                     peer.name(),
                     across,
+                    errors,
                     w.name(),
                     a.rps / b.rps,
                     frac_ratio,
@@ -474,6 +481,28 @@ mod tests {
             &[ceiling, ours],
         );
         assert!(!without.contains("allowed over the floor"), "{without}");
+    }
+
+    #[test]
+    fn a_pair_with_errors_on_either_side_is_not_comparable_and_frameworks_are_named() {
+        let axum = sample(Variant::NoneAxum, 100.0, 10.0, None);
+        let actix = sample(Variant::NoneActix, 100.0, 10.0, None);
+        let ours = sample(Variant::SessionkitCookie, 80.0, 12.5, Some((100.0, 10.0)));
+        let mut peer = sample(Variant::ActixCookie, 70.0, 14.0, Some((100.0, 10.0)));
+        peer.errors = 3;
+        let table = markdown(
+            &[axum, actix, ours, peer],
+            &[
+                Variant::NoneAxum,
+                Variant::NoneActix,
+                Variant::SessionkitCookie,
+                Variant::ActixCookie,
+            ],
+        );
+        assert!(
+            table.contains("(axum vs actix-web) **not comparable: 3 errors**"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -686,6 +686,10 @@ async fn a_value_moved_to_another_key_does_not_load_under_that_id() {
         store.load(&attacker_cookie).await,
         Err(StoreError::Decode(_))
     ));
+    // Listed once, under its own key: the copy is not that session (a purge
+    // of it would delete the victim's key and miss the copy).
+    let listed = store.find_by(&|_| true).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [victim.id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,10 @@ use crate::flash::FlashMessage;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::background::spawn_flagged;
-use crate::store::{QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store};
+use crate::store::{
+    in_passes, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome,
+    Store,
+};
 
 const SHARDS: usize = 64;
 /// What [`Inner::make_room`] dropped: one session, nearly always (the
@@ -901,6 +904,41 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
             .sum())
     }
 
+    /// As the default, but a listed session is deleted only if it still
+    /// matches when its shard is locked for the delete (a session changed
+    /// since the listing, say an owner given another role, is left), and
+    /// reported under the owner it had then.
+    async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
+        let inner = &self.inner;
+        in_passes(|| async move {
+            let mut pass = Pass::default();
+            for listed in self.find_by(predicate).await? {
+                let id = listed.id;
+                let mut map = inner.shards[inner.shard(&id)].lock();
+                let Some(current) = map.get(&id) else {
+                    // Gone since the listing: perhaps regenerated under a
+                    // new id, which the next pass lists.
+                    pass.missed = true;
+                    continue;
+                };
+                if current.expired(inner.clock.now()).is_some() || !predicate(&current) {
+                    continue;
+                }
+                map.swap_remove(&id);
+                if let Some(o) = current.owner.as_deref() {
+                    inner.index_remove(o, &id);
+                }
+                drop(map);
+                pass.removed.push(Removed {
+                    id,
+                    owner: current.owner,
+                });
+            }
+            Ok(pass)
+        })
+        .await
+    }
+
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
         let ids: Vec<SessionId> = self
             .inner
@@ -1154,6 +1192,51 @@ mod tests {
         touched.touch(clock.now(), &policy);
         let out = store.save_sync(Save::update(&touched, None));
         assert!(matches!(out, Ok(SaveOutcome::Gone)), "revived: {out:?}");
+    }
+
+    /// A purge lists two sessions; one of them is changed before its delete
+    /// (here by the predicate itself, while the second is being listed) and
+    /// no longer matches: it is left, the other removed.
+    #[test]
+    fn a_bulk_delete_leaves_a_session_changed_since_it_was_listed() {
+        use std::sync::atomic::AtomicUsize;
+        let clock = ManualClock::new();
+        let store = MemoryStore::<u32>::builder().clock(clock.clone()).build();
+        let policy = ExpiryPolicy::default();
+        for _ in 0..2 {
+            let r = Record::new(SessionId::generate(), 1, clock.now(), &policy);
+            let saved = store.save_sync(Save::create(&r));
+            assert!(matches!(saved, Ok(SaveOutcome::Saved(_))), "{saved:?}");
+        }
+        let calls = AtomicUsize::new(0);
+        let first = Mutex::new(None::<Record<u32>>);
+        let writer = store.clone();
+        let predicate = move |r: &Record<u32>| {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => *first.lock() = Some(r.clone()),
+                // Listing the second: the first changes (no lock is held
+                // while a listed record is tested).
+                1 => {
+                    let mut changed = first.lock().clone().expect("listed first");
+                    changed.data = 2;
+                    let out = writer.save_sync(Save::update(&changed, None));
+                    assert!(matches!(out, Ok(SaveOutcome::Kept)), "{out:?}");
+                }
+                _ => {}
+            }
+            r.data == 1
+        };
+        let removed = futures_util::FutureExt::now_or_never(store.bulk_delete(&predicate))
+            .expect("the memory store answers at once")
+            .unwrap();
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        let left: Vec<u32> = futures_util::FutureExt::now_or_never(store.find_by(&|_| true))
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.data)
+            .collect();
+        assert_eq!(left, [2], "the changed session was left");
     }
 
     #[test]

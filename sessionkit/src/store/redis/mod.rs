@@ -774,7 +774,12 @@ impl<T: SessionData> RedisStore<T> {
         if let (Some(a), SaveKind::Update | SaveKind::Regenerate { .. }) = (announce, kind) {
             cmd.arg(a.channel).arg((a.message)(next));
         }
-        parse_reply(self.eval(script, &cmd).await?)
+        // The version written is the one computed here: the script's own
+        // answer is a Lua number, a double, rounded above 2^53.
+        Ok(match parse_reply(self.eval(script, &cmd).await?)? {
+            Reply::Saved(_) => Reply::Saved(version),
+            other => other,
+        })
     }
 
     /// Runs an `EVALSHA` of `script`; on `NOSCRIPT` (Redis restarted or its
@@ -908,6 +913,15 @@ impl<T: SessionData> RedisStore<T> {
         keys.iter()
             .zip(values)
             .filter_map(|(key, raw)| match self.decode(&raw?, None) {
+                // A value under a key its id does not hash to (a restored
+                // or copied dump) is not that session: a load of its id
+                // would not find it, and a delete by its id would miss it.
+                // (`key` is a whole key, or an owner set's member: the
+                // digest ends both.)
+                Ok(r) if !key.ends_with(&*hex_of(&id_digest(&r.id))) => {
+                    tracing::warn!(key = %key, "skipping a session stored under another id's key");
+                    None
+                }
                 Ok(r) if r.expired(now).is_none() => Some(r),
                 Ok(_) => None,
                 Err(e) => {

@@ -116,14 +116,14 @@ impl PayloadCodec {
     ) -> Result<Vec<u8>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            let sealed = codec.encode_record(record)?;
+            let sealed = codec.encode_record_as(record, version)?;
             let mut out = header(version, owner, sealed.len());
             out.extend_from_slice(&sealed);
             return Ok(out);
         }
         // The plain layout is written straight after the header: one buffer.
         let mut out = header(version, owner, 160);
-        crate::frame::write(record, record.version, &mut out)?;
+        crate::frame::write(record, version, &mut out)?;
         Ok(out)
     }
 
@@ -218,7 +218,10 @@ mod tests {
             .unwrap();
         let s = parse(&stored).unwrap();
         assert_eq!((s.version, s.owner), (9, owner.as_bytes()));
-        assert_eq!(s.payload, encode_payload(&record).unwrap());
+        // The payload carries the version written, as the header does.
+        let mut written = record.clone();
+        written.version = 9;
+        assert_eq!(s.payload, encode_payload(&written).unwrap());
         let back: Record<u32> = PayloadCodec::default().decode(s.payload).unwrap();
         assert_eq!((back.id, back.data), (record.id, 7));
     }
