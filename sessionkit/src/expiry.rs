@@ -141,13 +141,24 @@ impl ExpiryPolicy {
         idle_deadline: SystemTime,
         absolute: SystemTime,
     ) -> bool {
-        if !self.sliding || idle_deadline >= absolute {
-            return false;
-        }
-        match idle_deadline.duration_since(now) {
-            Ok(left) => left < self.idle_timeout / 2,
-            Err(_) => false, // already expired: the load path handles it
-        }
+        self.slides_within(now, idle_deadline, absolute, self.idle_timeout / 2)
+    }
+
+    /// Whether, with sliding expiration and an idle deadline the absolute
+    /// one does not cap, less than `window` is left before that deadline at
+    /// `now` (`false` once it passed: the load path handles that).
+    fn slides_within(
+        &self,
+        now: SystemTime,
+        idle_deadline: SystemTime,
+        absolute: SystemTime,
+        window: Duration,
+    ) -> bool {
+        self.sliding
+            && idle_deadline < absolute
+            && idle_deadline
+                .duration_since(now)
+                .is_ok_and(|left| left < window)
     }
 
     /// Whether a session loaded at `now` should record its activity before
@@ -175,14 +186,8 @@ impl ExpiryPolicy {
         idle_deadline: SystemTime,
         absolute: SystemTime,
     ) -> bool {
-        if !self.sliding || idle_deadline >= absolute {
-            return false;
-        }
         let window = self.request_allowance.min(self.idle_timeout / 2);
-        match idle_deadline.duration_since(now) {
-            Ok(left) => left < window,
-            Err(_) => false,
-        }
+        self.slides_within(now, idle_deadline, absolute, window)
     }
 }
 

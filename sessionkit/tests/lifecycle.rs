@@ -483,9 +483,9 @@ async fn a_new_session_that_is_never_changed_is_never_stored() {
     assert!(sessions.store().is_empty());
 }
 
-/// What a [`HookedDeletes`] store does before each delete.
+/// What a [`Hooked`] store does besides its work.
 #[derive(Clone)]
-enum BeforeDelete {
+enum Hook {
     /// Waits until two deletes are in flight, so two requests that loaded
     /// one expired session both reach their delete.
     PairUp(Arc<tokio::sync::Barrier>),
@@ -493,17 +493,19 @@ enum BeforeDelete {
     /// an admin's purge): the listed id is gone, the session lives on under
     /// a new id with the same data.
     RegenerateFirst(Arc<std::sync::atomic::AtomicBool>),
+    /// Fails the next save once, when armed (a store hiccup).
+    FailNextSave(Arc<std::sync::atomic::AtomicBool>),
 }
 
-/// A memory store that runs a [`BeforeDelete`] hook before each delete.
+/// A memory store with a [`Hook`].
 #[derive(Clone)]
-struct HookedDeletes {
+struct Hooked {
     inner: MemoryStore<Data>,
-    before_delete: BeforeDelete,
+    hook: Hook,
 }
 
 #[async_trait::async_trait]
-impl sessionkit::Store<Data> for HookedDeletes {
+impl sessionkit::Store<Data> for Hooked {
     async fn load(
         &self,
         cookie_value: &str,
@@ -515,16 +517,21 @@ impl sessionkit::Store<Data> for HookedDeletes {
         &self,
         save: sessionkit::store::Save<'_, Data>,
     ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
+        if let Hook::FailNextSave(armed) = &self.hook {
+            if armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(sessionkit::StoreError::Unavailable("armed to fail".into()));
+            }
+        }
         self.inner.save(save).await
     }
 
     async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
         use std::sync::atomic::Ordering;
-        match &self.before_delete {
-            BeforeDelete::PairUp(gate) => {
+        match &self.hook {
+            Hook::PairUp(gate) => {
                 gate.wait().await;
             }
-            BeforeDelete::RegenerateFirst(raced) if !raced.swap(true, Ordering::SeqCst) => {
+            Hook::RegenerateFirst(raced) if !raced.swap(true, Ordering::SeqCst) => {
                 let old = self.inner.load(&id.encode()).await?.expect("listed");
                 let mut moved = old.clone();
                 moved.id = sessionkit::SessionId::generate();
@@ -538,14 +545,18 @@ impl sessionkit::Store<Data> for HookedDeletes {
                     .await?;
                 assert!(saved.is_saved());
             }
-            BeforeDelete::RegenerateFirst(_) => {}
+            Hook::RegenerateFirst(_) | Hook::FailNextSave(_) => {}
         }
         self.inner.delete(id).await
+    }
+
+    fn holds_sessions(&self) -> bool {
+        true
     }
 }
 
 #[async_trait::async_trait]
-impl sessionkit::QueryStore<Data> for HookedDeletes {
+impl sessionkit::QueryStore<Data> for Hooked {
     fn iter(
         &self,
     ) -> futures_util::stream::BoxStream<'_, Result<sessionkit::Record<Data>, sessionkit::StoreError>>
@@ -586,9 +597,9 @@ async fn parallel_loads_of_an_expired_session_report_one_deletion() {
         .on_expired(push(&log))
         .build()
         .unwrap();
-    let store = HookedDeletes {
+    let store = Hooked {
         inner: MemoryStore::<Data>::builder().clock(clock.clone()).build(),
-        before_delete: BeforeDelete::PairUp(Arc::new(tokio::sync::Barrier::new(2))),
+        hook: Hook::PairUp(Arc::new(tokio::sync::Barrier::new(2))),
     };
     let sessions = Sessions::new(store, config);
     let s = sessions.load(None).await.unwrap();
@@ -623,9 +634,9 @@ async fn parallel_loads_of_an_expired_session_report_one_deletion() {
 /// regenerated between the listing and its delete.
 #[tokio::test]
 async fn a_bulk_delete_catches_a_session_regenerated_under_it() {
-    let store = HookedDeletes {
+    let store = Hooked {
         inner: MemoryStore::new(),
-        before_delete: BeforeDelete::RegenerateFirst(Arc::default()),
+        hook: Hook::RegenerateFirst(Arc::default()),
     };
     let sessions = Sessions::new(store, Config::default());
     for user in ["acme-1", "acme-2", "other"] {
@@ -712,41 +723,6 @@ async fn only_a_load_within_the_allowance_records_activity_ahead() {
     assert_eq!(s.data().n, 1);
 }
 
-/// A server-side store that fails its next save once, when armed.
-#[derive(Clone)]
-struct FailNextSave {
-    inner: MemoryStore<Data>,
-    armed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl sessionkit::Store<Data> for FailNextSave {
-    async fn load(
-        &self,
-        cookie_value: &str,
-    ) -> Result<Option<sessionkit::Record<Data>>, sessionkit::StoreError> {
-        self.inner.load(cookie_value).await
-    }
-
-    async fn save(
-        &self,
-        save: sessionkit::store::Save<'_, Data>,
-    ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
-        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            return Err(sessionkit::StoreError::Unavailable("armed to fail".into()));
-        }
-        self.inner.save(save).await
-    }
-
-    async fn delete(&self, id: &sessionkit::SessionId) -> Result<bool, sessionkit::StoreError> {
-        self.inner.delete(id).await
-    }
-
-    fn holds_sessions(&self) -> bool {
-        true
-    }
-}
-
 /// The write ahead of the handler fails (a store hiccup): the request
 /// still runs, and its commit writes the activity instead, even for a
 /// read-only request.
@@ -756,9 +732,9 @@ async fn a_failed_write_ahead_is_made_good_by_the_commit() {
     let clock = ManualClock::new();
     let inner = MemoryStore::<Data>::builder().clock(clock.clone()).build();
     let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let store = FailNextSave {
+    let store = Hooked {
         inner: inner.clone(),
-        armed: armed.clone(),
+        hook: Hook::FailNextSave(armed.clone()),
     };
     let config = Config::builder()
         .idle_timeout(Duration::from_secs(600))

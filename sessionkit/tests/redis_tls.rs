@@ -81,13 +81,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
-    let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
+/// A `redis-server` with TLS on a port of its own (the returned URL; its
+/// plain port stays open for the test's own commands), certificates from a
+/// throw-away CA (returned as PEM), `extra` arguments first.
+fn tls_server(certs: &Path, extra: &[&str]) -> (RedisServer, String, Vec<u8>) {
+    make_certificates(certs);
     let tls_port = free_port();
-    let path = |f: &str| certs.path().join(f).into_os_string();
-    let server = RedisServer::start_with_args([
+    let path = |f: &str| certs.join(f).into_os_string();
+    let mut args: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();
+    args.extend([
         "--tls-port".into(),
         tls_port.to_string().into(),
         "--tls-cert-file".into(),
@@ -98,10 +100,16 @@ async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
         path("ca.pem"),
         "--tls-auth-clients".into(),
         "no".into(),
-    ])
-    .unwrap();
-    let url = format!("rediss://127.0.0.1:{tls_port}/");
-    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
+    ]);
+    let server = RedisServer::start_with_args(args).unwrap();
+    let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+    (server, format!("rediss://127.0.0.1:{tls_port}/"), ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (server, url, ca) = tls_server(certs.path(), &[]);
 
     let store: RedisStore<u32> = RedisStore::builder(url.clone())
         .tls_root_certificate(ca)
@@ -137,28 +145,17 @@ async fn the_store_works_over_tls_and_refuses_an_untrusted_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_over_tls_trusts_the_given_root_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
-    let tls_port = free_port();
-    let path = |f: &str| certs.path().join(f).into_os_string();
-    let server = RedisServer::start_with_args([
-        "--cluster-enabled".into(),
-        "yes".into(),
-        "--cluster-config-file".into(),
-        "nodes.conf".into(),
-        "--tls-cluster".into(),
-        "yes".into(),
-        "--tls-port".into(),
-        tls_port.to_string().into(),
-        "--tls-cert-file".into(),
-        path("server.pem"),
-        "--tls-key-file".into(),
-        path("server.key"),
-        "--tls-ca-cert-file".into(),
-        path("ca.pem"),
-        "--tls-auth-clients".into(),
-        "no".into(),
-    ])
-    .unwrap();
+    let (server, url, ca) = tls_server(
+        certs.path(),
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--tls-cluster",
+            "yes",
+        ],
+    );
     let reply = server.command("CLUSTER ADDSLOTSRANGE 0 16383").unwrap();
     assert!(!reply.starts_with('-'), "{reply}");
     let started = std::time::Instant::now();
@@ -170,9 +167,6 @@ async fn a_cluster_over_tls_trusts_the_given_root_certificate() {
         assert!(started.elapsed().as_secs() < 30, "cluster never became ok");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let url = format!("rediss://127.0.0.1:{tls_port}/");
-    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
-
     let store: RedisStore<u32> = RedisStore::cluster_builder([url.clone()])
         .tls_root_certificate(ca)
         .connect()

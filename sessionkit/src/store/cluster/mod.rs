@@ -969,25 +969,45 @@ mod revoke_tests {
 
     type Data = u32;
 
-    /// A Redis store that, once, right after its first delete of sessions
-    /// returns, has Redis close every ordinary client connection (not the
-    /// subscribers'): whatever the caller sends next on them fails.
-    struct CutOffAfterDeleting {
-        inner: RedisStore<Data>,
-        server: Arc<RedisServer>,
-        armed: AtomicBool,
+    /// What a [`Hooked`] Redis store does besides its work.
+    enum Hook {
+        /// Once armed, right after its next delete of sessions returns, has
+        /// Redis close every ordinary client connection (not the
+        /// subscribers'): whatever the caller sends next on them fails.
+        CutOffAfterDeleting {
+            server: Arc<RedisServer>,
+            armed: AtomicBool,
+        },
+        /// `by_owner` gives its first listed session to another user right
+        /// after listing (a login finishing while a revoke runs), before the
+        /// caller deletes what was listed.
+        ReassignAfterListing,
     }
 
-    impl CutOffAfterDeleting {
+    /// A Redis store (as a cluster backend) with a [`Hook`].
+    struct Hooked {
+        inner: RedisStore<Data>,
+        hook: Hook,
+    }
+
+    impl Hooked {
+        fn arm(&self) {
+            if let Hook::CutOffAfterDeleting { armed, .. } = &self.hook {
+                armed.store(true, Ordering::SeqCst);
+            }
+        }
+
         fn deleted(&self) {
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.server.command("CLIENT KILL TYPE normal").unwrap();
+            if let Hook::CutOffAfterDeleting { server, armed } = &self.hook {
+                if armed.swap(false, Ordering::SeqCst) {
+                    server.command("CLIENT KILL TYPE normal").unwrap();
+                }
             }
         }
     }
 
     #[async_trait]
-    impl Store<Data> for CutOffAfterDeleting {
+    impl Store<Data> for Hooked {
         async fn load(&self, cookie: &str) -> Result<Option<Record<Data>>, StoreError> {
             self.inner.load(cookie).await
         }
@@ -1000,12 +1020,26 @@ mod revoke_tests {
     }
 
     #[async_trait]
-    impl QueryStore<Data> for CutOffAfterDeleting {
+    impl QueryStore<Data> for Hooked {
         fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
             self.inner.iter()
         }
         async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
-            self.inner.by_owner(owner).await
+            let listed = self.inner.by_owner(owner).await?;
+            if let (Hook::ReassignAfterListing, Some(first)) = (&self.hook, listed.first()) {
+                let mut moved = first.clone();
+                moved.owner = Some("someone-else".into());
+                let changes = crate::store::MetaChanges {
+                    owner: true,
+                    ..crate::store::MetaChanges::NONE
+                };
+                let saved = self
+                    .inner
+                    .save(Save::update(&moved, None).with_changes(changes))
+                    .await?;
+                assert!(saved.is_saved());
+            }
+            Ok(listed)
         }
         async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
             let out = self.inner.delete_owner(owner).await;
@@ -1023,7 +1057,7 @@ mod revoke_tests {
     }
 
     #[async_trait]
-    impl ClusterBackend<Data> for CutOffAfterDeleting {
+    impl ClusterBackend<Data> for Hooked {
         async fn save_versioned(
             &self,
             save: Save<'_, Data>,
@@ -1040,71 +1074,6 @@ mod revoke_tests {
             self.deleted();
             out
         }
-    }
-
-    /// A Redis store whose `by_owner` gives its first listed session to
-    /// another user right after listing (a login finishing while a revoke
-    /// runs), before the caller deletes what was listed.
-    struct ReassignedAfterListing {
-        inner: RedisStore<Data>,
-    }
-
-    #[async_trait]
-    impl Store<Data> for ReassignedAfterListing {
-        async fn load(&self, cookie: &str) -> Result<Option<Record<Data>>, StoreError> {
-            self.inner.load(cookie).await
-        }
-        async fn save(&self, save: Save<'_, Data>) -> Result<SaveOutcome, StoreError> {
-            self.inner.save(save).await
-        }
-        async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-            self.inner.delete(id).await
-        }
-    }
-
-    #[async_trait]
-    impl QueryStore<Data> for ReassignedAfterListing {
-        fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
-            self.inner.iter()
-        }
-        async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
-            let listed = self.inner.by_owner(owner).await?;
-            if let Some(first) = listed.first() {
-                let mut moved = first.clone();
-                moved.owner = Some("someone-else".into());
-                let changes = crate::store::MetaChanges {
-                    owner: true,
-                    ..crate::store::MetaChanges::NONE
-                };
-                let saved = self
-                    .inner
-                    .save(Save::update(&moved, None).with_changes(changes))
-                    .await?;
-                assert!(saved.is_saved());
-            }
-            Ok(listed)
-        }
-        async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
-            self.inner.delete_owner(owner).await
-        }
-    }
-
-    #[async_trait]
-    impl ClusterBackend<Data> for ReassignedAfterListing {
-        async fn save_versioned(
-            &self,
-            save: Save<'_, Data>,
-        ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
-            RedisStore::save_versioned(&self.inner, save, None).await
-        }
-        async fn delete_and_publish(
-            &self,
-            ids: &[SessionId],
-            channel: &str,
-            messages: &[Vec<u8>],
-        ) -> Result<Vec<bool>, StoreError> {
-            RedisStore::delete_and_publish(&self.inner, ids, channel, messages).await
-        }
         async fn delete_owned_and_publish(
             &self,
             ids: &[SessionId],
@@ -1112,7 +1081,11 @@ mod revoke_tests {
             channel: &str,
             messages: &[Vec<u8>],
         ) -> Result<Vec<bool>, StoreError> {
-            RedisStore::delete_owned_and_publish(&self.inner, ids, owner, channel, messages).await
+            let out =
+                RedisStore::delete_owned_and_publish(&self.inner, ids, owner, channel, messages)
+                    .await;
+            self.deleted();
+            out
         }
     }
 
@@ -1127,7 +1100,10 @@ mod revoke_tests {
         let conns = inner.shared_connections();
         let options = ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
         let node = Cached::new(
-            ReassignedAfterListing { inner },
+            Hooked {
+                inner,
+                hook: Hook::ReassignAfterListing,
+            },
             conns,
             vec![server.url()],
             options,
@@ -1175,10 +1151,12 @@ mod revoke_tests {
         let options = || ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
         let inner = redis(&server, tag).await;
         let conns = inner.shared_connections();
-        let backend = CutOffAfterDeleting {
+        let backend = Hooked {
             inner,
-            server: server.clone(),
-            armed: AtomicBool::new(false),
+            hook: Hook::CutOffAfterDeleting {
+                server: server.clone(),
+                armed: AtomicBool::new(false),
+            },
         };
         let a = Cached::new(backend, conns, vec![server.url()], options()).await;
         let b =
@@ -1211,7 +1189,7 @@ mod revoke_tests {
                 assert!(b.load(&r.id.encode()).await.unwrap().is_some());
                 assert!(b.is_cached(&r.id));
             }
-            a.inner.armed.store(true, Ordering::SeqCst);
+            a.inner.arm();
             let _ = if round == 0 {
                 a.delete_owner(owner).await.map(|_| ())
             } else {
