@@ -57,6 +57,17 @@ async fn big(session: Session<Data>) -> &'static str {
     "stored"
 }
 
+/// Starts a session through the core, changed by `f`; its cookie.
+async fn first_cookie<T: sessionkit::SessionData, S: sessionkit::Store<T>>(
+    sessions: &Sessions<T, S>,
+    f: impl FnOnce(&mut T),
+) -> String {
+    let first = sessions.load(None).await.unwrap();
+    f(&mut first.data_mut());
+    let action = sessions.commit(&first, None).await.unwrap();
+    action.value().expect("a new session's cookie").to_owned()
+}
+
 fn ring(keys: &[(u16, &str)]) -> KeyRing {
     let mut b = KeyRing::builder().current(keys[0].0, keys[0].1);
     for (id, s) in &keys[1..] {
@@ -430,15 +441,7 @@ async fn a_slow_read_near_the_idle_deadline_still_refreshes_the_cookie() {
         .unwrap();
     let ring = KeyRing::builder().current(1, S1).build().unwrap();
     let sessions = Sessions::new(CookieStore::<Data>::new(&ring, &config), config);
-    let first = sessions.load(None).await.unwrap();
-    first.data_mut().counter = 7;
-    let cookie = sessions
-        .commit(&first, None)
-        .await
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_owned();
+    let cookie = first_cookie(&sessions, |d| d.counter = 7).await;
     clock.advance(Duration::from_secs(599));
     let slow = sessions.load(Some(&cookie)).await.unwrap();
     assert_eq!(slow.data().counter, 7, "alive when loaded");
@@ -468,15 +471,7 @@ async fn the_opened_cache_serves_what_opening_gives_never_the_unsaved_record() {
         .build();
     let sessions = Sessions::new(cached, config.clone());
     let other = Sessions::new(CookieStore::<Scratchy>::new(&ring, &config), config);
-    let first = sessions.load(None).await.unwrap();
-    first.data_mut().n = 1;
-    let cookie = sessions
-        .commit(&first, None)
-        .await
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_owned();
+    let cookie = first_cookie(&sessions, |d| d.n = 1).await;
     let s = sessions.load(Some(&cookie)).await.unwrap();
     {
         let mut d = s.data_mut();

@@ -91,6 +91,17 @@ async fn update(
     store.save(Save::update(mine, Some(base))).await
 }
 
+/// Starts a session through the core, changed by `f`; its cookie.
+async fn first_cookie<S: Store<Wide>>(
+    sessions: &Sessions<Wide, S>,
+    f: impl FnOnce(&mut Wide),
+) -> String {
+    let first = sessions.load(None).await.unwrap();
+    f(&mut first.data_mut());
+    let action = sessions.commit(&first, None).await.unwrap();
+    action.value().expect("a new session's cookie").to_owned()
+}
+
 /// `INFO commandstats` as command name → calls.
 fn command_stats(server: &RedisServer) -> BTreeMap<String, u64> {
     let info = server.command("INFO commandstats").unwrap();
@@ -272,15 +283,7 @@ async fn parallel_requests_changing_different_fields_all_survive() {
 async fn two_requests_through_the_core_keep_both_changes() {
     let store = store_on(shared()).await;
     let sessions = Sessions::new(store, Config::default());
-    let first = sessions.load(None).await.unwrap();
-    first.data_mut().f0 = 1;
-    let cookie = sessions
-        .commit(&first, None)
-        .await
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_owned();
+    let cookie = first_cookie(&sessions, |d| d.f0 = 1).await;
 
     let a = sessions.load(Some(&cookie)).await.unwrap();
     let b = sessions.load(Some(&cookie)).await.unwrap();
@@ -367,15 +370,7 @@ async fn a_request_running_across_the_idle_deadline_keeps_its_change() {
         .build()
         .unwrap();
     let sessions = Sessions::new(store.clone(), config);
-    let first = sessions.load(None).await.unwrap();
-    first.data_mut().f1 = 1;
-    let cookie = sessions
-        .commit(&first, None)
-        .await
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_owned();
+    let cookie = first_cookie(&sessions, |d| d.f1 = 1).await;
     // About 1.5 s left: within the allowance.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let slow = sessions.load(Some(&cookie)).await.unwrap();
