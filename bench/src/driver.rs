@@ -579,14 +579,21 @@ fn report_line(round: usize, s: &Sample) {
 /// requests). wrk checks statuses, not what was kept: a variant that saved
 /// nothing on `/write`, or made sessions it never stored on `/new`, would
 /// pass for a fast one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ledger {
     /// `/write` on a store that keeps the data on the server: the sum of the
     /// pre-created sessions' counters, which each write raises by one (wrk's
     /// one thread walks the cookies in order, so with more sessions than
     /// connections no two writes of one session overlap), and how many of
-    /// them could not be read (lost sessions).
-    Counters { sum: u64, unreadable: u64 },
+    /// them could not be read (lost sessions). `each` keeps every session's
+    /// counter (0 when unreadable): the sum cannot see a write saved under
+    /// another session, the spread of the increases can (see
+    /// [`Counted::walks`]).
+    Counters {
+        sum: u64,
+        unreadable: u64,
+        each: Vec<u64>,
+    },
     /// `/new` on a Redis store: the keys in Redis, at least one per session.
     Keys(u64),
 }
@@ -599,12 +606,22 @@ enum Ledger {
 struct Counted {
     lo: u64,
     hi: u64,
+    /// Passes over the cookie list (each wrk run, the monitored requests),
+    /// and requests that failed. One pass sends each session ⌊m/n⌋ or
+    /// ⌈m/n⌉ of its m requests (one thread, cookies in order, the requests
+    /// still in flight at its end the next ones in that order), so with
+    /// every request applied the sessions' increases differ by at most
+    /// `walks`; each failed request can widen that by one more.
+    walks: u64,
+    failed: u64,
 }
 
 impl Counted {
     fn add_wrk(&mut self, requests: u64, errors: u64, connections: u32) {
         self.lo += requests.saturating_sub(errors);
         self.hi += requests + u64::from(connections);
+        self.walks += 1;
+        self.failed += errors;
     }
 }
 
@@ -618,8 +635,12 @@ impl Ledger {
     ) -> std::io::Result<Option<Ledger>> {
         match (workload, redis_port) {
             (Workload::Write, _) if variant.keeps_sessions() && !variant.keeps_data_in_cookie() => {
-                let (sum, unreadable) = counter_sum(port, cookies)?;
-                Ok(Some(Ledger::Counters { sum, unreadable }))
+                let each = counters(port, cookies)?;
+                Ok(Some(Ledger::Counters {
+                    sum: each.iter().flatten().sum(),
+                    unreadable: each.iter().filter(|c| c.is_none()).count() as u64,
+                    each: each.into_iter().map(Option::unwrap_or_default).collect(),
+                }))
             }
             (Workload::New, Some(rp)) if variant.uses_redis() => {
                 Ok(Some(Ledger::Keys(wire::redis_int(rp, "DBSIZE")?)))
@@ -630,7 +651,7 @@ impl Ledger {
 
     /// How many writes or sessions are missing between `self` and `after`
     /// given what was `counted`, with what to say; `None` when they add up.
-    fn shortfall(self, after: Ledger, counted: Counted) -> Option<(u64, String)> {
+    fn shortfall(&self, after: &Ledger, counted: Counted) -> Option<(u64, String)> {
         match (self, after) {
             (
                 Ledger::Counters {
@@ -648,7 +669,19 @@ impl Ledger {
                     lost_after - lost_before
                 ),
             )),
-            (Ledger::Counters { sum: before, .. }, Ledger::Counters { sum: after, .. }) => {
+            (
+                Ledger::Counters {
+                    sum: before,
+                    each: each_before,
+                    ..
+                },
+                Ledger::Counters {
+                    sum: after,
+                    each: each_after,
+                    ..
+                },
+            ) => {
+                let (before, after) = (*before, *after);
                 let kept = after.saturating_sub(before);
                 if after < before || kept < counted.lo {
                     Some((
@@ -667,10 +700,11 @@ impl Ledger {
                         ),
                     ))
                 } else {
-                    None
+                    misrouted(each_before, each_after, counted)
                 }
             }
             (Ledger::Keys(before), Ledger::Keys(after)) => {
+                let (before, after) = (*before, *after);
                 let kept = after.saturating_sub(before);
                 (kept < counted.lo).then(|| {
                     (
@@ -687,25 +721,40 @@ impl Ledger {
     }
 }
 
-/// The sum of the counters `/read` answers for each of `cookies`, and how
-/// many did not answer `200 "<counter> bench-user"` (lost sessions: reported
-/// as the sample's errors, not a reason to stop the run).
-fn counter_sum(port: u16, cookies: &[String]) -> std::io::Result<(u64, u64)> {
+/// When the sum adds up: whether the sessions' increases spread wider than
+/// the passes over the cookie list allow (see [`Counted::walks`]), as when
+/// a store saved one session's write under another; how far, and why.
+fn misrouted(before: &[u64], after: &[u64], counted: Counted) -> Option<(u64, String)> {
+    let rises = before.iter().zip(after).map(|(b, a)| a.saturating_sub(*b));
+    let (lo, hi) = rises.fold((u64::MAX, 0), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    let allowed = counted.walks + counted.failed;
+    (lo <= hi && hi - lo > allowed).then(|| {
+        (
+            hi - lo - allowed,
+            format!(
+                "sessions' counters rose by {lo} to {hi}, where {} passes over the cookies and {} failed requests allow a spread of {allowed}: writes landed on the wrong session",
+                counted.walks, counted.failed
+            ),
+        )
+    })
+}
+
+/// The counter `/read` answers for each of `cookies`; `None` where it did
+/// not answer `200 "<counter> bench-user"` (lost sessions: reported as the
+/// sample's errors, not a reason to stop the run).
+fn counters(port: u16, cookies: &[String]) -> std::io::Result<Vec<Option<u64>>> {
     cookies
         .iter()
-        .try_fold((0u64, 0u64), |(sum, unreadable), c| {
+        .map(|c| {
             let r = wire::http_get(port, "/read", Some(c))?;
-            let counter = (r.status == 200)
+            Ok((r.status == 200)
                 .then(|| {
                     let (n, user) = r.body.trim().split_once(' ')?;
                     (user == "bench-user").then_some(n.parse::<u64>().ok()?)
                 })
-                .flatten();
-            Ok(match counter {
-                Some(n) => (sum + n, unreadable),
-                None => (sum, unreadable + 1),
-            })
+                .flatten())
         })
+        .collect()
 }
 
 /// Rounds × variants × workloads, interleaved; returns every sample.
@@ -885,13 +934,17 @@ pub fn run_all(opts: &Options) -> std::io::Result<Vec<Sample>> {
                         Some(client as f64 / MONITORED_REQUESTS as f64);
                     counted.lo += answered;
                     counted.hi += MONITORED_REQUESTS as u64;
+                    counted.walks += 1;
+                    counted.failed += MONITORED_REQUESTS as u64 - answered;
                 }
                 counted.lo += sample.requests.saturating_sub(sample.errors);
                 counted.hi += sample.requests + sample.windows * u64::from(opts.connections);
+                counted.walks += sample.windows;
+                counted.failed += sample.errors;
                 if let Some(before) = ledger {
                     let after = Ledger::read(variant, workload, port, &cookies, redis_port)?
                         .ok_or_else(|| std::io::Error::other("no ledger after the load"))?;
-                    if let Some((missing, why)) = before.shortfall(after, counted) {
+                    if let Some((missing, why)) = before.shortfall(&after, counted) {
                         eprintln!(
                             "sessionkit-bench: {} {}: {why}",
                             variant.name(),
@@ -980,12 +1033,31 @@ pub fn run_clients(rounds: usize, secs: u64, concurrency: usize) -> std::io::Res
 mod tests {
     use super::{Counted, Ledger};
 
+    /// Two passes over the cookies, no failed request.
     fn counted(lo: u64, hi: u64) -> Counted {
-        Counted { lo, hi }
+        Counted {
+            lo,
+            hi,
+            walks: 2,
+            failed: 0,
+        }
     }
 
+    /// Ten sessions whose counters add up to `sum`, as even as can be.
     fn sums(sum: u64) -> Ledger {
-        Ledger::Counters { sum, unreadable: 0 }
+        counters(
+            (0..10)
+                .map(|i| sum / 10 + u64::from(i < sum % 10))
+                .collect(),
+        )
+    }
+
+    fn counters(each: Vec<u64>) -> Ledger {
+        Ledger::Counters {
+            sum: each.iter().sum(),
+            unreadable: 0,
+            each,
+        }
     }
 
     #[test]
@@ -993,12 +1065,14 @@ mod tests {
         let before = Ledger::Counters {
             sum: 1_000,
             unreadable: 2,
+            each: vec![500, 500, 0, 0],
         };
         let after = Ledger::Counters {
             sum: 1_400,
             unreadable: 10,
+            each: vec![700, 700, 0, 0],
         };
-        let (missing, why) = before.shortfall(after, counted(0, 1_000)).unwrap();
+        let (missing, why) = before.shortfall(&after, counted(0, 1_000)).unwrap();
         assert_eq!(missing, 8);
         assert!(why.contains("no longer be read"), "{why}");
     }
@@ -1008,38 +1082,59 @@ mod tests {
         let before = sums(1_000);
         // Between what was answered and what was sent: fine.
         for after in [1_500, 1_520, 1_532] {
-            assert_eq!(before.shortfall(sums(after), counted(500, 532)), None);
+            assert_eq!(before.shortfall(&sums(after), counted(500, 532)), None);
         }
         // 10 answered writes left no trace.
-        let (missing, why) = before.shortfall(sums(1_490), counted(500, 532)).unwrap();
+        let (missing, why) = before.shortfall(&sums(1_490), counted(500, 532)).unwrap();
         assert_eq!(missing, 10);
         assert!(why.contains("lost"), "{why}");
         // More than was sent: applied twice.
-        let (extra, why) = before.shortfall(sums(1_540), counted(500, 532)).unwrap();
+        let (extra, why) = before.shortfall(&sums(1_540), counted(500, 532)).unwrap();
         assert_eq!(extra, 8);
         assert!(why.contains("twice"), "{why}");
         // Counters that went down (a store that forgot sessions) are an
         // error even when nothing was counted.
-        assert!(before.shortfall(sums(10), counted(0, 0)).is_some());
+        assert!(before.shortfall(&sums(10), counted(0, 0)).is_some());
+    }
+
+    #[test]
+    fn writes_that_add_up_but_landed_on_the_wrong_session_are_errors() {
+        let before = counters(vec![100; 4]);
+        // Two passes of 6 and 5 writes over 4 sessions: rises of 2 or 3.
+        let even = counters(vec![103, 103, 103, 102]);
+        assert_eq!(before.shortfall(&even, counted(11, 11)), None);
+        // The same 11 writes, all saved under the first session.
+        let (missing, why) = before
+            .shortfall(&counters(vec![111, 100, 100, 100]), counted(11, 11))
+            .unwrap();
+        assert_eq!(missing, 9, "a spread of 11 where 2 passes allow 2");
+        assert!(why.contains("wrong session"), "{why}");
+        // Failed requests widen what is allowed, one each.
+        let mut with_failures = counted(11, 20);
+        with_failures.failed = 9;
+        assert_eq!(
+            before.shortfall(&counters(vec![111, 100, 100, 100]), with_failures),
+            None
+        );
     }
 
     #[test]
     fn new_sessions_must_each_leave_a_key() {
         let before = Ledger::Keys(1_000);
         assert_eq!(
-            before.shortfall(Ledger::Keys(1_700), counted(700, 732)),
+            before.shortfall(&Ledger::Keys(1_700), counted(700, 732)),
             None
         );
         // More keys than sessions is fine (a store may keep an index).
         assert_eq!(
-            before.shortfall(Ledger::Keys(2_500), counted(700, 732)),
+            before.shortfall(&Ledger::Keys(2_500), counted(700, 732)),
             None
         );
         let (missing, _) = before
-            .shortfall(Ledger::Keys(1_000), counted(700, 732))
+            .shortfall(&Ledger::Keys(1_000), counted(700, 732))
             .unwrap();
         assert_eq!(missing, 700);
-        assert!(before.shortfall(sums(1_000), counted(0, 0)).is_some());
+        assert!(before.shortfall(&sums(1_000), counted(0, 0)).is_some());
     }
 
     #[test]
@@ -1051,5 +1146,6 @@ mod tests {
         // More errors than responses (connect errors) cannot underflow.
         c.add_wrk(1, 5, 32);
         assert_eq!((c.lo, c.hi), (147, 247));
+        assert_eq!((c.walks, c.failed), (3, 8));
     }
 }

@@ -54,6 +54,11 @@ pub fn routes<S: Store<DemoSession>>(
         let session = |f: fn(&Session<DemoSession>) -> Reply| {
             move |s: Session<DemoSession>| async move { respond(f(&s)) }
         };
+        // A route's wrong method gets the API's JSON 405, not an empty body.
+        let resource = |path: &str| {
+            web::resource(path)
+                .default_service(web::to(|| async { respond(api::method_not_allowed()) }))
+        };
         let api = web::scope("/api")
             .app_data(web::Data::new(app.revocation.clone()))
             .wrap_fn(|req, srv| {
@@ -81,12 +86,13 @@ pub fn routes<S: Store<DemoSession>>(
             })
             .wrap(DefaultHeaders::new().add((CACHE_CONTROL, api::API_CACHE_CONTROL)))
             .wrap(SessionMiddleware::new(&app.sessions).error_responder(api::json_store_error))
-            .service(web::resource("/me").get(session(api::me)))
-            .service(web::resource("/login").post(login))
-            .service(web::resource("/logout").post(session(api::logout)))
-            .service(web::resource("/counter").post(session(api::counter)))
-            .service(web::resource("/flash").get(session(api::flash)))
-            .service(web::resource("/admin/revoke/{username}").post(revoke));
+            .service(resource("/me").get(session(api::me)))
+            .service(resource("/login").post(login))
+            .service(resource("/logout").post(session(api::logout)))
+            .service(resource("/counter").post(session(api::counter)))
+            .service(resource("/flash").get(session(api::flash)))
+            .service(resource("/admin/revoke/{username}").post(revoke))
+            .default_service(web::to(|| async { respond(api::no_such_route()) }));
         cfg.service(web::resource("/").get(|| async {
             HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")

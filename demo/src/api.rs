@@ -139,6 +139,18 @@ impl From<ApiError> for Reply {
     }
 }
 
+/// The answer to a path under `/api` that names no route: a JSON 404 like
+/// every other API error (the frameworks' own is an empty body).
+pub fn no_such_route() -> Reply {
+    ApiError::new(404, "no such API route").into()
+}
+
+/// The answer to an API route asked with a method it does not take: a JSON
+/// 405 like every other API error.
+pub fn method_not_allowed() -> Reply {
+    ApiError::new(405, "this API route does not take that method").into()
+}
+
 impl<T: Serialize> From<Result<T, ApiError>> for Reply {
     fn from(r: Result<T, ApiError>) -> Self {
         r.map_or_else(Reply::from, Reply::ok)

@@ -54,6 +54,8 @@ pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
             get(|s: Session<DemoSession>| async move { api::flash(&s) }),
         )
         .route("/admin/revoke/{username}", post(revoke))
+        .method_not_allowed_fallback(|| async { api::method_not_allowed() })
+        .fallback(|| async { api::no_such_route() })
         .with_state(app.revocation.clone())
         .layer(axum::middleware::from_fn(same_origin_only))
         .layer(axum::middleware::map_response(no_store));

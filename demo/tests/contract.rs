@@ -583,7 +583,33 @@ async fn hostile_admin_paths_and_oversized_login_bodies_get_json_errors(framewor
     assert!(err["error"].as_str().unwrap().contains("username"), "{err}");
 }
 
+async fn unknown_api_routes_and_wrong_methods_get_json_errors_and_no_session(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let http = reqwest::Client::new();
+    for (method, path, status) in [
+        (Method::GET, "/api/nope", StatusCode::NOT_FOUND),
+        (Method::POST, "/api/admin", StatusCode::NOT_FOUND),
+        (Method::GET, "/api/login", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::DELETE, "/api/me", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Method::GET,
+            "/api/admin/revoke/alice",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        let r = send(&http, &server.url(), method.clone(), path, None, None).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text);
+        assert!(r.body["error"].is_string(), "{method} {path}: {}", r.text);
+        assert_eq!(r.headers[CACHE_CONTROL], "no-store", "{method} {path}");
+        assert!(
+            r.headers.get("set-cookie").is_none(),
+            "{method} {path} started a session"
+        );
+    }
+}
+
 common::on_each_framework!(
+    unknown_api_routes_and_wrong_methods_get_json_errors_and_no_session,
     login_me_counter_flash_logout_then_the_old_cookie_is_rejected,
     a_hundred_concurrent_clients_never_see_each_others_data,
     a_request_without_a_cookie_right_after_a_logged_in_one_gets_a_fresh_empty_session,
