@@ -71,7 +71,8 @@ impl ManualClock {
     }
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        *self.0.lock() += by;
+        let mut t = self.0.lock();
+        *t = later(*t, by);
     }
     /// Sets the clock to a given time.
     pub fn set(&self, to: SystemTime) {
@@ -130,7 +131,7 @@ impl Default for ExpiryPolicy {
 impl ExpiryPolicy {
     /// The idle deadline for activity at `now`, never past the absolute deadline.
     pub fn idle_deadline(&self, now: SystemTime, absolute: SystemTime) -> SystemTime {
-        (now + self.idle_timeout).min(absolute)
+        later(now, self.idle_timeout).min(absolute)
     }
 
     /// Whether a session whose idle deadline is `idle_deadline` should record
@@ -191,6 +192,15 @@ impl ExpiryPolicy {
     }
 }
 
+/// `t + d`, saturating at the latest time a record can carry instead of
+/// panicking: [`crate::Config`] caps its durations, but an
+/// [`ExpiryPolicy`] built by hand or a [`Clock`] far in the future could
+/// overflow `SystemTime`.
+pub(crate) fn later(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d)
+        .unwrap_or_else(|| from_millis(u64::MAX).max(t))
+}
+
 /// Milliseconds since the Unix epoch, saturating (times before 1970 are 0).
 pub(crate) fn to_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -240,6 +250,24 @@ mod tests {
             ..p
         };
         assert!(!fixed.needs_touch(t0 + Duration::from_secs(60), idle, abs));
+    }
+
+    #[test]
+    fn durations_past_what_a_system_time_holds_saturate_instead_of_panicking() {
+        let huge = ExpiryPolicy {
+            idle_timeout: Duration::MAX,
+            absolute_lifetime: Duration::MAX,
+            ..ExpiryPolicy::default()
+        };
+        let t0 = SystemTime::now();
+        let abs = t0 + Duration::from_secs(60);
+        assert_eq!(huge.idle_deadline(t0, abs), abs);
+        let r = crate::Record::new(crate::SessionId::generate(), (), t0, &huge);
+        assert!(r.absolute_deadline > t0 && r.idle_deadline > t0);
+        assert_eq!(r.expired(t0), None);
+        let clock = ManualClock::new();
+        clock.advance(Duration::MAX);
+        assert!(clock.now() > t0);
     }
 
     #[test]

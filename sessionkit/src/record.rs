@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::expiry::{millis, ExpiryKind, ExpiryPolicy};
+use crate::expiry::{later, millis, ExpiryKind, ExpiryPolicy};
 use crate::flash::FlashMessage;
 use crate::id::SessionId;
 
@@ -68,7 +68,7 @@ pub struct Record<T> {
 impl<T> Record<T> {
     /// A new record created at `now` under `policy`.
     pub fn new(id: SessionId, data: T, now: SystemTime, policy: &ExpiryPolicy) -> Self {
-        let absolute_deadline = now + policy.absolute_lifetime;
+        let absolute_deadline = later(now, policy.absolute_lifetime);
         Record {
             id,
             data,
@@ -134,6 +134,43 @@ impl<T> Record<T> {
         self.expires_at()
             .duration_since(now)
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// Brings the deadlines within what `policy` gives a session created at
+    /// `created_at` and last used at `last_access`: a record written under
+    /// a longer idle timeout or absolute lifetime (the operator shortened
+    /// them, say after an incident; a cookie sealed before) dies when the
+    /// current policy says, not when the old one did. Never moves a
+    /// deadline later.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use sessionkit::{expiry::ExpiryPolicy, Record, SessionId};
+    ///
+    /// let t0 = SystemTime::now();
+    /// let long = ExpiryPolicy {
+    ///     idle_timeout: Duration::from_secs(8 * 3600),
+    ///     absolute_lifetime: Duration::from_secs(24 * 3600),
+    ///     ..ExpiryPolicy::default()
+    /// };
+    /// let mut r = Record::new(SessionId::generate(), (), t0, &long);
+    /// let short = ExpiryPolicy {
+    ///     idle_timeout: Duration::from_secs(60),
+    ///     absolute_lifetime: Duration::from_secs(600),
+    ///     ..ExpiryPolicy::default()
+    /// };
+    /// r.clamp_deadlines(&short);
+    /// assert_eq!(r.idle_deadline, t0 + Duration::from_secs(60));
+    /// assert_eq!(r.absolute_deadline, t0 + Duration::from_secs(600));
+    /// assert!(r.expired(t0 + Duration::from_secs(3600)).is_some());
+    /// ```
+    pub fn clamp_deadlines(&mut self, policy: &ExpiryPolicy) {
+        self.absolute_deadline = self
+            .absolute_deadline
+            .min(later(self.created_at, policy.absolute_lifetime));
+        self.idle_deadline = self
+            .idle_deadline
+            .min(policy.idle_deadline(self.last_access, self.absolute_deadline));
     }
 
     /// Records activity at `now`: moves the idle deadline (capped by the absolute one).

@@ -528,6 +528,9 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
             )));
         };
         let now = clock.now();
+        // Deadlines written under a longer timeout than the one configured
+        // now end where the current one says.
+        record.clamp_deadlines(&cfg.expiry);
         if let Some(kind) = record.expired(now) {
             return Ok(Loaded::Expired(record, kind, print));
         }

@@ -110,6 +110,38 @@ async fn absolute_lifetime_ends_even_an_active_session() {
 }
 
 #[tokio::test]
+async fn a_shortened_timeout_ends_sessions_written_under_the_longer_one() {
+    let clock = ManualClock::new();
+    let (long, _) = setup(&clock); // idle 600 s, absolute 3600 s
+    let store = long.store().clone();
+    let shortened = |idle: u64, absolute: u64| {
+        let config = Config::builder()
+            .idle_timeout(Duration::from_secs(idle))
+            .absolute_lifetime(Duration::from_secs(absolute))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        Sessions::new(store.clone(), config)
+    };
+    let (idle_cookie, _) = request(&long, None, |s| s.data_mut().n = 1).await;
+    let (busy_cookie, _) = request(&long, None, |s| s.data_mut().n = 2).await;
+    clock.advance(Duration::from_secs(120));
+    // Still alive under the policy it was written with...
+    let (_, data) = request(&long, idle_cookie.as_deref(), |_| {}).await;
+    assert_eq!(data.n, 1);
+    // ...but 120 s idle is past a 60 s idle timeout.
+    let idle = shortened(60, 3600);
+    let s = idle.load(idle_cookie.as_deref()).await.unwrap();
+    assert!(s.is_new(), "idle for 120 s under a 60 s idle timeout");
+    // An absolute lifetime cut to 100 s ends a session 120 s old, however active.
+    let (busy_cookie, data) = request(&long, busy_cookie.as_deref(), |s| s.data_mut().n += 1).await;
+    assert_eq!(data.n, 3);
+    let strict = shortened(60, 100);
+    let s = strict.load(busy_cookie.as_deref()).await.unwrap();
+    assert!(s.is_new(), "120 s old under a 100 s absolute lifetime");
+}
+
+#[tokio::test]
 async fn regenerate_kills_the_old_id_at_once_and_keeps_the_data() {
     let clock = ManualClock::new();
     let (sessions, log) = setup(&clock);
