@@ -210,6 +210,14 @@ pub(crate) async fn load_session<T: SessionData, E: Engine<T> + ?Sized>(
     finish_load(engine, tried, cookie_value, client).await
 }
 
+/// The client of a load made without one ([`Sessions::load`]): told apart
+/// by address, since an empty [`ClientInfo`] is also what a request without
+/// a peer address or `User-Agent` gives, and that one is checked.
+static NO_CLIENT: ClientInfo = ClientInfo {
+    ip: None,
+    user_agent: None,
+};
+
 /// The rest of a load, given what [`Engine::load_now`] answered (`None`: the
 /// store needs I/O): waits for the store if it must, then deletes or
 /// re-binds what it found if it must.
@@ -339,8 +347,14 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
     /// Loads the session a cookie value names, or starts a fresh one when
     /// there is no cookie or it names no live session. Only a store failure
     /// is an error.
+    ///
+    /// With client binding on, this load has no client to check: it neither
+    /// refuses a bound session nor binds an unbound one (a background job or
+    /// a WebSocket task that holds the cookie must not log its user out).
+    /// A request from a client goes through [`Sessions::load_for`] (the
+    /// middleware does), which does check.
     pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session<T>, StoreError> {
-        load_session(&*self.inner, cookie_value, &ClientInfo::default()).await
+        load_session(&*self.inner, cookie_value, &NO_CLIENT).await
     }
 
     /// [`Sessions::load`] for a request from `client` (see [`crate::binding`]):
@@ -364,14 +378,22 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
         commit_session(&*self.inner, session, incoming).await
     }
 
-    /// Deletes one session by id (an admin action); fires `on_deleted`.
+    /// Deletes one session by id (an admin action); fires `on_deleted` with
+    /// the session's owner, read from the store first (one more store call:
+    /// an owner changed between the two is reported as it was read).
     pub async fn delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
+        let owner = match self.inner.store.load(&id.encode()).await {
+            Ok(Some(record)) if record.id == *id => record.owner,
+            // Not readable (gone, undecodable, the store failing): the
+            // delete still runs, and says what it found.
+            _ => None,
+        };
         let existed = self.inner.timed_delete(id).await?;
         if existed {
-            self.inner
-                .config
-                .callbacks
-                .emit(EventKind::Deleted(DeleteReason::Destroyed), None);
+            self.inner.config.callbacks.emit(
+                EventKind::Deleted(DeleteReason::Destroyed),
+                owner.as_deref(),
+            );
         }
         Ok(existed)
     }
@@ -449,8 +471,11 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
     }
 
     /// The binding fingerprint of `client` under the current key, base64url,
-    /// when binding is on.
+    /// when binding is on and there is a client ([`NO_CLIENT`] is none).
     fn fingerprint(&self, client: &ClientInfo) -> Option<String> {
+        if std::ptr::eq(client, &NO_CLIENT) {
+            return None;
+        }
         let cfg = &self.config;
         let key = cfg.binding_key.as_ref().filter(|_| cfg.binding.enabled())?;
         Some(URL_SAFE_NO_PAD.encode(binding::fingerprint(key.current(), client, &cfg.binding)))

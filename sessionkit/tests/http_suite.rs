@@ -53,6 +53,9 @@ mod routes {
         "logged in".into()
     }
 
+    /// What the failing middleware of the actix-web app's `/guarded` routes says.
+    pub const REFUSED: &str = "refused after the handler";
+
     pub fn logout(s: &Session<Data>) -> String {
         s.destroy();
         "logged out".into()
@@ -306,6 +309,42 @@ mod apps {
                             }),
                         )
                         .route("/plain", web::get().to(|| async { routes::PLAIN }))
+                        // Behind a middleware inside the session middleware
+                        // that fails after the handler ran.
+                        .service(
+                            web::scope("/guarded")
+                                .wrap_fn(|req, srv| {
+                                    let handled = actix_web::dev::Service::call(srv, req);
+                                    async move {
+                                        handled.await?;
+                                        Err::<actix_web::dev::ServiceResponse, _>(
+                                            actix_web::error::ErrorForbidden(routes::REFUSED),
+                                        )
+                                    }
+                                })
+                                .route(
+                                    "/counter",
+                                    web::get()
+                                        .to(|s: Session<Data>| async move { routes::read(&s) }),
+                                )
+                                .route(
+                                    "/counter",
+                                    web::post().to(|s: Session<Data>| async move {
+                                        routes::increment(&s)
+                                    }),
+                                )
+                                .route(
+                                    "/login",
+                                    web::post().to(|s: Session<Data>, user: String| async move {
+                                        routes::login(&s, user)
+                                    }),
+                                )
+                                .route(
+                                    "/logout",
+                                    web::post()
+                                        .to(|s: Session<Data>| async move { routes::logout(&s) }),
+                                ),
+                        )
                         .route(
                             "/counter/cacheable",
                             web::post().to(|s: Session<Data>| async move {
@@ -810,6 +849,51 @@ async fn a_route_without_the_middleware_answers_500_naming_the_misconfiguration(
     }
 }
 
+/// actix-web only: a middleware inside `SessionMiddleware` that returns
+/// `Err` (a plain axum `Router` cannot fail that way).
+async fn an_inner_middleware_error_still_commits_and_sends_the_cookie(fw: Framework) {
+    let s = Server::start(fw).await;
+    let r = s.post("/guarded/counter", None).await;
+    assert_eq!((r.status, r.body.as_str()), (403, routes::REFUSED), "{r:?}");
+    let cookie = r
+        .new_cookie()
+        .expect("the new session's cookie rides on the error response");
+    assert_eq!(
+        s.get("/counter", Some(&cookie)).await.body,
+        "counter=1 user=-"
+    );
+    let r = s
+        .send(
+            "POST",
+            "/guarded/login",
+            Some(&format!("id={cookie}")),
+            "alice",
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let new = r.new_cookie().expect("the regenerated id");
+    assert_ne!(new, cookie);
+    assert_eq!(
+        s.get("/counter", Some(&new)).await.body,
+        "counter=1 user=alice"
+    );
+    assert_eq!(
+        s.get("/counter", Some(&cookie)).await.body,
+        "counter=0 user=-"
+    );
+    // Nothing to send: the middleware's error passes on untouched.
+    let r = s.get("/guarded/counter", Some(&new)).await;
+    assert_eq!((r.status, r.body.as_str()), (403, routes::REFUSED), "{r:?}");
+    assert!(r.set_cookies.is_empty(), "{r:?}");
+    let r = s.post("/guarded/logout", Some(&new)).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let header = r
+        .session_set_cookie()
+        .expect("the logout expires the cookie");
+    assert!(header.starts_with("id=;"), "{header}");
+    assert_eq!(s.get("/counter", Some(&new)).await.body, "counter=0 user=-");
+}
+
 /// Runs every case once per framework: `axum_layer::case` and `actix_middleware::case`.
 macro_rules! both_frameworks {
     ($($case:ident),* $(,)?) => {
@@ -852,4 +936,10 @@ both_frameworks!(
     setting_the_cookie_keeps_a_caching_policy_the_handler_chose,
     a_public_caching_policy_becomes_private_when_the_cookie_is_set,
     non_ascii_bytes_in_the_session_cookie_give_a_fresh_session,
+);
+
+for_framework!(
+    actix_only,
+    Actix,
+    an_inner_middleware_error_still_commits_and_sends_the_cookie
 );

@@ -142,6 +142,41 @@ async fn a_shortened_timeout_ends_sessions_written_under_the_longer_one() {
 }
 
 #[tokio::test]
+async fn a_load_without_a_client_neither_refuses_nor_rebinds_a_bound_session() {
+    use sessionkit::binding::ClientInfo;
+    let config = Config::builder()
+        .bind_to_ip(true)
+        .binding_key(sessionkit::BindingKey::new([7u8; 32]))
+        .destroy_on_binding_mismatch(true)
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(MemoryStore::<Data>::new(), config);
+    let client = |ip: [u8; 4]| ClientInfo {
+        ip: Some(ip.into()),
+        user_agent: None,
+    };
+    let (alice, mallory) = (client([10, 0, 0, 1]), client([10, 0, 0, 2]));
+    let s = sessions.load_for(None, &alice).await.unwrap();
+    s.data_mut().n = 1;
+    let CookieAction::Set { value: cookie, .. } = sessions.commit(&s, None).await.unwrap() else {
+        panic!("a new session with data sets its cookie");
+    };
+    // A background job holding the cookie: the session, unchanged binding.
+    let job = sessions.load(Some(&cookie)).await.unwrap();
+    assert!(!job.is_new(), "the job was handed a fresh session");
+    job.data_mut().n = 2;
+    assert_eq!(
+        sessions.commit(&job, Some(&cookie)).await.unwrap(),
+        CookieAction::None
+    );
+    // Still alice's, with the job's change; still refused to anyone else.
+    let s = sessions.load_for(Some(&cookie), &alice).await.unwrap();
+    assert_eq!((s.is_new(), s.data().n), (false, 2));
+    let s = sessions.load_for(Some(&cookie), &mallory).await.unwrap();
+    assert!(s.is_new(), "a bound session handed to another client");
+}
+
+#[tokio::test]
 async fn regenerate_kills_the_old_id_at_once_and_keeps_the_data() {
     let clock = ManualClock::new();
     let (sessions, log) = setup(&clock);
@@ -469,6 +504,22 @@ async fn a_logout_that_clears_the_owner_first_is_reported_under_that_owner() {
         s.destroy();
     })
     .await;
+    assert_eq!(*owners.lock().unwrap(), [Some("alice".to_string())]);
+}
+
+#[tokio::test]
+async fn an_admin_delete_by_id_is_reported_under_the_sessions_owner() {
+    let owners: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let o = owners.clone();
+    let config = Config::builder()
+        .on_deleted(move |e| o.lock().unwrap().push(e.owner.clone()))
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(MemoryStore::<Data>::new(), config);
+    let (cookie, _) = request(&sessions, None, |s| s.set_owner(Some("alice"))).await;
+    let id = sessions.load(cookie.as_deref()).await.unwrap().id();
+    assert!(sessions.delete(&id).await.unwrap());
+    assert!(!sessions.delete(&id).await.unwrap(), "already gone");
     assert_eq!(*owners.lock().unwrap(), [Some("alice".to_string())]);
 }
 

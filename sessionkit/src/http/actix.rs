@@ -171,7 +171,10 @@ where
         req.extensions_mut().insert(slot.clone());
         let handled = self.service.call(req);
         Box::pin(async move {
-            let mut resp = handled.await?;
+            let mut resp = match handled.await {
+                Ok(resp) => resp,
+                Err(e) => return Err(commit_under_error(&slot, e).await),
+            };
             match slot.finish_into(resp.headers_mut()).await {
                 Ok(()) => Ok(resp.map_into_left_body()),
                 Err(e) => {
@@ -180,6 +183,28 @@ where
                 }
             }
         })
+    }
+}
+
+/// A service inside the middleware failed with `e` (a middleware's `Err`,
+/// which actix-web renders as a response like any other): the session is
+/// committed all the same, as for a handler's error response (a failed
+/// login attempt counted, a logout done). When the commit has headers to
+/// send (a cookie set or expired), they go on `e`'s own response, and the
+/// error becomes an [`InternalError`](actix_web::error::InternalError)
+/// carrying that response, since an `actix_web::Error` renders lazily and
+/// takes no headers; otherwise `e` passes on untouched. A failed save
+/// answers with the store error's response instead, as on success.
+async fn commit_under_error<T: SessionData>(
+    slot: &SessionSlot<T>,
+    e: actix_web::Error,
+) -> actix_web::Error {
+    let mut resp = e.error_response();
+    let before = resp.headers().len();
+    match slot.finish_into(resp.headers_mut()).await {
+        Ok(()) if resp.headers().len() == before => e,
+        Ok(()) => actix_web::error::InternalError::from_response(e, resp).into(),
+        Err(save) => actix_web::error::InternalError::from_response(e, render(&save)).into(),
     }
 }
 

@@ -32,10 +32,15 @@
 //! The exceptions:
 //! - a tower service *inside* the session layer that fails with its own
 //!   error (not a response: e.g. a `tower::timeout` layer before any
-//!   `HandleErrorLayer`), and an actix-web middleware inside
-//!   `SessionMiddleware` that returns `Err`: the request's session changes
-//!   are not saved. A plain axum `Router` cannot fail this way (its error
-//!   type is `Infallible`).
+//!   `HandleErrorLayer`): the request's session changes are not saved (a
+//!   tower error has no response to carry the cookie). A plain axum `Router`
+//!   cannot fail this way (its error type is `Infallible`). An actix-web
+//!   middleware inside `SessionMiddleware` that returns `Err` is not an
+//!   exception: actix-web renders that error as a response, so the session
+//!   is committed, and a cookie to set or expire rides on the error's
+//!   response (the error is then an `InternalError` carrying it: an outer
+//!   middleware that downcasts the error sees that type only when the
+//!   session had a cookie to send).
 //! - a panicking handler: on actix-web the connection is dropped and nothing
 //!   is saved; on axum a `CatchPanicLayer` *inside* the session layer turns
 //!   the panic into a `500` response, and whatever the handler changed
