@@ -894,7 +894,11 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     /// the delete (the delete then stood, and a retry found nothing left to
     /// announce). What the listing cannot read (a value this node cannot
     /// decode) and sessions the owner gained meanwhile are then deleted with
-    /// the owner's index and announced separately, as before.
+    /// the owner's index and announced separately: when that announcement
+    /// fails, the error is not one to retry ([`StoreError::Backend`], not
+    /// transient), since a retry would find nothing left to announce and
+    /// answer success while other nodes may still serve those sessions from
+    /// their caches (until [`ClusterOptions::cache_ttl`] at most).
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         let listed = self.inner.by_owner(owner).await?;
         let mut removed = self
@@ -911,6 +915,11 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
             .removed_keys(InvalidationKind::OwnerRevoked, &hashes)
             .await
         {
+            let e = StoreError::Backend(format!(
+                "{} sessions were revoked but the other nodes could not be told; they may \
+                 serve them from their caches until the cache TTL: {e}",
+                hashes.len()
+            ));
             return Err(e.after_removing(removed));
         }
         Ok(removed)
@@ -977,6 +986,9 @@ mod revoke_tests {
         CutOffAfterDeleting {
             server: Arc<RedisServer>,
             armed: AtomicBool,
+            /// `by_owner` lists nothing (sessions a revoke's listing
+            /// missed: gained meanwhile, or undecodable here).
+            hide_listing: bool,
         },
         /// `by_owner` gives its first listed session to another user right
         /// after listing (a login finishing while a revoke runs), before the
@@ -998,7 +1010,7 @@ mod revoke_tests {
         }
 
         fn deleted(&self) {
-            if let Hook::CutOffAfterDeleting { server, armed } = &self.hook {
+            if let Hook::CutOffAfterDeleting { server, armed, .. } = &self.hook {
                 if armed.swap(false, Ordering::SeqCst) {
                     server.command("CLIENT KILL TYPE normal").unwrap();
                 }
@@ -1025,6 +1037,12 @@ mod revoke_tests {
             self.inner.iter()
         }
         async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
+            if let Hook::CutOffAfterDeleting {
+                hide_listing: true, ..
+            } = &self.hook
+            {
+                return Ok(Vec::new());
+            }
             let listed = self.inner.by_owner(owner).await?;
             if let (Hook::ReassignAfterListing, Some(first)) = (&self.hook, listed.first()) {
                 let mut moved = first.clone();
@@ -1135,6 +1153,44 @@ mod revoke_tests {
             .is_empty());
     }
 
+    /// What the listing missed is deleted with the owner's index and
+    /// announced on its own; when that announcement fails, the revoke says
+    /// so, and `Resilient` does not retry it into a success that told no one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_whose_separate_announcement_failed_is_not_retried_into_success() {
+        let server = Arc::new(RedisServer::start().unwrap());
+        let tag = &SessionId::generate().storage_key()[..12];
+        let inner = redis(&server, tag).await;
+        let conns = inner.shared_connections();
+        let backend = Hooked {
+            inner,
+            hook: Hook::CutOffAfterDeleting {
+                server: server.clone(),
+                armed: AtomicBool::new(false),
+                hide_listing: true,
+            },
+        };
+        let options = ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
+        let node = Cached::new(backend, conns, vec![server.url()], options).await;
+        for _ in 0..2 {
+            let mut r = Record::new(
+                SessionId::generate(),
+                1,
+                std::time::SystemTime::now(),
+                &ExpiryPolicy::default(),
+            );
+            r.owner = Some("victim".into());
+            node.save(Save::create(&r)).await.unwrap();
+        }
+        node.inner.arm();
+        let resilient =
+            crate::resilience::Resilient::new(node, crate::resilience::ResilienceConfig::default());
+        let e = resilient.delete_owner("victim").await.unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        assert_eq!(e.removed().len(), 2, "{e}");
+        assert!(e.to_string().contains("could not be told"), "{e}");
+    }
+
     async fn redis(server: &RedisServer, tag: &str) -> RedisStore<Data> {
         RedisStore::builder(server.url())
             .key_prefix(format!("revoke-{tag}:"))
@@ -1156,6 +1212,7 @@ mod revoke_tests {
             hook: Hook::CutOffAfterDeleting {
                 server: server.clone(),
                 armed: AtomicBool::new(false),
+                hide_listing: false,
             },
         };
         let a = Cached::new(backend, conns, vec![server.url()], options()).await;
