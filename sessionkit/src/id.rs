@@ -204,6 +204,18 @@ const DECODE: [u8; 256] = {
     t
 };
 
+/// A cookie value or an encoded id for `Debug`: its first four characters
+/// and its length, as [`SessionId`]'s own `Debug` shows, so that a value
+/// that works as a credential never reaches a log whole.
+pub(crate) struct Redacted<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = self.0.get(..4).unwrap_or("");
+        write!(f, "\"{head}…\" ({} bytes)", self.0.len())
+    }
+}
+
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Four characters: enough to tell two ids apart in a debugger, far
@@ -229,6 +241,57 @@ impl<'de> serde::Deserialize<'de> for SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_carries_a_whole_cookie_value_id_or_flash_text() {
+        use crate::flash::FlashMessage;
+        use crate::http::CookieLookup;
+        use crate::store::{MetaChanges, Save, SaveOutcome};
+        use crate::{CookieAction, Record};
+        let value = SessionId::generate().encode();
+        let shown = [
+            format!(
+                "{:?}",
+                CookieAction::Set {
+                    value: value.clone(),
+                    max_age: std::time::Duration::from_secs(1),
+                }
+            ),
+            format!("{:?}", SaveOutcome::Saved(value.clone())),
+            format!("{:?}", CookieLookup::Found(&value)),
+        ];
+        for s in &shown {
+            assert!(!s.contains(&value[..8]), "{s}");
+            assert!(s.contains(&value[..4]), "{s}");
+        }
+        let flash = [FlashMessage {
+            key: "notice".into(),
+            value: "secret-flash-text".into(),
+        }];
+        let record = Record::new(
+            SessionId::generate(),
+            "secret-data".to_string(),
+            std::time::SystemTime::now(),
+            &crate::expiry::ExpiryPolicy::default(),
+        );
+        let base = "secret-base".to_string();
+        let old = SessionId::generate();
+        let save = Save::regenerate(&record, old, Some(&base)).with_changes(MetaChanges {
+            flash_taken: &flash,
+            ..MetaChanges::NONE
+        });
+        let s = format!("{save:?}");
+        for secret in [
+            "secret-flash-text",
+            "secret-data",
+            "secret-base",
+            &record.id.encode()[..8],
+            &old.encode()[..8],
+        ] {
+            assert!(!s.contains(secret), "{secret} in {s}");
+        }
+        assert!(format!("{:?}", Redacted("ab")).contains("2 bytes"));
+    }
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
 

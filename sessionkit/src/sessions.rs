@@ -88,7 +88,9 @@ impl Changes {
 }
 
 /// What to do with the session cookie once a request is done.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows only the first characters of a value to set.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CookieAction {
     /// Send nothing.
     None,
@@ -101,6 +103,20 @@ pub enum CookieAction {
     },
     /// Expire the cookie in the browser.
     Remove,
+}
+
+impl std::fmt::Debug for CookieAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CookieAction::None => f.write_str("None"),
+            CookieAction::Set { value, max_age } => f
+                .debug_struct("Set")
+                .field("value", &crate::id::Redacted(value))
+                .field("max_age", max_age)
+                .finish(),
+            CookieAction::Remove => f.write_str("Remove"),
+        }
+    }
 }
 
 impl CookieAction {

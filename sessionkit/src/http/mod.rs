@@ -78,7 +78,9 @@ pub mod axum;
 pub mod tower;
 
 /// What the session cookie lookup found in a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows only the first characters of a value found.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CookieLookup<'a> {
     /// No cookie of that name.
     Missing,
@@ -88,6 +90,19 @@ pub enum CookieLookup<'a> {
     /// for a parent domain): treated as no session, since we cannot know which
     /// one the server issued.
     Ambiguous,
+}
+
+impl std::fmt::Debug for CookieLookup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CookieLookup::Missing => f.write_str("Missing"),
+            CookieLookup::Found(value) => f
+                .debug_tuple("Found")
+                .field(&crate::id::Redacted(value))
+                .finish(),
+            CookieLookup::Ambiguous => f.write_str("Ambiguous"),
+        }
+    }
 }
 
 /// Finds the cookie named exactly `name` in every `Cookie` header.

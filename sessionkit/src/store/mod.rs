@@ -50,7 +50,9 @@ pub enum SaveKind {
 }
 
 /// One write, as the layer hands it to a store.
-#[derive(Debug)]
+///
+/// `Debug` shows the record's metadata (as [`Record`]'s does), whether a
+/// base is present and the changes, never data or flash texts.
 pub struct Save<'a, T> {
     /// The record to write. Its `version` is the version that was loaded
     /// (0 for a new session); the store writes `version + 1` (after a merge
@@ -68,11 +70,24 @@ pub struct Save<'a, T> {
     pub changes: MetaChanges<'a>,
 }
 
+impl<T> std::fmt::Debug for Save<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Save")
+            .field("record", self.record)
+            .field("base", &self.base.map(|_| ..))
+            .field("kind", &self.kind)
+            .field("changes", &self.changes)
+            .finish()
+    }
+}
+
 /// What one request changed in a session besides its data, so that a store
 /// that finds a newer version stored ([`Save::merged_onto`]) keeps what the
 /// other request did to them: a flash message it read stays read, one it set
 /// stays set, an owner it changed stays changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// `Debug` counts the flash messages taken instead of showing their texts.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetaChanges<'a> {
     /// Stored flash messages this request read (and so consumed).
     pub flash_taken: &'a [crate::flash::FlashMessage],
@@ -82,6 +97,17 @@ pub struct MetaChanges<'a> {
     pub owner: bool,
     /// This request set the client binding.
     pub binding: bool,
+}
+
+impl std::fmt::Debug for MetaChanges<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaChanges")
+            .field("flash_taken", &self.flash_taken.len())
+            .field("flash_added", &self.flash_added)
+            .field("owner", &self.owner)
+            .field("binding", &self.binding)
+            .finish()
+    }
 }
 
 impl MetaChanges<'_> {
@@ -238,7 +264,9 @@ impl<T> Clone for Save<'_, T> {
 impl<T> Copy for Save<'_, T> {}
 
 /// The result of a [`Store::save`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows only the first characters of a cookie value.
+#[derive(Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
     /// Written. The value is the cookie value for this session; the layer
     /// sends `Set-Cookie` if it differs from what the browser sent. Only
@@ -255,6 +283,19 @@ pub enum SaveOutcome {
     /// The session was deleted meanwhile (logout, revoke, expiry) and was not
     /// written back.
     Gone,
+}
+
+impl std::fmt::Debug for SaveOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveOutcome::Saved(value) => f
+                .debug_tuple("Saved")
+                .field(&crate::id::Redacted(value))
+                .finish(),
+            SaveOutcome::Kept => f.write_str("Kept"),
+            SaveOutcome::Gone => f.write_str("Gone"),
+        }
+    }
 }
 
 impl SaveOutcome {
