@@ -231,7 +231,10 @@ pub enum ConfigProblem {
     /// The path does not start with `/` or holds control characters or `;`.
     #[error("cookie path {0:?} must start with '/' and hold no ';' or control characters")]
     Path(String),
-    /// The domain holds characters a domain cannot hold.
+    /// The domain is not a host name (labels of 1 to 63 letters, digits and
+    /// inner hyphens, dot-separated, at most 253 bytes; one leading dot is
+    /// allowed and ignored, as browsers do). A browser drops a cookie whose
+    /// `Domain` it cannot use, and every request would then start afresh.
     #[error("cookie domain {0:?} is not a valid domain")]
     Domain(String),
     /// Client binding is on but no binding key (of at least 32 bytes) was given.
@@ -497,13 +500,8 @@ impl ConfigBuilder {
         if !c.path.starts_with('/') || c.path.bytes().any(|b| b == b';' || b.is_ascii_control()) {
             problems.push(ConfigProblem::Path(c.path.clone()));
         }
-        if let Some(d) = &c.domain {
-            let ok = !d.is_empty()
-                && d.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            if !ok {
-                problems.push(ConfigProblem::Domain(d.clone()));
-            }
+        if let Some(d) = c.domain.as_deref().filter(|d| !is_cookie_domain(d)) {
+            problems.push(ConfigProblem::Domain(d.to_owned()));
         }
         if c.same_site == SameSite::None && !c.secure {
             problems.push(ConfigProblem::SameSiteNoneWithoutSecure);
@@ -580,6 +578,20 @@ impl ConfigBuilder {
 }
 
 /// RFC 6265 cookie-name token.
+fn is_cookie_domain(domain: &str) -> bool {
+    let d = domain.strip_prefix('.').unwrap_or(domain);
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -661,7 +673,37 @@ mod tests {
         }
         assert!(Config::builder().cookie_path("x").build().is_err());
         assert!(Config::builder().cookie_path("/;x").build().is_err());
-        assert!(Config::builder().cookie_domain("a b").build().is_err());
+        let long_label = "a".repeat(64);
+        let long_name = ["abcdefghi"; 26].join(".");
+        for domain in [
+            "a b",
+            "",
+            ".",
+            "example.com.",
+            "a..b",
+            "-x.com",
+            "x-.com",
+            "..example.com",
+            &long_label,
+            &long_name,
+        ] {
+            assert!(
+                Config::builder().cookie_domain(domain).build().is_err(),
+                "{domain:?}"
+            );
+        }
+        for domain in [
+            "example.com",
+            ".example.com",
+            "a-b.example",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert!(
+                Config::builder().cookie_domain(domain).build().is_ok(),
+                "{domain:?}"
+            );
+        }
     }
 
     #[test]
