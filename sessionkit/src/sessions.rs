@@ -595,15 +595,16 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 }
             }
         }
+        let touch = cfg
+            .expiry
+            .touch_on_load(now, record.idle_deadline, record.absolute_deadline);
+        if touch && self.store.holds_sessions() {
+            // `Loaded` is told once the write ahead found it still there.
+            return Ok(Loaded::Expiring(record, rebound, bound));
+        }
         cfg.callbacks
             .emit(EventKind::Loaded, record.owner.as_deref());
-        if cfg
-            .expiry
-            .touch_on_load(now, record.idle_deadline, record.absolute_deadline)
-        {
-            if self.store.holds_sessions() {
-                return Ok(Loaded::Expiring(record, rebound, bound));
-            }
+        if touch {
             // The cookie carries the session: nothing to write now, but the
             // activity is recorded at the load, so the commit writes it even
             // if the request ends past the deadline the session had (where a
@@ -659,7 +660,8 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 true
             }
             // Deleted since the load (a logout, a revoke): as if the load
-            // had found nothing; the cookie is left alone (see `after_load`).
+            // had found nothing (no `Loaded` event); the cookie is left
+            // alone (see `after_load`).
             Ok(SaveOutcome::Gone) => {
                 let print = record.binding.filter(|_| bound);
                 return Ok(Session::fresh(clock, cfg.expiry, false, print));
@@ -669,6 +671,8 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 true
             }
         };
+        cfg.callbacks
+            .emit(EventKind::Loaded, record.owner.as_deref());
         let session = Session::loaded(record, clock, cfg.expiry, rebound);
         if again {
             session.touch();

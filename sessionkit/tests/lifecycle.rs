@@ -578,6 +578,9 @@ enum Hook {
     RegenerateFirst(Arc<std::sync::atomic::AtomicBool>),
     /// Fails the next save once, when armed (a store hiccup).
     FailNextSave(Arc<std::sync::atomic::AtomicBool>),
+    /// Deletes the session just before the next save, when armed (a logout
+    /// landing between a load and its write).
+    DeleteBeforeNextSave(Arc<std::sync::atomic::AtomicBool>),
 }
 
 /// A memory store with a [`Hook`].
@@ -600,10 +603,16 @@ impl sessionkit::Store<Data> for Hooked {
         &self,
         save: sessionkit::store::Save<'_, Data>,
     ) -> Result<sessionkit::store::SaveOutcome, sessionkit::StoreError> {
-        if let Hook::FailNextSave(armed) = &self.hook {
-            if armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        match &self.hook {
+            Hook::FailNextSave(armed) if armed.swap(false, std::sync::atomic::Ordering::SeqCst) => {
                 return Err(sessionkit::StoreError::Unavailable("armed to fail".into()));
             }
+            Hook::DeleteBeforeNextSave(armed)
+                if armed.swap(false, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                self.inner.delete(&save.record.id).await?;
+            }
+            _ => {}
         }
         self.inner.save(save).await
     }
@@ -628,7 +637,7 @@ impl sessionkit::Store<Data> for Hooked {
                     .await?;
                 assert!(saved.is_saved());
             }
-            Hook::RegenerateFirst(_) | Hook::FailNextSave(_) => {}
+            Hook::RegenerateFirst(_) | Hook::FailNextSave(_) | Hook::DeleteBeforeNextSave(_) => {}
         }
         self.inner.delete(id).await
     }
@@ -849,6 +858,49 @@ async fn a_failed_write_ahead_is_made_good_by_the_commit() {
     sessions.commit(&s, Some(&cookie)).await.unwrap();
     let after = inner.load(&cookie).await.unwrap().unwrap().idle_deadline;
     assert!(after > before, "the commit wrote the activity");
+}
+
+/// A session deleted between its load and the write ahead of the handler
+/// (a logout on another request) is handed out fresh, and was never
+/// reported as loaded.
+#[tokio::test]
+async fn a_session_gone_before_its_write_ahead_is_fresh_and_not_reported_loaded() {
+    let clock = ManualClock::new();
+    let inner = MemoryStore::<Data>::builder().clock(clock.clone()).build();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Hooked {
+        inner: inner.clone(),
+        hook: Hook::DeleteBeforeNextSave(armed.clone()),
+    };
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let config = Config::builder()
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone())
+        .on_loaded(move |e| l.lock().unwrap().push(e.kind))
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(store, config);
+    let create = |n: u32| {
+        let sessions = &sessions;
+        async move {
+            let s = sessions.load(None).await.unwrap();
+            s.data_mut().n = n;
+            let action = sessions.commit(&s, None).await.unwrap();
+            action.value().unwrap().to_owned()
+        }
+    };
+    let cookie = create(1).await;
+    clock.advance(Duration::from_secs(590));
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = sessions.load(Some(&cookie)).await.unwrap();
+    assert!(s.is_new(), "deleted before its write ahead");
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    // Untouched, the next one is loaded and reported.
+    let cookie = create(2).await;
+    clock.advance(Duration::from_secs(590));
+    assert_eq!(sessions.load(Some(&cookie)).await.unwrap().data().n, 2);
+    assert_eq!(*log.lock().unwrap(), [EventKind::Loaded]);
 }
 
 /// Beyond the allowance the deadline wins: a request that outlives even the

@@ -613,7 +613,7 @@ impl<T: SessionData> SessionSlot<T> {
     /// here under a plain lock. (An async once-cell cost about a fifth of a
     /// memory-store load: its semaphore is locked and closed on every first
     /// use.) `Err` hands [`SessionSlot::session_io`] what it found.
-    fn session_now(&self) -> Result<Result<Session<T>, StoreError>, Early<T>> {
+    fn session_now(&self) -> Result<Result<Session<T>, StoreError>, Early<'_, T>> {
         let i = &self.inner;
         if let Some(session) = i.session.get() {
             return Ok(Ok(session.clone()));
@@ -625,19 +625,31 @@ impl<T: SessionData> SessionSlot<T> {
         if state.io_running {
             return Err(Early::NotTried);
         }
+        let mut state = state;
         match i.engine.load_now(i.cookie.as_deref(), &i.client) {
             Some(Ok(Loaded::Ready(session))) => Ok(Ok(i.session.get_or_init(|| session).clone())),
             None => Err(Early::NeedsIo),
-            Some(found) => Err(Early::Found(Box::new(found))),
+            // This caller finishes the load (its `Loaded` event is out):
+            // marked running before the lock is let go, so that a caller
+            // arriving meanwhile waits for it instead of loading again.
+            // The mark goes with the returned future, dropped or not.
+            Some(found) => {
+                state.io_running = true;
+                Err(Early::Found(Box::new(found), IoRunning(i)))
+            }
         }
     }
 
     /// The rest of [`SessionSlot::session`], one caller at a time; while it
     /// runs, [`SessionSlot::session_now`] sends callers here instead of
     /// loading alongside it.
-    async fn session_io(&self, early: Early<T>) -> Result<Session<T>, StoreError> {
+    async fn session_io(&self, early: Early<'_, T>) -> Result<Session<T>, StoreError> {
         let i = &self.inner;
         let cookie = i.cookie.as_deref();
+        if let Early::Found(found, _running) = early {
+            let session = finish_load(&*i.engine, Some(*found), cookie, &i.client).await?;
+            return Ok(i.session.get_or_init(|| session).clone());
+        }
         let mut early = Some(early);
         let tried = loop {
             let done = {
@@ -651,11 +663,10 @@ impl<T: SessionData> SessionSlot<T> {
                     state.waiting = true;
                     i.load_done.notified()
                 } else {
-                    let tried = match early.take().unwrap_or(Early::NotTried) {
-                        Early::NeedsIo => None,
-                        Early::Found(found) => Some(*found),
+                    let tried = match early.take() {
+                        Some(Early::NeedsIo) => None,
                         // Another caller's load was running (and failed).
-                        Early::NotTried => i.engine.load_now(cookie, &i.client),
+                        _ => i.engine.load_now(cookie, &i.client),
                     };
                     match tried {
                         Some(Ok(Loaded::Ready(session))) => {
@@ -695,13 +706,14 @@ impl<T: SessionData> SessionSlot<T> {
 
 /// What [`SessionSlot::session_now`] leaves to [`SessionSlot::session_io`]
 /// (small: it is moved into the future that waits).
-enum Early<T> {
+enum Early<'a, T: SessionData> {
     /// A load that waits for the store was running: nothing tried.
     NotTried,
     /// The store needs I/O.
     NeedsIo,
-    /// A failure, or a session to delete or re-bind first.
-    Found(Box<Result<Loaded<T>, StoreError>>),
+    /// A failure, or a session to delete, re-bind or touch first; this
+    /// caller holds the slot's running mark until it is done.
+    Found(Box<Result<Loaded<T>, StoreError>>, IoRunning<'a, T>),
 }
 
 /// Marks a slot's I/O load as finished when dropped, and wakes whoever
@@ -1018,6 +1030,59 @@ mod tests {
         assert_eq!(x.id(), y.id());
         assert_eq!(*y.data(), 5);
         assert_eq!(loads.load(Ordering::SeqCst), 1, "one load, one event");
+    }
+
+    /// A session found close to its idle deadline is touched before it is
+    /// handed out (a store write): concurrent first uses (actix-web polls a
+    /// tuple of extractors together) load it once, with one event, and a
+    /// first use dropped before it was polled holds nobody up.
+    #[tokio::test]
+    async fn first_uses_at_once_of_an_expiring_session_load_it_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let clock = crate::ManualClock::new();
+        let memory = crate::store::memory::MemoryStore::<u32>::builder()
+            .clock(clock.clone())
+            .build();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counter = loads.clone();
+        let config = crate::Config::builder()
+            .clock(clock.clone())
+            .idle_timeout(Duration::from_secs(600))
+            .on_loaded(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+            .build()
+            .unwrap();
+        let sessions = crate::Sessions::new(memory, config);
+        let new = sessions.load(None).await.unwrap();
+        *new.data_mut() = 9;
+        let crate::CookieAction::Set { value, .. } = sessions.commit(&new, None).await.unwrap()
+        else {
+            panic!("a changed new session sets its cookie");
+        };
+        let header = format!("id={value}");
+        let slot = || {
+            SessionSlot::from_cookie_headers(
+                sessions.engine(),
+                Arc::new(DefaultErrorResponder),
+                [header.as_bytes()],
+                ClientInfo::default(),
+            )
+        };
+        // 30 s before the idle deadline: within the request allowance.
+        clock.advance(Duration::from_secs(570));
+        let s = slot();
+        let (x, y) = tokio::join!(s.session(), s.session());
+        assert_eq!(x.unwrap().id(), y.unwrap().id());
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one load, one event");
+        // The touch moved the deadline; come close to it again.
+        clock.advance(Duration::from_secs(570));
+        let s = slot();
+        drop(s.session());
+        let again = tokio::time::timeout(Duration::from_secs(5), s.session())
+            .await
+            .expect("a dropped first use leaves the slot free");
+        assert_eq!(*again.unwrap().data(), 9);
     }
 
     async fn staged_slot(value: u32, fail: usize) -> SessionSlot<u32> {
