@@ -55,6 +55,8 @@ struct State {
     fault: Fault,
     /// Calls left before the fault turns back into `Fault::None` (`None`: forever).
     left: Option<usize>,
+    /// Faults for the next calls, one each, before `fault` applies.
+    first: std::collections::VecDeque<Fault>,
 }
 
 /// Controls a [`FaultyStore`]; clones control the same store.
@@ -67,7 +69,11 @@ pub struct FaultSwitch {
 impl FaultSwitch {
     /// Applies `fault` to every call from now on.
     pub fn set(&self, fault: Fault) {
-        *self.state.lock() = State { fault, left: None };
+        *self.state.lock() = State {
+            fault,
+            left: None,
+            first: Default::default(),
+        };
     }
 
     /// Applies `fault` to the next `calls` calls, then works normally.
@@ -75,6 +81,32 @@ impl FaultSwitch {
         *self.state.lock() = State {
             fault,
             left: Some(calls),
+            first: Default::default(),
+        };
+    }
+
+    /// Applies `first` to the next calls, one fault each in order, then
+    /// `then` to every call after them (e.g. a reply lost, a retry that
+    /// goes through, then a server that hangs).
+    ///
+    /// ```
+    /// use sessionkit::resilience::fault::{Fault, FaultyStore};
+    /// use sessionkit::{store::memory::MemoryStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = FaultyStore::new(MemoryStore::<u32>::new());
+    /// store.switch().set_after(&[Fault::Unavailable, Fault::None], Fault::Backend);
+    /// assert!(store.load("x").await.is_err());
+    /// assert!(store.load("x").await.is_ok());
+    /// assert!(store.load("x").await.is_err());
+    /// assert!(store.load("x").await.is_err());
+    /// # }
+    /// ```
+    pub fn set_after(&self, first: &[Fault], then: Fault) {
+        *self.state.lock() = State {
+            fault: then,
+            left: None,
+            first: first.iter().copied().collect(),
         };
     }
 
@@ -86,6 +118,9 @@ impl FaultSwitch {
     fn next(&self) -> Fault {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut s = self.state.lock();
+        if let Some(fault) = s.first.pop_front() {
+            return fault;
+        }
         match s.left {
             None => s.fault,
             Some(0) => Fault::None,
@@ -112,6 +147,7 @@ impl<S> FaultyStore<S> {
                 state: Arc::new(Mutex::new(State {
                     fault: Fault::None,
                     left: None,
+                    first: Default::default(),
                 })),
                 calls: Arc::new(AtomicUsize::new(0)),
             },

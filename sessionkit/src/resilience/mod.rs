@@ -26,7 +26,8 @@
 //!
 //! # What one store call goes through
 //! 1. The **operation deadline** (`operation_timeout`) starts: no call made
-//!    through the decorator takes longer, retries and backoff included.
+//!    through the decorator takes longer, retries and backoff included (and,
+//!    for a save, the check of whether a retried save had landed).
 //! 2. The **circuit breaker** is asked (see [`breaker`]). Open: the call fails
 //!    at once with [`StoreError::CircuitOpen`], the store is not touched.
 //! 3. The **attempt** runs under `attempt_timeout` (or what is left of the
@@ -69,10 +70,11 @@
 //! on save and never reach it. Turn `retry_saves` off for a store whose
 //! saves cannot be repeated safely.
 //!
-//! Deletes repeated after an unknown outcome may report `false` ("was not
-//! there") for a session the first attempt did delete: the effect is right,
-//! the count of `on_deleted` events may be one short. The same holds for the
-//! owner operations of [`QueryStore`].
+//! A delete repeated after an unknown outcome answers `true` when the retry
+//! finds the session gone (most likely the first attempt's doing): the
+//! effect is right, and a session someone else removed in between may be
+//! counted once more in `on_deleted`. A revoke ([`QueryStore::delete_owner`])
+//! keeps what each attempt removed and reports it all.
 //!
 //! # Query operations
 //! [`QueryStore::by_owner`] (bounded by one owner's sessions) gets the full
@@ -191,6 +193,9 @@ struct Policy {
     op: &'static str,
     retry: bool,
     timeout: bool,
+    /// When the operation this call belongs to started, if earlier than the
+    /// call (the check after a retried save): the deadline counts from there.
+    since: Option<Instant>,
 }
 
 impl Policy {
@@ -199,12 +204,14 @@ impl Policy {
             op,
             retry: true,
             timeout: true,
+            since: None,
         }
     }
     const SCAN: Policy = Policy {
         op: "scan",
         retry: false,
         timeout: false,
+        since: None,
     };
 }
 
@@ -261,7 +268,12 @@ impl Guard {
         // overall bound") is no bound, not a panic.
         let deadline = policy
             .timeout
-            .then(|| Instant::now().checked_add(cfg.operation_timeout))
+            .then(|| {
+                policy
+                    .since
+                    .unwrap_or_else(Instant::now)
+                    .checked_add(cfg.operation_timeout)
+            })
             .flatten();
         self.budget.deposit();
         let attempts = if policy.retry { cfg.max_attempts } else { 1 };
@@ -358,19 +370,23 @@ impl<S> Resilient<S> {
     /// (a fresh random id only this request knows, so whatever is there was
     /// written by its first attempt, which may have merged a concurrent
     /// update into it). `Err` when the store cannot say.
+    /// Runs within the save's own operation deadline (`since`: when the save
+    /// started), so that the whole save keeps to `operation_timeout`.
     async fn holds<T: SessionData>(
         &self,
         record: &Record<T>,
         kind: SaveKind,
+        since: Instant,
     ) -> Result<bool, StoreError>
     where
         S: Store<T>,
     {
         let cookie = record.id.encode();
-        let found = self
-            .shared
-            .run(Policy::full("load"), || self.inner.load(&cookie))
-            .await?;
+        let policy = Policy {
+            since: Some(since),
+            ..Policy::full("load")
+        };
+        let found = self.shared.run(policy, || self.inner.load(&cookie)).await?;
         Ok(found.is_some_and(|stored| crate::store::is_this_save(&stored, record, kind)))
     }
 }
@@ -390,6 +406,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
             ..Policy::full("save")
         };
         let attempts = AtomicU32::new(0);
+        let started = Instant::now();
         let result = self
             .shared
             .run(policy, || {
@@ -412,7 +429,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
         if !maybe_ours {
             return result;
         }
-        let ours = match self.holds(record, kind).await {
+        let ours = match self.holds(record, kind, started).await {
             Ok(ours) => ours,
             // A regenerate that may have landed must not answer "gone" (the
             // client would be logged out) when the store cannot say.

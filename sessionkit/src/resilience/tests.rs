@@ -263,6 +263,32 @@ async fn a_create_whose_reply_was_lost_is_reported_as_saved() {
     assert_eq!(s.load(&r.id.encode()).await.unwrap().unwrap().data, r.data);
 }
 
+/// The check after a retried create runs within the save's own deadline:
+/// with the store hanging by then, the whole save still ends by
+/// `operation_timeout`.
+#[tokio::test(start_paused = true)]
+async fn the_check_after_a_retried_save_keeps_to_the_operation_deadline() {
+    let (s, switch) = store(
+        config()
+            .attempt_timeout(Duration::from_millis(900))
+            .operation_timeout(Duration::from_millis(1000))
+            .failure_threshold(100),
+    );
+    let r = record(&["mine"]);
+    let started = tokio::time::Instant::now();
+    // The create lands but its reply is lost; the retry meets the created
+    // session (a collision); the load that would tell whose it is hangs.
+    switch.set_after(&[Fault::LoseReply, Fault::None], Fault::Hang);
+    let out = create(&s, &r).await;
+    assert!(out.is_err(), "{out:?}");
+    // Virtual time: deterministic, not a wall-clock measurement.
+    assert!(
+        started.elapsed() <= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A delete whose reply was lost is retried and finds the session gone:
 /// most likely its own doing, so it answers that it removed it (a logout
 /// then reports itself and expires the cookie). Without a retry, a session

@@ -17,8 +17,12 @@
 //! store's next load or write starts a new subscriber on the runtime that
 //! makes it, serving from Redis until that one has subscribed.
 //!
-//! Redis Cluster broadcasts classic `PUBLISH` to every node, so one
-//! subscription to any node of a cluster sees every message.
+//! Redis Cluster broadcasts classic `PUBLISH` to every node over its
+//! cluster bus, so one subscription to any node of a cluster sees every
+//! message the bus delivers (best effort: a broken bus link between the
+//! publishing master and the subscribed node can drop messages while both
+//! connections stay up; sharded pub/sub would tie the subscription to the
+//! slot's master and is not used yet).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};

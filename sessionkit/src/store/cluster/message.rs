@@ -157,8 +157,9 @@ impl NodeId {
     }
 
     /// A stable id derived from a name (host name, pod name…). Two
-    /// instances with the same name would ignore each other's messages:
-    /// give every process its own.
+    /// stores with the same name would ignore each other's messages: give
+    /// every store its own (one per actix-web worker, say, when each
+    /// worker builds one).
     pub fn from_name(name: &str) -> Self {
         use sha2::Digest;
         let digest = Sha256::digest(name.as_bytes());

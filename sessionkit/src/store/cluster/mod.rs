@@ -61,8 +61,16 @@
 //! in `tests/cluster_invalidation.rs` (three nodes, one host, debug build,
 //! 100 logouts): other nodes had dropped the session a median of about
 //! 15–20 µs after the delete returned (0.4–0.8 ms counted from the start of
-//! the delete call), with a worst case of about 17 ms on a loaded machine. Messages cannot be lost silently: a node that misses messages has
-//! lost its subscription, and then it serves nothing from its cache.
+//! the delete call), with a worst case of about 17 ms on a loaded machine. Messages are not
+//! lost silently for long: a node whose subscription drops serves nothing
+//! from its cache until it has subscribed again. A connection that dies
+//! without closing (a half-open TCP link) is found by the subscriber's
+//! health `PING` (every 5 s, answered within 2 s): until then, up to about
+//! 7 s, the node may serve from its cache what it was not told about, and
+//! while a `PING` is awaited, messages wait too (up to 2 s). On Redis
+//! Cluster, a message crosses the cluster bus to the node subscribed to;
+//! a broken bus link there can drop messages without the subscription
+//! noticing (see below); the cache TTL bounds what a missed message costs.
 //! Reads racing an invalidation never re-cache the old value (see
 //! the ticket rule in the cache module).
 //!
