@@ -577,7 +577,8 @@ impl ConfigBuilder {
     }
 }
 
-/// RFC 6265 cookie-name token.
+/// A host name a browser takes as a cookie's `Domain` (see
+/// [`ConfigProblem::Domain`]).
 fn is_cookie_domain(domain: &str) -> bool {
     let d = domain.strip_prefix('.').unwrap_or(domain);
     !d.is_empty()
@@ -592,6 +593,7 @@ fn is_cookie_domain(domain: &str) -> bool {
         })
 }
 
+/// RFC 6265 cookie-name token.
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty()
         && name

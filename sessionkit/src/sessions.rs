@@ -398,11 +398,20 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
     /// the session's owner, read from the store first (one more store call:
     /// an owner changed between the two is reported as it was read).
     pub async fn delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
-        let owner = match self.inner.store.load(&id.encode()).await {
-            Ok(Some(record)) if record.id == *id => record.owner,
-            // Not readable (gone, undecodable, the store failing): the
-            // delete still runs, and says what it found.
-            _ => None,
+        // Timed like any load; skipped where the store keeps no session
+        // (a cookie store: its delete removes nothing).
+        let owner = if self.inner.store.holds_sessions() {
+            let started = Instant::now();
+            let found = self.inner.store.load(&id.encode()).await;
+            observe("load", started, found.as_ref().map(|_| ()));
+            match found {
+                Ok(Some(record)) if record.id == *id => record.owner,
+                // Not readable (gone, undecodable, the store failing): the
+                // delete still runs, and says what it found.
+                _ => None,
+            }
+        } else {
+            None
         };
         let existed = self.inner.timed_delete(id).await?;
         if existed {

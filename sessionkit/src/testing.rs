@@ -107,7 +107,10 @@ fn fingerprint(r: &Record<TestData>) -> impl PartialEq + std::fmt::Debug {
         r.version,
         r.owner.clone(),
         r.flash.clone(),
+        r.binding.clone(),
+        to_millis(r.created_at),
         to_millis(r.idle_deadline),
+        to_millis(r.absolute_deadline),
     )
 }
 
@@ -620,14 +623,103 @@ pub mod server_cases {
         assert!(load(&store, &moved.id.encode()).await.is_none());
     }
 
-    /// Session data and ids are not stored under the raw id (a dump yields no cookie).
+    /// Every write stores the version after the one it replaced: 1 after
+    /// the create, then one more per update.
     pub async fn versions_increase_on_every_write<S: Store<TestData>>(store: S) {
         let r = record(None);
         let cookie = create(&store, &r).await;
         let v1 = load(&store, &cookie).await.unwrap();
+        assert_eq!(v1.version, 1, "the create writes version 1");
         store.save(Save::update(&v1, None)).await.unwrap();
         let v2 = load(&store, &cookie).await.unwrap();
-        assert!(v2.version > v1.version);
+        assert_eq!(v2.version, 2, "an update writes the loaded version + 1");
+    }
+
+    /// A stale write that changed no data (`base: None`: a touch, a change
+    /// of binding) keeps the newer data another request saved meanwhile,
+    /// and a stale data write keeps a binding set meanwhile: a store that
+    /// merged only saves with a base would lose one or the other (a lost
+    /// binding binds the session to whichever client comes next).
+    pub async fn a_stale_write_keeps_what_it_did_not_change<S: Store<TestData>>(store: S) {
+        let r = record(None);
+        let cookie = create(&store, &r).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        // Data first, then a stale write setting only the binding.
+        let mut data = loaded.clone();
+        data.data.counter = 10;
+        store
+            .save(Save::update(&data, Some(&loaded.data)))
+            .await
+            .unwrap();
+        let mut bind = loaded.clone();
+        bind.binding = Some("fingerprint".into());
+        let binding_only = MetaChanges {
+            binding: true,
+            ..MetaChanges::NONE
+        };
+        store
+            .save(Save::update(&bind, None).with_changes(binding_only))
+            .await
+            .unwrap();
+        let got = load(&store, &cookie).await.unwrap();
+        assert_eq!(got.data.counter, 10, "a write without data lost newer data");
+        assert_eq!(got.binding.as_deref(), Some("fingerprint"));
+        assert_eq!(got.version, 3);
+        // The binding first, then a stale data write that did not set it.
+        let stale = got.clone();
+        let mut rebind = got.clone();
+        rebind.binding = Some("other".into());
+        store
+            .save(Save::update(&rebind, None).with_changes(binding_only))
+            .await
+            .unwrap();
+        let mut data = stale.clone();
+        data.data.counter = 11;
+        store
+            .save(Save::update(&data, Some(&stale.data)))
+            .await
+            .unwrap();
+        let got = load(&store, &cookie).await.unwrap();
+        assert_eq!(got.data.counter, 11);
+        assert_eq!(
+            got.binding.as_deref(),
+            Some("other"),
+            "a data write lost a binding set meanwhile"
+        );
+        assert_eq!(got.version, 5);
+    }
+
+    /// A regenerate answers the new id's cookie value and carries every
+    /// field: owner, binding, flash, creation time, deadlines; it writes the
+    /// loaded version + 1.
+    pub async fn regenerate_carries_every_field<S: Store<TestData>>(store: S) {
+        let mut r = record(Some("ann"));
+        r.binding = Some("fingerprint".into());
+        r.flash.push(FlashMessage {
+            key: "notice".into(),
+            value: "hello".into(),
+        });
+        let cookie = create(&store, &r).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let mut moved = loaded.clone();
+        moved.id = SessionId::generate();
+        let out = store
+            .save(Save::regenerate(&moved, loaded.id, None))
+            .await
+            .unwrap();
+        assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
+        let got = load(&store, &moved.id.encode()).await.unwrap();
+        assert_eq!(got.id, moved.id);
+        assert_eq!(got.data, loaded.data);
+        assert_eq!(got.owner.as_deref(), Some("ann"));
+        assert_eq!(got.binding.as_deref(), Some("fingerprint"));
+        assert_eq!(got.flash, loaded.flash);
+        assert_eq!(to_millis(got.created_at), to_millis(loaded.created_at));
+        assert_eq!(
+            to_millis(got.absolute_deadline),
+            to_millis(loaded.absolute_deadline)
+        );
+        assert_eq!(got.version, loaded.version + 1);
     }
 }
 
@@ -759,6 +851,84 @@ pub mod query_cases {
         assert!(load(&store, &live_cookie).await.is_none());
     }
 
+    /// The owner index follows the record a store writes, not the record a
+    /// request handed in: an owner set by one request survives another's
+    /// stale save (merged), moves with a regenerate, and leaves the index
+    /// when cleared. A store that indexed the handed-in record would leave
+    /// a session no revoke reaches.
+    pub async fn owner_index_follows_the_written_record<S: QueryStore<TestData>>(store: S) {
+        let ann = unique_owner();
+        let cookie = create(&store, &record(None)).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let owner_only = MetaChanges {
+            owner: true,
+            ..MetaChanges::NONE
+        };
+        let mut login = loaded.clone();
+        login.owner = Some(ann.clone());
+        store
+            .save(Save::update(&login, None).with_changes(owner_only))
+            .await
+            .unwrap();
+        // A request that loaded the session before the login saves data.
+        let mut stale = loaded.clone();
+        stale.data.counter = 7;
+        store
+            .save(Save::update(&stale, Some(&loaded.data)))
+            .await
+            .unwrap();
+        let ids = |records: Vec<Record<TestData>>| records.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.by_owner(&ann).await.unwrap()), [loaded.id]);
+        let current = load(&store, &cookie).await.unwrap();
+        assert_eq!(current.owner.as_deref(), Some(ann.as_str()));
+        let mut moved = current.clone();
+        moved.id = SessionId::generate();
+        store
+            .save(Save::regenerate(&moved, current.id, None))
+            .await
+            .unwrap();
+        assert_eq!(ids(store.by_owner(&ann).await.unwrap()), [moved.id]);
+        let mut cleared = load(&store, &moved.id.encode()).await.unwrap();
+        cleared.owner = None;
+        store
+            .save(Save::update(&cleared, None).with_changes(owner_only))
+            .await
+            .unwrap();
+        assert!(store.by_owner(&ann).await.unwrap().is_empty());
+        assert!(store.delete_owner(&ann).await.unwrap().is_empty());
+        assert!(load(&store, &moved.id.encode()).await.is_some());
+    }
+
+    /// Owners are opaque strings matched exactly: no patterns, no case
+    /// folding, no prefixes (a store keyed by owner text must escape it).
+    pub async fn owner_names_are_matched_exactly<S: QueryStore<TestData>>(store: S) {
+        let base = unique_owner();
+        let names: Vec<String> = ["", "*", ":x", "%", "_", " ", "?", "[a]", "\u{e9}"]
+            .iter()
+            .map(|suffix| format!("{base}{suffix}"))
+            .chain([base.to_uppercase()])
+            .collect();
+        for name in &names {
+            create(&store, &record(Some(name))).await;
+        }
+        for name in &names {
+            let listed = store.by_owner(name).await.unwrap();
+            assert_eq!(listed.len(), 1, "by_owner({name:?})");
+            assert_eq!(listed[0].owner.as_deref(), Some(name.as_str()));
+        }
+        for pattern in ["*", "%", "", "owner-*"] {
+            assert!(
+                store.delete_owner(pattern).await.unwrap().is_empty(),
+                "delete_owner({pattern:?}) took another owner's sessions"
+            );
+        }
+        let star = format!("{base}*");
+        assert_eq!(store.delete_owner(&star).await.unwrap().len(), 1);
+        for name in names.iter().filter(|n| **n != star) {
+            assert_eq!(store.by_owner(name).await.unwrap().len(), 1, "{name:?}");
+        }
+    }
+
     /// Deleting a session removes it from its owner's index.
     pub async fn deleted_sessions_leave_the_owner_index<S: QueryStore<TestData>>(store: S) {
         let owner = unique_owner();
@@ -805,6 +975,8 @@ macro_rules! server_store_conformance_tests {
             an_update_moves_the_deadline_the_store_keeps,
             synchronous_saves_keep_the_rules,
             versions_increase_on_every_write,
+            a_stale_write_keeps_what_it_did_not_change,
+            regenerate_carries_every_field,
         ]);
     };
 }
@@ -819,6 +991,8 @@ macro_rules! query_store_conformance_tests {
             owner_change_moves_the_index_entry,
             expired_sessions_are_not_revoked,
             deleted_sessions_leave_the_owner_index,
+            owner_index_follows_the_written_record,
+            owner_names_are_matched_exactly,
         ]);
     };
 }

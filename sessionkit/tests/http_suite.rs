@@ -314,14 +314,34 @@ mod apps {
                         .service(
                             web::scope("/guarded")
                                 .wrap_fn(|req, srv| {
+                                    // `/redirect`: an error that hands its
+                                    // response out once (a login redirect).
+                                    let redirect = req.path().ends_with("/redirect");
                                     let handled = actix_web::dev::Service::call(srv, req);
                                     async move {
                                         handled.await?;
-                                        Err::<actix_web::dev::ServiceResponse, _>(
-                                            actix_web::error::ErrorForbidden(routes::REFUSED),
-                                        )
+                                        let e = if redirect {
+                                            let to_login = actix_web::HttpResponse::Found()
+                                                .insert_header(("location", "/login"))
+                                                .finish();
+                                            actix_web::error::InternalError::from_response(
+                                                routes::REFUSED,
+                                                to_login,
+                                            )
+                                            .into()
+                                        } else {
+                                            actix_web::error::ErrorForbidden(routes::REFUSED)
+                                        };
+                                        Err::<actix_web::dev::ServiceResponse, _>(e)
                                     }
                                 })
+                                .route("/redirect", web::get().to(|| async { routes::PLAIN }))
+                                .route(
+                                    "/redirect",
+                                    web::post().to(|s: Session<Data>| async move {
+                                        routes::increment(&s)
+                                    }),
+                                )
                                 .route(
                                     "/counter",
                                     web::get()
@@ -892,6 +912,19 @@ async fn an_inner_middleware_error_still_commits_and_sends_the_cookie(fw: Framew
         .expect("the logout expires the cookie");
     assert!(header.starts_with("id=;"), "{header}");
     assert_eq!(s.get("/counter", Some(&new)).await.body, "counter=0 user=-");
+    // An error that hands out its response once (a redirect to a login
+    // page): passed on untouched when the session has nothing to send...
+    let r = s.get("/guarded/redirect", None).await;
+    assert_eq!(r.status, 302, "{r:?}");
+    assert!(r.set_cookies.is_empty(), "{r:?}");
+    // ...and its own response, with the cookie, when it has.
+    let r = s.post("/guarded/redirect", None).await;
+    assert_eq!(r.status, 302, "{r:?}");
+    let cookie = r.new_cookie().expect("the cookie rides on the redirect");
+    assert_eq!(
+        s.get("/counter", Some(&cookie)).await.body,
+        "counter=1 user=-"
+    );
 }
 
 /// Runs every case once per framework: `axum_layer::case` and `actix_middleware::case`.

@@ -199,11 +199,29 @@ async fn commit_under_error<T: SessionData>(
     slot: &SessionSlot<T>,
     e: actix_web::Error,
 ) -> actix_web::Error {
-    let mut resp = e.error_response();
-    let before = resp.headers().len();
-    match slot.finish_into(resp.headers_mut()).await {
-        Ok(()) if resp.headers().len() == before => e,
-        Ok(()) => actix_web::error::InternalError::from_response(e, resp).into(),
+    // Into a map of its own first: `e`'s response is rendered only when
+    // there is something to put on it (an error made with
+    // `InternalError::from_response`, a redirect to a login page say, hands
+    // its response out once; rendered for nothing, `e` would answer a bare
+    // 500 afterwards).
+    let mut session_headers = HeaderMap::new();
+    match slot.finish_into(&mut session_headers).await {
+        Ok(()) if session_headers.is_empty() => e,
+        Ok(()) => {
+            let mut resp = e.error_response();
+            let headers = resp.headers_mut();
+            for (name, value) in session_headers.iter() {
+                if name == header::SET_COOKIE {
+                    // Again through the sink: the cookie's caching rule
+                    // applies to this response's own `Cache-Control`.
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    headers.add_set_cookie(value);
+                } else if name != header::CACHE_CONTROL {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            actix_web::error::InternalError::from_response(e, resp).into()
+        }
         Err(save) => actix_web::error::InternalError::from_response(e, render(&save)).into(),
     }
 }

@@ -527,9 +527,12 @@ struct SlotInner<T: SessionData> {
 /// Who is loading a slot's session.
 #[derive(Default)]
 struct LoadState {
-    /// A load that waits for the store, or that must delete or re-bind what
-    /// it found, is under way: one caller does it, the others wait for it
-    /// and then share its session (or, if it failed, try again).
+    /// A load that waits for the store, or that must delete, re-bind or
+    /// touch what it found, is under way: one caller does it, the others
+    /// wait for it and then share its session (or, if it failed, try
+    /// again). A caller that holds the future of such a first use without
+    /// polling it, and awaits another use of the slot first, waits forever:
+    /// await the first (or drop it).
     io_running: bool,
     /// Someone waits for that load's end. (An async mutex held by the
     /// loading caller did the same, but cost every I/O load a semaphore's
@@ -629,7 +632,8 @@ impl<T: SessionData> SessionSlot<T> {
         match i.engine.load_now(i.cookie.as_deref(), &i.client) {
             Some(Ok(Loaded::Ready(session))) => Ok(Ok(i.session.get_or_init(|| session).clone())),
             None => Err(Early::NeedsIo),
-            // This caller finishes the load (its `Loaded` event is out):
+            // This caller finishes the load (touching, deleting or
+            // re-binding what it found; `Loaded` is told when it is done):
             // marked running before the lock is let go, so that a caller
             // arriving meanwhile waits for it instead of loading again.
             // The mark goes with the returned future, dropped or not.

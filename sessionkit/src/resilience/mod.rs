@@ -323,6 +323,12 @@ impl Guard {
         fut: impl Future<Output = Result<R, StoreError>>,
     ) -> Result<R, StoreError> {
         let op = policy.op;
+        // No time left (the check after a save that used it all): the store
+        // is not called, and the breaker neither gives a permit nor hears
+        // of a failure that says nothing about the store.
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(StoreError::Timeout(self.config.operation_timeout));
+        }
         let permit = match self.breaker.try_acquire() {
             // A scan runs unbounded (a large keyspace takes many round
             // trips): as the half-open probe it would hold the only slot,

@@ -289,6 +289,22 @@ async fn the_check_after_a_retried_save_keeps_to_the_operation_deadline() {
     );
 }
 
+/// An attempt with no time left (the check after a save that used it all)
+/// neither calls the store nor counts against the breaker.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_with_no_time_left_reaches_neither_the_store_nor_the_breaker() {
+    let (s, switch) = store(config().failure_threshold(1));
+    let spent = tokio::time::Instant::now();
+    let r = s
+        .shared
+        .attempt(Policy::full("load"), Some(spent), s.inner.load("x"))
+        .await;
+    assert!(matches!(r, Err(StoreError::Timeout(_))), "{r:?}");
+    assert_eq!(switch.calls(), 0, "the store was called");
+    // With a threshold of 1, a counted failure would have opened it.
+    assert!(s.load("x").await.is_ok(), "the breaker opened");
+}
+
 /// A delete whose reply was lost is retried and finds the session gone:
 /// most likely its own doing, so it answers that it removed it (a logout
 /// then reports itself and expires the cookie). Without a retry, a session

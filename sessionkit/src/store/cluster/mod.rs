@@ -793,6 +793,16 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             self.cache.forget(key);
             if let SaveKind::Regenerate { old } = kind {
                 self.cache.forget(key_hash(&old));
+                // Or, with a backend that publishes apart from its saves,
+                // the retry of a regenerate that landed and whose
+                // announcement failed (`Resilient` then finds the new id
+                // and answers saved): the old id is gone because of it and
+                // no node was told. Told again here; one redundant message
+                // otherwise.
+                if !published {
+                    let gone = self.message(InvalidationKind::Regenerated, key_hash(&old), 0);
+                    self.bus.publish(&[gone]).await?;
+                }
             }
             return Ok(outcome);
         };
@@ -997,6 +1007,10 @@ mod revoke_tests {
             /// `by_owner` lists nothing (sessions a revoke's listing
             /// missed: gained meanwhile, or undecodable here).
             hide_listing: bool,
+            /// A regenerate whose old id is gone answers `Gone` (a plain
+            /// backend: the Redis store itself would find its new id
+            /// holding this very save and answer saved).
+            plain_regenerate: bool,
         },
         /// `by_owner` gives its first listed session to another user right
         /// after listing (a login finishing while a revoke runs), before the
@@ -1017,6 +1031,8 @@ mod revoke_tests {
             }
         }
 
+        /// After a delete, or a save (a backend without `save_and_publish`
+        /// publishes after its save).
         fn deleted(&self) {
             if let Hook::CutOffAfterDeleting { server, armed, .. } = &self.hook {
                 if armed.swap(false, Ordering::SeqCst) {
@@ -1088,7 +1104,21 @@ mod revoke_tests {
             &self,
             save: Save<'_, Data>,
         ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
-            RedisStore::save_versioned(&self.inner, save, None).await
+            if let (
+                Hook::CutOffAfterDeleting {
+                    plain_regenerate: true,
+                    ..
+                },
+                SaveKind::Regenerate { old },
+            ) = (&self.hook, save.kind)
+            {
+                if self.inner.load(&old.encode()).await?.is_none() {
+                    return Ok((SaveOutcome::Gone, None));
+                }
+            }
+            let out = RedisStore::save_versioned(&self.inner, save, None).await;
+            self.deleted();
+            out
         }
         async fn delete_and_publish(
             &self,
@@ -1161,6 +1191,68 @@ mod revoke_tests {
             .is_empty());
     }
 
+    /// With a backend that publishes apart from its saves, a regenerate that
+    /// landed and whose announcement failed is retried by `Resilient`: the
+    /// retry finds the old id gone (and `Resilient` the new one there), and
+    /// the other nodes must still hear that the old id is dead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_regenerate_retried_after_its_announcement_failed_still_reaches_the_other_nodes() {
+        let server = Arc::new(RedisServer::start().unwrap());
+        let tag = &SessionId::generate().storage_key()[..12];
+        let options = || ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
+        let inner = redis(&server, tag).await;
+        let conns = inner.shared_connections();
+        let backend = Hooked {
+            inner,
+            hook: Hook::CutOffAfterDeleting {
+                server: server.clone(),
+                armed: AtomicBool::new(false),
+                hide_listing: false,
+                plain_regenerate: true,
+            },
+        };
+        let a = Cached::new(backend, conns, vec![server.url()], options()).await;
+        let b =
+            ClusteredStore::with_store(redis(&server, tag).await, vec![server.url()], options())
+                .await
+                .unwrap();
+        let until_subscribed = async {
+            while !(a.is_subscribed() && b.is_subscribed()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), until_subscribed)
+            .await
+            .unwrap();
+        let r = Record::new(
+            SessionId::generate(),
+            1,
+            std::time::SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        a.save(Save::create(&r)).await.unwrap();
+        assert!(b.load(&r.id.encode()).await.unwrap().is_some());
+        assert!(b.is_cached(&r.id));
+        let mut moved = a.load(&r.id.encode()).await.unwrap().unwrap();
+        moved.id = SessionId::generate();
+        a.inner.arm();
+        let a =
+            crate::resilience::Resilient::new(a, crate::resilience::ResilienceConfig::default());
+        let out = a.save(Save::regenerate(&moved, r.id, None)).await.unwrap();
+        assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
+        // The first command on each killed connection fails.
+        let _ = b.inner.load(&SessionId::generate().encode()).await;
+        let start = std::time::Instant::now();
+        while b.is_cached(&r.id) {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "node B still serves the id the regenerate retired"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(b.load(&r.id.encode()).await.unwrap().is_none());
+    }
+
     /// What the listing missed is deleted with the owner's index and
     /// announced on its own; when that announcement fails, the revoke says
     /// so, and `Resilient` does not retry it into a success that told no one.
@@ -1176,6 +1268,7 @@ mod revoke_tests {
                 server: server.clone(),
                 armed: AtomicBool::new(false),
                 hide_listing: true,
+                plain_regenerate: false,
             },
         };
         let options = ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
@@ -1221,6 +1314,7 @@ mod revoke_tests {
                 server: server.clone(),
                 armed: AtomicBool::new(false),
                 hide_listing: false,
+                plain_regenerate: false,
             },
         };
         let a = Cached::new(backend, conns, vec![server.url()], options()).await;
