@@ -161,8 +161,118 @@ pub mod cases {
             assert!(
                 load(&store, v).await.is_none(),
                 "value {:?}… loaded",
-                &v[..v.len().min(8)]
+                v.chars().take(8).collect::<String>()
             );
+        }
+    }
+
+    /// Values made from a real cookie value by a client or an attacker (cut
+    /// short, lengthened, re-encoded, one character changed anywhere, in
+    /// bits that carry data) load as `None`: never an error, never the
+    /// session.
+    pub async fn tampered_values_load_as_none<S: Store<TestData>>(store: S) {
+        let cookie = create(&store, &record(None)).await;
+        let chars: Vec<char> = cookie.chars().collect();
+        let mut tampered = vec![
+            chars[..chars.len() - 1].iter().collect::<String>(),
+            format!("{cookie}A"),
+            format!("{cookie}="),
+            format!(" {cookie}"),
+            cookie.to_uppercase(),
+            cookie.replace('-', "+").replace('_', "/"),
+            "%".repeat(chars.len()),
+            "\u{e9}".repeat(chars.len() / 2),
+        ];
+        for i in 0..chars.len() {
+            let mut flipped = chars.clone();
+            // The last character's top bit always carries data ('A' is 0,
+            // 'g' 32); its low bits may be spare.
+            let (to, from) = if i + 1 == chars.len() {
+                ('g', 'A')
+            } else {
+                ('B', 'A')
+            };
+            flipped[i] = if chars[i] == from { to } else { from };
+            tampered.push(flipped.into_iter().collect());
+        }
+        for v in tampered.iter().filter(|v| **v != cookie) {
+            match store.load(v).await {
+                Ok(None) => {}
+                other => panic!(
+                    "tampered value {:?}… gave {:?}",
+                    v.chars().take(12).collect::<String>(),
+                    other.map(|r| r.map(|r| r.id))
+                ),
+            }
+        }
+        assert!(
+            load(&store, &cookie).await.is_some(),
+            "the real one still loads"
+        );
+    }
+
+    /// Every value a save answers is made of RFC 6265 cookie octets (the
+    /// HTTP layers refuse to send anything else).
+    pub async fn saved_values_are_cookie_octets<S: Store<TestData>>(store: S) {
+        let octet =
+            |b: u8| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        let mut r = record(Some("zo\u{eb}"));
+        r.data.name = Some("Zo\u{eb} \u{1f469}\u{200d}\u{1f4bb}".into());
+        let cookie = create(&store, &r).await;
+        assert!(cookie.bytes().all(octet), "create answered {cookie:?}");
+        let loaded = load(&store, &cookie).await.unwrap();
+        let mut changed = loaded.clone();
+        changed.data.counter += 1;
+        let out = store
+            .save(Save::update(&changed, Some(&loaded.data)))
+            .await
+            .unwrap();
+        if let SaveOutcome::Saved(v) = out {
+            assert!(v.bytes().all(octet), "update answered {v:?}");
+        }
+    }
+
+    /// Text that is not ASCII, and control characters, round-trip in every
+    /// field; data too large for the store is an error, never a panic or a
+    /// value over a cookie's limit.
+    pub async fn any_text_round_trips_and_large_data_is_refused_or_kept<S: Store<TestData>>(
+        store: S,
+    ) {
+        let mut r = record(Some("jos\u{e9}"));
+        r.data.name = Some("Zo\u{eb} \u{1f469}\u{200d}\u{1f4bb}".into());
+        r.data.tags = vec!["\u{202e}".into(), "\0".into(), "\"quoted\"; a=b".into()];
+        r.binding = Some("b\u{ee}nding".into());
+        r.flash.push(FlashMessage {
+            key: "n\u{f6}tice".into(),
+            value: "\u{1f600} \r\n".into(),
+        });
+        let cookie = create(&store, &r).await;
+        let got = load(&store, &cookie).await.unwrap();
+        assert_eq!(got.data, r.data);
+        assert_eq!(got.owner, r.owner);
+        assert_eq!(got.binding, r.binding);
+        assert_eq!(got.flash, r.flash);
+        // 256 KiB of random (incompressible) text.
+        let mut big = record(None);
+        big.data.tags = (0..6_000).map(|_| SessionId::generate().encode()).collect();
+        match store.save(Save::create(&big)).await {
+            Ok(SaveOutcome::Saved(v)) => {
+                assert!(
+                    store.holds_sessions() || v.len() <= 4096,
+                    "a {}-byte cookie value",
+                    v.len()
+                );
+                assert_eq!(load(&store, &v).await.unwrap().data, big.data);
+            }
+            Err(
+                crate::StoreError::CookieTooLarge { .. }
+                | crate::StoreError::Encode(_)
+                | crate::StoreError::Backend(_),
+            ) => assert!(
+                !store.holds_sessions(),
+                "a server-side store refused 256 KiB of data"
+            ),
+            other => panic!("a large create answered {other:?}"),
         }
     }
 
@@ -950,6 +1060,9 @@ macro_rules! store_conformance_tests {
             unknown_and_hostile_values_load_as_none,
             update_replaces_data,
             synchronous_saves_are_ordinary_saves,
+            tampered_values_load_as_none,
+            saved_values_are_cookie_octets,
+            any_text_round_trips_and_large_data_is_refused_or_kept,
         ]);
     };
 }
