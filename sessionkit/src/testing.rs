@@ -1039,6 +1039,102 @@ pub mod query_cases {
         }
     }
 
+    /// Sessions past a deadline are out of `count`, `iter`, `find_by` and
+    /// `bulk_delete`, whether or not the store has removed them yet.
+    pub async fn expired_sessions_are_out_of_every_listing<S: QueryStore<TestData>>(store: S) {
+        use futures_util::StreamExt;
+        let owner = unique_owner();
+        let before = store.count().await.unwrap();
+        let soon = SystemTime::now() + Duration::from_millis(300);
+        let mut idle = record(Some(&owner));
+        idle.idle_deadline = soon;
+        let mut old = record(Some(&owner));
+        old.absolute_deadline = soon;
+        old.idle_deadline = soon;
+        let live = record(Some(&owner));
+        for r in [&idle, &old, &live] {
+            create(&store, r).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.count().await.unwrap(), before + 1, "count");
+        let o = owner.clone();
+        let found = store
+            .find_by(&move |r| r.owner.as_deref() == Some(o.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [live.id]);
+        let listed: Vec<SessionId> = store
+            .iter()
+            .filter_map(|r| async move { r.ok().map(|r| r.id) })
+            .collect()
+            .await;
+        assert!(listed.contains(&live.id));
+        assert!(
+            !listed.contains(&idle.id),
+            "iter listed an idle-expired session"
+        );
+        assert!(
+            !listed.contains(&old.id),
+            "iter listed a session past its lifetime"
+        );
+        let o = owner.clone();
+        let removed = store
+            .bulk_delete(&move |r| r.owner.as_deref() == Some(o.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(removed.iter().map(|r| r.id).collect::<Vec<_>>(), [live.id]);
+    }
+
+    /// Deletes, revokes and bulk deletes of the same sessions running at
+    /// once report each session removed exactly once (every report fires an
+    /// `on_deleted`: none missing from an audit log, none twice).
+    pub async fn concurrent_removals_report_each_session_once<S: QueryStore<TestData>>(store: S) {
+        let store = std::sync::Arc::new(store);
+        let owner = unique_owner();
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let r = record(Some(&owner));
+            create(&*store, &r).await;
+            ids.push(r.id);
+        }
+        let revoke = || {
+            let (store, owner) = (store.clone(), owner.clone());
+            tokio::spawn(async move {
+                let removed = store.delete_owner(&owner).await.unwrap();
+                removed.into_iter().map(|r| r.id).collect::<Vec<_>>()
+            })
+        };
+        let bulk = {
+            let (store, owner) = (store.clone(), owner.clone());
+            tokio::spawn(async move {
+                let removed = store
+                    .bulk_delete(&move |r| r.owner.as_deref() == Some(owner.as_str()))
+                    .await
+                    .unwrap();
+                removed.into_iter().map(|r| r.id).collect::<Vec<_>>()
+            })
+        };
+        let one_by_one = {
+            let (store, ids) = (store.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut removed = Vec::new();
+                for id in ids.into_iter().rev() {
+                    if store.delete(&id).await.unwrap() {
+                        removed.push(id);
+                    }
+                }
+                removed
+            })
+        };
+        let mut reported = Vec::new();
+        for task in [revoke(), revoke(), bulk, one_by_one] {
+            reported.extend(task.await.unwrap());
+        }
+        reported.sort_by_key(|id| id.encode());
+        ids.sort_by_key(|id| id.encode());
+        assert_eq!(reported, ids, "each session reported removed exactly once");
+    }
+
     /// Deleting a session removes it from its owner's index.
     pub async fn deleted_sessions_leave_the_owner_index<S: QueryStore<TestData>>(store: S) {
         let owner = unique_owner();
@@ -1106,6 +1202,8 @@ macro_rules! query_store_conformance_tests {
             deleted_sessions_leave_the_owner_index,
             owner_index_follows_the_written_record,
             owner_names_are_matched_exactly,
+            expired_sessions_are_out_of_every_listing,
+            concurrent_removals_report_each_session_once,
         ]);
     };
 }
