@@ -488,15 +488,23 @@ async fn a_full_memory_store_evicts_and_reports_it() {
     assert!(evicted >= 500 - 64);
 }
 
-#[tokio::test]
-async fn a_logout_that_clears_the_owner_first_is_reported_under_that_owner() {
+/// A memory store's sessions, and the owner of each `on_deleted` event.
+fn owners_of_deletions() -> (
+    Sessions<Data, MemoryStore<Data>>,
+    Arc<Mutex<Vec<Option<String>>>>,
+) {
     let owners: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let o = owners.clone();
     let config = Config::builder()
         .on_deleted(move |e| o.lock().unwrap().push(e.owner.clone()))
         .build()
         .unwrap();
-    let sessions = Sessions::new(MemoryStore::<Data>::new(), config);
+    (Sessions::new(MemoryStore::<Data>::new(), config), owners)
+}
+
+#[tokio::test]
+async fn a_logout_that_clears_the_owner_first_is_reported_under_that_owner() {
+    let (sessions, owners) = owners_of_deletions();
     let (cookie, _) = request(&sessions, None, |s| s.set_owner(Some("alice"))).await;
     request(&sessions, cookie.as_deref(), |s| {
         s.set_owner(None::<String>);
@@ -509,13 +517,7 @@ async fn a_logout_that_clears_the_owner_first_is_reported_under_that_owner() {
 
 #[tokio::test]
 async fn an_admin_delete_by_id_is_reported_under_the_sessions_owner() {
-    let owners: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let o = owners.clone();
-    let config = Config::builder()
-        .on_deleted(move |e| o.lock().unwrap().push(e.owner.clone()))
-        .build()
-        .unwrap();
-    let sessions = Sessions::new(MemoryStore::<Data>::new(), config);
+    let (sessions, owners) = owners_of_deletions();
     let (cookie, _) = request(&sessions, None, |s| s.set_owner(Some("alice"))).await;
     let id = sessions.load(cookie.as_deref()).await.unwrap().id();
     assert!(sessions.delete(&id).await.unwrap());

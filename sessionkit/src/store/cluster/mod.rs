@@ -1198,32 +1198,7 @@ mod revoke_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_regenerate_retried_after_its_announcement_failed_still_reaches_the_other_nodes() {
         let server = Arc::new(RedisServer::start().unwrap());
-        let tag = &SessionId::generate().storage_key()[..12];
-        let options = || ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
-        let inner = redis(&server, tag).await;
-        let conns = inner.shared_connections();
-        let backend = Hooked {
-            inner,
-            hook: Hook::CutOffAfterDeleting {
-                server: server.clone(),
-                armed: AtomicBool::new(false),
-                hide_listing: false,
-                plain_regenerate: true,
-            },
-        };
-        let a = Cached::new(backend, conns, vec![server.url()], options()).await;
-        let b =
-            ClusteredStore::with_store(redis(&server, tag).await, vec![server.url()], options())
-                .await
-                .unwrap();
-        let until_subscribed = async {
-            while !(a.is_subscribed() && b.is_subscribed()) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), until_subscribed)
-            .await
-            .unwrap();
+        let (a, b) = cut_off_pair(&server, true).await;
         let r = Record::new(
             SessionId::generate(),
             1,
@@ -1292,6 +1267,41 @@ mod revoke_tests {
         assert!(e.to_string().contains("could not be told"), "{e}");
     }
 
+    /// Node A over a [`Hook::CutOffAfterDeleting`] backend (armed later;
+    /// `plain_regenerate` as given) and node B, a plain clustered store, on
+    /// one prefix and channel, both subscribed.
+    async fn cut_off_pair(
+        server: &Arc<RedisServer>,
+        plain_regenerate: bool,
+    ) -> (Cached<Hooked, Data>, ClusteredStore<Data>) {
+        let tag = &SessionId::generate().storage_key()[..12];
+        let options = || ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
+        let inner = redis(server, tag).await;
+        let conns = inner.shared_connections();
+        let backend = Hooked {
+            inner,
+            hook: Hook::CutOffAfterDeleting {
+                server: server.clone(),
+                armed: AtomicBool::new(false),
+                hide_listing: false,
+                plain_regenerate,
+            },
+        };
+        let a = Cached::new(backend, conns, vec![server.url()], options()).await;
+        let b = ClusteredStore::with_store(redis(server, tag).await, vec![server.url()], options())
+            .await
+            .unwrap();
+        let until_subscribed = async {
+            while !(a.is_subscribed() && b.is_subscribed()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), until_subscribed)
+            .await
+            .unwrap();
+        (a, b)
+    }
+
     async fn redis(server: &RedisServer, tag: &str) -> RedisStore<Data> {
         RedisStore::builder(server.url())
             .key_prefix(format!("revoke-{tag}:"))
@@ -1304,32 +1314,7 @@ mod revoke_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revoke_or_bulk_delete_cut_off_after_its_delete_still_reaches_the_other_nodes() {
         let server = Arc::new(RedisServer::start().unwrap());
-        let tag = &SessionId::generate().storage_key()[..12];
-        let options = || ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
-        let inner = redis(&server, tag).await;
-        let conns = inner.shared_connections();
-        let backend = Hooked {
-            inner,
-            hook: Hook::CutOffAfterDeleting {
-                server: server.clone(),
-                armed: AtomicBool::new(false),
-                hide_listing: false,
-                plain_regenerate: false,
-            },
-        };
-        let a = Cached::new(backend, conns, vec![server.url()], options()).await;
-        let b =
-            ClusteredStore::with_store(redis(&server, tag).await, vec![server.url()], options())
-                .await
-                .unwrap();
-        let until_subscribed = async {
-            while !(a.is_subscribed() && b.is_subscribed()) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), until_subscribed)
-            .await
-            .unwrap();
+        let (a, b) = cut_off_pair(&server, false).await;
         // Sessions of one owner, cached by node B.
         let create = |owner: &str| {
             let mut r = Record::new(
