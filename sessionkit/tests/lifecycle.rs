@@ -488,12 +488,12 @@ async fn a_full_memory_store_evicts_and_reports_it() {
     assert!(evicted >= 500 - 64);
 }
 
+/// The owner of each `on_deleted` event, in order.
+type Owners = Arc<Mutex<Vec<Option<String>>>>;
+
 /// A memory store's sessions, and the owner of each `on_deleted` event.
-fn owners_of_deletions() -> (
-    Sessions<Data, MemoryStore<Data>>,
-    Arc<Mutex<Vec<Option<String>>>>,
-) {
-    let owners: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+fn owners_of_deletions() -> (Sessions<Data, MemoryStore<Data>>, Owners) {
+    let owners: Owners = Arc::default();
     let o = owners.clone();
     let config = Config::builder()
         .on_deleted(move |e| o.lock().unwrap().push(e.owner.clone()))
