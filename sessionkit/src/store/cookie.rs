@@ -183,6 +183,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct Inner {
     codec: Codec,
     cookie: CookieConfig,
+    /// The configuration's expiry policy: [`CookieStore::open`] clamps a
+    /// cookie's deadlines to it, as [`crate::Sessions`] does on load.
+    expiry: crate::expiry::ExpiryPolicy,
     clock: Arc<dyn Clock>,
     callbacks: Callbacks,
     max_cookie_len: usize,
@@ -238,14 +241,17 @@ impl<T: SessionData> CookieStore<T> {
     }
 
     /// Opens a cookie value: `None` if it is oversized, malformed, not
-    /// authentic, sealed with a key not in the ring, or past a deadline.
-    /// The reason is logged at debug level. A value past a deadline fires
+    /// authentic, sealed with a key not in the ring, or past a deadline
+    /// (its own, or the one the configuration's idle timeout and absolute
+    /// lifetime give now, if shorter: a cookie sealed before they were
+    /// shortened ends when they say). The reason is logged at debug level. A value past a deadline fires
     /// the configuration's `on_expired` callback (not `on_deleted`: the
     /// cookie store deletes nothing, and a replayed cookie would report one
     /// session's end again each time).
     pub fn open(&self, cookie_value: &str) -> Option<Record<T>> {
-        let record = self.opened(cookie_value)?;
+        let mut record = self.opened(cookie_value)?;
         let i = &self.inner;
+        record.clamp_deadlines(&i.expiry);
         if let Some(kind) = record.expired(i.clock.now()) {
             tracing::debug!(?kind, "session cookie rejected: past its deadline");
             let owner = record.owner.as_deref();
@@ -460,6 +466,7 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
             inner: Arc::new(Inner {
                 codec,
                 cookie: self.config.cookie().clone(),
+                expiry: *self.config.expiry(),
                 clock: self.config.clock().clone(),
                 callbacks: self.config.callbacks.clone(),
                 max_cookie_len: self.max_cookie_len,
@@ -576,6 +583,44 @@ mod tests {
             &ExpiryPolicy::default(),
         );
         (store, record)
+    }
+
+    /// A cookie sealed under a longer idle timeout or absolute lifetime
+    /// than the configuration now gives opens only while the current one
+    /// allows (the sealed deadlines cannot be changed, only clamped).
+    #[test]
+    fn a_cookie_sealed_under_longer_timeouts_opens_only_within_the_current_ones() {
+        use std::time::Duration;
+        let ring = test_ring();
+        let clock = crate::ManualClock::new();
+        let config = |idle: u64, absolute: u64| {
+            Config::builder()
+                .idle_timeout(Duration::from_secs(idle))
+                .absolute_lifetime(Duration::from_secs(absolute))
+                .clock(clock.clone())
+                .build()
+                .unwrap()
+        };
+        let long = config(8 * 3600, 24 * 3600);
+        let record = Record::new(SessionId::generate(), 7, clock.now(), long.expiry());
+        let sealed = CookieStore::<u32>::new(&ring, &long).seal(&record).unwrap();
+        clock.advance(Duration::from_secs(120));
+        assert!(CookieStore::<u32>::new(&ring, &long)
+            .open(&sealed)
+            .is_some());
+        let short_idle = CookieStore::<u32>::new(&ring, &config(60, 24 * 3600));
+        assert!(short_idle.open(&sealed).is_none(), "120 s idle under 60 s");
+        let roomy = CookieStore::<u32>::new(&ring, &config(600, 3600));
+        assert!(roomy.open(&sealed).is_some());
+        // Used 10 s ago, but 120 s old: past a lifetime cut to 100 s.
+        let mut active = record.clone();
+        active.touch(clock.now() - Duration::from_secs(10), long.expiry());
+        let sealed = CookieStore::<u32>::new(&ring, &long).seal(&active).unwrap();
+        let short_life = CookieStore::<u32>::new(&ring, &config(60, 100));
+        assert!(short_life.open(&sealed).is_none(), "120 s old under 100 s");
+        assert!(CookieStore::<u32>::new(&ring, &config(60, 3600))
+            .open(&sealed)
+            .is_some());
     }
 
     #[test]
