@@ -219,6 +219,15 @@ pub enum ConfigProblem {
         /// The absolute lifetime.
         absolute: Duration,
     },
+    /// `SameSite=None` was asked for with [`ConfigBuilder::same_site`]: it
+    /// sends the session cookie on cross-site requests (a CSRF exposure), so
+    /// it takes the explicit
+    /// [`ConfigBuilder::dangerously_allow_cross_site_cookie`].
+    #[error(
+        "SameSite=None sends the session cookie on cross-site requests (CSRF exposure); \
+         call dangerously_allow_cross_site_cookie() to choose it"
+    )]
+    SameSiteNoneNotConfirmed,
     /// `SameSite=None` was asked for without `Secure`; browsers reject such cookies.
     #[error("SameSite=None requires Secure; browsers reject the cookie otherwise")]
     SameSiteNoneWithoutSecure,
@@ -298,6 +307,7 @@ pub struct ConfigBuilder {
     trusted_proxies: Vec<String>,
     proxy_header: Option<crate::binding::ProxyHeader>,
     broad_proxy_ranges: bool,
+    cross_site_cookie: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -319,6 +329,7 @@ impl Default for ConfigBuilder {
             trusted_proxies: Vec::new(),
             proxy_header: None,
             broad_proxy_ranges: false,
+            cross_site_cookie: false,
         }
     }
 }
@@ -340,9 +351,30 @@ impl ConfigBuilder {
         self.cookie.name = name.into();
         self
     }
-    /// The `SameSite` attribute (default `Lax`).
+    /// The `SameSite` attribute (default `Lax`; `Strict` is stricter).
+    /// `None` is refused here: see
+    /// [`ConfigBuilder::dangerously_allow_cross_site_cookie`].
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.cookie.same_site = same_site;
+        self
+    }
+    /// `SameSite=None`: the browser sends the session cookie on cross-site
+    /// requests too (an application embedded in another site's frame, a
+    /// cross-site API called with credentials), so any site can make
+    /// requests that carry the user's session: protect every state-changing
+    /// route with CSRF tokens. Needs `Secure` (browsers drop the cookie
+    /// otherwise).
+    ///
+    /// ```
+    /// use sessionkit::{Config, SameSite};
+    ///
+    /// assert!(Config::builder().same_site(SameSite::None).build().is_err());
+    /// let config = Config::builder().dangerously_allow_cross_site_cookie().build().unwrap();
+    /// assert_eq!(config.cookie().same_site(), SameSite::None);
+    /// ```
+    pub fn dangerously_allow_cross_site_cookie(mut self) -> Self {
+        self.cookie.same_site = SameSite::None;
+        self.cross_site_cookie = true;
         self
     }
     /// The `Path` attribute (default `/`).
@@ -503,6 +535,9 @@ impl ConfigBuilder {
         if let Some(d) = c.domain.as_deref().filter(|d| !is_cookie_domain(d)) {
             problems.push(ConfigProblem::Domain(d.to_owned()));
         }
+        if c.same_site == SameSite::None && !self.cross_site_cookie {
+            problems.push(ConfigProblem::SameSiteNoneNotConfirmed);
+        }
         if c.same_site == SameSite::None && !c.secure {
             problems.push(ConfigProblem::SameSiteNoneWithoutSecure);
         }
@@ -656,13 +691,30 @@ mod tests {
     #[test]
     fn same_site_none_needs_secure() {
         let err = Config::builder()
-            .same_site(SameSite::None)
+            .dangerously_allow_cross_site_cookie()
             .dangerously_allow_insecure_http()
             .build()
             .unwrap_err();
         assert!(err
             .problems()
             .contains(&ConfigProblem::SameSiteNoneWithoutSecure));
+    }
+
+    #[test]
+    fn same_site_none_takes_the_explicit_opt_out() {
+        let err = Config::builder()
+            .same_site(SameSite::None)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems(), [ConfigProblem::SameSiteNoneNotConfirmed]);
+        assert!(err
+            .to_string()
+            .contains("dangerously_allow_cross_site_cookie"));
+        let config = Config::builder()
+            .dangerously_allow_cross_site_cookie()
+            .build()
+            .unwrap();
+        assert_eq!(config.cookie().same_site(), SameSite::None);
     }
 
     #[test]

@@ -1210,7 +1210,7 @@ mod tests {
                 .build()
                 .unwrap(),
             Config::builder()
-                .same_site(SameSite::None)
+                .dangerously_allow_cross_site_cookie()
                 .cookie_name("__Secure-sid")
                 .cookie_domain("example.com")
                 .build()
