@@ -546,6 +546,67 @@ pub mod server_cases {
         }
     }
 
+    /// An update repeated after its reply was lost (a retry) is harmless:
+    /// the data is right, a flash message it set appears once, and the
+    /// repeat counts as one more write.
+    pub async fn a_repeated_update_sets_its_flash_once<S: Store<TestData>>(store: S) {
+        let cookie = create(&store, &record(None)).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let mut mine = loaded.clone();
+        mine.data.counter = 5;
+        mine.flash.push(FlashMessage {
+            key: "notice".into(),
+            value: "saved".into(),
+        });
+        let save = Save::update(&mine, Some(&loaded.data)).with_changes(MetaChanges {
+            flash_added: 1,
+            ..MetaChanges::NONE
+        });
+        store.save(save).await.unwrap();
+        store.save(save).await.unwrap();
+        let got = load(&store, &cookie).await.unwrap();
+        assert_eq!(got.data.counter, 5);
+        assert_eq!(got.flash, mine.flash, "the repeat set the message twice");
+        assert_eq!(got.version, 3);
+    }
+
+    /// While a regenerate runs, a reader always finds the session under
+    /// one id or the other (the new record exists before the old is gone).
+    pub async fn a_regenerate_never_leaves_the_session_under_neither_id<S: Store<TestData>>(
+        store: S,
+    ) {
+        let store = std::sync::Arc::new(store);
+        for round in 0..40 {
+            let r = record(None);
+            let cookie = create(&*store, &r).await;
+            let loaded = load(&*store, &cookie).await.unwrap();
+            let mut moved = loaded.clone();
+            moved.id = SessionId::generate();
+            let new_cookie = moved.id.encode();
+            let reader = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..200 {
+                        if store.load(&cookie).await.unwrap().is_none() {
+                            return store.load(&new_cookie).await.unwrap().is_some();
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    true
+                })
+            };
+            let out = store
+                .save(Save::regenerate(&moved, loaded.id, None))
+                .await
+                .unwrap();
+            assert!(out.is_saved(), "round {round}: {out:?}");
+            assert!(
+                reader.await.unwrap(),
+                "round {round}: the session was under neither id"
+            );
+        }
+    }
+
     /// Two requests that loaded the same version: one read a flash message,
     /// set another and changed the owner; the other, saving later, changed
     /// only the data. The message read stays read, the one set stays set,
@@ -1085,6 +1146,40 @@ pub mod query_cases {
         assert_eq!(removed.iter().map(|r| r.id).collect::<Vec<_>>(), [live.id]);
     }
 
+    /// A revoke racing a regenerate of one of the owner's sessions (a login
+    /// finishing while "log out everywhere" runs) leaves the session under
+    /// neither id.
+    pub async fn a_revoke_racing_a_regenerate_leaves_neither_id<S: QueryStore<TestData>>(store: S) {
+        let store = std::sync::Arc::new(store);
+        for round in 0..20 {
+            let owner = unique_owner();
+            let r = record(Some(&owner));
+            let cookie = create(&*store, &r).await;
+            let loaded = load(&*store, &cookie).await.unwrap();
+            let mut moved = loaded.clone();
+            moved.id = SessionId::generate();
+            let regenerate = {
+                let (store, moved) = (store.clone(), moved.clone());
+                tokio::spawn(async move {
+                    store
+                        .save(Save::regenerate(&moved, loaded.id, None))
+                        .await
+                        .unwrap()
+                })
+            };
+            let revoke = {
+                let store = store.clone();
+                tokio::spawn(async move { store.delete_owner(&owner).await.unwrap() })
+            };
+            let (_, removed) = (regenerate.await.unwrap(), revoke.await.unwrap());
+            assert!(load(&*store, &cookie).await.is_none(), "round {round}");
+            assert!(
+                load(&*store, &moved.id.encode()).await.is_none(),
+                "round {round}: the regenerated session escaped the revoke ({removed:?})"
+            );
+        }
+    }
+
     /// Deletes, revokes and bulk deletes of the same sessions running at
     /// once report each session removed exactly once (every report fires an
     /// `on_deleted`: none missing from an audit log, none twice).
@@ -1186,6 +1281,8 @@ macro_rules! server_store_conformance_tests {
             versions_increase_on_every_write,
             a_stale_write_keeps_what_it_did_not_change,
             regenerate_carries_every_field,
+            a_repeated_update_sets_its_flash_once,
+            a_regenerate_never_leaves_the_session_under_neither_id,
         ]);
     };
 }
@@ -1204,6 +1301,7 @@ macro_rules! query_store_conformance_tests {
             owner_names_are_matched_exactly,
             expired_sessions_are_out_of_every_listing,
             concurrent_removals_report_each_session_once,
+            a_revoke_racing_a_regenerate_leaves_neither_id,
         ]);
     };
 }
