@@ -166,6 +166,38 @@ pub mod cases {
         }
     }
 
+    /// A regenerate answers a value that loads the session under its new
+    /// id, with every field carried and the loaded version + 1 (for a store
+    /// sealing the session into the cookie too: the old value may still
+    /// open, but the new one names the new id).
+    pub async fn regenerate_answers_the_new_id_with_every_field<S: Store<TestData>>(store: S) {
+        let mut r = record(Some("ann"));
+        r.binding = Some("fingerprint".into());
+        r.flash.push(FlashMessage {
+            key: "notice".into(),
+            value: "hello".into(),
+        });
+        let cookie = create(&store, &r).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let mut moved = loaded.clone();
+        moved.id = SessionId::generate();
+        let out = store
+            .save(Save::regenerate(&moved, loaded.id, None))
+            .await
+            .unwrap();
+        let SaveOutcome::Saved(value) = out else {
+            panic!("a regenerate of a live session must save: {out:?}");
+        };
+        let got = load(&store, &value).await.expect("the new value loads");
+        assert_eq!(got.id, moved.id);
+        assert_eq!(got.data, loaded.data);
+        assert_eq!(got.owner, loaded.owner);
+        assert_eq!(got.binding, loaded.binding);
+        assert_eq!(got.flash, loaded.flash);
+        assert_eq!(to_millis(got.created_at), to_millis(loaded.created_at));
+        assert_eq!(got.version, loaded.version + 1);
+    }
+
     /// Values made from a real cookie value by a client or an attacker (cut
     /// short, lengthened, re-encoded, one character changed anywhere, in
     /// bits that carry data) load as `None`: never an error, never the
@@ -1251,6 +1283,7 @@ macro_rules! store_conformance_tests {
             unknown_and_hostile_values_load_as_none,
             update_replaces_data,
             synchronous_saves_are_ordinary_saves,
+            regenerate_answers_the_new_id_with_every_field,
             tampered_values_load_as_none,
             saved_values_are_cookie_octets,
             any_text_round_trips_and_large_data_is_refused_or_kept,
