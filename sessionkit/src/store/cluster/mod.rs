@@ -1167,13 +1167,7 @@ mod revoke_tests {
         .await;
         let mut ids = Vec::new();
         for _ in 0..3 {
-            let mut r = Record::new(
-                SessionId::generate(),
-                1,
-                std::time::SystemTime::now(),
-                &ExpiryPolicy::default(),
-            );
-            r.owner = Some("victim".into());
+            let r = owned("victim");
             node.save(Save::create(&r)).await.unwrap();
             ids.push(r.id);
         }
@@ -1255,14 +1249,7 @@ mod revoke_tests {
         let options = ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
         let node = Cached::new(backend, conns, vec![server.url()], options).await;
         for _ in 0..2 {
-            let mut r = Record::new(
-                SessionId::generate(),
-                1,
-                std::time::SystemTime::now(),
-                &ExpiryPolicy::default(),
-            );
-            r.owner = Some("victim".into());
-            node.save(Save::create(&r)).await.unwrap();
+            node.save(Save::create(&owned("victim"))).await.unwrap();
         }
         node.inner.arm();
         let resilient =
@@ -1308,6 +1295,18 @@ mod revoke_tests {
         (a, b)
     }
 
+    /// A new session of `owner`'s.
+    fn owned(owner: &str) -> Record<Data> {
+        let mut r = Record::new(
+            SessionId::generate(),
+            1,
+            std::time::SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        r.owner = Some(owner.to_owned());
+        r
+    }
+
     async fn redis(server: &RedisServer, tag: &str) -> RedisStore<Data> {
         RedisStore::builder(server.url())
             .key_prefix(format!("revoke-{tag}:"))
@@ -1322,18 +1321,8 @@ mod revoke_tests {
         let server = Arc::new(RedisServer::start().unwrap());
         let (a, b) = cut_off_pair(&server, false).await;
         // Sessions of one owner, cached by node B.
-        let create = |owner: &str| {
-            let mut r = Record::new(
-                SessionId::generate(),
-                1,
-                std::time::SystemTime::now(),
-                &ExpiryPolicy::default(),
-            );
-            r.owner = Some(owner.to_owned());
-            r
-        };
         for (round, owner) in ["victim", "bulk"].into_iter().enumerate() {
-            let sessions: Vec<Record<Data>> = (0..3).map(|_| create(owner)).collect();
+            let sessions: Vec<Record<Data>> = (0..3).map(|_| owned(owner)).collect();
             for r in &sessions {
                 a.save(Save::create(r)).await.unwrap();
                 assert!(b.load(&r.id.encode()).await.unwrap().is_some());
