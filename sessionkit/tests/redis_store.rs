@@ -577,6 +577,106 @@ async fn a_foreign_key_that_is_not_utf8_does_not_block_listing() {
     assert_eq!(listed[0].id, r.id);
 }
 
+/// A session key holding no string (a hash some other tool wrote under the
+/// prefix) is no session: a load starts fresh instead of failing every
+/// request with its cookie, and a revoke, a listing or a delete goes past
+/// it (the scripts' `GET` raised `WRONGTYPE` and ended them half done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_key_of_another_type_is_no_session_and_blocks_no_revoke() {
+    let server = shared();
+    let store = store_on(server).await;
+    let hashed = |store: &RedisStore<Wide>, r: &Record<Wide>| {
+        let key = store.key_of(&r.id);
+        server.command(&format!("DEL {key}")).unwrap();
+        server.command(&format!("HSET {key} f v")).unwrap();
+        key
+    };
+    let (a, b) = (new_record(Some("ann")), new_record(Some("ann")));
+    let cookie_a = create(&store, &a).await;
+    create(&store, &b).await;
+    let key_a = hashed(&store, &a);
+    let err = store.load(&cookie_a).await.unwrap_err();
+    assert!(matches!(err, StoreError::Decode(_)), "{err:?}");
+    assert!(!store.delete(&a.id).await.unwrap(), "not a session of ours");
+    let revoked = store.delete_owner("ann").await.unwrap();
+    assert_eq!(revoked.iter().map(|r| r.id).collect::<Vec<_>>(), [b.id]);
+    assert!(store.load(&b.id.encode()).await.unwrap().is_none());
+    assert!(server
+        .command(&format!("TYPE {key_a}"))
+        .unwrap()
+        .contains("hash"));
+    // A listing drops such a member from the owner's set and lists the rest.
+    let (c, d) = (new_record(Some("bob")), new_record(Some("bob")));
+    create(&store, &c).await;
+    create(&store, &d).await;
+    hashed(&store, &c);
+    let listed = store.by_owner("bob").await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [d.id]);
+    let members = server
+        .command(&format!("SCARD {}", store.owner_key_of("bob")))
+        .unwrap();
+    assert!(members.starts_with(":1"), "{members:?}");
+}
+
+/// An owner set member that is not UTF-8 (written by something else) is
+/// skipped by the listing, not a failure of the whole listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_set_member_that_is_not_utf8_does_not_block_the_listing() {
+    let server = shared();
+    let store = store_on(server).await;
+    let r = new_record(Some("cy"));
+    create(&store, &r).await;
+    let set = store.owner_key_of("cy");
+    server
+        .command(&format!("SADD {set} \"\\xff\\xfe\""))
+        .unwrap();
+    let listed = store.by_owner("cy").await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [r.id]);
+    assert_eq!(store.delete_owner("cy").await.unwrap().len(), 1);
+}
+
+/// A stored version past 2^63 (the scripts once answered the version they
+/// wrote as a Lua number, which Redis turned into a negative integer: the
+/// save landed, and was reported as failed) updates like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_past_two_to_the_63_still_updates() {
+    let server = shared();
+    let store = store_on(server).await;
+    let r = new_record(None);
+    let cookie = create(&store, &r).await;
+    let key = store.key_of(&r.id);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // The header's version is the one the scripts compare (bytes: the
+    // payload is binary).
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let rest = stored
+        .strip_prefix(b"sk1:1:")
+        .expect("header of a new session");
+    let huge: u64 = (1 << 63) + 5;
+    let mut edited = format!("sk1:{huge}:").into_bytes();
+    edited.extend_from_slice(rest);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&edited)
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let loaded = store.load(&cookie).await.unwrap().unwrap();
+    assert_eq!(loaded.version, huge);
+    let mut mine = loaded.clone();
+    mine.data.f0 = 7;
+    let out = update(&store, &mine, &loaded.data).await;
+    assert!(matches!(out, Ok(SaveOutcome::Kept)), "{out:?}");
+    let again = store.load(&cookie).await.unwrap().unwrap();
+    assert_eq!((again.version, again.data.f0), (huge + 1, 7));
+}
+
 /// A replica cut off from its master answers `MASTERDOWN`, as a restarted
 /// server loading its data answers `LOADING`: Redis will serve again
 /// shortly, so the error is transient (retried, counted by the breaker).

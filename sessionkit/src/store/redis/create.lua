@@ -5,7 +5,7 @@
 -- ARGV[4] index member (the id's hash)
 -- ARGV[5] the value to store: header (version 1, this owner hash) and payload,
 --         built by the caller
--- Returns {1, version} saved, {3} key taken.
+-- Returns {1, 1} saved (version 1), {3} key taken.
 if not redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[3], 'NX') then
   return {3}
 end

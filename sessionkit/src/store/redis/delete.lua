@@ -4,7 +4,7 @@
 -- Returns, per key, 1 if the session existed, 0 otherwise.
 local existed = {}
 for i, key in ipairs(KEYS) do
-  local current = redis.call('GET', key)
+  local current = get_value(key)
   if current then
     local _, owner = parse_header(current)
     redis.call('DEL', key)

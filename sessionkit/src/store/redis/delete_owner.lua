@@ -9,7 +9,7 @@
 local deleted = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. member
-  local current = redis.call('GET', key)
+  local current = get_value(key)
   if current then
     local _, owner = parse_header(current)
     if owner == ARGV[2] then

@@ -13,6 +13,16 @@ local function parse_header(value)
   return string.match(value, '^sk1:(%d+):(%x*):')
 end
 
+-- A session key's value, or false when the key is missing or holds no
+-- string (a hash or set some other tool wrote under the prefix: not a
+-- session). `redis.call` would raise WRONGTYPE and end the script half done
+-- (a revoke stopping at that member, every retry again).
+local function get_value(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then return false end
+  return value
+end
+
 local function owner_key(prefix, owner)
   return prefix .. 'owner:' .. owner
 end

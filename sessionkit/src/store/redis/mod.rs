@@ -584,7 +584,8 @@ struct Scan {
 
 /// What a save script answered.
 enum Reply {
-    /// Written; the version now stored.
+    /// Written; the version now stored (filled in by the caller, which
+    /// computed it: see `parse_reply`).
     Saved(u64),
     Gone,
     Conflict(Vec<u8>),
@@ -765,17 +766,17 @@ impl<T: SessionData> RedisStore<T> {
         match (kind, &old_digest) {
             (SaveKind::Create, _) => {}
             (_, Some(old)) => {
-                cmd.arg(expected_version).arg(KeyArg("", old)).arg(next);
+                cmd.arg(expected_version).arg(KeyArg("", old));
             }
             (_, None) => {
-                cmd.arg(expected_version).arg(next);
+                cmd.arg(expected_version);
             }
         }
         if let (Some(a), SaveKind::Update | SaveKind::Regenerate { .. }) = (announce, kind) {
             cmd.arg(a.channel).arg((a.message)(next));
         }
-        // The version written is the one computed here: the script's own
-        // answer is a Lua number, a double, rounded above 2^53.
+        // The version written is the one computed here (in the value's
+        // header); the scripts answer none (see `parse_reply`).
         Ok(match parse_reply(self.eval(script, &cmd).await?)? {
             Reply::Saved(_) => Reply::Saved(version),
             other => other,
@@ -945,10 +946,11 @@ fn parse_reply(reply: Value) -> Result<Reply, StoreError> {
     };
     Ok(match code {
         0 => Reply::Gone,
-        1 => match items.next() {
-            Some(Value::Int(v)) => Reply::Saved(u64::try_from(v).map_err(|_| bad())?),
-            _ => return Err(bad()),
-        },
+        // The scripts answer no version: a Lua number is a double, and
+        // Redis turns one past 2^63 into a wrong integer (a stored version
+        // that high made a successful save look like a failure). The
+        // caller knows the version it wrote.
+        1 => Reply::Saved(0),
         2 => match items.next() {
             Some(Value::BulkString(v)) => Reply::Conflict(v),
             _ => return Err(bad()),
@@ -1110,7 +1112,15 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
             .arg(KeyArg(&self.prefix, &id_digest(&id)))
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| match e.code() {
+                // The key holds a hash, a set...: no session of ours, and
+                // not an outage either (a fresh session, not a 503 on every
+                // request that carries this cookie).
+                Some("WRONGTYPE") => {
+                    StoreError::Decode("the session's key holds no string value".into())
+                }
+                _ => self.err(e),
+            })?;
         raw.map(|raw| self.decode(&raw, Some(&id))).transpose()
     }
 
@@ -1330,12 +1340,19 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
         let set = self.owner_key_of(owner);
         let mut conn = self.conn();
-        let members: Vec<String> = redis::cmd("SMEMBERS")
+        // Read as bytes: a member that is not UTF-8 (written by something
+        // else) is skipped like any other that is no key hash, instead of
+        // failing the whole listing.
+        let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
             .arg(&set)
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        let members: Vec<String> = members.into_iter().filter(|m| is_storage_key(m)).collect();
+        let members: Vec<String> = members
+            .into_iter()
+            .filter_map(|m| String::from_utf8(m).ok())
+            .filter(|m| is_storage_key(m))
+            .collect();
         let keys: Vec<String> = members
             .iter()
             .map(|m| format!("{}{m}", self.prefix))

@@ -8,7 +8,7 @@
 -- Returns how many were removed.
 local removed = 0
 for i = 3, #ARGV do
-  local current = redis.call('GET', ARGV[1] .. ARGV[i])
+  local current = get_value(ARGV[1] .. ARGV[i])
   local owner = nil
   if current then
     local _, o = parse_header(current)

@@ -4,16 +4,18 @@
 -- KEYS[1] record key
 -- ARGV[1] key prefix  ARGV[2] owner hash ('' = none)  ARGV[3] TTL ms
 -- ARGV[4] index member
--- ARGV[5] the value to store: header (ARGV[7], this owner hash) and payload,
+-- ARGV[5] the value to store: header (the version written, this owner hash) and payload,
 --         built by the caller (a concatenation here copied the payload
 --         inside Redis on every write)
--- ARGV[6] expected version
--- ARGV[7] the version written (expected + 1, computed by the caller:
---         string.format in the script cost Redis about 2 us per write)
--- ARGV[8] ARGV[9] optional: a channel and a message to PUBLISH on it once
+-- ARGV[6] expected version (the version written, expected + 1, is in the
+--         header, computed by the caller: string.format in the script cost
+--         Redis about 2 us per write)
+-- ARGV[7] ARGV[8] optional: a channel and a message to PUBLISH on it once
 --         saved (the clustered store's invalidation: one round trip, and no
 --         node hears of the write before it is done)
--- Returns {1, version} saved, {0} gone, {2, current value} conflict, {4} bad header.
+-- Returns {1} saved (the caller knows the version it wrote: a Lua number
+-- would be a double, and Redis turns one past 2^63 into a wrong integer),
+-- {0} gone, {2, current value} conflict, {4} bad header.
 --
 -- The one script run on every write, so it does not take index.lua's
 -- prelude: defining its helper functions on each run (a closure each) and
@@ -45,5 +47,5 @@ if ARGV[2] ~= '' then
     redis.call('PEXPIRE', key, ARGV[3])
   end
 end
-if ARGV[9] then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
-return {1, tonumber(ARGV[7])}
+if ARGV[8] then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+return {1}
