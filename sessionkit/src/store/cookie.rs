@@ -341,17 +341,23 @@ impl<T: SessionData> CookieStore<T> {
         let record = save.record;
         // The next version is encoded in place of the record's own: no copy
         // of the record (and its data) just to bump a counter.
-        let version = record.version + 1;
+        let version = record.version.wrapping_add(1);
         let i = &self.inner;
         let value = base64_simd::URL_SAFE_NO_PAD
             .encode_to_string(i.codec.encode_record_as(record, version)?);
-        // Measure the header exactly as the layer will send it.
+        // Measure the header as the layer will send it. The layer takes
+        // `Max-Age` from a clock read before this one, so it may be a second
+        // longer (one more digit at 99 999 → 100 000): measured with that
+        // second added, never a byte short.
         let max_age = record
             .absolute_deadline
             .duration_since(i.clock.now())
             .unwrap_or(Duration::ZERO);
-        let header_len =
-            crate::http::set_cookie_header_len(&i.cookie, value.len(), max_age.as_secs());
+        let header_len = crate::http::set_cookie_header_len(
+            &i.cookie,
+            value.len(),
+            max_age.as_secs().saturating_add(1),
+        );
         let size = header_len.max(value.len());
         if size > i.max_cookie_len {
             return Err(StoreError::CookieTooLarge {

@@ -10,7 +10,8 @@
 //!   resident memory per session).
 //! - **Sharded**: 64 shards, each behind its own lock, chosen by the id's last
 //!   byte (ids are uniformly random, so shards fill evenly).
-//! - **Bounded**: at most `max_entries` sessions (default 100 000). When a
+//! - **Bounded**: at most `max_entries` sessions (default 100 000; rounded
+//!   up to a multiple of the 64 shards, so 100 032). When a
 //!   shard is full, a new session looks at 5 of the shard's sessions (next
 //!   to each other in the shard, from a random start) and drops the expired
 //!   ones among them, or else the one closest to its deadline (the least life
@@ -442,7 +443,13 @@ impl<T: SessionData> MemoryStoreBuilder<T> {
             sample: self.sample,
             clock: self.clock,
             listener: OnceLock::new(),
-            sweep_every: self.sweep_interval.max(Duration::from_millis(10)),
+            // A century stands for "never": tokio's interval adds the
+            // period to the clock unchecked (`Duration::MAX` panicked in the
+            // sweeper task on its first tick).
+            sweep_every: self.sweep_interval.clamp(
+                Duration::from_millis(10),
+                Duration::from_secs(100 * 365 * 86_400),
+            ),
             sweeping: Arc::new(AtomicBool::new(false)),
         });
         let store = MemoryStore { inner };
@@ -684,8 +691,11 @@ impl<T: SessionData> MemoryStore<T> {
                             "session id collision on create".into(),
                         ));
                     }
+                    // Built first: a panicking `Clone` of the session type
+                    // then leaves the shard as it was (no eviction unreported).
+                    let stored = Stored::new(rec, rec.data.clone(), 1);
                     let dropped = inner.make_room(&mut map);
-                    map.insert(rec.id, Stored::new(rec, rec.data.clone(), 1));
+                    map.insert(rec.id, stored);
                     // Under the lock (see the update).
                     inner.reindex(rec.id, None, rec.owner.as_deref());
                     dropped
@@ -707,17 +717,21 @@ impl<T: SessionData> MemoryStore<T> {
                     if current.expired(now) {
                         return None;
                     }
-                    let version = current.version + 1;
+                    let version = current.version.wrapping_add(1);
                     if current.version == rec.version {
+                        // Built before the owner is taken out: a panicking
+                        // `Clone` leaves the record and its index in step.
+                        let stored = Stored::new(rec, rec.data.clone(), version);
                         let old_owner = current.take_owner();
-                        *current = Stored::new(rec, rec.data.clone(), version);
+                        *current = stored;
                         return Some((old_owner, None));
                     }
                     // Someone saved since we loaded: keep what they wrote
                     // and reapply only what this request changed.
                     let merged = save.merged_onto(current.to_record(rec.id));
+                    let stored = Stored::new(&merged, merged.data.clone(), version);
                     let old_owner = current.take_owner();
-                    *current = Stored::new(&merged, merged.data.clone(), version);
+                    *current = stored;
                     // Boxed: the common path moves one word, not a record.
                     Some((old_owner, Some(Box::new(merged))))
                 });
@@ -766,7 +780,7 @@ impl<T: SessionData> MemoryStore<T> {
                 // when someone saved since we loaded, theirs with this
                 // request's changes reapplied (as for an update).
                 let write = |map: &mut Shard<T>, old_rec: &Stored<T>| -> Option<Box<Record<T>>> {
-                    let version = old_rec.version + 1;
+                    let version = old_rec.version.wrapping_add(1);
                     if old_rec.version == rec.version {
                         map.insert(rec.id, Stored::new(rec, rec.data.clone(), version));
                         return None;
