@@ -38,7 +38,7 @@ make_cookies() {
             sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p'
     done >"$file"
     if [ ! -s "$file" ]; then
-        for i in $(seq 1 300); do printf 'id=%043d\n' "$i"; done >"$file"
+        for i in $(seq 1 300); do printf '__Host-id=%043d\n' "$i"; done >"$file"
     fi
     if [ "$workload" = new ]; then echo -; else echo "$file"; fi
 }

@@ -302,7 +302,7 @@ fn prepare(variant: Variant, port: u16, n: usize) -> std::io::Result<Vec<String>
         expect(name, &wire::http_get(port, "/read", None)?, "1 bench-user")?;
         // Same header size as a session cookie (43-char id), so the ceiling
         // parses comparable requests.
-        return Ok((0..n).map(|i| format!("id={:0>43}", i)).collect());
+        return Ok((0..n).map(|i| format!("__Host-id={:0>43}", i)).collect());
     }
     let new = wire::http_get(port, "/new", None)?;
     expect(&format!("{name} /new"), &new, "1")?;

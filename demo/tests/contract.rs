@@ -235,7 +235,7 @@ async fn tampered_and_garbage_cookies_get_a_fresh_session_not_an_error(framework
         format!("{COOKIE_NAME}=%00%ff../..").into(),
         format!("{COOKIE_NAME}={real}; {COOKIE_NAME}={real}").into(),
         format!("{COOKIE_NAME}=garbage; {COOKIE_NAME}={real}").into(),
-        b"id=\xff\xfe\x80".to_vec(),
+        b"__Host-id=\xff\xfe\x80".to_vec(),
         b";;;==;".to_vec(),
     ];
     let http = reqwest::Client::new();
@@ -503,7 +503,7 @@ async fn routes_without_the_session_make_no_store_call_and_send_no_cookie(framew
     for (path, cookie) in [
         ("/healthz", None),
         ("/healthz", Some(cookie.as_str())),
-        ("/healthz", Some("id=garbage")),
+        ("/healthz", Some("__Host-id=garbage")),
         ("/", Some(cookie.as_str())),
     ] {
         let r = send(&http, &server.url(), Method::GET, path, cookie, None).await;

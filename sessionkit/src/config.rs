@@ -22,10 +22,27 @@
 //! assert_eq!(err.problems().len(), 2);
 //! ```
 //!
-//! Defaults are the secure ones: cookie `id`, `HttpOnly`, `Secure`,
+//! Defaults are the secure ones: cookie `__Host-id`, `HttpOnly`, `Secure`,
 //! `SameSite=Lax`, `Path=/`, no `Domain`; 30 minutes idle (sliding) and
 //! 12 hours absolute. Turning `Secure` off needs
 //! [`ConfigBuilder::dangerously_allow_insecure_http`].
+//!
+//! The default name carries the `__Host-` prefix: browsers then refuse a
+//! cookie of that name set by a sibling subdomain or for another path
+//! (which would otherwise sit beside ours, make every request ambiguous
+//! and log the user out: "cookie tossing"). With a `Domain` or a `Path`
+//! other than `/` the default is `__Secure-id`, and without `Secure` plain
+//! `id`; a name given with [`ConfigBuilder::cookie_name`] is kept as given.
+//!
+//! ```
+//! use sessionkit::Config;
+//!
+//! assert_eq!(Config::default().cookie().name(), "__Host-id");
+//! let shared = Config::builder().cookie_domain("example.com").build().unwrap();
+//! assert_eq!(shared.cookie().name(), "__Secure-id");
+//! let local = Config::builder().dangerously_allow_insecure_http().build().unwrap();
+//! assert_eq!(local.cookie().name(), "id");
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
@@ -308,13 +325,26 @@ pub struct ConfigBuilder {
     proxy_header: Option<crate::binding::ProxyHeader>,
     broad_proxy_ranges: bool,
     cross_site_cookie: bool,
+    /// `cookie_name` was called (otherwise the name follows the attributes:
+    /// see [`default_cookie_name`]).
+    cookie_name_chosen: bool,
+}
+
+/// The cookie name a configuration gets when it names none: the strictest
+/// prefix its attributes allow.
+fn default_cookie_name(c: &CookieConfig) -> &'static str {
+    match (c.secure, c.path == "/" && c.domain.is_none()) {
+        (true, true) => "__Host-id",
+        (true, false) => "__Secure-id",
+        (false, _) => "id",
+    }
 }
 
 impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
             cookie: CookieConfig {
-                name: "id".into(),
+                name: String::new(), // chosen in `build` unless given
                 secure: true,
                 http_only: true,
                 same_site: SameSite::Lax,
@@ -330,6 +360,7 @@ impl Default for ConfigBuilder {
             proxy_header: None,
             broad_proxy_ranges: false,
             cross_site_cookie: false,
+            cookie_name_chosen: false,
         }
     }
 }
@@ -345,10 +376,13 @@ macro_rules! callback_setter {
 }
 
 impl ConfigBuilder {
-    /// The session cookie's name (default `id`). `__Host-` and `__Secure-`
-    /// prefixes are validated against the other attributes.
+    /// The session cookie's name. `__Host-` and `__Secure-` prefixes are
+    /// validated against the other attributes. The default follows them:
+    /// `__Host-id`, or `__Secure-id` with a `Domain` or a `Path` other than
+    /// `/`, or `id` without `Secure` (see the [module docs](self)).
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie.name = name.into();
+        self.cookie_name_chosen = true;
         self
     }
     /// The `SameSite` attribute (default `Lax`; `Strict` is stricter).
@@ -496,10 +530,14 @@ impl ConfigBuilder {
         /// Called when a request loads an existing session.
         on_loaded, loaded);
     callback_setter!(
-        /// Called for every deletion a request or the store made: destroy
-        /// (by the request that called it, even if another request had
-        /// already ended the session), expiry found by a load (once, by the request whose delete removed
-        /// the session), bulk delete, owner revoke, sweep and eviction. Not
+        /// Called for every deletion a request or the store made, once per
+        /// session: destroy (by the request whose delete removed the
+        /// session, or with the cookie store every destroy; a destroy that
+        /// finds the session already ended by another request, a revoke or
+        /// a regenerate fires nothing, whoever removed it was reported),
+        /// expiry found by a load (by the request whose
+        /// delete removed the session), bulk delete, owner revoke, sweep and
+        /// eviction. Not
         /// for a record a store let lapse on its own (Redis drops a key at
         /// its deadline; the cookie store deletes nothing): count those
         /// with `on_expired`, which fires for every load that finds a
@@ -523,7 +561,10 @@ impl ConfigBuilder {
         on_ambiguous_cookie, ambiguous_cookie);
 
     /// Validates everything and returns the configuration, or every problem found.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        if !self.cookie_name_chosen {
+            self.cookie.name = default_cookie_name(&self.cookie).to_owned();
+        }
         let mut problems = Vec::new();
         let c = &self.cookie;
         if !is_cookie_name(&c.name) {

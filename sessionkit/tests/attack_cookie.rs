@@ -101,7 +101,7 @@ async fn a_gzip_bomb_in_a_validly_sealed_cookie_is_refused_within_bounds() {
         .compression(Compression::Gzip { threshold: 256 })
         .gzip_level(9)
         .seal(&ring, KeyPurpose::CookieSealing)
-        .context("id")
+        .context("__Host-id")
         .max_encoded_len(usize::MAX)
         .max_decoded_len(usize::MAX)
         .build();

@@ -79,13 +79,13 @@ impl Server {
             .header("x-forwarded-for", ip)
             .header("user-agent", ua);
         if let Some(c) = cookie {
-            req = req.header("cookie", format!("id={c}"));
+            req = req.header("cookie", format!("__Host-id={c}"));
         }
         let resp = req.send().await.unwrap();
         assert!(resp.status().is_success(), "status {}", resp.status());
         let set = resp.headers().get("set-cookie").map(|v| {
             let v = v.to_str().unwrap();
-            v["id=".len()..v.find(';').unwrap()].to_owned()
+            v["__Host-id=".len()..v.find(';').unwrap()].to_owned()
         });
         (resp.text().await.unwrap(), set)
     }
@@ -171,7 +171,7 @@ async fn a_stolen_cookie_with_a_forged_forwarded_header_is_not_served() {
         .header("forwarded", "for=203.0.113.1")
         .header("x-forwarded-for", "198.51.100.9")
         .header("user-agent", "A")
-        .header("cookie", format!("id={cookie}"))
+        .header("cookie", format!("__Host-id={cookie}"))
         .send()
         .await
         .unwrap()

@@ -431,7 +431,10 @@ struct Reply {
 impl Reply {
     /// The `Set-Cookie` header for the session cookie, if any.
     fn session_set_cookie(&self) -> Option<&str> {
-        let mut found = self.set_cookies.iter().filter(|c| c.starts_with("id="));
+        let mut found = self
+            .set_cookies
+            .iter()
+            .filter(|c| c.starts_with("__Host-id="));
         let first = found.next().map(String::as_str);
         assert!(
             found.next().is_none(),
@@ -443,7 +446,7 @@ impl Reply {
     /// The value the response set the session cookie to (`None`: not set or removed).
     fn new_cookie(&self) -> Option<String> {
         let header = self.session_set_cookie()?;
-        let value = header["id=".len()..].split(';').next().unwrap_or("");
+        let value = header["__Host-id=".len()..].split(';').next().unwrap_or("");
         (!value.is_empty()).then(|| value.to_owned())
     }
 }
@@ -517,12 +520,12 @@ impl Server {
     }
 
     async fn get(&self, path: &str, session: Option<&str>) -> Reply {
-        let cookie = session.map(|v| format!("id={v}"));
+        let cookie = session.map(|v| format!("__Host-id={v}"));
         self.send("GET", path, cookie.as_deref(), "").await
     }
 
     async fn post(&self, path: &str, session: Option<&str>) -> Reply {
-        let cookie = session.map(|v| format!("id={v}"));
+        let cookie = session.map(|v| format!("__Host-id={v}"));
         self.send("POST", path, cookie.as_deref(), "").await
     }
 
@@ -631,7 +634,7 @@ async fn regenerating_the_id_kills_the_old_cookie(fw: Framework) {
     let s = Server::start(fw).await;
     let old = s.session_with_one_visit().await;
     let r = s
-        .send("POST", "/login", Some(&format!("id={old}")), "alice")
+        .send("POST", "/login", Some(&format!("__Host-id={old}")), "alice")
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     let new = r.new_cookie().expect("login sets the new id");
@@ -656,7 +659,7 @@ async fn destroying_expires_the_cookie_and_kills_the_session(fw: Framework) {
     let r = s.post("/logout", Some(&cookie)).await;
     assert_eq!(r.status, 200, "{r:?}");
     let header = r.session_set_cookie().expect("logout expires the cookie");
-    assert!(header.starts_with("id=;"), "{header}");
+    assert!(header.starts_with("__Host-id=;"), "{header}");
     for part in ["Max-Age=0", "Path=/"] {
         assert!(
             header.split("; ").any(|p| p == part),
@@ -740,9 +743,9 @@ async fn hostile_cookie_values_give_a_fresh_session_never_an_error(fw: Framework
 async fn non_ascii_bytes_in_the_session_cookie_give_a_fresh_session(fw: Framework) {
     let s = Server::start(fw).await;
     let valid = s.session_with_one_visit().await;
-    let mut with_valid = format!("id={valid}").into_bytes();
+    let mut with_valid = format!("__Host-id={valid}").into_bytes();
     with_valid.extend_from_slice(b"\xff\xfe");
-    for header in [b"id=\xff\xfe\x80".to_vec(), with_valid] {
+    for header in [b"__Host-id=\xff\xfe\x80".to_vec(), with_valid] {
         let r = s.send_bytes("GET", "/counter", Some(&header), "").await;
         assert_eq!((r.status, r.body.as_str()), (200, "counter=0 user=-"));
         let r = s.send_bytes("POST", "/counter", Some(&header), "").await;
@@ -750,7 +753,7 @@ async fn non_ascii_bytes_in_the_session_cookie_give_a_fresh_session(fw: Framewor
         assert_ne!(r.new_cookie().expect("fresh cookie"), valid);
     }
     // Another application's malformed cookie does not cost the user theirs.
-    let mut beside = format!("id={valid}; x=").into_bytes();
+    let mut beside = format!("__Host-id={valid}; x=").into_bytes();
     beside.extend_from_slice(b"\xff\xfe");
     let r = s.send_bytes("GET", "/counter", Some(&beside), "").await;
     assert_eq!((r.status, r.body.as_str()), (200, "counter=1 user=-"));
@@ -761,8 +764,8 @@ async fn two_session_cookies_in_one_request_count_as_no_session(fw: Framework) {
     let valid = s.session_with_one_visit().await;
     let calls = s.store.calls();
     for header in [
-        format!("id={valid}; id=planted"),
-        format!("id=planted; id={valid}"),
+        format!("__Host-id={valid}; __Host-id=planted"),
+        format!("__Host-id=planted; __Host-id={valid}"),
     ] {
         let r = s.send("GET", "/counter", Some(&header), "").await;
         assert_eq!(
@@ -886,7 +889,7 @@ async fn an_inner_middleware_error_still_commits_and_sends_the_cookie(fw: Framew
         .send(
             "POST",
             "/guarded/login",
-            Some(&format!("id={cookie}")),
+            Some(&format!("__Host-id={cookie}")),
             "alice",
         )
         .await;
@@ -910,7 +913,7 @@ async fn an_inner_middleware_error_still_commits_and_sends_the_cookie(fw: Framew
     let header = r
         .session_set_cookie()
         .expect("the logout expires the cookie");
-    assert!(header.starts_with("id=;"), "{header}");
+    assert!(header.starts_with("__Host-id=;"), "{header}");
     assert_eq!(s.get("/counter", Some(&new)).await.body, "counter=0 user=-");
     // An error that hands out its response once (a redirect to a login
     // page): passed on untouched when the session has nothing to send...

@@ -14,7 +14,7 @@ use sessionkit_demo::config::Framework;
 use sessionkit_demo::{serve_with, DemoConfig, Running};
 
 /// The demo's session cookie name (the library default).
-pub const COOKIE_NAME: &str = "id";
+pub const COOKIE_NAME: &str = "__Host-id";
 
 /// Instantiates each case, an `async fn(Framework)`, once per framework:
 /// `on_axum::<case>` and `on_actix::<case>`.

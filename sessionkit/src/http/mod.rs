@@ -66,9 +66,7 @@ use crate::config::{CookieConfig, SameSite};
 use crate::error::StoreError;
 use crate::record::SessionData;
 use crate::session::Session;
-use crate::sessions::{
-    commit_session, finish_load, CommitStep, CookieAction, Engine, Loaded, Pending,
-};
+use crate::sessions::{finish_load, CommitStep, CookieAction, Engine, Loaded, Pending};
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -366,6 +364,7 @@ pub(crate) trait HeaderSink {
 /// public, max-age=60  →  max-age=60, private
 /// max-age=60          →  max-age=60, private
 /// private, max-age=60 →  (kept)
+/// private="x-user"    →  no-store   (quoted arguments: replaced whole)
 /// ```
 ///
 /// `CDN-Cache-Control` and `Surrogate-Control`, which caches that know them
@@ -380,10 +379,27 @@ pub(crate) fn cookie_safe_cache_control<'a>(
         let Ok(value) = std::str::from_utf8(value) else {
             return Some("no-store".to_owned());
         };
+        // A quoted argument (`private="x-user"`, `no-cache="a, b"`) may hold
+        // commas, which this split does not read: rather than misread the
+        // policy, replace it whole.
+        if value.contains('"') {
+            return Some("no-store".to_owned());
+        }
         for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-            let name = directive.split('=').next().unwrap_or_default().trim();
-            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("private") {
+            let (name, argument) = match directive.split_once('=') {
+                Some((name, argument)) => (name.trim(), Some(argument)),
+                None => (directive, None),
+            };
+            // `private=x-user` (RFC 9111 5.2.2.7) keeps only the fields it
+            // names from shared caches, not the response: not private.
+            let qualified = argument.is_some();
+            if name.eq_ignore_ascii_case("no-store")
+                || (name.eq_ignore_ascii_case("private") && !qualified)
+            {
                 return None;
+            }
+            if name.eq_ignore_ascii_case("private") {
+                continue;
             }
             if !name.eq_ignore_ascii_case("public") {
                 kept.push(directive);
@@ -496,8 +512,8 @@ impl ErrorResponder for DefaultErrorResponder {
     }
 }
 
-/// One request's session, loaded on first use. Adapters put it in the
-/// request's extensions and [`SessionSlot::finish`] it after the handler.
+/// One request's session, loaded on first use. The adapters put it in the
+/// request's extensions and commit it after the handler.
 pub struct SessionSlot<T: SessionData> {
     inner: Arc<SlotInner<T>>,
 }
@@ -524,6 +540,21 @@ struct SlotInner<T: SessionData> {
     load_done: tokio::sync::Notify,
 }
 
+impl<T: SessionData> SlotInner<T> {
+    /// Keeps `session` as the request's, under the slot's lock (`state`).
+    /// One loaded after the commit found nothing to commit (a task the
+    /// handler spawned asks for its session after the response went out)
+    /// is marked committed, so that its changes are reported as never
+    /// saved rather than dropped without a word.
+    fn keep(&self, state: &LoadState, session: Session<T>) -> Session<T> {
+        let session = self.session.get_or_init(|| session).clone();
+        if state.finished {
+            session.commit_started();
+        }
+        session
+    }
+}
+
 /// Who is loading a slot's session.
 #[derive(Default)]
 struct LoadState {
@@ -539,6 +570,9 @@ struct LoadState {
     /// acquire and release, about 0.5k instructions under callgrind, for the
     /// rare request that asks for its session twice at once.)
     waiting: bool,
+    /// The layer committed the request finding no session loaded: a session
+    /// loaded from now on is never saved (see [`SlotInner::keep`]).
+    finished: bool,
 }
 
 impl<T: SessionData> SessionSlot<T> {
@@ -630,7 +664,7 @@ impl<T: SessionData> SessionSlot<T> {
         }
         let mut state = state;
         match i.engine.load_now(i.cookie.as_deref(), &i.client) {
-            Some(Ok(Loaded::Ready(session))) => Ok(Ok(i.session.get_or_init(|| session).clone())),
+            Some(Ok(Loaded::Ready(session))) => Ok(Ok(i.keep(&state, session))),
             None => Err(Early::NeedsIo),
             // This caller finishes the load (touching, deleting or
             // re-binding what it found; `Loaded` is told when it is done):
@@ -652,7 +686,9 @@ impl<T: SessionData> SessionSlot<T> {
         let cookie = i.cookie.as_deref();
         if let Early::Found(found, _running) = early {
             let session = finish_load(&*i.engine, Some(*found), cookie, &i.client).await?;
-            return Ok(i.session.get_or_init(|| session).clone());
+            // The guard let go before `_running`'s drop locks again.
+            let kept = i.keep(&i.load_now.lock(), session);
+            return Ok(kept);
         }
         let mut early = Some(early);
         let tried = loop {
@@ -674,7 +710,7 @@ impl<T: SessionData> SessionSlot<T> {
                     };
                     match tried {
                         Some(Ok(Loaded::Ready(session))) => {
-                            return Ok(i.session.get_or_init(|| session).clone());
+                            return Ok(i.keep(&state, session));
                         }
                         tried => {
                             state.io_running = true;
@@ -688,23 +724,14 @@ impl<T: SessionData> SessionSlot<T> {
         // Cleared on every way out, a dropped (cancelled) future included.
         let _running = IoRunning(i);
         let session = finish_load(&*i.engine, tried, cookie, &i.client).await?;
-        Ok(i.session.get_or_init(|| session).clone())
+        // The guard let go before `_running`'s drop locks again.
+        let kept = i.keep(&i.load_now.lock(), session);
+        Ok(kept)
     }
 
     /// The error response for a failure, from the configured responder.
     pub fn error_response(&self, error: &StoreError) -> ErrorResponse {
         self.inner.responder.respond(error)
-    }
-
-    /// Saves what the request changed and returns the `Set-Cookie` value to
-    /// send, if any. Costs nothing when the handler never used the session.
-    pub async fn finish(&self) -> Result<Option<String>, StoreError> {
-        let i = &self.inner;
-        let Some(session) = i.session.get() else {
-            return Ok(None);
-        };
-        let action = commit_session(&*i.engine, session, i.cookie.as_deref()).await?;
-        Ok(set_cookie_header(i.engine.config().cookie(), &action))
     }
 }
 
@@ -768,8 +795,20 @@ impl<T: SessionData> SessionSlot<T> {
     /// the spot ([`crate::Store::save_now`]).
     pub(crate) fn finish_now(&self, headers: &mut impl HeaderSink) -> Finish<T> {
         let i = &self.inner;
-        let Some(session) = i.session.get() else {
-            return Finish::Done(Ok(()));
+        let session = match i.session.get() {
+            Some(session) => session,
+            None => {
+                // Under the lock every load keeps its session under: one
+                // that lands after this is marked committed (`keep`).
+                let mut state = i.load_now.lock();
+                match i.session.get() {
+                    Some(session) => session,
+                    None => {
+                        state.finished = true;
+                        return Finish::Done(Ok(()));
+                    }
+                }
+            }
         };
         match i.engine.commit_now(session, i.cookie.as_deref()) {
             CommitStep::Done(action) => Finish::Done(self.apply(action, headers)),
@@ -873,12 +912,22 @@ mod tests {
         );
         assert_eq!(safe(&[b"PUBLIC"]).as_deref(), Some("private"));
         assert_eq!(safe(&[b"\xff"]).as_deref(), Some("no-store"));
-        for kept in [
-            &b"private, max-age=60"[..],
-            b"No-Store",
-            b"max-age=0, private=\"set-cookie\"",
-        ] {
+        for kept in [&b"private, max-age=60"[..], b"No-Store"] {
             assert_eq!(safe(&[kept]), None, "{kept:?}");
+        }
+        // `private` with a field list keeps only those fields from shared
+        // caches, not the response (nor, unless listed, its Set-Cookie).
+        assert_eq!(
+            safe(&[b"public, max-age=60, private=x-user"]).as_deref(),
+            Some("max-age=60, private")
+        );
+        // Quoted arguments may hide commas: the policy is replaced whole.
+        for quoted in [
+            &b"public, max-age=60, private=\"x-user\""[..],
+            b"max-age=0, private=\"set-cookie\"",
+            b"max-age=60, no-cache=\"a, private\"",
+        ] {
+            assert_eq!(safe(&[quoted]).as_deref(), Some("no-store"), "{quoted:?}");
         }
         let mut h = HeaderMap::new();
         h.insert(
@@ -904,7 +953,7 @@ mod tests {
 
     fn slot<S: crate::Store<u32>>(store: S, cookie: Option<&str>) -> SessionSlot<u32> {
         let sessions = crate::Sessions::new(store, crate::Config::default());
-        let header = cookie.map(|v| format!("id={v}"));
+        let header = cookie.map(|v| format!("__Host-id={v}"));
         SessionSlot::from_cookie_headers(
             sessions.engine(),
             Arc::new(DefaultErrorResponder),
@@ -913,17 +962,52 @@ mod tests {
         )
     }
 
+    /// Commits the slot as the layers do; returns the `Set-Cookie` it added.
+    async fn finish(s: &SessionSlot<u32>) -> Option<String> {
+        let mut h = HeaderMap::new();
+        let done = match s.finish_now(&mut h) {
+            Finish::Done(done) => done,
+            Finish::Io(pending) => s.finish_io(pending, &mut h).await,
+        };
+        assert!(done.is_ok(), "the commit failed");
+        let set_cookie = h.get(http::header::SET_COOKIE)?;
+        Some(set_cookie.to_str().unwrap().to_owned())
+    }
+
     /// Stores a session holding `value` through a slot; returns its cookie value.
     async fn stored(store: crate::store::memory::MemoryStore<u32>, value: u32) -> String {
         let s = slot(store, None);
         *s.session().await.unwrap().data_mut() = value;
-        let header = s
-            .finish()
-            .await
-            .unwrap()
-            .expect("a new session sets the cookie");
+        let header = finish(&s).await.expect("a new session sets the cookie");
         let pair = header.split(';').next().unwrap();
-        pair.strip_prefix("id=").unwrap().to_owned()
+        pair.strip_prefix("__Host-id=").unwrap().to_owned()
+    }
+
+    /// A session first asked for after the commit (from a task the handler
+    /// spawned) is never saved: it says so instead of taking changes in.
+    #[tokio::test]
+    async fn a_session_first_used_after_the_commit_reports_its_changes_as_lost() {
+        use crate::resilience::fault::FaultyStore;
+        use crate::store::memory::MemoryStore;
+        let memory = MemoryStore::<u32>::new();
+        let cookie = stored(memory.clone(), 3).await;
+        // Loaded on the spot (memory), through I/O (the wrapper), and with
+        // no cookie at all.
+        let on_the_spot = slot(memory.clone(), Some(&cookie));
+        let through_io = slot(FaultyStore::new(memory.clone()), Some(&cookie));
+        let fresh = slot(memory.clone(), None);
+        for s in [on_the_spot, through_io, fresh] {
+            assert_eq!(finish(&s).await, None, "nothing to commit yet");
+            let late = s.session().await.unwrap();
+            assert!(
+                late.is_committed(),
+                "a late session must count as committed"
+            );
+            *late.data_mut() += 1;
+        }
+        assert_eq!(memory.len(), 1, "no late session was saved");
+        let again = slot(memory, Some(&cookie));
+        assert_eq!(*again.session().await.unwrap().data(), 3);
     }
 
     #[tokio::test]
@@ -1020,7 +1104,7 @@ mod tests {
             .unwrap();
         let store = Staged::new(memory, true, 0);
         let sessions = crate::Sessions::new(store, config);
-        let header = format!("id={stored}");
+        let header = format!("__Host-id={stored}");
         let s = SessionSlot::from_cookie_headers(
             sessions.engine(),
             Arc::new(DefaultErrorResponder),
@@ -1064,7 +1148,7 @@ mod tests {
         else {
             panic!("a changed new session sets its cookie");
         };
-        let header = format!("id={value}");
+        let header = format!("__Host-id={value}");
         let slot = || {
             SessionSlot::from_cookie_headers(
                 sessions.engine(),
@@ -1272,14 +1356,8 @@ mod tests {
             max_age: Duration::from_secs(60),
         };
         let header = set_cookie_header(cfg.cookie(), &set).unwrap();
-        for part in [
-            "id=v",
-            "HttpOnly",
-            "Secure",
-            "SameSite=Lax",
-            "Path=/",
-            "Max-Age=60",
-        ] {
+        assert!(header.starts_with("__Host-id=v;"), "{header}");
+        for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=60"] {
             assert!(header.contains(part), "{header} lacks {part}");
         }
         let removal = set_cookie_header(cfg.cookie(), &CookieAction::Remove).unwrap();

@@ -227,10 +227,10 @@ pub async fn key_injection_gives_a_fresh_session(app: &App) {
         assert_eq!(r.body, ANON, "{value:?}");
     }
     for raw in [
-        &b"id=a\rb"[..],
-        b"id=a\nFLUSHALL",
-        b"id=a\0b",
-        b"id=\r\n\r\nGET / HTTP/1.1",
+        &b"__Host-id=a\rb"[..],
+        b"__Host-id=a\nFLUSHALL",
+        b"__Host-id=a\0b",
+        b"__Host-id=\r\n\r\nGET / HTTP/1.1",
     ] {
         let mut req = b"GET /me HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncookie: ".to_vec();
         req.extend_from_slice(raw);
@@ -252,13 +252,17 @@ pub async fn ambiguous_or_lookalike_cookies_give_no_session(app: &App) {
     let victim = app.login("alice", None).await;
     let planted = app.anonymous_session().await;
     for header in [
-        format!("ID={victim}"),
-        format!("xid={victim}"),
-        format!("id_={victim}"),
-        format!("i d={victim}"),
-        // A second `id` planted for a parent domain or a sub-path.
-        format!("id={planted}; id={victim}"),
-        format!("id={victim}; other=1; id={planted}"),
+        format!("__HOST-ID={victim}"),
+        format!("x__Host-id={victim}"),
+        format!("__Host-id_={victim}"),
+        format!("__Host-i d={victim}"),
+        // The name without its prefix (another app's, or this one's before
+        // the prefix became the default).
+        format!("id={victim}"),
+        // A second cookie of the name, planted by something that could
+        // (browsers refuse a `__Host-` cookie with a Domain or a Path).
+        format!("__Host-id={planted}; __Host-id={victim}"),
+        format!("__Host-id={victim}; other=1; __Host-id={planted}"),
     ] {
         let r = app.raw_cookie("GET", "/me", Some(&header)).await;
         assert_eq!(r.status, 200);
@@ -266,7 +270,13 @@ pub async fn ambiguous_or_lookalike_cookies_give_no_session(app: &App) {
     }
     assert_eq!(app.events.ambiguous.load(Ordering::SeqCst), 2);
     let exact = app
-        .raw_cookie("GET", "/me", Some(&format!("xid=1; id={victim}; idx=2")))
+        .raw_cookie(
+            "GET",
+            "/me",
+            Some(&format!(
+                "x__Host-id=1; __Host-id={victim}; __Host-idx=2; id=3"
+            )),
+        )
         .await;
     assert_eq!(exact.body, "alice:0");
 }
@@ -296,7 +306,8 @@ pub async fn hostile_headers_stay_within_time_and_memory_bounds(app: &App) {
     let victim = app.login("alice", None).await;
     let rss_before = rss_bytes();
     // 1 MiB Cookie header: over hyper's header buffer, refused before the layer.
-    let mut req = b"GET /me HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncookie: id=".to_vec();
+    let mut req =
+        b"GET /me HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncookie: __Host-id=".to_vec();
     req.extend(std::iter::repeat_n(b'A', 1 << 20));
     req.extend_from_slice(b"\r\n\r\n");
     let status = within(
@@ -319,7 +330,7 @@ pub async fn hostile_headers_stay_within_time_and_memory_bounds(app: &App) {
     // 1000 cookies, the session among them: found, by exact name.
     let many: Vec<String> = (0..1000).map(|i| format!("c{i}=v{i}")).collect();
     let mut with_session = many.clone();
-    with_session.insert(500, format!("id={victim}"));
+    with_session.insert(500, format!("__Host-id={victim}"));
     let r = within(
         "1000 cookies",
         HOSTILE_REQUEST_BOUND,
@@ -328,7 +339,7 @@ pub async fn hostile_headers_stay_within_time_and_memory_bounds(app: &App) {
     .await;
     assert_eq!(r.body, "alice:0");
     // 1000 cookies all named `id`: ambiguous, no session.
-    let ids: Vec<String> = (0..1000).map(|_| format!("id={victim}")).collect();
+    let ids: Vec<String> = (0..1000).map(|_| format!("__Host-id={victim}")).collect();
     let r = within(
         "1000 session cookies",
         HOSTILE_REQUEST_BOUND,
@@ -353,7 +364,7 @@ pub async fn race_a_slow_save_after_logout_leaves_the_session_deleted(app: &App)
     let cookie = app.login("alice", None).await;
     let slow = {
         let url = format!("{}/slow-bump", app.base);
-        let header = format!("id={cookie}");
+        let header = format!("__Host-id={cookie}");
         tokio::spawn(async move {
             reqwest::Client::new()
                 .post(url)

@@ -280,7 +280,7 @@ impl App {
         path: &str,
         session: Option<&str>,
     ) -> Reply {
-        let header = session.map(|s| format!("id={s}"));
+        let header = session.map(|s| format!("__Host-id={s}"));
         self.send(method, path, header.as_deref(), Some(user_agent))
             .await
     }
@@ -306,7 +306,7 @@ impl App {
         let mut cookie = SetCookie::Unchanged;
         for v in resp.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();
-            if let Some(rest) = v.strip_prefix("id=") {
+            if let Some(rest) = v.strip_prefix("__Host-id=") {
                 let value = &rest[..rest.find(';').unwrap_or(rest.len())];
                 cookie = if value.is_empty() || v.contains("Max-Age=0") {
                     SetCookie::Removed
@@ -322,9 +322,9 @@ impl App {
         }
     }
 
-    /// Sends a request carrying the session cookie `id=<session>`.
+    /// Sends a request carrying the session cookie `__Host-id=<session>` (the default name).
     pub async fn call(&self, method: &str, path: &str, session: Option<&str>) -> Reply {
-        let header = session.map(|s| format!("id={s}"));
+        let header = session.map(|s| format!("__Host-id={s}"));
         self.raw_cookie(method, path, header.as_deref()).await
     }
 
