@@ -105,7 +105,7 @@ fn layer_overhead(c: &mut Criterion) {
         let s = sessions.load(None).await.unwrap();
         s.data_mut().counter = 1;
         let action = sessions.commit(&s, None).await.unwrap();
-        format!("id={}", action.value().unwrap())
+        format!("__Host-id={}", action.value().unwrap())
     });
     let req = |path: &str, cookie: Option<&str>| {
         let mut b = Request::get(path);

@@ -188,7 +188,7 @@ pub fn find_cookie_in<'a>(
 /// let set = CookieAction::Set { value: "abc".into(), max_age: Duration::from_secs(60) };
 /// assert_eq!(
 ///     set_cookie_header(config.cookie(), &set).unwrap(),
-///     "id=abc; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=60"
+///     "__Host-id=abc; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=60"
 /// );
 /// ```
 pub fn set_cookie_header(config: &CookieConfig, action: &CookieAction) -> Option<String> {
@@ -547,11 +547,12 @@ impl<T: SessionData> SlotInner<T> {
     /// is marked committed, so that its changes are reported as never
     /// saved rather than dropped without a word.
     fn keep(&self, state: &LoadState, session: Session<T>) -> Session<T> {
-        let session = self.session.get_or_init(|| session).clone();
+        // Marked before it is published: a caller reading the slot without
+        // the lock must never get it open.
         if state.finished {
             session.commit_started();
         }
-        session
+        self.session.get_or_init(|| session).clone()
     }
 }
 
@@ -773,8 +774,8 @@ pub(crate) enum Finish<T> {
 }
 
 impl<T: SessionData> SessionSlot<T> {
-    /// [`SessionSlot::finish`] applied to the handler's response headers:
-    /// adds `Set-Cookie` (and `Cache-Control: no-store`, or makes the
+    /// Commits the session (if the handler used it) into the handler's
+    /// response headers: adds `Set-Cookie` (and `Cache-Control: no-store`, or makes the
     /// handler's own policy private unless it says `private` or
     /// `no-store`). `Err` carries the response that must replace
     /// the handler's, because the session could not be saved. (The tower

@@ -338,7 +338,7 @@ pub async fn hostile_headers_stay_within_time_and_memory_bounds(app: &App) {
     )
     .await;
     assert_eq!(r.body, "alice:0");
-    // 1000 cookies all named `id`: ambiguous, no session.
+    // 1000 cookies all named `__Host-id`: ambiguous, no session.
     let ids: Vec<String> = (0..1000).map(|_| format!("__Host-id={victim}")).collect();
     let r = within(
         "1000 session cookies",

@@ -75,7 +75,7 @@ static DELETE_OWNED_AND_PUBLISH: LazyLock<Script> = LazyLock::new(|| {
         "local existed = {}\n",
         "for i, key in ipairs(KEYS) do\n",
         "  existed[i] = 0\n",
-        "  local current = redis.call('GET', key)\n",
+        "  local current = get_value(key)\n",
         "  if current then\n",
         "    local _, owner = parse_header(current)\n",
         "    if owner == ARGV[n + 2] then\n",
