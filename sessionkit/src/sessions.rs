@@ -425,9 +425,24 @@ impl<T: SessionData, S: Store<T>> Sessions<T, S> {
 }
 
 impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
-    /// Every live session of one owner (through the store's index).
+    /// Every live session of one owner (through the store's index), with
+    /// its deadlines as a load would see them: clamped to the current
+    /// policy (a shortened idle timeout or lifetime applies to sessions
+    /// issued before it), those dead under it left out. Stores keep the
+    /// deadlines they were written with and list by those.
     pub async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
-        self.inner.store.by_owner(owner).await
+        Ok(self.live_now(self.inner.store.by_owner(owner).await?))
+    }
+
+    /// `records` as loads would see them now (see [`Sessions::by_owner`]).
+    fn live_now(&self, mut records: Vec<Record<T>>) -> Vec<Record<T>> {
+        let cfg = &self.inner.config;
+        let now = cfg.clock.now();
+        records.retain_mut(|r| {
+            r.clamp_deadlines(&cfg.expiry);
+            r.expired(now).is_none()
+        });
+        records
     }
 
     /// Deletes every session of one owner ("log out everywhere"); returns how
@@ -443,12 +458,16 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
         Ok(self.emit_removed(&removed, DeleteReason::OwnerRevoked))
     }
 
-    /// The sessions matching a predicate.
+    /// The sessions matching a predicate, as [`Sessions::by_owner`] gives
+    /// them (deadlines clamped to the current policy, those dead under it
+    /// left out; the predicate sees the stored deadlines).
     pub async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
-        self.inner.store.find_by(predicate).await
+        Ok(self.live_now(self.inner.store.find_by(predicate).await?))
     }
 
-    /// The number of live sessions.
+    /// The number of sessions the store holds as live, by the deadlines they
+    /// were written with: after a shortened idle timeout or lifetime, it
+    /// still counts sessions loads would find dead (until they lapse).
     pub async fn count(&self) -> Result<usize, StoreError> {
         self.inner.store.count().await
     }

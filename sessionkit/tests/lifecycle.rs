@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::{
-    Config, CookieAction, DeleteReason, EventKind, ExpiryKind, ManualClock, Sessions,
+    Clock, Config, CookieAction, DeleteReason, EventKind, ExpiryKind, ManualClock, SessionId,
+    Sessions,
 };
 
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Debug)]
@@ -139,6 +140,43 @@ async fn a_shortened_timeout_ends_sessions_written_under_the_longer_one() {
     let strict = shortened(60, 100);
     let s = strict.load(busy_cookie.as_deref()).await.unwrap();
     assert!(s.is_new(), "120 s old under a 100 s absolute lifetime");
+}
+
+/// Listings through `Sessions` see sessions as loads do: a shortened idle
+/// timeout leaves out sessions idle past it and clamps the others' deadlines,
+/// although the store still holds them under the deadlines they were
+/// written with.
+#[tokio::test]
+async fn listings_follow_a_shortened_timeout_as_loads_do() {
+    let clock = ManualClock::new();
+    let (long, _) = setup(&clock); // idle 600 s, absolute 3600 s
+    let (idle_cookie, _) = request(&long, None, |s| s.set_owner(Some("ann"))).await;
+    clock.advance(Duration::from_secs(120));
+    let (busy_cookie, _) = request(&long, None, |s| s.set_owner(Some("ann"))).await;
+    let strict = Sessions::new(
+        long.store().clone(),
+        Config::builder()
+            .idle_timeout(Duration::from_secs(60))
+            .absolute_lifetime(Duration::from_secs(3600))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let busy = SessionId::parse(busy_cookie.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        long.by_owner("ann").await.unwrap().len(),
+        2,
+        "both live at 600 s"
+    );
+    let listed = strict.by_owner("ann").await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [busy]);
+    assert!(listed[0].idle_deadline <= clock.now() + Duration::from_secs(60));
+    let found = strict
+        .find_by(&|r| r.owner.as_deref() == Some("ann"))
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [busy]);
+    assert!(strict.load(idle_cookie.as_deref()).await.unwrap().is_new());
 }
 
 #[tokio::test]
