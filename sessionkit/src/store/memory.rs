@@ -779,15 +779,19 @@ impl<T: SessionData> MemoryStore<T> {
                 // The record to write under the new id: this request's, or,
                 // when someone saved since we loaded, theirs with this
                 // request's changes reapplied (as for an update).
-                let write = |map: &mut Shard<T>, old_rec: &Stored<T>| -> Option<Box<Record<T>>> {
+                // Built before anything is taken out (as for an update): a
+                // panicking `Clone` of the session type leaves the old
+                // session, its index entry and the shard as they were.
+                type Prepared<T> = (Stored<T>, Option<Box<Record<T>>>);
+                let prepare = |map: &Shard<T>| -> Option<Prepared<T>> {
+                    let old_rec = map.stored(&old)?;
                     let version = old_rec.version.wrapping_add(1);
                     if old_rec.version == rec.version {
-                        map.insert(rec.id, Stored::new(rec, rec.data.clone(), version));
-                        return None;
+                        return Some((Stored::new(rec, rec.data.clone(), version), None));
                     }
                     let merged = save.merged_onto(old_rec.to_record(old));
-                    map.insert(rec.id, Stored::new(&merged, merged.data.clone(), version));
-                    Some(Box::new(merged))
+                    let stored = Stored::new(&merged, merged.data.clone(), version);
+                    Some((stored, Some(Box::new(merged))))
                 };
                 // The index follows, still under the record locks (see the
                 // update) and, for the old owner's set, under the lock taken
@@ -816,11 +820,15 @@ impl<T: SessionData> MemoryStore<T> {
                 // or both records.
                 let dropped = if a == b {
                     let mut map = inner.shards[a].lock();
+                    let Some((stored, merged)) = prepare(&map) else {
+                        return Ok(SaveOutcome::Gone);
+                    };
                     let Some((old_rec, owners)) = take_live(&mut map) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(&mut map);
-                    move_index(&old_rec, write(&mut map, &old_rec), owners);
+                    map.insert(rec.id, stored);
+                    move_index(&old_rec, merged, owners);
                     dropped
                 } else {
                     let (first, second) = (a.min(b), a.max(b));
@@ -831,11 +839,15 @@ impl<T: SessionData> MemoryStore<T> {
                     } else {
                         (&mut *g2, &mut *g1)
                     };
+                    let Some((stored, merged)) = prepare(old_map) else {
+                        return Ok(SaveOutcome::Gone);
+                    };
                     let Some((old_rec, owners)) = take_live(old_map) else {
                         return Ok(SaveOutcome::Gone);
                     };
                     let dropped = inner.make_room(new_map);
-                    move_index(&old_rec, write(new_map, &old_rec), owners);
+                    new_map.insert(rec.id, stored);
+                    move_index(&old_rec, merged, owners);
                     dropped
                 };
                 for (id, s) in &dropped {
@@ -1156,6 +1168,65 @@ mod tests {
             let owner = store.load_sync(&id.encode()).unwrap().owner.unwrap();
             assert_eq!(indexed_under(&store, id, &["ann", "bob"]), [owner]);
         }
+    }
+
+    /// Session data whose `Clone` panics while `PANIC_ON_CLONE` is set.
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct Brittle(u32);
+    static PANIC_ON_CLONE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    impl Clone for Brittle {
+        fn clone(&self) -> Self {
+            assert!(
+                !PANIC_ON_CLONE.load(std::sync::atomic::Ordering::SeqCst),
+                "clone"
+            );
+            Brittle(self.0)
+        }
+    }
+
+    /// A save whose copy of the session's data panics leaves the store as
+    /// it was: the session where it was, under its owner's index (a revoke
+    /// still finds it).
+    #[tokio::test]
+    async fn a_save_whose_data_clone_panics_changes_nothing() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = MemoryStore::<Brittle>::new();
+        let mut r = Record::new(
+            SessionId::generate(),
+            Brittle(1),
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        r.owner = Some("ann".into());
+        assert!(store.save_sync(Save::create(&r)).is_ok());
+        // As loaded: the version the store holds (no merge, whose copy of
+        // the stored record would panic first).
+        r.version = 1;
+        let mut renamed = r.clone();
+        renamed.owner = Some("bob".into());
+        let mut moved = r.clone();
+        moved.id = SessionId::generate();
+        let id = r.id;
+        for save in [
+            Save::update(&renamed, None),
+            Save::regenerate(&moved, id, None),
+        ] {
+            PANIC_ON_CLONE.store(true, SeqCst);
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = store.save_sync(save);
+            }));
+            PANIC_ON_CLONE.store(false, SeqCst);
+            assert!(panicked.is_err(), "the clone was meant to panic");
+            let kept = store
+                .load_sync(&id.encode())
+                .expect("the session is still there");
+            assert_eq!(kept.owner.as_deref(), Some("ann"));
+        }
+        assert_eq!(store.len(), 1);
+        let revoked = store.delete_owner("ann").await.unwrap();
+        let revoked: Vec<SessionId> = revoked.iter().map(|r| r.id).collect();
+        assert_eq!(revoked, [id], "the revoke found it");
     }
 
     #[test]
