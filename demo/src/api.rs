@@ -204,8 +204,13 @@ pub fn refuse_cross_site(
             "request for another host name refused: the demo answers localhost only",
         ));
     }
-    let consumes = path.ends_with("/flash");
-    if matches!(method, "GET" | "HEAD" | "OPTIONS") && !consumes {
+    // Only reads of `/api/me` (mounted at `/api`, or seen inside the
+    // mount) are let through unchecked: a list of the routes that change
+    // something (`/flash` consumes) would miss a spelling the router still
+    // matches (actix-web routes `/api/fl%61sh` to the flash handler).
+    let harmless_read = matches!(method, "GET" | "HEAD" | "OPTIONS")
+        && path.strip_prefix("/api").unwrap_or(path) == "/me";
+    if harmless_read {
         return Ok(());
     }
     let refused = match (sec_fetch_site, origin) {
@@ -244,18 +249,31 @@ fn is_loopback_host(host: &[u8]) -> bool {
 }
 
 /// Characters that change how a name displays without showing themselves:
-/// zero-width spaces and joiners, direction marks and overrides, the BOM.
+/// zero-width spaces and joiners, direction marks and overrides, the BOM,
+/// combining and variation selectors, tag characters, blank-looking Hangul
+/// fillers, line and paragraph separators, interlinear annotation marks.
 /// `alice\u{200B}` would look like `alice` on the page while revoking
 /// `alice` missed it.
 fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -275,6 +293,11 @@ pub fn validate_username(name: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "username must not contain invisible characters (zero-width, direction marks)",
         ));
+    }
+    // A URL path segment of only dots is a dot-segment: the page's
+    // "log out everywhere" for `..` would reach `/api/admin/`, never it.
+    if name.chars().all(|c| c == '.') {
+        return Err(ApiError::bad_request("username must not be only dots"));
     }
     if name.chars().count() > MAX_USERNAME_CHARS {
         return Err(ApiError::bad_request(format!(
@@ -541,6 +564,13 @@ mod tests {
             "x\u{7f}",
             "\u{fffd}",
             "a\u{fffd}b",
+            ".",
+            "..",
+            "alice\u{E0020}",
+            "alice\u{061C}",
+            "alice\u{FE0F}",
+            "\u{3164}",
+            "a\u{2028}b",
         ] {
             let e = validate_username(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad:?}");
