@@ -168,9 +168,17 @@ impl<T> Record<T> {
         self.absolute_deadline = self
             .absolute_deadline
             .min(later(self.created_at, policy.absolute_lifetime));
+        // Without sliding expiration the idle deadline counts from creation
+        // and never moves (`Session::touch` still sets `last_access`, which
+        // would let a touched session outlive a shortened timeout).
+        let base = if policy.sliding {
+            self.last_access
+        } else {
+            self.created_at
+        };
         self.idle_deadline = self
             .idle_deadline
-            .min(policy.idle_deadline(self.last_access, self.absolute_deadline));
+            .min(policy.idle_deadline(base, self.absolute_deadline));
     }
 
     /// Records activity at `now`: moves the idle deadline (capped by the absolute one).
@@ -250,6 +258,32 @@ mod tests {
             r.expired(t0 + Duration::from_secs(25)),
             Some(ExpiryKind::Absolute)
         );
+    }
+
+    /// Without sliding expiration a shortened idle timeout counts from the
+    /// session's creation, however recently it was touched.
+    #[test]
+    fn a_shortened_fixed_idle_timeout_counts_from_creation() {
+        let fixed = |idle: u64| ExpiryPolicy {
+            idle_timeout: Duration::from_secs(idle),
+            absolute_lifetime: Duration::from_secs(12 * 3600),
+            sliding: false,
+            ..ExpiryPolicy::default()
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut r = Record::new(SessionId::generate(), (), t0, &fixed(8 * 3600));
+        r.last_access = t0 + Duration::from_secs(7 * 3600); // a `touch`
+        r.clamp_deadlines(&fixed(1800));
+        assert_eq!(r.idle_deadline, t0 + Duration::from_secs(1800));
+        // Sliding: from the last activity, as a touch would have moved it.
+        let mut r = Record::new(SessionId::generate(), (), t0, &fixed(8 * 3600));
+        r.last_access = t0 + Duration::from_secs(7 * 3600);
+        let sliding = ExpiryPolicy {
+            sliding: true,
+            ..fixed(1800)
+        };
+        r.clamp_deadlines(&sliding);
+        assert_eq!(r.idle_deadline, r.last_access + Duration::from_secs(1800));
     }
 
     #[test]

@@ -339,8 +339,10 @@ impl<T: SessionData> Session<T> {
     }
 
     /// Records activity now: moves the idle deadline (if sliding expiration is
-    /// on) and saves the session. Requests already do this when less than half
-    /// the idle window is left; call it to force it.
+    /// on) and saves the session, if it was saved before (a new session is
+    /// not stored for a touch alone: only data, flash or an owner make a
+    /// visitor's session worth keeping). Requests already do this when less
+    /// than half the idle window is left; call it to force it.
     pub fn touch(&self) {
         let now = self.shared.clock.now();
         let policy = self.shared.policy;

@@ -550,7 +550,22 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         tracing::info!("session presented by a client other than the one it is bound to");
         cfg.callbacks
             .emit(EventKind::BindingMismatch, record.owner.as_deref());
-        if cfg.binding.destroy_on_mismatch && self.timed_delete(&record.id).await? {
+        // Best effort, as for an expired session: the client is handed a
+        // fresh session whether or not the store could delete this one (a
+        // store error here made the legitimate user whose address changed
+        // get a 503, and each retry report the mismatch again).
+        let deleted = cfg.binding.destroy_on_mismatch
+            && match self.timed_delete(&record.id).await {
+                Ok(deleted) => deleted,
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "could not delete a session presented by another client; it stays refused to it"
+                    );
+                    false
+                }
+            };
+        if deleted {
             cfg.callbacks.emit(
                 EventKind::Deleted(DeleteReason::BindingMismatch),
                 record.owner.as_deref(),

@@ -179,6 +179,45 @@ async fn listings_follow_a_shortened_timeout_as_loads_do() {
     assert!(strict.load(idle_cookie.as_deref()).await.unwrap().is_new());
 }
 
+/// A bound session presented by another client, whose delete fails: that
+/// client still gets a fresh session (not a store error), and the mismatch
+/// is reported once.
+#[tokio::test]
+async fn a_failed_delete_of_a_mismatched_session_still_hands_out_a_fresh_one() {
+    use sessionkit::binding::ClientInfo;
+    use sessionkit::resilience::fault::{Fault, FaultyStore};
+    let mismatches = Arc::new(Mutex::new(0));
+    let m = mismatches.clone();
+    let config = Config::builder()
+        .bind_to_ip(true)
+        .binding_key(sessionkit::BindingKey::new([7u8; 32]))
+        .destroy_on_binding_mismatch(true)
+        .on_binding_mismatch(move |_| *m.lock().unwrap() += 1)
+        .build()
+        .unwrap();
+    let store = FaultyStore::new(MemoryStore::<Data>::new());
+    let switch = store.switch();
+    let sessions = Sessions::new(store, config);
+    let client = |ip: [u8; 4]| ClientInfo {
+        ip: Some(ip.into()),
+        user_agent: None,
+    };
+    let (alice, mallory) = (client([10, 0, 0, 1]), client([10, 0, 0, 2]));
+    let s = sessions.load_for(None, &alice).await.unwrap();
+    s.data_mut().n = 1;
+    let CookieAction::Set { value: cookie, .. } = sessions.commit(&s, None).await.unwrap() else {
+        panic!("a new session with data sets its cookie");
+    };
+    // The load goes through, the delete after it fails.
+    switch.set_after(&[Fault::None, Fault::Unavailable], Fault::None);
+    let s = sessions.load_for(Some(&cookie), &mallory).await.unwrap();
+    assert!(s.is_new(), "a bound session handed to another client");
+    assert_eq!(*mismatches.lock().unwrap(), 1);
+    // Still alice's (the delete failed), still refused to mallory.
+    let s = sessions.load_for(Some(&cookie), &alice).await.unwrap();
+    assert_eq!((s.is_new(), s.data().n), (false, 1));
+}
+
 #[tokio::test]
 async fn a_load_without_a_client_neither_refuses_nor_rebinds_a_bound_session() {
     use sessionkit::binding::ClientInfo;
