@@ -179,12 +179,36 @@ async fn listings_follow_a_shortened_timeout_as_loads_do() {
     assert!(strict.load(idle_cookie.as_deref()).await.unwrap().is_new());
 }
 
+/// Two clients at different addresses.
+fn alice_and_mallory() -> (
+    sessionkit::binding::ClientInfo,
+    sessionkit::binding::ClientInfo,
+) {
+    let client = |ip: [u8; 4]| sessionkit::binding::ClientInfo {
+        ip: Some(ip.into()),
+        user_agent: None,
+    };
+    (client([10, 0, 0, 1]), client([10, 0, 0, 2]))
+}
+
+/// A session bound to `client` holding `n = 1`; its cookie.
+async fn bound_session<S: sessionkit::Store<Data>>(
+    sessions: &Sessions<Data, S>,
+    client: &sessionkit::binding::ClientInfo,
+) -> String {
+    let s = sessions.load_for(None, client).await.unwrap();
+    s.data_mut().n = 1;
+    let CookieAction::Set { value: cookie, .. } = sessions.commit(&s, None).await.unwrap() else {
+        panic!("a new session with data sets its cookie");
+    };
+    cookie
+}
+
 /// A bound session presented by another client, whose delete fails: that
 /// client still gets a fresh session (not a store error), and the mismatch
 /// is reported once.
 #[tokio::test]
 async fn a_failed_delete_of_a_mismatched_session_still_hands_out_a_fresh_one() {
-    use sessionkit::binding::ClientInfo;
     use sessionkit::resilience::fault::{Fault, FaultyStore};
     let mismatches = Arc::new(Mutex::new(0));
     let m = mismatches.clone();
@@ -198,16 +222,8 @@ async fn a_failed_delete_of_a_mismatched_session_still_hands_out_a_fresh_one() {
     let store = FaultyStore::new(MemoryStore::<Data>::new());
     let switch = store.switch();
     let sessions = Sessions::new(store, config);
-    let client = |ip: [u8; 4]| ClientInfo {
-        ip: Some(ip.into()),
-        user_agent: None,
-    };
-    let (alice, mallory) = (client([10, 0, 0, 1]), client([10, 0, 0, 2]));
-    let s = sessions.load_for(None, &alice).await.unwrap();
-    s.data_mut().n = 1;
-    let CookieAction::Set { value: cookie, .. } = sessions.commit(&s, None).await.unwrap() else {
-        panic!("a new session with data sets its cookie");
-    };
+    let (alice, mallory) = alice_and_mallory();
+    let cookie = bound_session(&sessions, &alice).await;
     // The load goes through, the delete after it fails.
     switch.set_after(&[Fault::None, Fault::Unavailable], Fault::None);
     let s = sessions.load_for(Some(&cookie), &mallory).await.unwrap();
@@ -220,7 +236,6 @@ async fn a_failed_delete_of_a_mismatched_session_still_hands_out_a_fresh_one() {
 
 #[tokio::test]
 async fn a_load_without_a_client_neither_refuses_nor_rebinds_a_bound_session() {
-    use sessionkit::binding::ClientInfo;
     let config = Config::builder()
         .bind_to_ip(true)
         .binding_key(sessionkit::BindingKey::new([7u8; 32]))
@@ -228,16 +243,8 @@ async fn a_load_without_a_client_neither_refuses_nor_rebinds_a_bound_session() {
         .build()
         .unwrap();
     let sessions = Sessions::new(MemoryStore::<Data>::new(), config);
-    let client = |ip: [u8; 4]| ClientInfo {
-        ip: Some(ip.into()),
-        user_agent: None,
-    };
-    let (alice, mallory) = (client([10, 0, 0, 1]), client([10, 0, 0, 2]));
-    let s = sessions.load_for(None, &alice).await.unwrap();
-    s.data_mut().n = 1;
-    let CookieAction::Set { value: cookie, .. } = sessions.commit(&s, None).await.unwrap() else {
-        panic!("a new session with data sets its cookie");
-    };
+    let (alice, mallory) = alice_and_mallory();
+    let cookie = bound_session(&sessions, &alice).await;
     // A background job holding the cookie: the session, unchanged binding.
     let job = sessions.load(Some(&cookie)).await.unwrap();
     assert!(!job.is_new(), "the job was handed a fresh session");
