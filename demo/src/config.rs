@@ -73,9 +73,14 @@ impl StoreKind {
         matches!(self, StoreKind::Redis | StoreKind::Cluster)
     }
 
-    /// Whether this store derives keys from `SESSION_SECRET`.
+    /// Whether this store derives keys from `SESSION_SECRET` (the Redis
+    /// store when it is set: it then seals the stored values), so a secret
+    /// given for it must be long enough.
     pub fn uses_secret(self) -> bool {
-        matches!(self, StoreKind::Cookie | StoreKind::Cluster)
+        matches!(
+            self,
+            StoreKind::Cookie | StoreKind::Cluster | StoreKind::Redis
+        )
     }
 }
 
