@@ -535,13 +535,12 @@ impl ConfigBuilder {
         /// session, or with the cookie store every destroy; a destroy that
         /// finds the session already ended by another request, a revoke or
         /// a regenerate fires nothing, whoever removed it was reported),
-        /// expiry found by a load (by the request whose
-        /// delete removed the session), bulk delete, owner revoke, sweep and
-        /// eviction. Not
-        /// for a record a store let lapse on its own (Redis drops a key at
-        /// its deadline; the cookie store deletes nothing): count those
-        /// with `on_expired`, which fires for every load that finds a
-        /// session past a deadline.
+        /// expiry found by a load (by the request whose delete removed the
+        /// session), bulk delete, owner revoke, sweep and eviction. Not for
+        /// a record a store let lapse on its own (Redis drops a key at its
+        /// deadline; the cookie store deletes nothing): count those with
+        /// `on_expired`, which fires for every load that finds a session
+        /// past a deadline.
         on_deleted, deleted);
     callback_setter!(
         /// Called when a session gets a new id.

@@ -386,19 +386,20 @@ pub(crate) fn cookie_safe_cache_control<'a>(
             return Some("no-store".to_owned());
         }
         for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-            let (name, argument) = match directive.split_once('=') {
-                Some((name, argument)) => (name.trim(), Some(argument)),
-                None => (directive, None),
+            let (name, qualified) = match directive.split_once('=') {
+                Some((name, _)) => (name.trim(), true),
+                None => (directive, false),
             };
-            // `private=x-user` (RFC 9111 5.2.2.7) keeps only the fields it
-            // names from shared caches, not the response: not private.
-            let qualified = argument.is_some();
-            if name.eq_ignore_ascii_case("no-store")
-                || (name.eq_ignore_ascii_case("private") && !qualified)
-            {
+            if name.eq_ignore_ascii_case("no-store") {
                 return None;
             }
             if name.eq_ignore_ascii_case("private") {
+                // `private=x-user` (RFC 9111 5.2.2.7) keeps only the fields
+                // it names from shared caches, not the response: dropped,
+                // and a plain `private` added below.
+                if !qualified {
+                    return None;
+                }
                 continue;
             }
             if !name.eq_ignore_ascii_case("public") {
