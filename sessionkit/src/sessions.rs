@@ -514,6 +514,15 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         r
     }
 
+    /// [`Core::timed_delete`] for a logout: follows a recent regenerate
+    /// ([`Store::delete_following`]).
+    async fn timed_delete_following(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let r = self.store.delete_following(id).await;
+        observe("delete", started, r.as_ref().map(|_| ()));
+        r
+    }
+
     /// The binding fingerprint of `client` under the current key, base64url,
     /// when binding is on and there is a client ([`NO_CLIENT`] is none).
     fn fingerprint(&self, client: &ClientInfo) -> Option<String> {
@@ -989,15 +998,17 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
             Pending::Delete(victim, owner, stale) => {
                 let ended = match victim {
                     // Ended by this request only if its delete removed the
-                    // session. One already gone (a parallel logout, a revoke,
-                    // or a login in a parallel request that moved it to a new
-                    // id) was reported by whoever removed it, and its cookie
-                    // may now carry that login's new id (same name), which a
+                    // session, under this id or, when a login or an id
+                    // rotation in a parallel request moved it meanwhile,
+                    // under the new one (`delete_following`). One already
+                    // gone otherwise (a parallel logout, a revoke) was
+                    // reported by whoever removed it, and the cookie may now
+                    // carry another login's id (same name), which a
                     // `Max-Age=0` arriving last would log out. A cookie store
                     // cannot tell (its delete always answers `false`): the
                     // cookie is the session, so it always ends it.
                     Some(id) => {
-                        let removed = self.timed_delete(&id).await?;
+                        let removed = self.timed_delete_following(&id).await?;
                         let ended = removed || !self.store.holds_sessions();
                         if ended {
                             cfg.callbacks.emit(

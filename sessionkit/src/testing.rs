@@ -448,6 +448,62 @@ pub mod server_cases {
         assert_eq!(load(&store, &new_cookie).await.unwrap().data, r.data);
     }
 
+    /// A logout whose request loaded a session a parallel login (or two
+    /// id rotations) has just moved to a new id ends it there:
+    /// [`Store::delete_following`] of the old id deletes the session under
+    /// its newest id and says so, once. A plain [`Store::delete`] of an old
+    /// id (what a bulk delete or a revoke runs) follows nothing.
+    pub async fn a_logout_racing_a_regenerate_ends_the_moved_session<S: Store<TestData>>(store: S) {
+        let move_on = |loaded: Record<TestData>| {
+            let store = &store;
+            async move {
+                let mut moved = loaded.clone();
+                moved.id = SessionId::generate();
+                let out = store
+                    .save(Save::regenerate(&moved, loaded.id, None))
+                    .await
+                    .unwrap();
+                let SaveOutcome::Saved(value) = out else {
+                    panic!("a regenerate of a live session must save: {out:?}");
+                };
+                load(store, &value).await.expect("the new value loads")
+            }
+        };
+        // One move: a logout that loaded the old id.
+        let (loaded, new_cookie, _) = regenerated(&store).await;
+        assert!(
+            !store.delete(&loaded.id).await.unwrap(),
+            "a plain delete of the old id follows nothing"
+        );
+        assert!(load(&store, &new_cookie).await.is_some());
+        assert!(
+            store.delete_following(&loaded.id).await.unwrap(),
+            "the logout must end the session under its new id"
+        );
+        assert!(load(&store, &new_cookie).await.is_none());
+        assert!(
+            !store.delete_following(&loaded.id).await.unwrap(),
+            "a repeated logout finds nothing"
+        );
+        // Two moves (a login, then an id rotation) since the logout loaded.
+        let first = record(None);
+        let cookie = create(&store, &first).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let second = move_on(loaded.clone()).await;
+        let third = move_on(second).await;
+        assert!(store.delete_following(&loaded.id).await.unwrap());
+        assert!(load(&store, &third.id.encode()).await.is_none());
+        // A session that never moved is deleted as by `delete`.
+        let plain = record(None);
+        let cookie = create(&store, &plain).await;
+        assert!(store.delete_following(&plain.id).await.unwrap());
+        assert!(load(&store, &cookie).await.is_none());
+        assert!(!store
+            .delete_following(&SessionId::generate())
+            .await
+            .unwrap());
+    }
+
     /// Regenerating a session deleted meanwhile does not create it under the new id.
     pub async fn regenerate_after_delete_is_gone<S: Store<TestData>>(store: S) {
         let r = record(None);
@@ -1262,6 +1318,17 @@ pub mod query_cases {
         assert!(store.by_owner(&owner).await.unwrap().is_empty());
         // Not merely filtered out of the listing: nothing left to revoke.
         assert!(store.delete_owner(&owner).await.unwrap().is_empty());
+        // Likewise a session a logout deleted under the id a regenerate
+        // moved it to.
+        let cookie = create(&store, &record(Some(&owner))).await;
+        let r = load(&store, &cookie).await.unwrap();
+        let mut moved = r.clone();
+        moved.id = SessionId::generate();
+        let out = store.save(Save::regenerate(&moved, r.id, None)).await;
+        assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
+        assert!(store.delete_following(&r.id).await.unwrap());
+        assert!(store.by_owner(&owner).await.unwrap().is_empty());
+        assert!(store.delete_owner(&owner).await.unwrap().is_empty());
     }
 }
 
@@ -1307,6 +1374,7 @@ macro_rules! server_store_conformance_tests {
             regenerate_carries_every_field,
             a_repeated_update_sets_its_flash_once,
             a_regenerate_never_leaves_the_session_under_neither_id,
+            a_logout_racing_a_regenerate_ends_the_moved_session,
         ]);
     };
 }

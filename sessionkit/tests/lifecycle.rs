@@ -482,6 +482,40 @@ async fn a_request_overlapping_a_login_never_expires_the_new_cookie() {
     );
 }
 
+/// A logout whose request loaded the session before a parallel login moved
+/// it to a new id ends the logged-in session (it does not find the old id
+/// gone and leave the login alive under the new one), reports it once and
+/// expires the cookie.
+#[tokio::test]
+async fn a_logout_racing_a_login_ends_the_logged_in_session() {
+    let clock = ManualClock::new();
+    let (sessions, log) = setup(&clock);
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    let cookie = cookie.as_deref();
+    let logout = sessions.load(cookie).await.unwrap();
+    let (after_login, _) = request(&sessions, cookie, |s| {
+        s.regenerate_id();
+        s.data_mut().user = Some("ann".into());
+    })
+    .await;
+    assert_ne!(after_login.as_deref(), cookie);
+    logout.destroy();
+    assert_eq!(
+        sessions.commit(&logout, cookie).await.unwrap(),
+        CookieAction::Remove
+    );
+    let s = sessions.load(after_login.as_deref()).await.unwrap();
+    assert!(s.is_new(), "the login must be ended by the logout");
+    assert_eq!(s.data().user, None);
+    let destroyed = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e == EventKind::Deleted(DeleteReason::Destroyed))
+        .count();
+    assert_eq!(destroyed, 1);
+}
+
 /// A `Session` kept past its request (a spawned task, a WebSocket): what it
 /// changes then is not saved, and that is said once, not silently dropped.
 #[tokio::test]

@@ -101,6 +101,9 @@ impl ResilienceConfig {
     }
 }
 
+/// The longest `reset_timeout` accepted: a day.
+const MAX_RESET_TIMEOUT: Duration = Duration::from_secs(86_400);
+
 /// One thing wrong with a [`ResilienceConfig`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -127,6 +130,11 @@ pub enum ResilienceProblem {
         /// The cap.
         max: Duration,
     },
+    /// A duration is longer than makes sense for it (a `reset_timeout`
+    /// past a day would keep a tripped circuit open until a restart: there
+    /// is no other way to close it).
+    #[error("{0} must be at most {1:?}")]
+    TooLong(&'static str, Duration),
     /// The retry budget ratio is not a number between 0 and 1.
     #[error("retry budget ratio {0} must be between 0.0 and 1.0")]
     BudgetRatio(f64),
@@ -223,7 +231,8 @@ impl ResilienceConfigBuilder {
         self
     }
     /// Exponential backoff between attempts: the n-th retry waits a random
-    /// time between zero and `min(max, base × 2ⁿ⁻¹)` ("full jitter").
+    /// time between zero and `min(max, base × 2ⁿ⁻¹)` ("full jitter"). Both
+    /// must be above zero.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_max = max;
@@ -251,7 +260,8 @@ impl ResilienceConfigBuilder {
         self.breaker.failure_threshold = n;
         self
     }
-    /// How long the circuit stays open before it lets probes through.
+    /// How long the circuit stays open before it lets probes through (at
+    /// most a day).
     pub fn reset_timeout(mut self, d: Duration) -> Self {
         self.breaker.reset_timeout = d;
         self
@@ -290,6 +300,9 @@ impl ResilienceConfigBuilder {
             (self.operation_timeout, "operation_timeout"),
             (self.breaker.reset_timeout, "reset_timeout"),
             (self.backoff_max, "backoff maximum"),
+            // Zero would make every delay zero (base × 2ⁿ), whatever the
+            // maximum: retries back to back.
+            (self.backoff_base, "backoff base"),
         ] {
             if d.is_zero() {
                 problems.push(ResilienceProblem::ZeroDuration(what));
@@ -303,6 +316,12 @@ impl ResilienceConfigBuilder {
             if n == 0 {
                 problems.push(ResilienceProblem::ZeroCount(what));
             }
+        }
+        if self.breaker.reset_timeout > MAX_RESET_TIMEOUT {
+            problems.push(ResilienceProblem::TooLong(
+                "reset_timeout",
+                MAX_RESET_TIMEOUT,
+            ));
         }
         if self.attempt_timeout > self.operation_timeout {
             problems.push(ResilienceProblem::AttemptLongerThanOperation {
@@ -399,6 +418,25 @@ mod tests {
         }
         assert!(ResilienceConfig::builder()
             .retry_budget(0.0, 0)
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn settings_that_disable_recovery_or_backoff_are_rejected() {
+        let err = ResilienceConfig::builder()
+            .reset_timeout(Duration::MAX)
+            .backoff(Duration::ZERO, Duration::from_millis(200))
+            .build()
+            .unwrap_err();
+        let p = err.problems();
+        assert!(p.contains(&ResilienceProblem::TooLong(
+            "reset_timeout",
+            MAX_RESET_TIMEOUT
+        )));
+        assert!(p.contains(&ResilienceProblem::ZeroDuration("backoff base")));
+        assert!(ResilienceConfig::builder()
+            .reset_timeout(MAX_RESET_TIMEOUT)
             .build()
             .is_ok());
     }

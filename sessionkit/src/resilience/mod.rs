@@ -345,11 +345,21 @@ impl Guard {
                 return Err(e);
             }
         };
-        let result = match deadline {
-            None => fut.await,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let bound = self.config.attempt_timeout.min(left);
+        let result = match policy.timeout {
+            false => fut.await,
+            true => {
+                // No deadline here with a bounded policy means an overall
+                // bound too far off to represent: each attempt is still
+                // bounded (an `operation_timeout` of `Duration::MAX` lifted
+                // the attempt timeout too, and a hung store held the
+                // breaker's probe slot for good).
+                let bound = match deadline {
+                    Some(deadline) => self
+                        .config
+                        .attempt_timeout
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                    None => self.config.attempt_timeout,
+                };
                 match tokio::time::timeout(bound, fut).await {
                     Ok(r) => r,
                     Err(_) => {
@@ -466,6 +476,19 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
             .run(Policy::full("delete"), || {
                 attempts.fetch_add(1, Ordering::Relaxed);
                 self.inner.delete(id)
+            })
+            .await?;
+        Ok(removed || attempts.load(Ordering::Relaxed) > 1)
+    }
+
+    /// Retried as [`Store::delete`] is, with the same answer after a retry.
+    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let attempts = AtomicU32::new(0);
+        let removed = self
+            .shared
+            .run(Policy::full("delete"), || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                self.inner.delete_following(id)
             })
             .await?;
         Ok(removed || attempts.load(Ordering::Relaxed) > 1)

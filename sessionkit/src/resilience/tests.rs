@@ -91,6 +91,23 @@ async fn a_hung_store_times_out_within_the_operation_bound() {
     assert!(switch.calls() >= 2, "a timed-out attempt is retried");
 }
 
+/// `Duration::MAX` as the operation bound ("none") still bounds each
+/// attempt: a hung store answers a timeout, and the breaker hears of it.
+#[tokio::test(start_paused = true)]
+async fn an_unbounded_operation_still_bounds_each_attempt() {
+    let (s, switch) = store(
+        config()
+            .attempt_timeout(Duration::from_millis(100))
+            .operation_timeout(Duration::MAX)
+            .max_attempts(2)
+            .failure_threshold(100),
+    );
+    switch.set(Fault::Hang);
+    let r = tokio::time::timeout(Duration::from_secs(5), s.load("x")).await;
+    assert!(matches!(r, Ok(Err(StoreError::Timeout(_)))), "{r:?}");
+    assert_eq!(switch.calls(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_breaker_opens_after_the_threshold_and_then_spares_the_store() {
     let (s, switch) = store(config().max_attempts(1).failure_threshold(3));

@@ -46,7 +46,7 @@
 //! # let _ = store;
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -66,7 +66,7 @@ use crate::record::{Record, SessionData};
 use crate::store::background::spawn_flagged;
 use crate::store::{
     in_passes, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome,
-    Store,
+    Store, MOVE_FORWARD_HOPS, MOVE_FORWARD_TTL,
 };
 
 const SHARDS: usize = 64;
@@ -81,6 +81,57 @@ type Evicted<T> = SmallVec<[(SessionId, Stored<T>); 1]>;
 struct Shard<T> {
     map: IndexMap<SessionId, Stored<T>, IdHash>,
     deadlines: Vec<Secs>,
+    /// Where regenerates moved this shard's sessions lately.
+    moves: Moves,
+}
+
+/// Where regenerates moved sessions (old id → new id) for the last
+/// [`MOVE_FORWARD_TTL`], for [`Store::delete_following`]: a logout that
+/// loaded the old id before a parallel login moved it still ends the
+/// session. At most one entry per session the shard can hold (oldest
+/// dropped first), pruned whenever one is added.
+struct Moves {
+    to: HashMap<SessionId, (SessionId, Secs), IdHash>,
+    /// Old ids in the order they moved, with their entry's deadline.
+    order: VecDeque<(Secs, SessionId)>,
+}
+
+impl Moves {
+    fn new() -> Self {
+        Moves {
+            to: HashMap::with_hasher(IdHash),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Drops the entry `order`'s front names, unless that id moved again
+    /// later (its entry then has another deadline).
+    fn pop_front(&mut self) {
+        if let Some((until, old)) = self.order.pop_front() {
+            if self.to.get(&old).is_some_and(|&(_, u)| u == until) {
+                self.to.remove(&old);
+            }
+        }
+    }
+
+    fn add(&mut self, old: SessionId, new: SessionId, now: Secs, cap: usize) {
+        while self.order.front().is_some_and(|&(until, _)| until <= now) {
+            self.pop_front();
+        }
+        while self.order.len() >= cap.max(1) {
+            self.pop_front();
+        }
+        let until = Secs(now.0.saturating_add(MOVE_FORWARD_TTL.as_secs()));
+        self.to.insert(old, (new, until));
+        self.order.push_back((until, old));
+    }
+
+    /// Where `old` moved, if it did within the last [`MOVE_FORWARD_TTL`];
+    /// forgets it (a session is deleted once).
+    fn take(&mut self, old: &SessionId, now: Secs) -> Option<SessionId> {
+        let (new, until) = self.to.remove(old)?;
+        (until > now).then_some(new)
+    }
 }
 
 /// A session as the shard keeps it: the fields of a [`Record`] without its
@@ -265,6 +316,7 @@ impl<T> Shard<T> {
         Shard {
             map: IndexMap::with_hasher(IdHash),
             deadlines: Vec::new(),
+            moves: Moves::new(),
         }
     }
 
@@ -678,6 +730,35 @@ impl<T: SessionData> MemoryStore<T> {
         inner.shards[inner.shard(&id)].lock().get(&id)
     }
 
+    /// Deletes `id`'s session; when it is gone, follows up to `hops` moves
+    /// of recent regenerates to where it went. Whether it deleted one.
+    fn delete_sync(&self, id: &SessionId, hops: usize) -> bool {
+        let inner = &self.inner;
+        let mut id = *id;
+        for hop in 0..=hops {
+            let mut map = inner.shards[inner.shard(&id)].lock();
+            let removed = map.swap_remove(&id);
+            let next = match &removed {
+                Some(stored) => {
+                    if let Some(o) = stored.owner() {
+                        // Under the record's lock (see the update in `save_sync`).
+                        inner.index_remove(o, &id);
+                    }
+                    None
+                }
+                None if hop < hops => map.moves.take(&id, Secs::now(inner.clock.now())),
+                None => None,
+            };
+            drop(map);
+            match (removed, next) {
+                (Some(_), _) => return true,
+                (None, Some(moved_to)) => id = moved_to,
+                (None, None) => return false,
+            }
+        }
+        false
+    }
+
     fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         self.keep_sweeping();
         let inner = &self.inner;
@@ -816,6 +897,9 @@ impl<T: SessionData> MemoryStore<T> {
                         inner.index_add(n, rec.id);
                     }
                 };
+                // Remembered in the old id's shard, under its lock: a logout
+                // that loaded the old id finds the session or where it went.
+                let now = || Secs::now(inner.clock.now());
                 // Lock both shards (in index order) so no reader sees neither
                 // or both records.
                 let dropped = if a == b {
@@ -829,6 +913,7 @@ impl<T: SessionData> MemoryStore<T> {
                     let dropped = inner.make_room(&mut map);
                     map.insert(rec.id, stored);
                     move_index(&old_rec, merged, owners);
+                    map.moves.add(old, rec.id, now(), inner.per_shard);
                     dropped
                 } else {
                     let (first, second) = (a.min(b), a.max(b));
@@ -848,6 +933,7 @@ impl<T: SessionData> MemoryStore<T> {
                     let dropped = inner.make_room(new_map);
                     new_map.insert(rec.id, stored);
                     move_index(&old_rec, merged, owners);
+                    old_map.moves.add(old, rec.id, now(), inner.per_shard);
                     dropped
                 };
                 for (id, s) in &dropped {
@@ -880,15 +966,12 @@ impl<T: SessionData> Store<T> for MemoryStore<T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let inner = &self.inner;
-        let mut map = inner.shards[inner.shard(id)].lock();
-        let removed = map.swap_remove(id);
-        if let Some(o) = removed.as_ref().and_then(Stored::owner) {
-            // Under the record's lock (see the update in `save_sync`).
-            inner.index_remove(o, id);
-        }
-        drop(map);
-        Ok(removed.is_some())
+        Ok(self.delete_sync(id, 0))
+    }
+
+    /// Follows moves the old id's shard remembers (see [`Moves`]).
+    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.delete_sync(id, MOVE_FORWARD_HOPS))
     }
 
     /// The sessions live here: a delete says whether it removed one.

@@ -15,6 +15,7 @@
 //! conformance suite from [`crate::testing`] (feature `testing`) against it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -338,6 +339,25 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     /// Deletes a session. Returns whether it existed.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
 
+    /// Deletes a session for a logout ([`crate::Session::destroy`]): like
+    /// [`Store::delete`], and when `id` is gone because a regenerate moved
+    /// the session to a new id within the last [`MOVE_FORWARD_TTL`], deletes
+    /// it under the id it moved to (following up to [`MOVE_FORWARD_HOPS`]
+    /// moves). A logout racing a login or an id rotation of the same session
+    /// in a parallel request then ends the session instead of finding its old
+    /// id gone and leaving it alive under the new one. Returns whether it
+    /// deleted a session.
+    ///
+    /// Only a logout follows: a bulk delete or a revoke chose its sessions by
+    /// what they held when listed, and a regenerate may have changed that
+    /// (an anonymous session becoming a login), so those use
+    /// [`Store::delete`]. The in-tree server-side stores follow; the default
+    /// is [`Store::delete`] (a store that keeps no record of moves, or a
+    /// cookie store, whose cookie is the session).
+    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.delete(id).await
+    }
+
     /// [`Store::load`] answered on the spot, for stores that can do it
     /// without I/O (the data is in this process: memory, the cookie itself,
     /// a warm local cache). `None` means "I need to wait: call
@@ -419,6 +439,15 @@ pub(crate) fn is_this_save<T: SessionData>(
     };
     same && stored.owner == record.owner && same_data
 }
+
+/// How long a server-side store remembers where a regenerate moved a
+/// session, for [`Store::delete_following`]: a logout whose request loaded
+/// the old id before the move lands well within it.
+pub const MOVE_FORWARD_TTL: Duration = Duration::from_secs(60);
+
+/// How many moves [`Store::delete_following`] follows at most (a login and
+/// an id rotation or two racing one logout).
+pub const MOVE_FORWARD_HOPS: usize = 4;
 
 /// How many times a `bulk_delete` lists the matching sessions at most: once,
 /// and again after a pass in which a listed session was already gone when

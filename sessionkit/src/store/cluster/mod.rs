@@ -256,6 +256,24 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError>;
 
+    /// [`Store::delete_following`] of one session that also publishes
+    /// `message` on `channel`, atomically with the delete. Says whether it
+    /// deleted a session and, when it followed a regenerate to delete it
+    /// under a new id, that id's key hash (for the caller to announce: the
+    /// backend cannot sign messages). The default follows nothing: it is
+    /// `delete_and_publish`.
+    async fn delete_following_and_publish(
+        &self,
+        id: &SessionId,
+        channel: &str,
+        message: &[u8],
+    ) -> Result<(bool, Option<KeyHash>), StoreError> {
+        let existed = self
+            .delete_and_publish(std::slice::from_ref(id), channel, &[message.to_vec()])
+            .await?;
+        Ok((existed == [true], None))
+    }
+
     /// [`ClusterBackend::delete_and_publish`] of sessions listed as
     /// `owner`'s that deletes only those still `owner`'s when it runs (a
     /// session given to another user between a revoke's listing and its
@@ -319,6 +337,15 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
         RedisStore::delete_and_publish(self, ids, channel, messages).await
+    }
+
+    async fn delete_following_and_publish(
+        &self,
+        id: &SessionId,
+        channel: &str,
+        message: &[u8],
+    ) -> Result<(bool, Option<KeyHash>), StoreError> {
+        RedisStore::delete_following_keyed(self, id, Some((channel, message))).await
     }
 
     async fn delete_owned_and_publish(
@@ -854,6 +881,34 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             .await?;
         self.bus.count_published(InvalidationKind::Deleted);
         Ok(existed == [true])
+    }
+
+    /// As [`Store::delete`], following a recent regenerate in the same
+    /// script run; a session deleted under the id it moved to is forgotten
+    /// here and announced right after (a second publish: the script cannot
+    /// sign messages). Until that announcement lands, another node that
+    /// cached the new id may serve it for a round trip longer; if the reply
+    /// is lost, for as long as its cache keeps entries.
+    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.bus.revive();
+        let key = key_hash(id);
+        let message = self
+            .message(InvalidationKind::Deleted, key, 0)
+            .encode(&self.bus.key, &self.bus.channel);
+        let _forget = ForgetUnlessKnown {
+            cache: &self.cache,
+            keys: std::slice::from_ref(&key),
+        };
+        let (existed, moved_to) = self
+            .inner
+            .delete_following_and_publish(id, &self.bus.channel, &message)
+            .await?;
+        self.bus.count_published(InvalidationKind::Deleted);
+        if let Some(moved_to) = moved_to {
+            self.removed_keys(InvalidationKind::Deleted, &[moved_to])
+                .await?;
+        }
+        Ok(existed)
     }
 
     fn holds_sessions(&self) -> bool {

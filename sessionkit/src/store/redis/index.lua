@@ -27,6 +27,15 @@ local function owner_key(prefix, owner)
   return prefix .. 'owner:' .. owner
 end
 
+-- Where a regenerate moved the session of index member `member`: a key
+-- holding the new member, for MOVE_FORWARD_MS (store::MOVE_FORWARD_TTL).
+local MOVE_FORWARD_MS = 60000
+-- How many moves a logout follows at most (store::MOVE_FORWARD_HOPS).
+local MOVE_FORWARD_HOPS = 4
+local function moved_key(prefix, member)
+  return prefix .. 'moved:' .. member
+end
+
 -- A session that expires stays in its owner's set: Redis drops the key and
 -- cannot tell the set. So whenever a set gains a member (a login, a new
 -- session of a known owner), up to three random other members are checked

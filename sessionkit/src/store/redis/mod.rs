@@ -194,6 +194,7 @@ struct Scripts {
     update: Script,
     regenerate: Script,
     delete: Script,
+    delete_following: Script,
     delete_owner: Script,
     prune_index: Script,
 }
@@ -210,6 +211,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     update: Script::new(include_str!("update.lua")),
     regenerate: script!("regenerate.lua"),
     delete: script!("delete.lua"),
+    delete_following: script!("delete_following.lua"),
     delete_owner: script!("delete_owner.lua"),
     prune_index: script!("prune_index.lua"),
 });
@@ -681,6 +683,7 @@ impl<T: SessionData> RedisStore<T> {
             &s.update,
             &s.regenerate,
             &s.delete,
+            &s.delete_following,
             &s.delete_owner,
         ] {
             script
@@ -1132,6 +1135,11 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
         Ok(self.delete_many(std::slice::from_ref(id)).await? == [true])
     }
 
+    /// Follows the `moved:` keys `regenerate.lua` leaves (one script run).
+    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.delete_following_keyed(id, None).await?.0)
+    }
+
     /// The sessions live in Redis: a delete says whether it removed one.
     fn holds_sessions(&self) -> bool {
         true
@@ -1227,6 +1235,35 @@ impl<T: SessionData> RedisStore<T> {
     /// Deletes sessions in one script run; says, per id, whether it existed.
     async fn delete_many(&self, ids: &[SessionId]) -> Result<Vec<bool>, StoreError> {
         self.run_delete(&SCRIPTS.delete, ids, &[]).await
+    }
+
+    /// Runs `delete_following.lua` for `id`, and with `publish` also
+    /// publishes that message on that channel in the same run. Whether it
+    /// deleted a session, and when it deleted one under the id a regenerate
+    /// moved `id`'s to, that session's key hash (the clustered store
+    /// announces it).
+    pub(crate) async fn delete_following_keyed(
+        &self,
+        id: &SessionId,
+        publish: Option<(&str, &[u8])>,
+    ) -> Result<(bool, Option<[u8; 32]>), StoreError> {
+        let digest = id_digest(id);
+        let mut inv = SCRIPTS.delete_following.prepare_invoke();
+        inv.key(self.key_of_digest(&digest));
+        inv.arg(&self.prefix).arg(hex_of(&digest));
+        if let Some((channel, message)) = publish {
+            inv.arg(channel).arg(message);
+        }
+        let mut conn = self.conn();
+        let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Ok((false, None)),
+            [Value::Int(1)] => Ok((true, None)),
+            [Value::Int(2), Value::BulkString(member)] => Ok((true, decode_member(member))),
+            _ => Err(StoreError::Backend(
+                "unexpected reply from a sessionkit script".into(),
+            )),
+        }
     }
 
     /// Runs `delete.lua` (or a script built around it) over `ids`; `extra`

@@ -1,0 +1,36 @@
+-- Delete one session for a logout, following recent regenerates: when the
+-- key is gone and `<prefix>moved:<member>` names where the session went
+-- (regenerate.lua writes it), delete it there (at most MOVE_FORWARD_HOPS
+-- moves; each marker followed is dropped).
+-- KEYS[1] record key
+-- ARGV[1] key prefix  ARGV[2] index member of KEYS[1]
+-- ARGV[3] ARGV[4] optional: a channel and a message to PUBLISH on it (the
+--         clustered store's announcement of KEYS[1]), whatever was found
+-- Returns {0} nothing deleted, {1} deleted KEYS[1], {2, member} deleted the
+-- session it moved to, whose index member (key hash) is `member`.
+local prefix = ARGV[1]
+local member = ARGV[2]
+local key = KEYS[1]
+local reply = {0}
+for hop = 0, MOVE_FORWARD_HOPS do
+  local current = get_value(key)
+  if current then
+    local _, owner = parse_header(current)
+    redis.call('DEL', key)
+    index_remove(prefix, owner, member)
+    if hop == 0 then reply = {1} else reply = {2, member} end
+    break
+  end
+  if hop == MOVE_FORWARD_HOPS then break end
+  local marker = moved_key(prefix, member)
+  local moved_to = get_value(marker)
+  -- Only what regenerate.lua writes: a key hash (64 hex digits).
+  if not moved_to or not string.match(moved_to, '^' .. string.rep('[0-9a-f]', 64) .. '$') then
+    break
+  end
+  redis.call('DEL', marker)
+  member = moved_to
+  key = prefix .. member
+end
+if ARGV[4] then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return reply
