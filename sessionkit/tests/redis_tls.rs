@@ -189,3 +189,28 @@ async fn a_cluster_over_tls_trusts_the_given_root_certificate() {
         "connected to a cluster with an untrusted certificate"
     );
 }
+
+/// The clustered store's subscriber connects as the store does: with the
+/// store's TLS root certificate. It used a plain client, which a server
+/// under a private CA refused: the node never subscribed and served every
+/// read from Redis (bypass), with a warning per retry as the only sign.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clustered_store_subscribes_over_tls_with_the_given_root_certificate() {
+    use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+    let certs = tempfile::tempdir().unwrap();
+    let (_server, url, ca) = tls_server(certs.path(), &[]);
+    let store: RedisStore<u32> = RedisStore::builder(url.clone())
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .unwrap();
+    let options = ClusterOptions::new([7u8; 32]).subscribe_wait(std::time::Duration::from_secs(10));
+    let node = ClusteredStore::with_store(store, vec![url], options)
+        .await
+        .unwrap();
+    assert!(
+        node.is_subscribed(),
+        "the subscription over TLS was never made"
+    );
+}

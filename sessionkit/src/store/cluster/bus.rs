@@ -36,7 +36,7 @@ use super::cache::LocalCache;
 use super::message::{Invalidation, InvalidationKind, MessageKey, NodeId, Rejection};
 use crate::error::StoreError;
 use crate::record::SessionData;
-use crate::store::redis::Conns;
+use crate::store::redis::{Conns, SubscribeSetup};
 
 /// First delay before resubscribing, and the cap.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -108,6 +108,7 @@ impl Bus {
         let (ready_tx, ready_rx) = oneshot::channel();
         let orphaned = Arc::new(AtomicBool::new(false));
         let subscriber = Subscriber {
+            setup: conns.subscribe_setup().clone(),
             cache: Arc::downgrade(cache),
             urls: subscribe_urls,
             channel: channel.clone(),
@@ -196,6 +197,8 @@ impl Bus {
 /// store is dropped.
 #[derive(Clone)]
 struct Subscriber<T> {
+    /// TLS root certificate and time bound, as the store connects.
+    setup: SubscribeSetup,
     cache: Weak<LocalCache<T>>,
     urls: Vec<String>,
     channel: String,
@@ -293,10 +296,20 @@ impl<T: SessionData> Subscriber<T> {
     }
 
     async fn subscribe(&self, url: &str) -> redis::RedisResult<redis::aio::PubSub> {
-        let client = redis::Client::open(url)?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(&self.channel).await?;
-        Ok(pubsub)
+        let client = self.setup.client(url)?;
+        let connect = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&self.channel).await?;
+            Ok(pubsub)
+        };
+        tokio::time::timeout(self.setup.timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting and subscribing timed out",
+                )))
+            })
     }
 
     fn apply(&self, cache: &LocalCache<T>, payload: &[u8]) {

@@ -143,10 +143,66 @@ pub(crate) struct Conns {
     /// Whether a warning that a runtime shares the first connection (too
     /// many runtimes, or a connection that could not be made) was logged.
     warned: AtomicBool,
+    /// How the clustered store's subscriber connects.
+    subscribe: SubscribeSetup,
+}
+
+/// How the clustered store's subscriber reaches Redis: with the store's TLS
+/// root certificate (a `rediss://` server under a private CA accepts the
+/// store's connections and would refuse a plain client's) and within a
+/// bound (a server that takes the connection and never answers would stall
+/// resubscribing).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) struct SubscribeSetup {
+    #[cfg(feature = "redis-tls")]
+    pub(crate) tls_root: Option<Vec<u8>>,
+    /// Bound on connecting and subscribing, together.
+    pub(crate) timeout: std::time::Duration,
+}
+
+impl Default for SubscribeSetup {
+    fn default() -> Self {
+        SubscribeSetup {
+            #[cfg(feature = "redis-tls")]
+            tls_root: None,
+            timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+impl SubscribeSetup {
+    /// A client for `url`, with the store's TLS root certificate if it has one.
+    pub(crate) fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        #[cfg(feature = "redis-tls")]
+        if let Some(root) = &self.tls_root {
+            return redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root.clone()),
+                },
+            );
+        }
+        redis::Client::open(url)
+    }
 }
 
 impl Conns {
     /// `first` is the connection made on the current runtime (if any).
+    /// Sets how the clustered store's subscriber connects (see [`SubscribeSetup`]).
+    pub(crate) fn with_subscribe(mut self, setup: SubscribeSetup) -> Self {
+        self.subscribe = setup;
+        self
+    }
+
+    /// How the clustered store's subscriber connects.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn subscribe_setup(&self) -> &SubscribeSetup {
+        &self.subscribe
+    }
+
     pub(crate) fn new(first: Conn, maker: Maker) -> Self {
         Conns {
             first_runtime: Handle::try_current()
@@ -156,6 +212,7 @@ impl Conns {
             others: ArcSwap::from_pointee(Vec::new()),
             adding: Mutex::new(()),
             maker,
+            subscribe: SubscribeSetup::default(),
             warned: AtomicBool::new(false),
         }
     }

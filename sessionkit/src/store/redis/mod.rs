@@ -150,6 +150,8 @@ mod conn;
 mod value;
 
 pub(crate) use conn::Conns;
+#[cfg(feature = "cluster")]
+pub(crate) use conn::SubscribeSetup;
 use conn::{Conn, Maker};
 
 use std::collections::HashSet;
@@ -561,8 +563,18 @@ fn main() -> std::io::Result<()> {
         };
         #[cfg(not(feature = "cluster"))]
         let prefix = self.prefix;
+        // The subscriber connects and subscribes within what the store
+        // allows a connection and an answer.
+        let subscribe = conn::SubscribeSetup {
+            #[cfg(feature = "redis-tls")]
+            tls_root: self.tls_root_certificate.clone(),
+            timeout: self
+                .connection_timeout
+                .unwrap_or(std::time::Duration::from_secs(5))
+                .saturating_add(self.response_timeout),
+        };
         RedisStore {
-            conns: Arc::new(Conns::new(conn, maker)),
+            conns: Arc::new(Conns::new(conn, maker).with_subscribe(subscribe)),
             prefix,
             scan_batch: self.scan_batch,
             max_merge_retries: self.max_merge_retries,
