@@ -424,6 +424,7 @@ struct Reply {
     status: u16,
     set_cookies: Vec<String>,
     cache_control: Option<String>,
+    vary: Vec<String>,
     retry_after: Option<String>,
     body: String,
 }
@@ -514,6 +515,12 @@ impl Server {
                 .map(|v| v.to_str().unwrap().to_owned())
                 .collect(),
             cache_control: header(reqwest::header::CACHE_CONTROL),
+            vary: resp
+                .headers()
+                .get_all(reqwest::header::VARY)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect(),
             retry_after: header(reqwest::header::RETRY_AFTER),
             body: resp.text().await.unwrap(),
         }
@@ -600,6 +607,24 @@ async fn a_public_caching_policy_becomes_private_when_the_cookie_is_set(fw: Fram
         r.cache_control.as_deref(),
         Some(routes::PUBLIC_CACHE_CONTROL)
     );
+}
+
+/// A response built from the session says it varies by cookie, so a shared
+/// cache never hands one user's page to another: here a logged-in read with
+/// a `public` policy and no cookie to set (which keeps its policy).
+async fn a_response_that_used_the_session_varies_by_cookie(fw: Framework) {
+    let s = Server::start(fw).await;
+    let r = s.post("/counter/public", None).await;
+    assert_eq!(r.vary, ["Cookie"], "{r:?}");
+    let cookie = r.new_cookie().unwrap();
+    let r = s.post("/counter/public", Some(&cookie)).await;
+    assert!(r.set_cookies.is_empty(), "{r:?}");
+    assert_eq!(r.vary, ["Cookie"], "{r:?}");
+    let r = s.get("/counter", Some(&cookie)).await;
+    assert_eq!(r.vary, ["Cookie"], "{r:?}");
+    // A route that never touched the session does not.
+    let r = s.get("/plain", Some(&cookie)).await;
+    assert!(r.vary.is_empty(), "{r:?}");
 }
 
 async fn a_route_that_ignores_the_session_costs_no_store_call_and_no_cookie(fw: Framework) {
@@ -971,6 +996,7 @@ both_frameworks!(
     a_route_without_the_middleware_answers_500_naming_the_misconfiguration,
     setting_the_cookie_keeps_a_caching_policy_the_handler_chose,
     a_public_caching_policy_becomes_private_when_the_cookie_is_set,
+    a_response_that_used_the_session_varies_by_cookie,
     non_ascii_bytes_in_the_session_cookie_give_a_fresh_session,
 );
 

@@ -206,7 +206,10 @@ async fn commit_under_error<T: SessionData>(
     // 500 afterwards).
     let mut session_headers = HeaderMap::new();
     match slot.finish_into(&mut session_headers).await {
-        Ok(()) if session_headers.is_empty() => e,
+        // Only `Vary: Cookie` (the session was read, no cookie to send):
+        // `e` passes on untouched rather than be turned into another error
+        // type for a header a rendered error page can do without.
+        Ok(()) if session_headers.keys().all(|name| name == header::VARY) => e,
         Ok(()) => {
             let mut resp = e.error_response();
             let headers = resp.headers_mut();
@@ -216,6 +219,8 @@ async fn commit_under_error<T: SessionData>(
                     // applies to this response's own `Cache-Control`.
                     let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
                     headers.add_set_cookie(value);
+                } else if name == header::VARY {
+                    headers.vary_cookie();
                 } else if name != header::CACHE_CONTROL {
                     headers.append(name.clone(), value.clone());
                 }
@@ -248,6 +253,11 @@ impl HeaderSink for HeaderMap {
             self.insert(header::CACHE_CONTROL, safe);
         }
         true
+    }
+    fn vary_cookie(&mut self) {
+        if !super::varies_by_cookie(self.get_all(header::VARY).map(HeaderValue::as_bytes)) {
+            self.append(header::VARY, HeaderValue::from_static("Cookie"));
+        }
     }
 }
 

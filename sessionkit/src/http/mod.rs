@@ -350,6 +350,22 @@ pub(crate) trait HeaderSink {
     /// cache it, makes that policy private ([`cookie_safe_cache_control`]).
     /// `false` when the value is not a valid header value.
     fn add_set_cookie(&mut self, value: String) -> bool;
+    /// Adds `Cookie` to the response's `Vary` (unless it names `Cookie` or
+    /// `*` already): the handler used the session, so its response may
+    /// depend on the cookie, and a shared cache must not hand it to a
+    /// request with another cookie (or none).
+    fn vary_cookie(&mut self);
+}
+
+/// Whether `Vary` values already cover the cookie (`Cookie` or `*`, in any
+/// case), or cannot be read (not text: left alone rather than added to).
+pub(crate) fn varies_by_cookie<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> bool {
+    values.any(|value| {
+        value.split(|&b| b == b',').any(|field| {
+            let field = field.trim_ascii();
+            field == b"*" || field.eq_ignore_ascii_case(b"cookie")
+        })
+    })
 }
 
 /// The `Cache-Control` a response that sets or expires the session cookie
@@ -435,6 +451,12 @@ impl HeaderSink for HeaderMap {
             self.insert(cache, safe);
         }
         true
+    }
+    fn vary_cookie(&mut self) {
+        let vary = http::header::VARY;
+        if !varies_by_cookie(self.get_all(&vary).iter().map(HeaderValue::as_bytes)) {
+            self.append(vary, HeaderValue::from_static("Cookie"));
+        }
     }
 }
 
@@ -841,6 +863,8 @@ impl<T: SessionData> SessionSlot<T> {
                 return Err(self.error_response(&e));
             }
         };
+        // The handler used the session: what it answered may depend on it.
+        headers.vary_cookie();
         // The in-tree stores answer base64url; a store of the application's
         // own could answer anything, and a `;` in the value would add
         // attributes of its choosing to the cookie, a control character
@@ -898,6 +922,25 @@ pub(crate) async fn extract_optional<T: SessionData>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vary_already_covering_the_cookie_is_left_alone() {
+        let covers = |values: &[&[u8]]| super::varies_by_cookie(values.iter().copied());
+        assert!(covers(&[b"Cookie"]));
+        assert!(covers(&[b"accept-encoding, COOKIE"]));
+        assert!(covers(&[b"Accept", b" * "]));
+        assert!(!covers(&[]));
+        assert!(!covers(&[b"Accept-Encoding", b"Cookies, X-Cookie"]));
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::VARY,
+            HeaderValue::from_static("Accept-Encoding"),
+        );
+        HeaderSink::vary_cookie(&mut h);
+        HeaderSink::vary_cookie(&mut h);
+        let all: Vec<_> = h.get_all(http::header::VARY).iter().collect();
+        assert_eq!(all, ["Accept-Encoding", "Cookie"]);
+    }
+
     use super::*;
     use std::time::Duration;
 
