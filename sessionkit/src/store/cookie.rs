@@ -1,8 +1,8 @@
 //! [`CookieStore`]: the whole session sealed inside the cookie, no server state.
 //!
 //! The cookie value is the complete [`Record`] (data, flash, owner, creation
-//! time, idle and absolute deadlines), serialized, gzip-compressed above a
-//! threshold and sealed with AEAD ([`crate::codec`]) under the key ring's
+//! time, idle and absolute deadlines), serialized (compressed only if you
+//! turn it on: see [`CookieStoreBuilder::compression`]) and sealed with AEAD ([`crate::codec`]) under the key ring's
 //! [`KeyPurpose::CookieSealing`] subkey, bound to the cookie name: a value
 //! copied into another cookie, or sealed for another purpose, does not open.
 //!
@@ -212,8 +212,8 @@ impl<T> fmt::Debug for CookieStore<T> {
 }
 
 impl<T: SessionData> CookieStore<T> {
-    /// A cookie store with the defaults: XChaCha20-Poly1305, gzip above 256
-    /// bytes, 4096-byte cookie limit. Give it the same `config` you give
+    /// A cookie store with the defaults: XChaCha20-Poly1305, no
+    /// compression, 4096-byte cookie limit. Give it the same `config` you give
     /// [`crate::Sessions::new`]: the cookie name is bound into every sealed
     /// value, and the clock checks the deadlines.
     pub fn new(keys: &KeyRing, config: &Config) -> Self {
@@ -226,7 +226,9 @@ impl<T: SessionData> CookieStore<T> {
             keys,
             config,
             algorithm: Algorithm::default(),
-            compression: Compression::default(),
+            // Off: the cookie's length is visible to anyone on the path, and
+            // compressed before sealing it tells about the content.
+            compression: Compression::None,
             max_cookie_len: BROWSER_COOKIE_LIMIT,
             max_decoded_len: 64 << 10,
             opened_cache: 0,
@@ -408,7 +410,27 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
         self
     }
 
-    /// Compression of the serialized record (default gzip above 256 bytes).
+    /// Compression of the serialized record before it is sealed (default
+    /// [`Compression::None`]). Gzip fits larger sessions under the
+    /// 4096-byte limit, but makes the cookie's length, which anyone on the
+    /// path sees, depend on the content: with text an attacker chooses
+    /// beside a secret in one session, the length can reveal the secret a
+    /// guess at a time (the BREACH family). Turn it on only for sessions
+    /// holding no secret next to attacker-chosen text.
+    ///
+    /// ```
+    /// use sessionkit::codec::Compression;
+    /// use sessionkit::keys::KeyRing;
+    /// use sessionkit::store::cookie::CookieStore;
+    /// use sessionkit::Config;
+    ///
+    /// let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
+    /// let config = Config::default();
+    /// let store = CookieStore::<Vec<String>>::builder(&ring, &config)
+    ///     .compression(Compression::Gzip { threshold: 256 })
+    ///     .build();
+    /// # let _ = store;
+    /// ```
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
         self
@@ -486,6 +508,31 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compression is off unless asked for: a cookie's length must not
+    /// depend on how well its content compresses.
+    #[test]
+    fn the_default_store_does_not_compress() {
+        use crate::expiry::ExpiryPolicy;
+        use std::time::SystemTime;
+        let ring = test_ring();
+        let config = Config::default();
+        let record = Record::new(
+            SessionId::generate(),
+            "a".repeat(1500),
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        let plain = CookieStore::<String>::new(&ring, &config);
+        assert!(plain.seal(&record).unwrap().len() > 1500);
+        let gzip = CookieStore::<String>::builder(&ring, &config)
+            .compression(Compression::Gzip { threshold: 256 })
+            .build();
+        assert!(gzip.seal(&record).unwrap().len() < 500);
+        // Either opens what the other sealed: the flag is in the value.
+        let sealed = gzip.seal(&record).unwrap();
+        assert_eq!(plain.open(&sealed).unwrap().data, record.data);
+    }
 
     #[test]
     fn the_opened_cache_takes_a_value_when_it_returns_never_when_sealed() {
