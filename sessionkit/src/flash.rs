@@ -91,7 +91,7 @@ impl<T: crate::SessionData> Flash<'_, T> {
         Some(value)
     }
 
-    /// Whether any message is visible in this request (does not consume).
+    /// Whether no message is visible in this request (does not consume).
     pub fn is_empty(&self) -> bool {
         self.session.with_meta(|m| m.visible_flash.is_empty())
     }

@@ -475,6 +475,13 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
     /// Deletes every session matching a predicate; fires `on_deleted` for
     /// each, also for those a failed delete removed before it stopped
     /// ([`StoreError::Partial`]).
+    ///
+    /// The predicate is judged on each session as listed. The memory store
+    /// judges it again under the session's lock as it deletes; the Redis and
+    /// clustered stores cannot (the predicate is Rust, the delete a script),
+    /// so a session changed between the listing and its delete (a
+    /// `set_owner` without a regenerate, say) is deleted if it matched when
+    /// listed, and reported with what it held then.
     pub async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<usize, StoreError> {
         let removed = self
             .inner

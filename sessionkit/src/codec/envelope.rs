@@ -77,6 +77,12 @@ pub(crate) const KNOWN_FLAGS: u8 = FLAG_GZIP | FLAG_RECORD | FLAG_BYTES;
 ///   against 2.7k), which in the repository's load benchmark was inside the
 ///   noise of a whole request (BENCHMARKS.md, "The cookie store with
 ///   AES-256-GCM, in load").
+///
+/// # Changing it
+/// The algorithm is recorded in every sealed value and must match to open
+/// it: unlike a key rotation, switching algorithms has no overlap, so every
+/// sealed cookie (and sealed Redis value) stops opening at once and its
+/// session starts afresh. Switch when logging everyone out is acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
     /// XChaCha20-Poly1305 (the default).
