@@ -969,7 +969,7 @@ impl<T: SessionData> Store<T> for MemoryStore<T> {
         Ok(self.delete_sync(id, 0))
     }
 
-    /// Follows moves the old id's shard remembers (see [`Moves`]).
+    /// Follows the moves the old id's shard remembers for [`MOVE_FORWARD_TTL`].
     async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self.delete_sync(id, MOVE_FORWARD_HOPS))
     }
