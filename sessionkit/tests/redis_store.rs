@@ -1243,3 +1243,49 @@ async fn a_wrong_password_is_a_backend_error_not_an_outage() {
         .unwrap()
         .is_none());
 }
+
+/// A logout that follows a regenerate (`delete_following`) removes the new
+/// id's owner index member too, and the move it followed stays a minute at
+/// most; a move marker holding anything but a key hash, or a key of another
+/// type, is not followed (and is no error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() {
+    let server = shared();
+    let store = store_on(server).await;
+    let r = new_record(Some("follow-owner"));
+    create(&store, &r).await;
+    let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let out = store.save(Save::regenerate(&moved, r.id, None)).await;
+    assert!(out.unwrap().is_saved());
+    let marker = format!("{}moved:{}", store.key_prefix(), r.id.storage_key());
+    let ttl = server.command(&format!("PTTL {marker}")).unwrap();
+    let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!((1..=60_000).contains(&ttl), "{ttl}");
+    assert!(store.delete_following(&r.id).await.unwrap());
+    assert!(store.load(&moved.id.encode()).await.unwrap().is_none());
+    let card = server
+        .command(&format!("SCARD {}", store.owner_key_of("follow-owner")))
+        .unwrap();
+    assert_eq!(
+        card.trim(),
+        ":0",
+        "the new id's member is left in the index"
+    );
+    // Markers of other making: not followed.
+    let victim = new_record(None);
+    create(&store, &victim).await;
+    let (a, b) = (SessionId::generate(), SessionId::generate());
+    let marker_a = format!("{}moved:{}", store.key_prefix(), a.storage_key());
+    let marker_b = format!("{}moved:{}", store.key_prefix(), b.storage_key());
+    server
+        .command(&format!("SET {marker_a} ../{}", victim.id.storage_key()))
+        .unwrap();
+    server
+        .command(&format!("HSET {marker_b} f {}", victim.id.storage_key()))
+        .unwrap();
+    assert!(!store.delete_following(&a).await.unwrap());
+    assert!(!store.delete_following(&b).await.unwrap());
+    assert!(store.load(&victim.id.encode()).await.unwrap().is_some());
+}

@@ -214,3 +214,27 @@ async fn the_clustered_store_subscribes_over_tls_with_the_given_root_certificate
         "the subscription over TLS was never made"
     );
 }
+
+/// A TLS store may still be told to subscribe through a plain node (the
+/// same server's plain port here): that URL gets a plain client, not a TLS
+/// one that would refuse a `redis://` URL.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_store_can_subscribe_through_a_plain_url() {
+    use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+    let certs = tempfile::tempdir().unwrap();
+    let (server, url, ca) = tls_server(certs.path(), &[]);
+    let store: RedisStore<u32> = RedisStore::builder(url)
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .unwrap();
+    let options = ClusterOptions::new([7u8; 32]).subscribe_wait(std::time::Duration::from_secs(10));
+    let node = ClusteredStore::with_store(store, vec![server.url()], options)
+        .await
+        .unwrap();
+    assert!(
+        node.is_subscribed(),
+        "no subscription through the plain URL"
+    );
+}

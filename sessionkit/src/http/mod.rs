@@ -357,8 +357,9 @@ pub(crate) trait HeaderSink {
     fn vary_cookie(&mut self);
 }
 
-/// Whether `Vary` values already cover the cookie (`Cookie` or `*`, in any
-/// case), or cannot be read (not text: left alone rather than added to).
+/// Whether `Vary` values already cover the cookie: a field `Cookie` (any
+/// case) or `*`, read as bytes (a value that is not text is searched all the
+/// same, and `Cookie` added if it has neither).
 pub(crate) fn varies_by_cookie<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> bool {
     values.any(|value| {
         value.split(|&b| b == b',').any(|field| {

@@ -258,10 +258,11 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
 
     /// [`Store::delete_following`] of one session that also publishes
     /// `message` on `channel`, atomically with the delete. Says whether it
-    /// deleted a session and, when it followed a regenerate to delete it
-    /// under a new id, that id's key hash (for the caller to announce: the
-    /// backend cannot sign messages). The default follows nothing: it is
-    /// `delete_and_publish`.
+    /// deleted a session and, when it followed a regenerate, the key hash of
+    /// the id it followed it to, also when the session there was already gone
+    /// (a repeat of a delete whose reply was lost), for the caller to
+    /// announce (the backend cannot sign messages). The default follows
+    /// nothing: it is `delete_and_publish`.
     async fn delete_following_and_publish(
         &self,
         id: &SessionId,
@@ -884,11 +885,13 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     }
 
     /// As [`Store::delete`], following a recent regenerate in the same
-    /// script run; a session deleted under the id it moved to is forgotten
-    /// here and announced right after (a second publish: the script cannot
-    /// sign messages). Until that announcement lands, another node that
-    /// cached the new id may serve it for a round trip longer; if the reply
-    /// is lost, for as long as its cache keeps entries.
+    /// script run; the id a move led to is forgotten here and announced
+    /// right after (a second publish: the script cannot sign messages).
+    /// Until that announcement lands, another node that cached the new id
+    /// may serve it for a round trip longer. If the reply is lost or the
+    /// publish fails, the call fails; repeating it (the resilience layer's
+    /// retry, or the client's) follows the moves again (they are kept for
+    /// [`crate::store::MOVE_FORWARD_TTL`]) and announces the new id then.
     async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
         self.bus.revive();
         let key = key_hash(id);
@@ -1198,6 +1201,51 @@ mod revoke_tests {
             self.deleted();
             out
         }
+        async fn delete_following_and_publish(
+            &self,
+            id: &SessionId,
+            channel: &str,
+            message: &[u8],
+        ) -> Result<(bool, Option<KeyHash>), StoreError> {
+            let out =
+                RedisStore::delete_following_keyed(&self.inner, id, Some((channel, message))).await;
+            self.deleted();
+            out
+        }
+    }
+
+    /// A logout that followed a regenerate and deleted the session under
+    /// its new id, but could not announce that id (the connections cut
+    /// right after the delete), announces it when repeated: the moves are
+    /// kept, so the repeat finds where the session went although it is
+    /// gone (it used to find nothing, and other nodes served the ended
+    /// login from their caches for up to the cache TTL).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_followed_logout_whose_announcement_failed_announces_when_repeated() {
+        let server = Arc::new(RedisServer::start().unwrap());
+        let (a, b) = cut_off_pair(&server, false).await;
+        let r = owned("ann");
+        a.save(Save::create(&r)).await.unwrap();
+        let loaded = a.load(&r.id.encode()).await.unwrap().unwrap();
+        let mut moved = loaded.clone();
+        moved.id = SessionId::generate();
+        let out = a.save(Save::regenerate(&moved, loaded.id, None)).await;
+        assert!(out.unwrap().is_saved());
+        assert!(b.load(&moved.id.encode()).await.unwrap().is_some());
+        assert!(b.is_cached(&moved.id));
+        a.inner.arm();
+        let first = a.delete_following(&loaded.id).await;
+        assert!(first.is_err(), "the announcement was cut off: {first:?}");
+        assert!(b.is_cached(&moved.id), "not told yet");
+        // The first command on each killed connection fails; the
+        // connection is then made again.
+        for node in [&a.inner.inner, &b.inner] {
+            let _ = node.load(&SessionId::generate().encode()).await;
+        }
+        let repeated = a.delete_following(&loaded.id).await;
+        assert!(!repeated.unwrap(), "already deleted by the first call");
+        forgotten_within_2s(&b, &moved.id, "the login a logout followed").await;
+        assert!(b.load(&moved.id.encode()).await.unwrap().is_none());
     }
 
     /// A session given to another user between a revoke's listing and its

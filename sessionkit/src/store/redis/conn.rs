@@ -173,10 +173,15 @@ impl Default for SubscribeSetup {
 
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 impl SubscribeSetup {
-    /// A client for `url`, with the store's TLS root certificate if it has one.
+    /// A client for `url`, with the store's TLS root certificate if it has
+    /// one and `url` is a TLS one (`rediss://`; a plain node given to
+    /// subscribe through still gets a plain client).
     pub(crate) fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
         #[cfg(feature = "redis-tls")]
-        if let Some(root) = &self.tls_root {
+        if let Some(root) = self.tls_root.as_ref().filter(|_| {
+            url.get(..9)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+        }) {
             return redis::Client::build_with_tls(
                 url,
                 redis::TlsCertificates {

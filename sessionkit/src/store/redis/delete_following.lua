@@ -1,13 +1,16 @@
 -- Delete one session for a logout, following recent regenerates: when the
 -- key is gone and `<prefix>moved:<member>` names where the session went
 -- (regenerate.lua writes it), delete it there (at most MOVE_FORWARD_HOPS
--- moves; each marker followed is dropped).
+-- moves). Markers are left to expire, not deleted: a repeated call (a retry
+-- after a lost reply) follows them again and answers the same member, which
+-- the clustered store then announces again.
 -- KEYS[1] record key
 -- ARGV[1] key prefix  ARGV[2] index member of KEYS[1]
 -- ARGV[3] ARGV[4] optional: a channel and a message to PUBLISH on it (the
 --         clustered store's announcement of KEYS[1]), whatever was found
--- Returns {0} nothing deleted, {1} deleted KEYS[1], {2, member} deleted the
--- session it moved to, whose index member (key hash) is `member`.
+-- Returns {0} nothing deleted and no move followed, {1} deleted KEYS[1],
+-- {2, member} deleted the session it moved to, whose index member (key hash)
+-- is `member`, {3, member} followed moves to `member` but found it gone.
 local prefix = ARGV[1]
 local member = ARGV[2]
 local key = KEYS[1]
@@ -21,14 +24,13 @@ for hop = 0, MOVE_FORWARD_HOPS do
     if hop == 0 then reply = {1} else reply = {2, member} end
     break
   end
+  if hop > 0 then reply = {3, member} end
   if hop == MOVE_FORWARD_HOPS then break end
-  local marker = moved_key(prefix, member)
-  local moved_to = get_value(marker)
+  local moved_to = get_value(moved_key(prefix, member))
   -- Only what regenerate.lua writes: a key hash (64 hex digits).
   if not moved_to or not string.match(moved_to, '^' .. string.rep('[0-9a-f]', 64) .. '$') then
     break
   end
-  redis.call('DEL', marker)
   member = moved_to
   key = prefix .. member
 end

@@ -1251,9 +1251,10 @@ impl<T: SessionData> RedisStore<T> {
 
     /// Runs `delete_following.lua` for `id`, and with `publish` also
     /// publishes that message on that channel in the same run. Whether it
-    /// deleted a session, and when it deleted one under the id a regenerate
-    /// moved `id`'s to, that session's key hash (the clustered store
-    /// announces it).
+    /// deleted a session, and when it followed a regenerate, the key hash of
+    /// the id it followed it to, whether it deleted the session there or
+    /// found it gone (a repeat of a delete whose reply was lost): the
+    /// clustered store announces it either way.
     pub(crate) async fn delete_following_keyed(
         &self,
         id: &SessionId,
@@ -1272,6 +1273,7 @@ impl<T: SessionData> RedisStore<T> {
             [Value::Int(0)] => Ok((false, None)),
             [Value::Int(1)] => Ok((true, None)),
             [Value::Int(2), Value::BulkString(member)] => Ok((true, decode_member(member))),
+            [Value::Int(3), Value::BulkString(member)] => Ok((false, decode_member(member))),
             _ => Err(StoreError::Backend(
                 "unexpected reply from a sessionkit script".into(),
             )),
