@@ -523,7 +523,10 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
 
     /// [`Core::timed_delete`] for a logout: follows a recent regenerate
     /// ([`Store::delete_following`]).
-    async fn timed_delete_following(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
+    async fn timed_delete_following(
+        &self,
+        id: &crate::SessionId,
+    ) -> Result<crate::store::Followed, StoreError> {
         let started = Instant::now();
         let r = self.store.delete_following(id).await;
         observe("delete", started, r.as_ref().map(|_| ()));
@@ -1015,8 +1018,14 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     // cannot tell (its delete always answers `false`): the
                     // cookie is the session, so it always ends it.
                     Some(id) => {
-                        let removed = self.timed_delete_following(&id).await?;
-                        let ended = removed || !self.store.holds_sessions();
+                        let followed = self.timed_delete_following(&id).await?;
+                        let ended = followed.deleted() || !self.store.holds_sessions();
+                        // Under the new id, the session's owner as deleted
+                        // (a login in between may have set it).
+                        let owner = match followed {
+                            crate::store::Followed::Moved { owner } => owner,
+                            _ => owner,
+                        };
                         if ended {
                             cfg.callbacks.emit(
                                 EventKind::Deleted(DeleteReason::Destroyed),

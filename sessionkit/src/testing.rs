@@ -451,14 +451,16 @@ pub mod server_cases {
     /// A logout whose request loaded a session a parallel login (or two
     /// id rotations) has just moved to a new id ends it there:
     /// [`Store::delete_following`] of the old id deletes the session under
-    /// its newest id and says so, once. A plain [`Store::delete`] of an old
+    /// its newest id and says so (with its owner as deleted, which a login
+    /// in between may have set), once. A plain [`Store::delete`] of an old
     /// id (what a bulk delete or a revoke runs) follows nothing.
     pub async fn a_logout_racing_a_regenerate_ends_the_moved_session<S: Store<TestData>>(store: S) {
-        let move_on = |loaded: Record<TestData>| {
+        let move_on = |loaded: Record<TestData>, owner: Option<&'static str>| {
             let store = &store;
             async move {
                 let mut moved = loaded.clone();
                 moved.id = SessionId::generate();
+                moved.owner = owner.map(str::to_owned);
                 let out = store
                     .save(Save::regenerate(&moved, loaded.id, None))
                     .await
@@ -476,32 +478,47 @@ pub mod server_cases {
             "a plain delete of the old id follows nothing"
         );
         assert!(load(&store, &new_cookie).await.is_some());
-        assert!(
+        assert_eq!(
             store.delete_following(&loaded.id).await.unwrap(),
+            crate::store::Followed::Moved {
+                owner: Some("ann".into())
+            },
             "the logout must end the session under its new id"
         );
         assert!(load(&store, &new_cookie).await.is_none());
-        assert!(
-            !store.delete_following(&loaded.id).await.unwrap(),
+        assert_eq!(
+            store.delete_following(&loaded.id).await.unwrap(),
+            crate::store::Followed::Nothing,
             "a repeated logout finds nothing"
         );
         // Two moves (a login, then an id rotation) since the logout loaded.
         let first = record(None);
         let cookie = create(&store, &first).await;
         let loaded = load(&store, &cookie).await.unwrap();
-        let second = move_on(loaded.clone()).await;
-        let third = move_on(second).await;
-        assert!(store.delete_following(&loaded.id).await.unwrap());
+        let second = move_on(loaded.clone(), Some("bo")).await;
+        let third = move_on(second, Some("bob")).await;
+        assert_eq!(
+            store.delete_following(&loaded.id).await.unwrap(),
+            crate::store::Followed::Moved {
+                owner: Some("bob".into())
+            }
+        );
         assert!(load(&store, &third.id.encode()).await.is_none());
         // A session that never moved is deleted as by `delete`.
         let plain = record(None);
         let cookie = create(&store, &plain).await;
-        assert!(store.delete_following(&plain.id).await.unwrap());
+        assert_eq!(
+            store.delete_following(&plain.id).await.unwrap(),
+            crate::store::Followed::Deleted
+        );
         assert!(load(&store, &cookie).await.is_none());
-        assert!(!store
-            .delete_following(&SessionId::generate())
-            .await
-            .unwrap());
+        assert_eq!(
+            store
+                .delete_following(&SessionId::generate())
+                .await
+                .unwrap(),
+            crate::store::Followed::Nothing
+        );
     }
 
     /// Regenerating a session deleted meanwhile does not create it under the new id.
@@ -1326,7 +1343,7 @@ pub mod query_cases {
         moved.id = SessionId::generate();
         let out = store.save(Save::regenerate(&moved, r.id, None)).await;
         assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
-        assert!(store.delete_following(&r.id).await.unwrap());
+        assert!(store.delete_following(&r.id).await.unwrap().deleted());
         assert!(store.by_owner(&owner).await.unwrap().is_empty());
         assert!(store.delete_owner(&owner).await.unwrap().is_empty());
     }

@@ -633,6 +633,24 @@ async fn a_logout_that_clears_the_owner_first_is_reported_under_that_owner() {
     assert_eq!(*owners.lock().unwrap(), [Some("alice".to_string())]);
 }
 
+/// A logout racing a login is reported under the login's owner: the
+/// session it ended is the logged-in one, whatever the logout loaded.
+#[tokio::test]
+async fn a_logout_that_ended_a_racing_login_is_reported_under_its_owner() {
+    let (sessions, owners) = owners_of_deletions();
+    let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
+    let cookie = cookie.as_deref();
+    let logout = sessions.load(cookie).await.unwrap();
+    request(&sessions, cookie, |s| {
+        s.regenerate_id();
+        s.set_owner(Some("ann"));
+    })
+    .await;
+    logout.destroy();
+    sessions.commit(&logout, cookie).await.unwrap();
+    assert_eq!(*owners.lock().unwrap(), [Some("ann".to_string())]);
+}
+
 #[tokio::test]
 async fn an_admin_delete_by_id_is_reported_under_the_sessions_owner() {
     let (sessions, owners) = owners_of_deletions();

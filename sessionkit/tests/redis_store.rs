@@ -1263,7 +1263,7 @@ async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() 
     let ttl = server.command(&format!("PTTL {marker}")).unwrap();
     let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
     assert!((1..=60_000).contains(&ttl), "{ttl}");
-    assert!(store.delete_following(&r.id).await.unwrap());
+    assert!(store.delete_following(&r.id).await.unwrap().deleted());
     assert!(store.load(&moved.id.encode()).await.unwrap().is_none());
     let card = server
         .command(&format!("SCARD {}", store.owner_key_of("follow-owner")))
@@ -1285,7 +1285,7 @@ async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() 
     server
         .command(&format!("HSET {marker_b} f {}", victim.id.storage_key()))
         .unwrap();
-    assert!(!store.delete_following(&a).await.unwrap());
-    assert!(!store.delete_following(&b).await.unwrap());
+    assert!(!store.delete_following(&a).await.unwrap().deleted());
+    assert!(!store.delete_following(&b).await.unwrap().deleted());
     assert!(store.load(&victim.id.encode()).await.unwrap().is_some());
 }

@@ -198,7 +198,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for FaultyStore<S> {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         self.apply(self.inner.delete(id)).await
     }
-    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn delete_following(&self, id: &SessionId) -> Result<crate::store::Followed, StoreError> {
         self.apply(self.inner.delete_following(id)).await
     }
     fn on_removed(&self, listener: RemovalListener) {

@@ -35,7 +35,9 @@
 //!    [`StoreError::Timeout`]. Its outcome is reported to the breaker: only
 //!    store failures ([`StoreError::is_store_failure`]) count against the
 //!    store. "Not found" (`Ok(None)`) and undecodable data
-//!    ([`StoreError::Decode`]) are answers, not failures.
+//!    ([`StoreError::Decode`]) are answers, not failures; nor is the timeout
+//!    of a retry the deadline cut to less than half an `attempt_timeout`
+//!    (it is counted in `sessionkit_store_timeouts_total` all the same).
 //! 4. A **transient** error ([`StoreError::is_transient`]: unavailable,
 //!    timeout) is retried, if attempts remain, the backoff delay fits before
 //!    the deadline, and the **retry budget** has a token (every call earns a
@@ -134,7 +136,7 @@ use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::{
-    Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
+    Followed, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
 };
 
 pub mod breaker;
@@ -369,6 +371,15 @@ impl Guard {
                             timeout_ms = bound.as_millis() as u64,
                             "session store attempt timed out"
                         );
+                        // Cut to less than half an attempt by the
+                        // operation's deadline (a retry that began with
+                        // little time left): that says little of the store,
+                        // so the breaker does not hear of it (a probe's
+                        // slot goes back unused). Full attempts still count.
+                        if bound.saturating_mul(2) < self.config.attempt_timeout {
+                            drop(permit);
+                            return Err(StoreError::Timeout(bound));
+                        }
                         Err(StoreError::Timeout(bound))
                     }
                 }
@@ -481,17 +492,21 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
         Ok(removed || attempts.load(Ordering::Relaxed) > 1)
     }
 
-    /// Retried as [`Store::delete`] is, with the same answer after a retry.
-    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+    /// Retried as [`Store::delete`] is, with the same answer after a retry
+    /// that finds nothing (`Deleted`: most likely the first attempt's doing).
+    async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
         let attempts = AtomicU32::new(0);
-        let removed = self
+        let followed = self
             .shared
             .run(Policy::full("delete"), || {
                 attempts.fetch_add(1, Ordering::Relaxed);
                 self.inner.delete_following(id)
             })
             .await?;
-        Ok(removed || attempts.load(Ordering::Relaxed) > 1)
+        Ok(match followed {
+            Followed::Nothing if attempts.load(Ordering::Relaxed) > 1 => Followed::Deleted,
+            followed => followed,
+        })
     }
 
     /// Forwarded: an answer that needs no I/O cannot time out, and says

@@ -91,6 +91,29 @@ async fn a_hung_store_times_out_within_the_operation_bound() {
     assert!(switch.calls() >= 2, "a timed-out attempt is retried");
 }
 
+/// A retry that starts with less than half an attempt's time left before
+/// the operation's deadline and times out was cut short by the deadline:
+/// the breaker does not count it against the store. Only the two full
+/// attempt timeouts count here, under a threshold of three.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_cut_short_by_the_deadline_is_not_a_store_failure() {
+    let (s, switch) = store(
+        config()
+            .attempt_timeout(Duration::from_millis(450))
+            .operation_timeout(Duration::from_millis(1000))
+            .max_attempts(3)
+            .failure_threshold(3),
+    );
+    switch.set(Fault::Hang);
+    let r = s.load("x").await;
+    assert!(matches!(r, Err(StoreError::Timeout(_))), "{r:?}");
+    assert_eq!(switch.calls(), 3, "two full attempts and a cut one");
+    assert_eq!(s.breaker().state(), BreakerState::Closed);
+    // A second operation's full timeout is the third failure.
+    let _ = s.load("x").await;
+    assert_eq!(s.breaker().state(), BreakerState::Open);
+}
+
 /// `Duration::MAX` as the operation bound ("none") still bounds each
 /// attempt: a hung store answers a timeout, and the breaker hears of it.
 #[tokio::test(start_paused = true)]

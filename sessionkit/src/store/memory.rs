@@ -65,8 +65,8 @@ use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::background::spawn_flagged;
 use crate::store::{
-    in_passes, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome,
-    Store, MOVE_FORWARD_HOPS, MOVE_FORWARD_TTL,
+    in_passes, Followed, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind,
+    SaveOutcome, Store, MOVE_FORWARD_HOPS, MOVE_FORWARD_TTL,
 };
 
 const SHARDS: usize = 64;
@@ -731,8 +731,8 @@ impl<T: SessionData> MemoryStore<T> {
     }
 
     /// Deletes `id`'s session; when it is gone, follows up to `hops` moves
-    /// of recent regenerates to where it went. Whether it deleted one.
-    fn delete_sync(&self, id: &SessionId, hops: usize) -> bool {
+    /// of recent regenerates to where it went.
+    fn delete_sync(&self, id: &SessionId, hops: usize) -> Followed {
         let inner = &self.inner;
         let mut id = *id;
         for hop in 0..=hops {
@@ -751,12 +751,17 @@ impl<T: SessionData> MemoryStore<T> {
             };
             drop(map);
             match (removed, next) {
-                (Some(_), _) => return true,
+                (Some(_), _) if hop == 0 => return Followed::Deleted,
+                (Some(mut stored), _) => {
+                    return Followed::Moved {
+                        owner: stored.take_owner(),
+                    }
+                }
                 (None, Some(moved_to)) => id = moved_to,
-                (None, None) => return false,
+                (None, None) => return Followed::Nothing,
             }
         }
-        false
+        Followed::Nothing
     }
 
     fn save_sync(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
@@ -966,11 +971,11 @@ impl<T: SessionData> Store<T> for MemoryStore<T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.delete_sync(id, 0))
+        Ok(self.delete_sync(id, 0).deleted())
     }
 
     /// Follows the moves the old id's shard remembers for [`MOVE_FORWARD_TTL`].
-    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
         Ok(self.delete_sync(id, MOVE_FORWARD_HOPS))
     }
 

@@ -345,8 +345,8 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     /// it under the id it moved to (following up to [`MOVE_FORWARD_HOPS`]
     /// moves). A logout racing a login or an id rotation of the same session
     /// in a parallel request then ends the session instead of finding its old
-    /// id gone and leaving it alive under the new one. Returns whether it
-    /// deleted a session.
+    /// id gone and leaving it alive under the new one. Says what it deleted
+    /// ([`Followed`]).
     ///
     /// Only a logout follows: a bulk delete or a revoke chose its sessions by
     /// what they held when listed, and a regenerate may have changed that
@@ -354,8 +354,11 @@ pub trait Store<T: SessionData>: Send + Sync + 'static {
     /// [`Store::delete`]. The in-tree server-side stores follow; the default
     /// is [`Store::delete`] (a store that keeps no record of moves, or a
     /// cookie store, whose cookie is the session).
-    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.delete(id).await
+    async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
+        Ok(match self.delete(id).await? {
+            true => Followed::Deleted,
+            false => Followed::Nothing,
+        })
     }
 
     /// [`Store::load`] answered on the spot, for stores that can do it
@@ -438,6 +441,38 @@ pub(crate) fn is_this_save<T: SessionData>(
         _ => false,
     };
     same && stored.owner == record.owner && same_data
+}
+
+/// What [`Store::delete_following`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Followed {
+    /// Nothing: no session under the id, and no recent move led to one.
+    Nothing,
+    /// The session, under the id given.
+    Deleted,
+    /// The session under the id a regenerate had moved it to. `owner` is
+    /// its owner as deleted (a login in between may have set it), for the
+    /// logout's `on_deleted` event; `None` also when the store could not
+    /// read it.
+    Moved {
+        /// The deleted session's owner.
+        owner: Option<String>,
+    },
+}
+
+impl Followed {
+    /// Whether a session was deleted.
+    ///
+    /// ```
+    /// use sessionkit::store::Followed;
+    /// assert!(Followed::Deleted.deleted());
+    /// assert!(Followed::Moved { owner: None }.deleted());
+    /// assert!(!Followed::Nothing.deleted());
+    /// ```
+    pub fn deleted(&self) -> bool {
+        !matches!(self, Followed::Nothing)
+    }
 }
 
 /// How long a server-side store remembers where a regenerate moved a

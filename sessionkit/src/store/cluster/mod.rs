@@ -101,8 +101,8 @@ use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::redis::{Announce, RedisStore};
 use crate::store::{
-    in_passes, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome,
-    Store,
+    in_passes, Followed, Pass, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind,
+    SaveOutcome, Store,
 };
 
 /// The default invalidation channel.
@@ -268,11 +268,15 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         id: &SessionId,
         channel: &str,
         message: &[u8],
-    ) -> Result<(bool, Option<KeyHash>), StoreError> {
+    ) -> Result<(Followed, Option<KeyHash>), StoreError> {
         let existed = self
             .delete_and_publish(std::slice::from_ref(id), channel, &[message.to_vec()])
             .await?;
-        Ok((existed == [true], None))
+        let followed = match existed == [true] {
+            true => Followed::Deleted,
+            false => Followed::Nothing,
+        };
+        Ok((followed, None))
     }
 
     /// [`ClusterBackend::delete_and_publish`] of sessions listed as
@@ -345,7 +349,7 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
         id: &SessionId,
         channel: &str,
         message: &[u8],
-    ) -> Result<(bool, Option<KeyHash>), StoreError> {
+    ) -> Result<(Followed, Option<KeyHash>), StoreError> {
         RedisStore::delete_following_keyed(self, id, Some((channel, message))).await
     }
 
@@ -892,7 +896,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     /// publish fails, the call fails; repeating it (the resilience layer's
     /// retry, or the client's) follows the moves again (they are kept for
     /// [`crate::store::MOVE_FORWARD_TTL`]) and announces the new id then.
-    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
         self.bus.revive();
         let key = key_hash(id);
         let message = self
@@ -902,7 +906,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             cache: &self.cache,
             keys: std::slice::from_ref(&key),
         };
-        let (existed, moved_to) = self
+        let (followed, moved_to) = self
             .inner
             .delete_following_and_publish(id, &self.bus.channel, &message)
             .await?;
@@ -911,7 +915,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             self.removed_keys(InvalidationKind::Deleted, &[moved_to])
                 .await?;
         }
-        Ok(existed)
+        Ok(followed)
     }
 
     fn holds_sessions(&self) -> bool {
@@ -1206,7 +1210,7 @@ mod revoke_tests {
             id: &SessionId,
             channel: &str,
             message: &[u8],
-        ) -> Result<(bool, Option<KeyHash>), StoreError> {
+        ) -> Result<(Followed, Option<KeyHash>), StoreError> {
             let out =
                 RedisStore::delete_following_keyed(&self.inner, id, Some((channel, message))).await;
             self.deleted();
@@ -1243,7 +1247,11 @@ mod revoke_tests {
             let _ = node.load(&SessionId::generate().encode()).await;
         }
         let repeated = a.delete_following(&loaded.id).await;
-        assert!(!repeated.unwrap(), "already deleted by the first call");
+        assert_eq!(
+            repeated.unwrap(),
+            Followed::Nothing,
+            "already deleted by the first call"
+        );
         forgotten_within_2s(&b, &moved.id, "the login a logout followed").await;
         assert!(b.load(&moved.id.encode()).await.unwrap().is_none());
     }

@@ -9,8 +9,9 @@
 -- ARGV[3] ARGV[4] optional: a channel and a message to PUBLISH on it (the
 --         clustered store's announcement of KEYS[1]), whatever was found
 -- Returns {0} nothing deleted and no move followed, {1} deleted KEYS[1],
--- {2, member} deleted the session it moved to, whose index member (key hash)
--- is `member`, {3, member} followed moves to `member` but found it gone.
+-- {2, member, value} deleted the session it moved to, whose index member
+-- (key hash) is `member` and value `value` (for its owner), {3, member}
+-- followed moves to `member` but found it gone.
 local prefix = ARGV[1]
 local member = ARGV[2]
 local key = KEYS[1]
@@ -21,7 +22,7 @@ for hop = 0, MOVE_FORWARD_HOPS do
     local _, owner = parse_header(current)
     redis.call('DEL', key)
     index_remove(prefix, owner, member)
-    if hop == 0 then reply = {1} else reply = {2, member} end
+    if hop == 0 then reply = {1} else reply = {2, member, current} end
     break
   end
   if hop > 0 then reply = {3, member} end

@@ -170,7 +170,7 @@ use crate::expiry::{Clock, SystemClock};
 use crate::id::SessionId;
 use crate::record::{Record, SessionData};
 use crate::store::{
-    in_passes, Pass, Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store,
+    in_passes, Followed, Pass, Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store,
 };
 
 /// The default key prefix.
@@ -1148,7 +1148,7 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
     }
 
     /// Follows the `moved:` keys `regenerate.lua` leaves (one script run).
-    async fn delete_following(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
         Ok(self.delete_following_keyed(id, None).await?.0)
     }
 
@@ -1250,16 +1250,16 @@ impl<T: SessionData> RedisStore<T> {
     }
 
     /// Runs `delete_following.lua` for `id`, and with `publish` also
-    /// publishes that message on that channel in the same run. Whether it
-    /// deleted a session, and when it followed a regenerate, the key hash of
-    /// the id it followed it to, whether it deleted the session there or
-    /// found it gone (a repeat of a delete whose reply was lost): the
-    /// clustered store announces it either way.
+    /// publishes that message on that channel in the same run. What it
+    /// deleted, and when it followed a regenerate, the key hash of the id
+    /// it followed it to, whether it deleted the session there or found it
+    /// gone (a repeat of a delete whose reply was lost): the clustered store
+    /// announces it either way.
     pub(crate) async fn delete_following_keyed(
         &self,
         id: &SessionId,
         publish: Option<(&str, &[u8])>,
-    ) -> Result<(bool, Option<[u8; 32]>), StoreError> {
+    ) -> Result<(Followed, Option<[u8; 32]>), StoreError> {
         let digest = id_digest(id);
         let mut inv = SCRIPTS.delete_following.prepare_invoke();
         inv.key(self.key_of_digest(&digest));
@@ -1270,10 +1270,17 @@ impl<T: SessionData> RedisStore<T> {
         let mut conn = self.conn();
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
         match reply.as_slice() {
-            [Value::Int(0)] => Ok((false, None)),
-            [Value::Int(1)] => Ok((true, None)),
-            [Value::Int(2), Value::BulkString(member)] => Ok((true, decode_member(member))),
-            [Value::Int(3), Value::BulkString(member)] => Ok((false, decode_member(member))),
+            [Value::Int(0)] => Ok((Followed::Nothing, None)),
+            [Value::Int(1)] => Ok((Followed::Deleted, None)),
+            [Value::Int(2), Value::BulkString(member), Value::BulkString(value)] => {
+                // Its owner, for the logout's event: read from the value
+                // deleted (undecodable here: the event goes without one).
+                let owner = self.decode(value, None).ok().and_then(|r| r.owner);
+                Ok((Followed::Moved { owner }, decode_member(member)))
+            }
+            [Value::Int(3), Value::BulkString(member)] => {
+                Ok((Followed::Nothing, decode_member(member)))
+            }
             _ => Err(StoreError::Backend(
                 "unexpected reply from a sessionkit script".into(),
             )),
