@@ -606,8 +606,18 @@ mod actix_apps {
     pub async fn none(addr: SocketAddr) -> std::io::Result<()> {
         let server = HttpServer::new(|| {
             App::new()
-                .route("/read", web::get().to(|| async { "1 bench-user" }))
-                .route("/write", web::get().to(|| async { "2" }))
+                // As the session variants answer: `HttpResponse::body`, no
+                // `Content-Type` (a `&'static str` would add one, which the
+                // variants' `/read` and `/write` do not send: a ceiling
+                // doing more work flattered every actix-web fraction).
+                .route(
+                    "/read",
+                    web::get().to(|| async { HttpResponse::Ok().body("1 bench-user") }),
+                )
+                .route(
+                    "/write",
+                    web::get().to(|| async { HttpResponse::Ok().body("2") }),
+                )
                 .route("/new", web::get().to(|| async { "1" }))
         })
         .workers(super::actix_workers()?)
