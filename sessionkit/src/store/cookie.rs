@@ -232,6 +232,7 @@ impl<T: SessionData> CookieStore<T> {
             max_cookie_len: BROWSER_COOKIE_LIMIT,
             max_decoded_len: 64 << 10,
             opened_cache: 0,
+            application: None,
             _data: PhantomData,
         }
     }
@@ -387,6 +388,7 @@ pub struct CookieStoreBuilder<'a, T> {
     max_cookie_len: usize,
     max_decoded_len: usize,
     opened_cache: usize,
+    application: Option<String>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -398,6 +400,7 @@ impl<T> fmt::Debug for CookieStoreBuilder<'_, T> {
             .field("max_cookie_len", &self.max_cookie_len)
             .field("max_decoded_len", &self.max_decoded_len)
             .field("opened_cache", &self.opened_cache)
+            .field("application", &self.application)
             .finish_non_exhaustive()
     }
 }
@@ -477,13 +480,42 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
         self
     }
 
+    /// Binds every sealed value to an application or deployment label as
+    /// well as to the cookie name (default: none). Two deployments that
+    /// share a secret and a cookie name (staging and production, two apps
+    /// on one key ring) otherwise open each other's cookies, owner and data
+    /// included; with different labels they do not. Giving every deployment
+    /// its own secret does the same and more. Setting or changing it makes
+    /// existing cookies unreadable: their users start fresh sessions.
+    ///
+    /// ```
+    /// # use sessionkit::{Config, keys::KeyRing, store::cookie::CookieStore};
+    /// # let ring = KeyRing::builder().current(1, KeyRing::generate_secret()).build().unwrap();
+    /// let config = Config::default();
+    /// let store = CookieStore::<u64>::builder(&ring, &config)
+    ///     .application("shop-production")
+    ///     .build();
+    /// # let _ = store;
+    /// ```
+    pub fn application(mut self, label: impl Into<String>) -> Self {
+        self.application = Some(label.into());
+        self
+    }
+
     /// Derives the cipher instances and builds the store.
     pub fn build(self) -> CookieStore<T> {
+        // The cookie name, then (a NUL, which no cookie name holds, and) the
+        // application label: unambiguous, and as before without a label.
+        let mut context = self.config.cookie().name().as_bytes().to_vec();
+        if let Some(label) = &self.application {
+            context.push(0);
+            context.extend_from_slice(label.as_bytes());
+        }
         let codec = Codec::builder()
             .compression(self.compression)
             .seal(self.keys, KeyPurpose::CookieSealing)
             .algorithm(self.algorithm)
-            .context(self.config.cookie().name())
+            .context(&context)
             // The cookie text is bounded before base64 decoding (see `open`),
             // and a save over the limit must be `CookieTooLarge` measured on
             // the whole header, not a codec error: no second bound here.
@@ -508,6 +540,34 @@ impl<T: SessionData> CookieStoreBuilder<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value sealed for one application label opens only under that one
+    /// (not under another, nor without one, and the reverse).
+    #[test]
+    fn the_application_label_binds_sealed_values() {
+        use crate::expiry::ExpiryPolicy;
+        use std::time::SystemTime;
+        let ring = test_ring();
+        let config = Config::default();
+        let record = Record::new(
+            SessionId::generate(),
+            7u32,
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        let labelled = |label: &str| {
+            CookieStore::<u32>::builder(&ring, &config)
+                .application(label)
+                .build()
+        };
+        let (staging, production) = (labelled("staging"), labelled("production"));
+        let plain = CookieStore::<u32>::new(&ring, &config);
+        let sealed = staging.seal(&record).unwrap();
+        assert_eq!(labelled("staging").open(&sealed).unwrap().data, 7);
+        assert!(production.open(&sealed).is_none());
+        assert!(plain.open(&sealed).is_none());
+        assert!(staging.open(&plain.seal(&record).unwrap()).is_none());
+    }
 
     /// Compression is off unless asked for: a cookie's length must not
     /// depend on how well its content compresses.
