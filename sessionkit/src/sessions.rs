@@ -467,7 +467,10 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
 
     /// The number of sessions the store holds as live, by the deadlines they
     /// were written with: after a shortened idle timeout or lifetime, it
-    /// still counts sessions loads would find dead (until they lapse).
+    /// still counts sessions loads would find dead (until they lapse). The
+    /// Redis store counts keys, so values it cannot decode (which listings
+    /// skip) count too. [`Sessions::store`]'s `iter` streams what the store
+    /// holds, without the clamping [`Sessions::find_by`] applies.
     pub async fn count(&self) -> Result<usize, StoreError> {
         self.inner.store.count().await
     }

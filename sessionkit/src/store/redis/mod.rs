@@ -1354,6 +1354,9 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         .boxed()
     }
 
+    /// Counts session keys (those of the prefix that are a key hash), not
+    /// values: a value this process cannot decode, which `iter` and
+    /// `find_by` skip, is counted all the same.
     async fn count(&self) -> Result<usize, StoreError> {
         // Keys only: the TTL equals the remaining lifetime, so a key that
         // exists is a live session; no value needs to be fetched.
