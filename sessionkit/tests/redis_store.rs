@@ -1289,3 +1289,21 @@ async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() 
     assert!(!store.delete_following(&b).await.unwrap().deleted());
     assert!(store.load(&victim.id.encode()).await.unwrap().is_some());
 }
+
+/// A Redis that may evict sessions (`maxmemory-policy` other than
+/// `noeviction`) is named; one that does not, or will not say (`CONFIG`
+/// renamed away), is not, and the store connects either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_may_evict_sessions_is_reported() {
+    let evicting = RedisServer::start_with_args(["--maxmemory-policy", "allkeys-lru"]).unwrap();
+    let store = store_on(&evicting).await;
+    assert_eq!(
+        store.eviction_policy().await.unwrap().as_deref(),
+        Some("allkeys-lru")
+    );
+    let store = store_on(shared()).await;
+    assert_eq!(store.eviction_policy().await.unwrap(), None);
+    let silent = RedisServer::start_with_args(["--rename-command", "CONFIG", ""]).unwrap();
+    let store = store_on(&silent).await;
+    assert_eq!(store.eviction_policy().await.unwrap(), None);
+}

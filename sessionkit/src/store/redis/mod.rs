@@ -549,6 +549,15 @@ fn main() -> std::io::Result<()> {
         // Lazy: no round trip now; `EVALSHA` loads a missing script on first use.
         if !lazy {
             store.load_scripts().await?;
+            // Said once, at start, where an operator reads it.
+            if let Ok(Some(policy)) = store.eviction_policy().await {
+                tracing::warn!(
+                    maxmemory_policy = %policy,
+                    "this Redis may evict sessions under memory pressure (maxmemory-policy is \
+                     not noeviction): users would be logged out at random; give sessions a \
+                     Redis with maxmemory-policy noeviction"
+                );
+            }
         }
         Ok(store)
     }
@@ -685,6 +694,47 @@ impl<T: SessionData> RedisStore<T> {
     /// SHA-256 of the owner.
     pub fn owner_key_of(&self, owner: &str) -> String {
         format!("{}owner:{}", self.prefix, owner_hash(owner))
+    }
+
+    /// The server's `maxmemory-policy` when it may evict sessions (anything
+    /// but `noeviction`: every session key has a TTL, so the `volatile-*`
+    /// policies evict them too), `None` when it does not or the server will
+    /// not say (`CONFIG` disabled or denied by an ACL). A connecting store
+    /// (not a lazy one) checks it once and logs a warning: an evicted
+    /// session is a user logged out at random, and a store at its memory
+    /// limit with `noeviction` fails writes loudly instead.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::store::redis::RedisStore;
+    /// let store = RedisStore::<u64>::connect("redis://127.0.0.1/").await?;
+    /// if let Some(policy) = store.eviction_policy().await? {
+    ///     eprintln!("sessions may be evicted: maxmemory-policy {policy}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn eviction_policy(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn();
+        let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            // Renamed away, denied by an ACL, or a proxy without it.
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(match reply.as_slice() {
+            [_, policy] if !policy.eq_ignore_ascii_case("noeviction") => Some(policy.clone()),
+            _ => None,
+        })
     }
 
     async fn load_scripts(&self) -> Result<(), StoreError> {
