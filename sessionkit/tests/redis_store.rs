@@ -1288,6 +1288,29 @@ async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() 
     assert!(!store.delete_following(&a).await.unwrap().deleted());
     assert!(!store.delete_following(&b).await.unwrap().deleted());
     assert!(store.load(&victim.id.encode()).await.unwrap().is_some());
+    // A moved session this process cannot decode is deleted all the same,
+    // answered `Deleted` (the logout's event keeps the owner it loaded).
+    let r = new_record(Some("follow-owner"));
+    create(&store, &r).await;
+    let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let out = store.save(Save::regenerate(&moved, r.id, None)).await;
+    assert!(out.unwrap().is_saved());
+    server
+        .command(&format!(
+            "SET {} sk1:2::garbage PX 60000",
+            store.key_of(&moved.id)
+        ))
+        .unwrap();
+    assert_eq!(
+        store.delete_following(&r.id).await.unwrap(),
+        sessionkit::store::Followed::Deleted
+    );
+    assert!(server
+        .command(&format!("EXISTS {}", store.key_of(&moved.id)))
+        .unwrap()
+        .contains(":0"));
 }
 
 /// A Redis that may evict sessions (`maxmemory-policy` other than

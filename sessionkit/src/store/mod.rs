@@ -453,8 +453,10 @@ pub enum Followed {
     Deleted,
     /// The session under the id a regenerate had moved it to. `owner` is
     /// its owner as deleted (a login in between may have set it), for the
-    /// logout's `on_deleted` event; `None` also when the store could not
-    /// read it.
+    /// logout's `on_deleted` event. A store that deleted a moved session
+    /// it could not read answers [`Followed::Deleted`] (the event then
+    /// carries the owner the logout loaded), as does the resilience layer
+    /// when a retry finds nothing (an earlier attempt's reply was lost).
     Moved {
         /// The deleted session's owner.
         owner: Option<String>,

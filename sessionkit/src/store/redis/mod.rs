@@ -1324,9 +1324,16 @@ impl<T: SessionData> RedisStore<T> {
             [Value::Int(1)] => Ok((Followed::Deleted, None)),
             [Value::Int(2), Value::BulkString(member), Value::BulkString(value)] => {
                 // Its owner, for the logout's event: read from the value
-                // deleted (undecodable here: the event goes without one).
-                let owner = self.decode(value, None).ok().and_then(|r| r.owner);
-                Ok((Followed::Moved { owner }, decode_member(member)))
+                // deleted. Undecodable here (another version of the data
+                // type, say): `Deleted`, so the event keeps the owner the
+                // logout loaded rather than none.
+                let followed = match self.decode(value, None) {
+                    Ok(record) => Followed::Moved {
+                        owner: record.owner,
+                    },
+                    Err(_) => Followed::Deleted,
+                };
+                Ok((followed, decode_member(member)))
             }
             [Value::Int(3), Value::BulkString(member)] => {
                 Ok((Followed::Nothing, decode_member(member)))
