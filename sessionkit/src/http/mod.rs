@@ -454,9 +454,18 @@ impl HeaderSink for HeaderMap {
         true
     }
     fn vary_cookie(&mut self) {
-        let vary = http::header::VARY;
-        if !varies_by_cookie(self.get_all(&vary).iter().map(HeaderValue::as_bytes)) {
-            self.append(vary, HeaderValue::from_static("Cookie"));
+        // Built at compile time, and one hash of the name for the look-up
+        // and the insert (this runs on every response that used the session).
+        const COOKIE: HeaderValue = HeaderValue::from_static("Cookie");
+        match self.entry(http::header::VARY) {
+            http::header::Entry::Vacant(e) => {
+                e.insert(COOKIE);
+            }
+            http::header::Entry::Occupied(mut e) => {
+                if !varies_by_cookie(e.iter().map(HeaderValue::as_bytes)) {
+                    e.append(COOKIE);
+                }
+            }
         }
     }
 }
