@@ -57,7 +57,14 @@
 //! - **Update** is safe to repeat: stores apply it with a version check and
 //!   reapply this request's changes onto the latest data on a conflict (see
 //!   [`crate::store::Save::base`]), so a repeated update writes the same data
-//!   again (the version moves twice).
+//!   again (the version moves twice). One case it gets wrong: when another
+//!   request saves the same session between the attempt that landed (its
+//!   reply lost) and the retry, the retry reapplies this request's changes
+//!   over that later save: a field both changed ends with this request's
+//!   (older) value, and a flash message this request set and the other one
+//!   read is shown again. Telling the retry that its own write landed would
+//!   need a write token kept in the record; not done. The window is one
+//!   attempt timeout plus a backoff, and needs a lost reply.
 //! - **Create** repeated after it succeeded fails as an id collision. When a
 //!   retried create fails that way, the decorator loads the id: if the stored
 //!   session is ours (same id, creation time, owner and data), the save
