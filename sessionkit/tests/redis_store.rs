@@ -1244,6 +1244,19 @@ async fn a_wrong_password_is_a_backend_error_not_an_outage() {
         .is_none());
 }
 
+/// A session of `owner`'s, created and then moved to a new id by a
+/// regenerate: the record as created, and as moved.
+async fn moved_session(store: &RedisStore<Wide>, owner: &str) -> (Record<Wide>, Record<Wide>) {
+    let r = new_record(Some(owner));
+    create(store, &r).await;
+    let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let out = store.save(Save::regenerate(&moved, r.id, None)).await;
+    assert!(out.unwrap().is_saved());
+    (r, moved)
+}
+
 /// A logout that follows a regenerate (`delete_following`) removes the new
 /// id's owner index member too, and the move it followed stays a minute at
 /// most; a move marker holding anything but a key hash, or a key of another
@@ -1252,13 +1265,7 @@ async fn a_wrong_password_is_a_backend_error_not_an_outage() {
 async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() {
     let server = shared();
     let store = store_on(server).await;
-    let r = new_record(Some("follow-owner"));
-    create(&store, &r).await;
-    let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
-    let mut moved = loaded.clone();
-    moved.id = SessionId::generate();
-    let out = store.save(Save::regenerate(&moved, r.id, None)).await;
-    assert!(out.unwrap().is_saved());
+    let (r, moved) = moved_session(&store, "follow-owner").await;
     let marker = format!("{}moved:{}", store.key_prefix(), r.id.storage_key());
     let ttl = server.command(&format!("PTTL {marker}")).unwrap();
     let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
@@ -1290,13 +1297,7 @@ async fn a_followed_logout_leaves_no_index_member_and_follows_only_key_hashes() 
     assert!(store.load(&victim.id.encode()).await.unwrap().is_some());
     // A moved session this process cannot decode is deleted all the same,
     // answered `Deleted` (the logout's event keeps the owner it loaded).
-    let r = new_record(Some("follow-owner"));
-    create(&store, &r).await;
-    let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
-    let mut moved = loaded.clone();
-    moved.id = SessionId::generate();
-    let out = store.save(Save::regenerate(&moved, r.id, None)).await;
-    assert!(out.unwrap().is_saved());
+    let (r, moved) = moved_session(&store, "follow-owner").await;
     server
         .command(&format!(
             "SET {} sk1:2::garbage PX 60000",

@@ -398,6 +398,25 @@ impl Guard {
 }
 
 impl<S> Resilient<S> {
+    /// Runs a delete (`call`, a fresh future per attempt) under the full
+    /// policy; also says whether a retry ran (an earlier attempt's outcome
+    /// was unknown: it may have deleted what the retry then finds gone).
+    async fn retried_delete<R, F, Fut>(&self, mut call: F) -> Result<(R, bool), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, StoreError>>,
+    {
+        let attempts = AtomicU32::new(0);
+        let out = self
+            .shared
+            .run(Policy::full("delete"), || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                call()
+            })
+            .await?;
+        Ok((out, attempts.load(Ordering::Relaxed) > 1))
+    }
+
     /// Whether the store holds `record` as this save wrote it (after a
     /// retried save whose first attempt may have landed). A create must
     /// find exactly its record; a regenerate, the session under its new id
@@ -488,30 +507,18 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
     /// then reports the logout and expires the cookie rather than take the
     /// session for one removed by someone else.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let attempts = AtomicU32::new(0);
-        let removed = self
-            .shared
-            .run(Policy::full("delete"), || {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                self.inner.delete(id)
-            })
-            .await?;
-        Ok(removed || attempts.load(Ordering::Relaxed) > 1)
+        let (removed, retried) = self.retried_delete(|| self.inner.delete(id)).await?;
+        Ok(removed || retried)
     }
 
     /// Retried as [`Store::delete`] is, with the same answer after a retry
     /// that finds nothing (`Deleted`: most likely the first attempt's doing).
     async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
-        let attempts = AtomicU32::new(0);
-        let followed = self
-            .shared
-            .run(Policy::full("delete"), || {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                self.inner.delete_following(id)
-            })
+        let (followed, retried) = self
+            .retried_delete(|| self.inner.delete_following(id))
             .await?;
         Ok(match followed {
-            Followed::Nothing if attempts.load(Ordering::Relaxed) > 1 => Followed::Deleted,
+            Followed::Nothing if retried => Followed::Deleted,
             followed => followed,
         })
     }

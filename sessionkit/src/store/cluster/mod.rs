@@ -686,6 +686,17 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
         Ok(removed)
     }
 
+    /// Before a delete of `id`: the bus revived if its task was lost, and
+    /// `id`'s key hash with the signed message that announces its removal.
+    fn deleting(&self, id: &SessionId) -> (KeyHash, Vec<u8>) {
+        self.bus.revive();
+        let key = key_hash(id);
+        let message = self
+            .message(InvalidationKind::Deleted, key, 0)
+            .encode(&self.bus.key, &self.bus.channel);
+        (key, message)
+    }
+
     /// Forgets the sessions under these key hashes here and tells the other
     /// nodes they are gone.
     async fn removed_keys(
@@ -868,13 +879,9 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.bus.revive();
         // One script run deletes and publishes: no other node can read the
         // session from Redis between the delete and the announcement.
-        let key = key_hash(id);
-        let message = self
-            .message(InvalidationKind::Deleted, key, 0)
-            .encode(&self.bus.key, &self.bus.channel);
+        let (key, message) = self.deleting(id);
         // Forgotten however the call ends: deleted, failed or cancelled.
         let _forget = ForgetUnlessKnown {
             cache: &self.cache,
@@ -897,11 +904,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     /// retry, or the client's) follows the moves again (they are kept for
     /// [`crate::store::MOVE_FORWARD_TTL`]) and announces the new id then.
     async fn delete_following(&self, id: &SessionId) -> Result<Followed, StoreError> {
-        self.bus.revive();
-        let key = key_hash(id);
-        let message = self
-            .message(InvalidationKind::Deleted, key, 0)
-            .encode(&self.bus.key, &self.bus.channel);
+        let (key, message) = self.deleting(id);
         let _forget = ForgetUnlessKnown {
             cache: &self.cache,
             keys: std::slice::from_ref(&key),
