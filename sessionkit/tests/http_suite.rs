@@ -929,10 +929,12 @@ async fn an_inner_middleware_error_still_commits_and_sends_the_cookie(fw: Framew
         s.get("/counter", Some(&cookie)).await.body,
         "counter=0 user=-"
     );
-    // Nothing to send: the middleware's error passes on untouched.
+    // Nothing to send: the middleware's error passes on untouched (not
+    // rendered into another error type just for `Vary: Cookie`).
     let r = s.get("/guarded/counter", Some(&new)).await;
     assert_eq!((r.status, r.body.as_str()), (403, routes::REFUSED), "{r:?}");
     assert!(r.set_cookies.is_empty(), "{r:?}");
+    assert!(r.vary.is_empty(), "{r:?}");
     let r = s.post("/guarded/logout", Some(&new)).await;
     assert_eq!(r.status, 403, "{r:?}");
     let header = r
