@@ -71,7 +71,10 @@
 //!   succeeded and is reported so. Otherwise the error stands.
 //! - **Regenerate** repeated after it succeeded finds the old id gone and
 //!   reports [`SaveOutcome::Gone`]. The decorator then checks the new id the
-//!   same way, and reports the save if the session is there.
+//!   same way, and reports the save if the session is there. It checks too
+//!   when the last attempt's outcome is unknown (a timeout or a dropped
+//!   connection, with retries off or spent): a regenerate that landed has
+//!   killed the old id, and an error would leave the client holding it.
 //!
 //! The check assumes the cookie value of a server-side session is its
 //! encoded id (true of every server-side store here, and pinned by the
@@ -467,16 +470,19 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
                 self.inner.save(save)
             })
             .await;
-        if attempts.load(Ordering::Relaxed) < 2 {
-            return result;
-        }
-        // A retry ran, so an earlier attempt had an unknown outcome: a
+        // With a retry, an earlier attempt had an unknown outcome: a
         // collision on create or "gone" on regenerate may be our own write.
+        // And a regenerate whose last attempt's outcome is unknown (a
+        // timeout, a dropped connection; retries off or spent) may have
+        // moved the session already: the old id is then dead, and an error
+        // would leave the client holding it, logged out on its next request.
+        let retried = attempts.load(Ordering::Relaxed) > 1;
         let maybe_ours = match (&result, kind) {
-            (Err(e), SaveKind::Create) => {
+            (Err(e), SaveKind::Create) if retried => {
                 !e.is_transient() && !matches!(e, StoreError::CircuitOpen)
             }
-            (Ok(SaveOutcome::Gone), SaveKind::Regenerate { .. }) => true,
+            (Ok(SaveOutcome::Gone), SaveKind::Regenerate { .. }) => retried,
+            (Err(e), SaveKind::Regenerate { .. }) => e.is_transient(),
             _ => false,
         };
         if !maybe_ours {

@@ -493,6 +493,29 @@ async fn bounds_too_large_to_represent_mean_no_bound_not_a_panic() {
     assert!(s.load(&r.id.encode()).await.unwrap().is_some());
 }
 
+/// A regenerate that landed but whose only attempt lost its reply (saves
+/// not retried) is reported as saved: the old id is dead, and answering an
+/// error would leave the client holding it.
+#[tokio::test(start_paused = true)]
+async fn an_unretried_regenerate_whose_reply_was_lost_is_reported_as_saved() {
+    let (s, switch) = store(config().retry_saves(false));
+    let old = record(&["x"]);
+    create(&s, &old).await.unwrap();
+    let mut moved = s.load(&old.id.encode()).await.unwrap().unwrap();
+    moved.id = SessionId::generate();
+    let out = regenerate_losing_the_reply(&s, &switch, &moved, old.id).await;
+    assert_eq!(out, SaveOutcome::Saved(moved.id.encode()));
+    assert!(s.load(&moved.id.encode()).await.unwrap().is_some());
+    // One that did not land still fails.
+    let other = record(&["y"]);
+    create(&s, &other).await.unwrap();
+    let mut moved = s.load(&other.id.encode()).await.unwrap().unwrap();
+    moved.id = SessionId::generate();
+    switch.set_for(Fault::Unavailable, 1);
+    let out = s.save(Save::regenerate(&moved, other.id, None)).await;
+    assert!(matches!(out, Err(StoreError::Unavailable(_))), "{out:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn saves_are_not_retried_when_retry_saves_is_off() {
     let (s, switch) = store(config().retry_saves(false));
