@@ -114,6 +114,23 @@ fn fingerprint(r: &Record<TestData>) -> impl PartialEq + std::fmt::Debug {
     )
 }
 
+/// Regenerates the session under `old` to `moved` (its id a fresh one),
+/// which must save; returns the value answered.
+async fn regenerate_to<S: Store<TestData>>(
+    store: &S,
+    moved: &Record<TestData>,
+    old: SessionId,
+) -> String {
+    let out = store
+        .save(Save::regenerate(moved, old, None))
+        .await
+        .unwrap();
+    let SaveOutcome::Saved(value) = out else {
+        panic!("a regenerate of a live session must save: {out:?}");
+    };
+    value
+}
+
 /// Regenerates a session with an owner, a binding and a flash message, and
 /// checks what every store keeps: the value answered loads the session
 /// under its new id with data, owner, binding, flash and creation time
@@ -132,13 +149,7 @@ async fn regenerated<S: Store<TestData>>(
     let loaded = load(store, &cookie).await.unwrap();
     let mut moved = loaded.clone();
     moved.id = SessionId::generate();
-    let out = store
-        .save(Save::regenerate(&moved, loaded.id, None))
-        .await
-        .unwrap();
-    let SaveOutcome::Saved(value) = out else {
-        panic!("a regenerate of a live session must save: {out:?}");
-    };
+    let value = regenerate_to(store, &moved, loaded.id).await;
     let got = load(store, &value).await.expect("the new value loads");
     assert_eq!(got.id, moved.id);
     assert_eq!(got.data, loaded.data);
@@ -461,13 +472,7 @@ pub mod server_cases {
                 let mut moved = loaded.clone();
                 moved.id = SessionId::generate();
                 moved.owner = owner.map(str::to_owned);
-                let out = store
-                    .save(Save::regenerate(&moved, loaded.id, None))
-                    .await
-                    .unwrap();
-                let SaveOutcome::Saved(value) = out else {
-                    panic!("a regenerate of a live session must save: {out:?}");
-                };
+                let value = regenerate_to(store, &moved, loaded.id).await;
                 load(store, &value).await.expect("the new value loads")
             }
         };

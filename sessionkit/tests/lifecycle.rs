@@ -430,6 +430,21 @@ async fn a_regenerate_keeps_an_overlapping_requests_update() {
     assert!(sessions.load(cookie).await.unwrap().is_new(), "old id dead");
 }
 
+/// A login (a new id, user "ann") of the session `cookie` names, in a
+/// request running beside one that loaded it before; the new cookie.
+async fn login_in_parallel(
+    sessions: &Sessions<Data, MemoryStore<Data>>,
+    cookie: Option<&str>,
+) -> Option<String> {
+    let (after_login, _) = request(sessions, cookie, |s| {
+        s.regenerate_id();
+        s.data_mut().user = Some("ann".into());
+    })
+    .await;
+    assert_ne!(after_login.as_deref(), cookie);
+    after_login
+}
+
 /// A browser's requests overlap: one still carrying the old cookie while a
 /// login regenerates the id must not answer with an expiry of the cookie
 /// (same name: it would expire the new, logged-in one if it arrived last).
@@ -441,12 +456,7 @@ async fn a_request_overlapping_a_login_never_expires_the_new_cookie() {
     let cookie = cookie.as_deref();
     // Loaded before the login, saved after it: the store answers Gone.
     let slow = sessions.load(cookie).await.unwrap();
-    let (after_login, _) = request(&sessions, cookie, |s| {
-        s.regenerate_id();
-        s.data_mut().user = Some("ann".into());
-    })
-    .await;
-    assert_ne!(after_login.as_deref(), cookie);
+    let after_login = login_in_parallel(&sessions, cookie).await;
     slow.data_mut().n = 2;
     assert_eq!(
         sessions.commit(&slow, cookie).await.unwrap(),
@@ -493,12 +503,7 @@ async fn a_logout_racing_a_login_ends_the_logged_in_session() {
     let (cookie, _) = request(&sessions, None, |s| s.data_mut().n = 1).await;
     let cookie = cookie.as_deref();
     let logout = sessions.load(cookie).await.unwrap();
-    let (after_login, _) = request(&sessions, cookie, |s| {
-        s.regenerate_id();
-        s.data_mut().user = Some("ann".into());
-    })
-    .await;
-    assert_ne!(after_login.as_deref(), cookie);
+    let after_login = login_in_parallel(&sessions, cookie).await;
     logout.destroy();
     assert_eq!(
         sessions.commit(&logout, cookie).await.unwrap(),
