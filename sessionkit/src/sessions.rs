@@ -513,15 +513,22 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
     }
 }
 
+/// Runs a store delete, timed and its errors counted as `op="delete"`.
+async fn timed_as_delete<R>(
+    delete: impl std::future::Future<Output = Result<R, StoreError>>,
+) -> Result<R, StoreError> {
+    let started = Instant::now();
+    let r = delete.await;
+    observe("delete", started, r.as_ref().map(|_| ()));
+    r
+}
+
 impl<T: SessionData, S: Store<T>> Core<T, S> {
     /// A store delete, timed and its errors counted like loads and saves
     /// (`sessionkit_store_duration_seconds`, `sessionkit_store_errors_total`
     /// with `op="delete"`), whichever path deletes.
     async fn timed_delete(&self, id: &crate::SessionId) -> Result<bool, StoreError> {
-        let started = Instant::now();
-        let r = self.store.delete(id).await;
-        observe("delete", started, r.as_ref().map(|_| ()));
-        r
+        timed_as_delete(self.store.delete(id)).await
     }
 
     /// [`Core::timed_delete`] for a logout: follows a recent regenerate
@@ -530,10 +537,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
         &self,
         id: &crate::SessionId,
     ) -> Result<crate::store::Followed, StoreError> {
-        let started = Instant::now();
-        let r = self.store.delete_following(id).await;
-        observe("delete", started, r.as_ref().map(|_| ()));
-        r
+        timed_as_delete(self.store.delete_following(id)).await
     }
 
     /// The binding fingerprint of `client` under the current key, base64url,
