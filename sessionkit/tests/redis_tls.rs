@@ -190,6 +190,27 @@ async fn a_cluster_over_tls_trusts_the_given_root_certificate() {
     );
 }
 
+/// Whether a clustered store over a TLS store (trusting the test CA)
+/// subscribes, through the TLS URL or, with `plain`, the same server's
+/// plain port.
+#[cfg(feature = "cluster")]
+async fn tls_node_subscribes(plain: bool) -> bool {
+    use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+    let certs = tempfile::tempdir().unwrap();
+    let (server, url, ca) = tls_server(certs.path(), &[]);
+    let store: RedisStore<u32> = RedisStore::builder(url.clone())
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .unwrap();
+    let subscribe = if plain { server.url() } else { url };
+    let options = ClusterOptions::new([7u8; 32]).subscribe_wait(std::time::Duration::from_secs(10));
+    let node = ClusteredStore::with_store(store, vec![subscribe], options)
+        .await
+        .unwrap();
+    node.is_subscribed()
+}
+
 /// The clustered store's subscriber connects as the store does: with the
 /// store's TLS root certificate. It used a plain client, which a server
 /// under a private CA refused: the node never subscribed and served every
@@ -197,20 +218,8 @@ async fn a_cluster_over_tls_trusts_the_given_root_certificate() {
 #[cfg(feature = "cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clustered_store_subscribes_over_tls_with_the_given_root_certificate() {
-    use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
-    let certs = tempfile::tempdir().unwrap();
-    let (_server, url, ca) = tls_server(certs.path(), &[]);
-    let store: RedisStore<u32> = RedisStore::builder(url.clone())
-        .tls_root_certificate(ca)
-        .connect()
-        .await
-        .unwrap();
-    let options = ClusterOptions::new([7u8; 32]).subscribe_wait(std::time::Duration::from_secs(10));
-    let node = ClusteredStore::with_store(store, vec![url], options)
-        .await
-        .unwrap();
     assert!(
-        node.is_subscribed(),
+        tls_node_subscribes(false).await,
         "the subscription over TLS was never made"
     );
 }
@@ -221,20 +230,8 @@ async fn the_clustered_store_subscribes_over_tls_with_the_given_root_certificate
 #[cfg(feature = "cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_store_can_subscribe_through_a_plain_url() {
-    use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
-    let certs = tempfile::tempdir().unwrap();
-    let (server, url, ca) = tls_server(certs.path(), &[]);
-    let store: RedisStore<u32> = RedisStore::builder(url)
-        .tls_root_certificate(ca)
-        .connect()
-        .await
-        .unwrap();
-    let options = ClusterOptions::new([7u8; 32]).subscribe_wait(std::time::Duration::from_secs(10));
-    let node = ClusteredStore::with_store(store, vec![server.url()], options)
-        .await
-        .unwrap();
     assert!(
-        node.is_subscribed(),
+        tls_node_subscribes(true).await,
         "no subscription through the plain URL"
     );
 }
