@@ -214,14 +214,15 @@ async fn redis_store(
         .clock(sessions.clock().clone())
         .connection_timeout(Duration::from_secs(2));
     // With a configured secret, stored values are sealed (a dump of Redis
-    // then shows neither data nor session ids); without one they stay in
-    // the plain compact layout (the data as JSON beside the raw id), since a
-    // throw-away key would lose every session at each restart.
+    // then shows no session data); without one they stay in the plain
+    // compact layout (the data as JSON; the session named by its handle
+    // either way, so no dump yields a cookie), since a throw-away key would
+    // lose every session at each restart.
     if config.session_secret.is_none() {
         tracing::warn!(
-            "SESSION_SECRET is not set: values in Redis are stored unsealed, and each holds \
-             its session id, so a dump of Redis yields working cookies; set SESSION_SECRET \
-             to seal them"
+            "SESSION_SECRET is not set: values in Redis are stored unsealed, so a dump of \
+             Redis shows the session data (though no session id); set SESSION_SECRET to \
+             seal them"
         );
     } else {
         let ring = key_ring(config)?;

@@ -17,7 +17,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sessionkit::store::memory::MemoryStore;
 use sessionkit::store::{Removed, Save, SaveOutcome};
-use sessionkit::{Config, QueryStore, Record, SessionId, Sessions, Store, StoreError};
+use sessionkit::{
+    Config, QueryStore, Record, SessionHandle, SessionId, Sessions, Store, StoreError,
+};
 use sessionkit_demo::api::DemoSessions;
 use sessionkit_demo::config::Framework;
 use sessionkit_demo::{serve_app, DemoSession};
@@ -476,17 +478,24 @@ impl Store<DemoSession> for CountingStore {
 
 #[async_trait]
 impl QueryStore<DemoSession> for CountingStore {
-    fn iter(&self) -> BoxStream<'_, Result<Record<DemoSession>, StoreError>> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<DemoSession, SessionHandle>, StoreError>> {
         self.tick();
         self.inner.iter()
     }
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<DemoSession>>, StoreError> {
+    async fn by_owner(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<Record<DemoSession, SessionHandle>>, StoreError> {
         self.tick();
         self.inner.by_owner(owner).await
     }
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         self.tick();
         self.inner.delete_owner(owner).await
+    }
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        self.tick();
+        self.inner.delete_handle(handle).await
     }
 }
 

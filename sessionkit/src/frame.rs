@@ -2,9 +2,9 @@
 //! fields, only the application's data (and any flash messages) as JSON.
 //!
 //! ```text
-//! byte  0        layout (1)
+//! byte  0        layout: 1 = the session id follows, 2 = its handle
 //! byte  1        present: bit 0 owner, bit 1 binding, bit 2 flash; others 0
-//! bytes 2..34    session id (raw 32 bytes)
+//! bytes 2..34    session id (raw 32 bytes), or its handle (the id's SHA-256)
 //! then 5 × u64   created_at, last_access, idle_deadline, absolute_deadline
 //!                (milliseconds since the epoch) and version, little-endian
 //! then           owner, binding: u32 length (little-endian) + UTF-8, if present
@@ -12,8 +12,10 @@
 //! then           the data as JSON, to the end
 //! ```
 //!
-//! Used by the codec (sealed cookies, sealed Redis values) and for the Redis
-//! store's plain payloads.
+//! Used by the codec (sealed cookies, sealed Redis values: layout 1) and
+//! for the Redis store's plain payloads (layout 2: a value read out of Redis
+//! must not give away a working cookie; layout 1 values written before it
+//! are still read).
 //!
 //! Why not JSON for the whole record: in a sealed cookie the record's
 //! field names, the base64 id and four decimal timestamps were about 200 of
@@ -33,11 +35,32 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::expiry::{from_millis, to_millis};
-use crate::id::{SessionId, ID_BYTES};
+use crate::id::{SessionHandle, SessionId, ID_BYTES};
 use crate::record::Record;
 
-/// The only layout so far.
-const LAYOUT: u8 = 1;
+/// The session id in the name field.
+const LAYOUT_ID: u8 = 1;
+/// The session's handle in the name field.
+const LAYOUT_HANDLE: u8 = 2;
+
+/// What a record read back names its session by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// The session id (layout 1).
+    Id(SessionId),
+    /// Its handle only (layout 2).
+    Handle(SessionHandle),
+}
+
+impl Named {
+    /// The handle, computed from the id where the record carries the id.
+    pub(crate) fn handle(&self) -> SessionHandle {
+        match self {
+            Named::Id(id) => id.handle(),
+            Named::Handle(h) => *h,
+        }
+    }
+}
 const HAS_OWNER: u8 = 0b001;
 const HAS_BINDING: u8 = 0b010;
 const HAS_FLASH: u8 = 0b100;
@@ -48,6 +71,26 @@ const KNOWN: u8 = HAS_OWNER | HAS_BINDING | HAS_FLASH;
 /// copying the record).
 pub(crate) fn write<T: Serialize>(
     record: &Record<T>,
+    version: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    write_named(record, LAYOUT_ID, record.id.as_bytes(), version, buf)
+}
+
+/// [`write`] with the session's `handle` in place of its id (layout 2).
+pub(crate) fn write_handle<T: Serialize>(
+    record: &Record<T>,
+    handle: &SessionHandle,
+    version: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    write_named(record, LAYOUT_HANDLE, handle.as_bytes(), version, buf)
+}
+
+fn write_named<T: Serialize>(
+    record: &Record<T>,
+    layout: u8,
+    name: &[u8; ID_BYTES],
     version: u64,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
@@ -62,9 +105,9 @@ pub(crate) fn write<T: Serialize>(
         present |= HAS_FLASH;
     }
     buf.reserve(2 + ID_BYTES + 5 * 8 + 64);
-    buf.push(LAYOUT);
+    buf.push(layout);
     buf.push(present);
-    buf.extend_from_slice(record.id.as_bytes());
+    buf.extend_from_slice(name);
     for t in [
         record.created_at,
         record.last_access,
@@ -88,17 +131,39 @@ pub(crate) fn write<T: Serialize>(
     serde_json::to_writer(&mut *buf, &record.data).map_err(json_error)
 }
 
-/// Reads what [`write`] wrote. The reason on failure quotes no input.
+/// Reads what [`write`] wrote; refuses a record that carries only a handle.
+/// The reason on failure quotes no input.
 pub(crate) fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<Record<T>, &'static str> {
+    if bytes.first() == Some(&LAYOUT_HANDLE) {
+        // Refused before its data is parsed.
+        return Err("record names its session by handle only");
+    }
+    let record = read_named(bytes)?;
+    match record.id {
+        Named::Id(id) => Ok(record.with_id(id)),
+        Named::Handle(_) => Err("record names its session by handle only"),
+    }
+}
+
+/// Reads what [`write`] or [`write_handle`] wrote. The reason on failure
+/// quotes no input.
+pub(crate) fn read_named<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<Record<T, Named>, &'static str> {
     let mut r = Reader(bytes);
-    if r.byte()? != LAYOUT {
+    let layout = r.byte()?;
+    if layout != LAYOUT_ID && layout != LAYOUT_HANDLE {
         return Err("unknown record layout");
     }
     let present = r.byte()?;
     if present & !KNOWN != 0 {
         return Err("unknown record fields");
     }
-    let id = SessionId::from_bytes(r.array()?);
+    let name = r.array()?;
+    let id = match layout {
+        LAYOUT_ID => Named::Id(SessionId::from_bytes(name)),
+        _ => Named::Handle(SessionHandle::from_bytes(name)),
+    };
     let created_at = from_millis(r.u64()?);
     let last_access = from_millis(r.u64()?);
     let idle_deadline = from_millis(r.u64()?);
@@ -243,6 +308,32 @@ mod tests {
     }
 
     #[test]
+    fn a_record_written_by_handle_carries_no_id_and_reads_back_only_by_handle() {
+        let r = full_record();
+        let handle = r.id.handle();
+        let mut buf = Vec::new();
+        write_handle(&r, &handle, r.version, &mut buf).unwrap();
+        assert!(
+            !buf.windows(ID_BYTES).any(|w| w == r.id.as_bytes()),
+            "the raw id is nowhere in the bytes"
+        );
+        assert!(!String::from_utf8_lossy(&buf).contains(&r.id.encode()));
+        assert_eq!(
+            read::<Data>(&buf).unwrap_err(),
+            "record names its session by handle only"
+        );
+        let back = read_named::<Data>(&buf).unwrap();
+        assert_eq!(back.id, Named::Handle(handle));
+        same(&back.with_id(r.id), &r);
+        // A layout-1 record reads back named by its id, whose handle it gives.
+        buf.clear();
+        write(&r, r.version, &mut buf).unwrap();
+        let named = read_named::<Data>(&buf).unwrap().id;
+        assert_eq!(named, Named::Id(r.id));
+        assert_eq!(named.handle(), handle);
+    }
+
+    #[test]
     fn every_field_round_trips() {
         let r = full_record();
         let mut buf = Vec::new();
@@ -297,9 +388,19 @@ mod tests {
             b[1] |= 1 << bit;
             assert_eq!(read::<Data>(&b).err(), Some("unknown record fields"));
         }
+        for layout in [0, 3, 255] {
+            let mut b = buf.clone();
+            b[0] = layout;
+            assert_eq!(read::<Data>(&b).err(), Some("unknown record layout"));
+            assert_eq!(read_named::<Data>(&b).err(), Some("unknown record layout"));
+        }
+        // Layout 2 (by handle) is known, but not where an id is required.
         let mut b = buf.clone();
         b[0] = 2;
-        assert_eq!(read::<Data>(&b).err(), Some("unknown record layout"));
+        assert_eq!(
+            read::<Data>(&b).err(),
+            Some("record names its session by handle only")
+        );
         // A length pointing past the end (the owner's, at byte 74).
         let mut b = buf.clone();
         b[74..78].copy_from_slice(&u32::MAX.to_le_bytes());

@@ -156,6 +156,124 @@ impl SessionId {
     }
 }
 
+impl SessionId {
+    /// The session's [`SessionHandle`]: the SHA-256 of the id, which names
+    /// the session in listings without being able to act as its cookie.
+    ///
+    /// ```
+    /// use sessionkit::SessionId;
+    ///
+    /// let id = SessionId::generate();
+    /// // The handle's text is the store key's hex (`storage_key`).
+    /// assert_eq!(id.handle().to_string(), id.storage_key());
+    /// ```
+    pub fn handle(&self) -> SessionHandle {
+        SessionHandle(Sha256::digest(self.0).into())
+    }
+}
+
+/// Names a stored session without being its credential: the SHA-256 of the
+/// session id (the hex of it is the id's [`SessionId::storage_key`]).
+///
+/// Listings ([`crate::store::QueryStore`], [`crate::Sessions::find_by`])
+/// name sessions by handle, so that a store need not keep the raw id: a
+/// Redis dump then yields no usable cookie. A handle can be shown to an
+/// administrator, put in a URL and passed back to
+/// [`crate::Sessions::delete_handle`] to revoke one session. A handle sent
+/// as a cookie loads nothing (the store hashes it again).
+///
+/// `Display` and `FromStr` use 64 lowercase hex digits.
+///
+/// ```
+/// use sessionkit::{SessionHandle, SessionId};
+///
+/// let handle = SessionId::generate().handle();
+/// let text = handle.to_string();
+/// assert_eq!(text.len(), 64);
+/// assert_eq!(text.parse::<SessionHandle>().unwrap(), handle);
+/// assert!("not a handle".parse::<SessionHandle>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionHandle([u8; 32]);
+
+/// Why a string is not a [`SessionHandle`]. Carries no copy of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSessionHandle {
+    /// The value is not 64 characters long.
+    #[error("session handle must be 64 hex digits, got {0} characters")]
+    Length(usize),
+    /// The value holds a character that is not a lowercase hex digit.
+    #[error("session handle holds a character that is not a lowercase hex digit")]
+    Digit,
+}
+
+impl SessionHandle {
+    /// A handle from its 32 raw bytes (a store that keeps handles in binary).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SessionHandle(bytes)
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionHandle({self})")
+    }
+}
+
+impl std::str::FromStr for SessionHandle {
+    type Err = InvalidSessionHandle;
+
+    /// Parses 64 lowercase hex digits (the form `Display` writes). By
+    /// hand: a hex crate for one fixed-size decode is not worth a
+    /// dependency.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.as_bytes();
+        if text.len() != 64 {
+            return Err(InvalidSessionHandle::Length(text.len()));
+        }
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            _ => Err(InvalidSessionHandle::Digit),
+        };
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            *o = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Ok(SessionHandle(out))
+    }
+}
+
+impl serde::Serialize for SessionHandle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SessionHandle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A `String` from bytes this module built from an ASCII table.
 fn ascii_string(bytes: &[u8]) -> String {
     std::str::from_utf8(bytes)

@@ -86,7 +86,7 @@ pub use flash::FlashMessage;
 pub use http::actix::SessionMiddleware;
 #[cfg(feature = "axum")]
 pub use http::tower::SessionLayer;
-pub use id::SessionId;
+pub use id::{InvalidSessionHandle, SessionHandle, SessionId};
 #[cfg(feature = "crypto")]
 pub use keys::{KeyPurpose, KeyRing};
 pub use record::{Record, SessionData};

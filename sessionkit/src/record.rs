@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::expiry::{later, millis, ExpiryKind, ExpiryPolicy};
 use crate::flash::FlashMessage;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 
 /// Blanket trait for the application's own session data: derive
 /// `Serialize, Deserialize, Default, Clone` on a struct and it qualifies.
@@ -30,12 +30,21 @@ impl<T> SessionData for T where
 /// One session: the typed data plus everything needed to enforce expiry,
 /// deliver flash messages, index by owner and detect concurrent updates.
 ///
+/// `I` is what names the session: its [`SessionId`] for a session loaded
+/// by its cookie, its [`SessionHandle`] for one found by a listing
+/// ([`crate::store::QueryStore`]), which a store may not be able to turn
+/// back into the id (a Redis store keeps only the handle).
+///
 /// `Debug` prints only metadata: neither the data nor the full id.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
-pub struct Record<T> {
-    /// The session id (what the cookie carries for server-side stores).
-    pub id: SessionId,
+#[serde(bound(
+    serialize = "T: Serialize, I: Serialize",
+    deserialize = "T: Deserialize<'de>, I: Deserialize<'de>"
+))]
+pub struct Record<T, I = SessionId> {
+    /// What names the session: the id (what the cookie carries for
+    /// server-side stores), or in a listing its [`SessionHandle`].
+    pub id: I,
     /// The application's data.
     pub data: T,
     /// Flash messages waiting for a later request.
@@ -83,8 +92,28 @@ impl<T> Record<T> {
         }
     }
 
+    /// The same record named by its [`SessionHandle`], as listings name it.
+    pub fn into_listed(self) -> Record<T, SessionHandle> {
+        let handle = self.id.handle();
+        self.with_id(handle)
+    }
+}
+
+impl<T, I> Record<T, I> {
+    /// The same record named by `id` instead.
+    pub fn with_id<J>(self, id: J) -> Record<T, J> {
+        self.rebuild(|_, data| ((id, data), ())).0
+    }
+
     /// Separates the data from the metadata.
-    pub fn split(self) -> (T, Record<()>) {
+    pub fn split(self) -> (T, Record<(), I>) {
+        let (meta, data) = self.rebuild(|id, data| ((id, ()), data));
+        (data, meta)
+    }
+
+    /// The record with what `f` makes of its name and data, and what `f`
+    /// kept: the one place that lists every field.
+    fn rebuild<U, J, K>(self, f: impl FnOnce(I, T) -> ((J, U), K)) -> (Record<U, J>, K) {
         let Record {
             id,
             data,
@@ -97,9 +126,10 @@ impl<T> Record<T> {
             binding,
             version,
         } = self;
-        let meta = Record {
+        let ((id, data), kept) = f(id, data);
+        let record = Record {
             id,
-            data: (),
+            data,
             flash,
             created_at,
             last_access,
@@ -109,7 +139,7 @@ impl<T> Record<T> {
             binding,
             version,
         };
-        (data, meta)
+        (record, kept)
     }
 
     /// The instant the session dies if nothing happens: the earlier deadline.
@@ -188,37 +218,14 @@ impl<T> Record<T> {
     }
 }
 
-impl Record<()> {
+impl<I> Record<(), I> {
     /// Puts data back into metadata split off with [`Record::split`].
-    pub fn join<T>(self, data: T) -> Record<T> {
-        let Record {
-            id,
-            flash,
-            created_at,
-            last_access,
-            idle_deadline,
-            absolute_deadline,
-            owner,
-            binding,
-            version,
-            ..
-        } = self;
-        Record {
-            id,
-            data,
-            flash,
-            created_at,
-            last_access,
-            idle_deadline,
-            absolute_deadline,
-            owner,
-            binding,
-            version,
-        }
+    pub fn join<T>(self, data: T) -> Record<T, I> {
+        self.rebuild(|id, ()| ((id, data), ())).0
     }
 }
 
-impl<T> fmt::Debug for Record<T> {
+impl<T, I: fmt::Debug> fmt::Debug for Record<T, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
             .field("id", &self.id)

@@ -53,6 +53,7 @@ use crate::binding::{self, ClientInfo};
 use crate::config::Config;
 use crate::error::StoreError;
 use crate::events::{DeleteReason, EventKind};
+use crate::id::SessionHandle;
 use crate::record::{Record, SessionData};
 use crate::session::Session;
 use crate::store::{
@@ -430,12 +431,105 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
     /// policy (a shortened idle timeout or lifetime applies to sessions
     /// issued before it), those dead under it left out. Stores keep the
     /// deadlines they were written with and list by those.
-    pub async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+    ///
+    /// Each is named by its [`SessionHandle`], not its id: show it, put it
+    /// in a form, and pass it back to [`Sessions::delete_handle`] to revoke
+    /// that one session ("sign out this device").
+    pub async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         Ok(self.live_now(self.inner.store.by_owner(owner).await?))
     }
 
+    /// Deletes the session a listing named `handle` (an admin action); fires
+    /// `on_deleted`, without an owner (a store cannot read a session by
+    /// handle; [`Sessions::delete_listed`] reports the owner the listing
+    /// showed). `false` if it was gone.
+    ///
+    /// It deletes whatever session has that handle. Where the handle comes
+    /// from a user ("sign out that device"), use [`Sessions::delete_handle_of`],
+    /// which deletes it only if it is that user's.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::store::memory::MemoryStore;
+    /// use sessionkit::{Config, SessionHandle, Sessions};
+    ///
+    /// let sessions = Sessions::new(MemoryStore::<u32>::new(), Config::default());
+    /// let a = sessions.load(None).await?;
+    /// a.set_owner(Some("ada"));
+    /// sessions.commit(&a, None).await?;
+    /// let listed = sessions.by_owner("ada").await?;
+    /// // A handle shown in an admin page comes back as text.
+    /// let text = listed[0].id.to_string();
+    /// let handle: SessionHandle = text.parse().expect("64 hex digits");
+    /// assert!(sessions.delete_handle(&handle).await?);
+    /// assert!(sessions.by_owner("ada").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        self.delete_named(handle, None).await
+    }
+
+    /// Deletes the session named `handle` only if it is one of `owner`'s
+    /// ("sign out that device", with the handle from a form): `false` if
+    /// `owner` has no such session. Lists the owner's sessions first (one
+    /// store call over that owner's index), then deletes: a session handed
+    /// to another owner between the two is deleted all the same.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
+    /// use sessionkit::store::memory::MemoryStore;
+    /// use sessionkit::{Config, Sessions};
+    ///
+    /// let sessions = Sessions::new(MemoryStore::<u32>::new(), Config::default());
+    /// let s = sessions.load(None).await?;
+    /// s.set_owner(Some("ada"));
+    /// sessions.commit(&s, None).await?;
+    /// let handle = sessions.by_owner("ada").await?[0].id;
+    /// assert!(!sessions.delete_handle_of("mallory", &handle).await?);
+    /// assert!(sessions.delete_handle_of("ada", &handle).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_handle_of(
+        &self,
+        owner: &str,
+        handle: &SessionHandle,
+    ) -> Result<bool, StoreError> {
+        let listed = self.by_owner(owner).await?;
+        match listed.iter().find(|r| r.id == *handle) {
+            Some(r) => self.delete_listed(r).await,
+            None => Ok(false),
+        }
+    }
+
+    /// [`Sessions::delete_handle`] of a listed session, reporting its owner
+    /// as listed in the `on_deleted` event.
+    pub async fn delete_listed(
+        &self,
+        listed: &Record<T, SessionHandle>,
+    ) -> Result<bool, StoreError> {
+        self.delete_named(&listed.id, listed.owner.as_deref()).await
+    }
+
+    async fn delete_named(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let existed = timed_as_delete(self.inner.store.delete_handle(handle)).await?;
+        if existed {
+            self.inner
+                .config
+                .callbacks
+                .emit(EventKind::Deleted(DeleteReason::Destroyed), owner);
+        }
+        Ok(existed)
+    }
+
     /// `records` as loads would see them now (see [`Sessions::by_owner`]).
-    fn live_now(&self, mut records: Vec<Record<T>>) -> Vec<Record<T>> {
+    fn live_now(
+        &self,
+        mut records: Vec<Record<T, SessionHandle>>,
+    ) -> Vec<Record<T, SessionHandle>> {
         let cfg = &self.inner.config;
         let now = cfg.clock.now();
         records.retain_mut(|r| {
@@ -461,7 +555,10 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
     /// The sessions matching a predicate, as [`Sessions::by_owner`] gives
     /// them (deadlines clamped to the current policy, those dead under it
     /// left out; the predicate sees the stored deadlines).
-    pub async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+    pub async fn find_by(
+        &self,
+        predicate: Predicate<'_, T>,
+    ) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         Ok(self.live_now(self.inner.store.find_by(predicate).await?))
     }
 

@@ -40,9 +40,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::expiry::{to_millis, ExpiryPolicy};
 use crate::flash::FlashMessage;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 use crate::record::Record;
-use crate::store::{MetaChanges, QueryStore, Save, SaveKind, SaveOutcome, Store};
+use crate::store::{MetaChanges, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store};
 
 /// The data type the suite stores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1007,7 +1007,7 @@ pub mod query_cases {
         for _ in 0..3 {
             let r = record(Some(&owner));
             create(&store, &r).await;
-            want.push(r.id.encode());
+            want.push(r.id.handle().to_string());
         }
         want.sort();
         // Not matched by the predicate: a store that ignores it fails here.
@@ -1019,7 +1019,7 @@ pub mod query_cases {
             .find_by(&move |r| r.owner.as_deref() == Some(o.as_str()))
             .await
             .unwrap();
-        let mut ids: Vec<_> = found.iter().map(|r| r.id.encode()).collect();
+        let mut ids: Vec<_> = found.iter().map(|r| r.id.to_string()).collect();
         ids.sort();
         assert_eq!(ids, want, "find_by returned other sessions or missed some");
         let o = owner.clone();
@@ -1027,7 +1027,7 @@ pub mod query_cases {
             .bulk_delete(&move |r| r.owner.as_deref() == Some(o.as_str()))
             .await
             .unwrap();
-        let mut ids: Vec<_> = removed.iter().map(|r| r.id.encode()).collect();
+        let mut ids: Vec<_> = removed.iter().map(|r| r.handle().to_string()).collect();
         ids.sort();
         assert_eq!(ids, want, "bulk_delete reported other sessions");
         assert!(
@@ -1057,14 +1057,14 @@ pub mod query_cases {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.id.encode())
+            .map(|r| r.id.to_string())
             .collect();
         ids.sort();
-        let mut want = vec![a1.id.encode(), a2.id.encode()];
+        let mut want = vec![a1.id.handle().to_string(), a2.id.handle().to_string()];
         want.sort();
         assert_eq!(ids, want);
         let removed = store.delete_owner(&alice).await.unwrap();
-        let mut ids: Vec<_> = removed.iter().map(|r| r.id.encode()).collect();
+        let mut ids: Vec<_> = removed.iter().map(|r| r.handle().to_string()).collect();
         ids.sort();
         assert_eq!(ids, want, "delete_owner must report the ids it revoked");
         assert!(removed
@@ -1116,8 +1116,8 @@ pub mod query_cases {
         assert_eq!(store.by_owner(&owner).await.unwrap().len(), 1);
         let revoked = store.delete_owner(&owner).await.unwrap();
         assert_eq!(
-            revoked.iter().map(|r| r.id).collect::<Vec<_>>(),
-            vec![live.id],
+            revoked.iter().map(Removed::handle).collect::<Vec<_>>(),
+            vec![live.id.handle()],
             "only the live session is revoked"
         );
         assert!(load(&store, &live_cookie).await.is_none());
@@ -1149,8 +1149,13 @@ pub mod query_cases {
             .save(Save::update(&stale, Some(&loaded.data)))
             .await
             .unwrap();
-        let ids = |records: Vec<Record<TestData>>| records.iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(store.by_owner(&ann).await.unwrap()), [loaded.id]);
+        let ids = |records: Vec<Record<TestData, SessionHandle>>| {
+            records.iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(store.by_owner(&ann).await.unwrap()),
+            [loaded.id.handle()]
+        );
         let current = load(&store, &cookie).await.unwrap();
         assert_eq!(current.owner.as_deref(), Some(ann.as_str()));
         let mut moved = current.clone();
@@ -1159,7 +1164,10 @@ pub mod query_cases {
             .save(Save::regenerate(&moved, current.id, None))
             .await
             .unwrap();
-        assert_eq!(ids(store.by_owner(&ann).await.unwrap()), [moved.id]);
+        assert_eq!(
+            ids(store.by_owner(&ann).await.unwrap()),
+            [moved.id.handle()]
+        );
         let mut cleared = load(&store, &moved.id.encode()).await.unwrap();
         cleared.owner = None;
         store
@@ -1224,19 +1232,22 @@ pub mod query_cases {
             .find_by(&move |r| r.owner.as_deref() == Some(o.as_str()))
             .await
             .unwrap();
-        assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [live.id]);
-        let listed: Vec<SessionId> = store
+        assert_eq!(
+            found.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [live.id.handle()]
+        );
+        let listed: Vec<SessionHandle> = store
             .iter()
             .filter_map(|r| async move { r.ok().map(|r| r.id) })
             .collect()
             .await;
-        assert!(listed.contains(&live.id));
+        assert!(listed.contains(&live.id.handle()));
         assert!(
-            !listed.contains(&idle.id),
+            !listed.contains(&idle.id.handle()),
             "iter listed an idle-expired session"
         );
         assert!(
-            !listed.contains(&old.id),
+            !listed.contains(&old.id.handle()),
             "iter listed a session past its lifetime"
         );
         let o = owner.clone();
@@ -1244,7 +1255,10 @@ pub mod query_cases {
             .bulk_delete(&move |r| r.owner.as_deref() == Some(o.as_str()))
             .await
             .unwrap();
-        assert_eq!(removed.iter().map(|r| r.id).collect::<Vec<_>>(), [live.id]);
+        assert_eq!(
+            removed.iter().map(Removed::handle).collect::<Vec<_>>(),
+            [live.id.handle()]
+        );
     }
 
     /// A revoke racing a regenerate of one of the owner's sessions (a login
@@ -1297,7 +1311,7 @@ pub mod query_cases {
             let (store, owner) = (store.clone(), owner.clone());
             tokio::spawn(async move {
                 let removed = store.delete_owner(&owner).await.unwrap();
-                removed.into_iter().map(|r| r.id).collect::<Vec<_>>()
+                removed.iter().map(Removed::handle).collect::<Vec<_>>()
             })
         };
         let bulk = {
@@ -1307,16 +1321,22 @@ pub mod query_cases {
                     .bulk_delete(&move |r| r.owner.as_deref() == Some(owner.as_str()))
                     .await
                     .unwrap();
-                removed.into_iter().map(|r| r.id).collect::<Vec<_>>()
+                removed.iter().map(Removed::handle).collect::<Vec<_>>()
             })
         };
         let one_by_one = {
             let (store, ids) = (store.clone(), ids.clone());
             tokio::spawn(async move {
+                // By id and by handle, alternately.
                 let mut removed = Vec::new();
-                for id in ids.into_iter().rev() {
-                    if store.delete(&id).await.unwrap() {
-                        removed.push(id);
+                for (i, id) in ids.into_iter().rev().enumerate() {
+                    let handle = id.handle();
+                    let existed = match i % 2 {
+                        0 => store.delete(&id).await.unwrap(),
+                        _ => store.delete_handle(&handle).await.unwrap(),
+                    };
+                    if existed {
+                        removed.push(handle);
                     }
                 }
                 removed
@@ -1326,9 +1346,13 @@ pub mod query_cases {
         for task in [revoke(), revoke(), bulk, one_by_one] {
             reported.extend(task.await.unwrap());
         }
-        reported.sort_by_key(|id| id.encode());
-        ids.sort_by_key(|id| id.encode());
-        assert_eq!(reported, ids, "each session reported removed exactly once");
+        reported.sort_by_key(|h| h.to_string());
+        let mut handles: Vec<SessionHandle> = ids.iter().map(SessionId::handle).collect();
+        handles.sort_by_key(|h| h.to_string());
+        assert_eq!(
+            reported, handles,
+            "each session reported removed exactly once"
+        );
     }
 
     /// Deleting a session removes it from its owner's index.
@@ -1351,6 +1375,52 @@ pub mod query_cases {
         assert!(store.delete_following(&r.id).await.unwrap().deleted());
         assert!(store.by_owner(&owner).await.unwrap().is_empty());
         assert!(store.delete_owner(&owner).await.unwrap().is_empty());
+    }
+
+    /// A listed session is deleted by its handle, from the store and its
+    /// owner's index, for good: a request that loaded it before cannot
+    /// save it back. The handle is no cookie: sent as one, it loads nothing.
+    pub async fn a_listed_session_is_deleted_by_its_handle<S: QueryStore<TestData>>(store: S) {
+        let owner = unique_owner();
+        let kept = record(Some(&owner));
+        let kept_cookie = create(&store, &kept).await;
+        let cookie = create(&store, &record(Some(&owner))).await;
+        let loaded = load(&store, &cookie).await.unwrap();
+        let listed = store.by_owner(&owner).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        let target = listed
+            .iter()
+            .find(|r| r.id == loaded.id.handle())
+            .expect("listed by its handle");
+        assert_eq!(target.owner.as_deref(), Some(owner.as_str()));
+        assert_eq!(target.data, loaded.data);
+        for text in [target.id.to_string(), target.id.to_string().to_uppercase()] {
+            assert!(
+                load(&store, &text).await.is_none(),
+                "a handle loaded a session"
+            );
+        }
+        assert!(store.delete_handle(&target.id).await.unwrap());
+        assert!(load(&store, &cookie).await.is_none());
+        let mut stale = loaded.clone();
+        stale.data.counter += 1;
+        let out = store.save(Save::update(&stale, Some(&loaded.data))).await;
+        assert!(
+            matches!(out, Ok(SaveOutcome::Gone)),
+            "a save after the delete must not bring the session back: {out:?}"
+        );
+        assert!(load(&store, &cookie).await.is_none());
+        assert!(!store.delete_handle(&target.id).await.unwrap());
+        assert!(!store
+            .delete_handle(&SessionId::generate().handle())
+            .await
+            .unwrap());
+        let left = store.by_owner(&owner).await.unwrap();
+        assert_eq!(
+            left.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [kept.id.handle()]
+        );
+        assert!(load(&store, &kept_cookie).await.is_some());
     }
 }
 
@@ -1416,6 +1486,7 @@ macro_rules! query_store_conformance_tests {
             expired_sessions_are_out_of_every_listing,
             concurrent_removals_report_each_session_once,
             a_revoke_racing_a_regenerate_leaves_neither_id,
+            a_listed_session_is_deleted_by_its_handle,
         ]);
     };
 }

@@ -169,13 +169,19 @@ async fn listings_follow_a_shortened_timeout_as_loads_do() {
         "both live at 600 s"
     );
     let listed = strict.by_owner("ann").await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [busy]);
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [busy.handle()]
+    );
     assert!(listed[0].idle_deadline <= clock.now() + Duration::from_secs(60));
     let found = strict
         .find_by(&|r| r.owner.as_deref() == Some("ann"))
         .await
         .unwrap();
-    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [busy]);
+    assert_eq!(
+        found.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [busy.handle()]
+    );
     assert!(strict.load(idle_cookie.as_deref()).await.unwrap().is_new());
 }
 
@@ -790,20 +796,23 @@ impl sessionkit::Store<Data> for Hooked {
     }
 }
 
+type Listed = sessionkit::Record<Data, sessionkit::SessionHandle>;
+
 #[async_trait::async_trait]
 impl sessionkit::QueryStore<Data> for Hooked {
-    fn iter(
-        &self,
-    ) -> futures_util::stream::BoxStream<'_, Result<sessionkit::Record<Data>, sessionkit::StoreError>>
-    {
+    fn iter(&self) -> futures_util::stream::BoxStream<'_, Result<Listed, sessionkit::StoreError>> {
         self.inner.iter()
     }
 
-    async fn by_owner(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<sessionkit::Record<Data>>, sessionkit::StoreError> {
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Listed>, sessionkit::StoreError> {
         self.inner.by_owner(owner).await
+    }
+
+    async fn delete_handle(
+        &self,
+        handle: &sessionkit::SessionHandle,
+    ) -> Result<bool, sessionkit::StoreError> {
+        self.inner.delete_handle(handle).await
     }
 
     async fn delete_owner(
@@ -879,7 +888,7 @@ async fn a_bulk_delete_catches_a_session_regenerated_under_it() {
         s.data_mut().user = Some(user.into());
         sessions.commit(&s, None).await.unwrap();
     }
-    let acme = |r: &sessionkit::Record<Data>| {
+    let acme = |r: &Listed| {
         r.data
             .user
             .as_deref()

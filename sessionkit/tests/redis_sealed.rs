@@ -67,18 +67,23 @@ fn record() -> Record<TestData> {
     r
 }
 
+/// The value stored for `id`, read straight from Redis.
+async fn stored(store: &RedisStore<TestData>, id: &SessionId) -> Vec<u8> {
+    let client = redis::Client::open(server().url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET")
+        .arg(store.key_of(id))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_dump_of_sealed_values_holds_no_data_no_owner_and_no_session_id() {
     let store = store_with("dump:", Some(sealed(ring()))).await;
     let r = record();
     store.save(Save::create(&r)).await.unwrap();
-    let client = redis::Client::open(server().url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let raw: Vec<u8> = redis::cmd("GET")
-        .arg(store.key_of(&r.id))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let raw = stored(&store, &r.id).await;
     assert!(!raw.is_empty());
     for secret in [
         "very-secret-name",
@@ -100,6 +105,52 @@ async fn a_dump_of_sealed_values_holds_no_data_no_owner_and_no_session_id() {
             .counter,
         7
     );
+}
+
+/// A codec that only compresses (no sealing) stores the data readably, but
+/// names the session by its handle: the dump holds no session id, raw or as
+/// a cookie, compressed or not. The listing still names it, and the value
+/// loads by its cookie.
+#[tokio::test]
+async fn a_dump_of_compressed_only_values_holds_no_session_id() {
+    for threshold in [0, 1 << 20] {
+        let codec = Codec::builder()
+            .compression(Compression::Gzip { threshold })
+            .build();
+        assert!(!codec.is_sealed());
+        let prefix = format!("zip-{}:", &SessionId::generate().storage_key()[..12]);
+        let store = store_with(&prefix, Some(codec)).await;
+        let r = record();
+        store.save(Save::create(&r)).await.unwrap();
+        let raw = stored(&store, &r.id).await;
+        // Gunzipped where compressed: the id must not be in the plain bytes.
+        let mut plain = raw.clone();
+        if let Some(at) = raw.windows(2).position(|w| w == [0x1f, 0x8b]) {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[at..])
+                .read_to_end(&mut out)
+                .unwrap();
+            plain.extend_from_slice(&out);
+        }
+        if threshold > 0 {
+            assert!(
+                plain.windows(16).any(|w| w == b"very-secret-name"),
+                "the check reads the data (threshold {threshold})"
+            );
+        }
+        let encoded = r.id.encode();
+        assert!(!plain.windows(32).any(|w| w == r.id.as_bytes()));
+        assert!(!plain
+            .windows(encoded.len())
+            .any(|w| w == encoded.as_bytes()));
+        let listed = sessionkit::QueryStore::by_owner(&store, "alice@example.com")
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, r.id.handle());
+        assert_eq!(store.load(&encoded).await.unwrap().unwrap().data.counter, 7);
+    }
 }
 
 #[tokio::test]

@@ -416,6 +416,101 @@ async fn keys_are_hashes_and_a_key_dump_holds_no_cookie_value() {
     );
 }
 
+/// A dump of everything the store wrote (every value, owner set and move
+/// marker, after creates with and without an owner, an update with flash
+/// messages and a regenerate) holds no session id, raw or as its cookie:
+/// values name sessions by handle only. The listing still finds them, and
+/// a revoke by handle ends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_of_every_value_holds_no_session_id() {
+    let server = shared();
+    let store = store_on(server).await;
+    let anonymous = new_record(None);
+    create(&store, &anonymous).await;
+    let owned = new_record(Some("dump-ann"));
+    let cookie = create(&store, &owned).await;
+    let mut loaded = store.load(&cookie).await.unwrap().unwrap();
+    loaded.data.user = Some("ann".into());
+    loaded.flash.push(sessionkit::flash::FlashMessage {
+        key: "notice".into(),
+        value: "welcome".into(),
+    });
+    let out = store.save(Save::update(&loaded, None)).await.unwrap();
+    assert!(matches!(out, SaveOutcome::Kept), "{out:?}");
+    let loaded = store.load(&cookie).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let out = store
+        .save(Save::regenerate(&moved, loaded.id, None))
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
+
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", store.key_prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.len() >= 4,
+        "values, the owner set, a move marker: {keys:?}"
+    );
+    let mut dump: Vec<u8> = Vec::new();
+    for key in &keys {
+        dump.extend_from_slice(key.as_bytes());
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let parts: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap()],
+            "set" => redis::cmd("SMEMBERS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            other => panic!("unexpected key type {other}"),
+        };
+        for part in parts {
+            dump.extend_from_slice(&part);
+        }
+    }
+    assert!(
+        dump.windows(6).any(|w| w == b"notice"),
+        "the dump holds the session data (the check reads values)"
+    );
+    for id in [anonymous.id, owned.id, moved.id] {
+        assert!(
+            !dump.windows(32).any(|w| w == id.as_bytes()),
+            "a value holds a raw session id"
+        );
+        let encoded = id.encode();
+        assert!(
+            !dump.windows(encoded.len()).any(|w| w == encoded.as_bytes()),
+            "a value holds a cookie"
+        );
+    }
+    // Listed by handle; revoked by handle.
+    let listed = store.by_owner("dump-ann").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [moved.id.handle()]
+    );
+    assert_eq!(listed[0].data.user.as_deref(), Some("ann"));
+    assert!(store.delete_handle(&listed[0].id).await.unwrap());
+    assert!(store.load(&moved.id.encode()).await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_ttl_is_the_remaining_lifetime_and_the_owner_set_outlives_it() {
     let server = shared();
@@ -465,7 +560,7 @@ async fn stale_owner_index_entries_are_dropped_when_listing() {
         .unwrap();
     let listed = store.by_owner("stale-owner").await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, live.id);
+    assert_eq!(listed[0].id, live.id.handle());
     let card = server
         .command(&format!("SCARD {}", store.owner_key_of("stale-owner")))
         .unwrap();
@@ -528,7 +623,7 @@ async fn regenerate_moves_the_owner_index_entry_to_the_new_id() {
         .into_iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(ids, vec![loaded.id]);
+    assert_eq!(ids, vec![loaded.id.handle()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,7 +655,7 @@ async fn a_corrupt_stored_value_is_an_error_never_a_panic_and_is_not_overwritten
     create(&store, &other).await;
     let listed = store.find_by(&|_| true).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, other.id);
+    assert_eq!(listed[0].id, other.id.handle());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,7 +669,7 @@ async fn a_foreign_key_that_is_not_utf8_does_not_block_listing() {
     assert_eq!(store.count().await.unwrap(), 1);
     let listed = store.find_by(&|_| true).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, r.id);
+    assert_eq!(listed[0].id, r.id.handle());
 }
 
 /// A session key holding no string (a hash some other tool wrote under the
@@ -599,7 +694,10 @@ async fn a_session_key_of_another_type_is_no_session_and_blocks_no_revoke() {
     assert!(matches!(err, StoreError::Decode(_)), "{err:?}");
     assert!(!store.delete(&a.id).await.unwrap(), "not a session of ours");
     let revoked = store.delete_owner("ann").await.unwrap();
-    assert_eq!(revoked.iter().map(|r| r.id).collect::<Vec<_>>(), [b.id]);
+    assert_eq!(
+        revoked.iter().map(|r| r.handle()).collect::<Vec<_>>(),
+        [b.id.handle()]
+    );
     assert!(store.load(&b.id.encode()).await.unwrap().is_none());
     assert!(server
         .command(&format!("TYPE {key_a}"))
@@ -611,7 +709,10 @@ async fn a_session_key_of_another_type_is_no_session_and_blocks_no_revoke() {
     create(&store, &d).await;
     hashed(&store, &c);
     let listed = store.by_owner("bob").await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [d.id]);
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [d.id.handle()]
+    );
     let members = server
         .command(&format!("SCARD {}", store.owner_key_of("bob")))
         .unwrap();
@@ -631,7 +732,10 @@ async fn an_owner_set_member_that_is_not_utf8_does_not_block_the_listing() {
         .command(&format!("SADD {set} \"\\xff\\xfe\""))
         .unwrap();
     let listed = store.by_owner("cy").await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [r.id]);
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [r.id.handle()]
+    );
     assert_eq!(store.delete_owner("cy").await.unwrap().len(), 1);
 }
 
@@ -784,7 +888,10 @@ async fn a_value_moved_to_another_key_does_not_load_under_that_id() {
     // Listed once, under its own key: the copy is not that session (a purge
     // of it would delete the victim's key and miss the copy).
     let listed = store.find_by(&|_| true).await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [victim.id]);
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [victim.id.handle()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,6 +212,42 @@ impl Codec {
         self.encode_with(FLAG_RECORD, |buf| frame::write(record, version, buf))
     }
 
+    /// [`Codec::encode_record_as`] naming the session by `handle` instead
+    /// of its id (layout 2: what a server-side store writes, so that not
+    /// even a compressed-only value carries the id). Read it back with
+    /// [`Codec::decode_record_named`].
+    pub(crate) fn encode_record_handle_as<T: Serialize>(
+        &self,
+        record: &Record<T>,
+        handle: &crate::id::SessionHandle,
+        version: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.encode_with(FLAG_RECORD, |buf| {
+            frame::write_handle(record, handle, version, buf)
+        })
+    }
+
+    /// Decodes a record named by its id or its handle (see
+    /// [`Codec::encode_record_handle_as`]).
+    pub(crate) fn decode_record_named<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Record<T, frame::Named>, StoreError> {
+        logged(self.try_decode(Cow::Borrowed(bytes), |flags, body| {
+            if flags & FLAG_BYTES != 0 {
+                Err("raw bytes: read them with decode_bytes")
+            } else if flags & FLAG_RECORD != 0 {
+                frame::read_named(body)
+            } else {
+                self.parse::<Record<T>>(body).map(|r| {
+                    let id = frame::Named::Id(r.id);
+                    r.with_id(id)
+                })
+            }
+        }))
+        .map(|(r, _)| r)
+    }
+
     /// Compresses (as configured) and seals raw bytes, for secrets that are
     /// not sessions but should use the same keys and envelope: a CSRF token,
     /// a signed download link, an e-mail confirmation. Read them back with

@@ -24,7 +24,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use parking_lot::Mutex;
 
 use crate::error::StoreError;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 use crate::record::{Record, SessionData};
 use crate::store::{Predicate, QueryStore, RemovalListener, Removed, Save, SaveOutcome, Store};
 
@@ -214,7 +214,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for FaultyStore<S> {
 impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for FaultyStore<S> {
     /// The fault applies to the scan as a whole: the stream's first item is
     /// the injected error (a hung store: a stream that never yields).
-    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<T, SessionHandle>, StoreError>> {
         stream::once(self.apply(std::future::ready(Ok(()))))
             .flat_map(move |started| match started {
                 Ok(()) => self.inner.iter(),
@@ -222,7 +222,10 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for FaultyStore<S> {
             })
             .boxed()
     }
-    async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+    async fn find_by(
+        &self,
+        predicate: Predicate<'_, T>,
+    ) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         self.apply(self.inner.find_by(predicate)).await
     }
     async fn count(&self) -> Result<usize, StoreError> {
@@ -231,10 +234,13 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for FaultyStore<S> {
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
         self.apply(self.inner.bulk_delete(predicate)).await
     }
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         self.apply(self.inner.by_owner(owner)).await
     }
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         self.apply(self.inner.delete_owner(owner)).await
+    }
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        self.apply(self.inner.delete_handle(handle)).await
     }
 }

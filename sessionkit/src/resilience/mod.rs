@@ -143,7 +143,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::time::Instant;
 
 use crate::error::StoreError;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 use crate::record::{Record, SessionData};
 use crate::store::{
     Followed, Predicate, QueryStore, RemovalListener, Removed, Save, SaveKind, SaveOutcome, Store,
@@ -558,7 +558,7 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
     /// retries or time bound; its first item is reported to the breaker (an
     /// error that is a store failure counts against the store, a record
     /// shows it working).
-    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<T, SessionHandle>, StoreError>> {
         let fail_fast = |e: StoreError| {
             self.shared
                 .count("sessionkit_store_fast_fails_total", Policy::SCAN.op);
@@ -584,7 +584,10 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
         }
     }
 
-    async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+    async fn find_by(
+        &self,
+        predicate: Predicate<'_, T>,
+    ) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         self.shared
             .run(Policy::SCAN, || self.inner.find_by(predicate))
             .await
@@ -600,10 +603,19 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
             .await
     }
 
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         self.shared
             .run(Policy::full("by_owner"), || self.inner.by_owner(owner))
             .await
+    }
+
+    /// Retried as [`Store::delete`] is, with the same answer after a retry
+    /// that finds nothing (`true`: most likely the first attempt's doing).
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        let (removed, retried) = self
+            .retried_delete(|| self.inner.delete_handle(handle))
+            .await?;
+        Ok(removed || retried)
     }
 
     /// Retried like the other bounded calls, but an attempt is not cut off

@@ -213,7 +213,7 @@ async fn a_scan_never_takes_the_half_open_probe_slot() {
     let calls = switch.calls();
     assert!(matches!(s.count().await, Err(StoreError::CircuitOpen)));
     assert!(matches!(
-        s.bulk_delete(&|_: &Record<Data>| true).await,
+        s.bulk_delete(&|_: &Record<Data, SessionHandle>| true).await,
         Err(StoreError::CircuitOpen)
     ));
     assert_eq!(switch.calls(), calls, "no scan reached the store");
@@ -592,22 +592,22 @@ impl Store<Data> for FailsPartWay {
 
 #[async_trait::async_trait]
 impl QueryStore<Data> for FailsPartWay {
-    fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<Data, SessionHandle>, StoreError>> {
         self.inner.iter()
     }
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data, SessionHandle>>, StoreError> {
         self.inner.by_owner(owner).await
+    }
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        self.inner.delete_handle(handle).await
     }
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         if self.failed.swap(true, Ordering::SeqCst) {
             return self.inner.delete_owner(owner).await;
         }
         let first = self.inner.by_owner(owner).await?.remove(0);
-        assert!(self.inner.delete(&first.id).await?);
-        let removed = vec![Removed {
-            id: first.id,
-            owner: first.owner,
-        }];
+        assert!(self.inner.delete_handle(&first.id).await?);
+        let removed = vec![Removed::new(first.id, first.owner)];
         Err(StoreError::Unavailable("connection lost".into()).after_removing(removed))
     }
 }
@@ -644,10 +644,7 @@ async fn a_revoke_retried_after_failing_part_way_reports_every_session() {
 fn a_partial_error_is_classified_by_what_stopped_it() {
     let removed = |n: usize| -> Vec<Removed> {
         (0..n)
-            .map(|_| Removed {
-                id: SessionId::generate(),
-                owner: None,
-            })
+            .map(|_| Removed::of_id(SessionId::generate(), None))
             .collect()
     };
     // Nothing removed: the error as it was.

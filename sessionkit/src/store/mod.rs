@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 use crate::error::StoreError;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 use crate::record::{Record, SessionData};
 
 mod background;
@@ -525,27 +525,64 @@ where
 /// Called for each session a store removes on its own (see [`Store::on_removed`]).
 pub type RemovalListener = Arc<dyn Fn(&Removed) + Send + Sync>;
 
-/// A predicate over records, for [`QueryStore::find_by`] and [`QueryStore::bulk_delete`].
-pub type Predicate<'a, T> = &'a (dyn Fn(&Record<T>) -> bool + Send + Sync);
+/// A predicate over listed records, for [`QueryStore::find_by`] and
+/// [`QueryStore::bulk_delete`].
+pub type Predicate<'a, T> = &'a (dyn Fn(&Record<T, SessionHandle>) -> bool + Send + Sync);
 
-/// A session removed by a bulk operation (for events).
+/// A session removed by a bulk operation or evicted (for events).
+///
+/// Named by its [`SessionHandle`], never by its id. A store that has the id
+/// at hand (the memory store) builds it with [`Removed::of_id`], which hashes
+/// the id only if [`Removed::handle`] is asked for: an eviction on every
+/// insert into a full store pays no SHA-256 for a listener that counts.
 #[derive(Debug, Clone)]
 pub struct Removed {
-    /// Its id.
-    pub id: SessionId,
+    name: crate::frame::Named,
     /// Its owner, if it had one.
     pub owner: Option<String>,
 }
 
+impl Removed {
+    /// A removed session named by its handle.
+    pub fn new(handle: SessionHandle, owner: Option<String>) -> Self {
+        Removed {
+            name: crate::frame::Named::Handle(handle),
+            owner,
+        }
+    }
+
+    /// A removed session named by its id (kept private: only its handle is
+    /// ever given out).
+    pub fn of_id(id: SessionId, owner: Option<String>) -> Self {
+        Removed {
+            name: crate::frame::Named::Id(id),
+            owner,
+        }
+    }
+
+    /// Its handle.
+    pub fn handle(&self) -> SessionHandle {
+        self.name.handle()
+    }
+}
+
 /// Listing and bulk operations, for stores that keep sessions server-side.
+///
+/// Listings name each session by its [`SessionHandle`] (the id's SHA-256),
+/// never by its id: a store need not keep ids at all (the Redis store keeps
+/// only handles, so a dump of it yields no usable cookie), and a listing
+/// shown to an administrator carries no credentials.
 #[async_trait]
 pub trait QueryStore<T: SessionData>: Store<T> {
     /// Every live session, in no particular order. The stream may be lazy
     /// (a Redis store scans in batches).
-    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>>;
+    fn iter(&self) -> BoxStream<'_, Result<Record<T, SessionHandle>, StoreError>>;
 
     /// The sessions matching `predicate`.
-    async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+    async fn find_by(
+        &self,
+        predicate: Predicate<'_, T>,
+    ) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         use futures_util::StreamExt;
         let mut out = Vec::new();
         let mut s = self.iter();
@@ -582,11 +619,8 @@ pub trait QueryStore<T: SessionData>: Store<T> {
         in_passes(|| async move {
             let mut pass = Pass::default();
             for r in self.find_by(predicate).await? {
-                match self.delete(&r.id).await {
-                    Ok(true) => pass.removed.push(Removed {
-                        id: r.id,
-                        owner: r.owner,
-                    }),
+                match self.delete_handle(&r.id).await {
+                    Ok(true) => pass.removed.push(Removed::new(r.id, r.owner)),
                     Ok(false) => pass.missed = true,
                     Err(e) => return Err(e.after_removing(pass.removed)),
                 }
@@ -597,10 +631,17 @@ pub trait QueryStore<T: SessionData>: Store<T> {
     }
 
     /// Every live session of one owner, through an index: O(that owner's sessions).
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError>;
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T, SessionHandle>>, StoreError>;
 
     /// Deletes every session of one owner; returns what was deleted.
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError>;
+
+    /// Deletes the session a listing named `handle`; `true` if it existed.
+    /// Like [`Store::delete`], final at once: a request that loaded the
+    /// session before cannot save it back. Unlike it, does not follow an id
+    /// rotation made after the listing (the handle names the old id): list
+    /// again, as [`QueryStore::bulk_delete`] does.
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ pub use self::message::{
     Invalidation, InvalidationKind, MessageKey, NodeId, Rejection, MESSAGE_LEN,
 };
 use crate::error::StoreError;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 use crate::record::{Record, SessionData};
 use crate::store::redis::{Announce, RedisStore};
 use crate::store::{
@@ -246,12 +246,13 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         Ok(None)
     }
 
-    /// [`Store::delete`] of several sessions that also publishes `messages`
-    /// on `channel`, atomically with the delete. Says, per id, whether it
+    /// [`QueryStore::delete_handle`] of several sessions, named by their
+    /// key hashes (their handles' bytes), that also publishes `messages` on
+    /// `channel`, atomically with the delete. Says, per session, whether it
     /// existed.
     async fn delete_and_publish(
         &self,
-        ids: &[SessionId],
+        keys: &[KeyHash],
         channel: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError>;
@@ -270,7 +271,7 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
         message: &[u8],
     ) -> Result<(Followed, Option<KeyHash>), StoreError> {
         let existed = self
-            .delete_and_publish(std::slice::from_ref(id), channel, &[message.to_vec()])
+            .delete_and_publish(&[key_hash(id)], channel, &[message.to_vec()])
             .await?;
         let followed = match existed == [true] {
             true => Followed::Deleted,
@@ -286,25 +287,25 @@ pub trait ClusterBackend<T: SessionData>: QueryStore<T> {
     /// them all, as `delete_and_publish`.
     async fn delete_owned_and_publish(
         &self,
-        ids: &[SessionId],
+        keys: &[KeyHash],
         owner: &str,
         channel: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
         let _ = owner;
-        self.delete_and_publish(ids, channel, messages).await
+        self.delete_and_publish(keys, channel, messages).await
     }
 
     /// [`QueryStore::delete_owner`], also returning the key hash
     /// (the SHA-256 of its id) of every session deleted, including those this node
-    /// cannot decode (so they can be announced). The default hashes the ids
-    /// `delete_owner` reports.
+    /// cannot decode (so they can be announced). The default takes the
+    /// handles `delete_owner` reports.
     async fn delete_owner_keyed(
         &self,
         owner: &str,
     ) -> Result<(Vec<Removed>, Vec<KeyHash>), StoreError> {
         let removed = self.delete_owner(owner).await?;
-        let hashes = removed.iter().map(|r| key_hash(&r.id)).collect();
+        let hashes = removed.iter().map(|r| *r.handle().as_bytes()).collect();
         Ok((removed, hashes))
     }
 }
@@ -337,11 +338,11 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
 
     async fn delete_and_publish(
         &self,
-        ids: &[SessionId],
+        keys: &[KeyHash],
         channel: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
-        RedisStore::delete_and_publish(self, ids, channel, messages).await
+        RedisStore::delete_and_publish(self, keys, channel, messages).await
     }
 
     async fn delete_following_and_publish(
@@ -355,12 +356,12 @@ impl<T: SessionData> ClusterBackend<T> for RedisStore<T> {
 
     async fn delete_owned_and_publish(
         &self,
-        ids: &[SessionId],
+        keys: &[KeyHash],
         owner: &str,
         channel: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
-        RedisStore::delete_owned_and_publish(self, ids, owner, channel, messages).await
+        RedisStore::delete_owned_and_publish(self, keys, owner, channel, messages).await
     }
 
     async fn delete_owner_keyed(
@@ -634,13 +635,12 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     async fn delete_announced(
         &self,
         kind: InvalidationKind,
-        listed: Vec<Record<T>>,
+        listed: Vec<Record<T, SessionHandle>>,
         owner: Option<&str>,
     ) -> Result<Vec<Removed>, StoreError> {
         let mut removed = Vec::new();
         for batch in listed.chunks(ANNOUNCED_BATCH) {
-            let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
-            let keys: Vec<KeyHash> = ids.iter().map(key_hash).collect();
+            let keys: Vec<KeyHash> = batch.iter().map(|r| *r.id.as_bytes()).collect();
             let messages: Vec<Vec<u8>> = keys
                 .iter()
                 .map(|key| {
@@ -656,12 +656,12 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
             let deleted = match owner {
                 Some(owner) => {
                     self.inner
-                        .delete_owned_and_publish(&ids, owner, channel, &messages)
+                        .delete_owned_and_publish(&keys, owner, channel, &messages)
                         .await
                 }
                 None => {
                     self.inner
-                        .delete_and_publish(&ids, channel, &messages)
+                        .delete_and_publish(&keys, channel, &messages)
                         .await
                 }
             };
@@ -677,10 +677,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
                     .iter()
                     .zip(existed)
                     .filter(|(_, existed)| *existed)
-                    .map(|(r, _)| Removed {
-                        id: r.id,
-                        owner: r.owner.clone(),
-                    }),
+                    .map(|(r, _)| Removed::new(r.id, r.owner.clone())),
             );
         }
         Ok(removed)
@@ -689,12 +686,34 @@ impl<S: ClusterBackend<T>, T: SessionData> Cached<S, T> {
     /// Before a delete of `id`: the bus revived if its task was lost, and
     /// `id`'s key hash with the signed message that announces its removal.
     fn deleting(&self, id: &SessionId) -> (KeyHash, Vec<u8>) {
-        self.bus.revive();
         let key = key_hash(id);
-        let message = self
-            .message(InvalidationKind::Deleted, key, 0)
-            .encode(&self.bus.key, &self.bus.channel);
-        (key, message)
+        (key, self.deleting_key(key))
+    }
+
+    /// [`Cached::deleting`] of a session known by its key hash: the bus
+    /// revived, and the message that announces the removal.
+    fn deleting_key(&self, key: KeyHash) -> Vec<u8> {
+        self.bus.revive();
+        self.message(InvalidationKind::Deleted, key, 0)
+            .encode(&self.bus.key, &self.bus.channel)
+    }
+
+    /// Deletes the session under `key` and announces it in one script run:
+    /// no other node can read the session from Redis between the delete and
+    /// the announcement ([`Store::delete`], [`QueryStore::delete_handle`]).
+    async fn delete_key(&self, key: KeyHash) -> Result<bool, StoreError> {
+        let message = self.deleting_key(key);
+        // Forgotten however the call ends: deleted, failed or cancelled.
+        let _forget = ForgetUnlessKnown {
+            cache: &self.cache,
+            keys: std::slice::from_ref(&key),
+        };
+        let existed = self
+            .inner
+            .delete_and_publish(&[key], &self.bus.channel, &[message])
+            .await?;
+        self.bus.count_published(InvalidationKind::Deleted);
+        Ok(existed == [true])
     }
 
     /// Forgets the sessions under these key hashes here and tells the other
@@ -879,20 +898,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        // One script run deletes and publishes: no other node can read the
-        // session from Redis between the delete and the announcement.
-        let (key, message) = self.deleting(id);
-        // Forgotten however the call ends: deleted, failed or cancelled.
-        let _forget = ForgetUnlessKnown {
-            cache: &self.cache,
-            keys: std::slice::from_ref(&key),
-        };
-        let existed = self
-            .inner
-            .delete_and_publish(std::slice::from_ref(id), &self.bus.channel, &[message])
-            .await?;
-        self.bus.count_published(InvalidationKind::Deleted);
-        Ok(existed == [true])
+        self.delete_key(key_hash(id)).await
     }
 
     /// As [`Store::delete`], following a recent regenerate in the same
@@ -933,11 +939,14 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
 #[async_trait]
 impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
     /// Lists from the backing store (the cache holds only hot sessions).
-    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<T, SessionHandle>, StoreError>> {
         self.inner.iter()
     }
 
-    async fn find_by(&self, predicate: Predicate<'_, T>) -> Result<Vec<Record<T>>, StoreError> {
+    async fn find_by(
+        &self,
+        predicate: Predicate<'_, T>,
+    ) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         self.inner.find_by(predicate).await
     }
 
@@ -967,8 +976,13 @@ impl<S: ClusterBackend<T>, T: SessionData> QueryStore<T> for Cached<S, T> {
         .await
     }
 
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         self.inner.by_owner(owner).await
+    }
+
+    /// Deletes and announces in one script run, as [`Store::delete`] does.
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        self.delete_key(*handle.as_bytes()).await
     }
 
     /// Lists the owner's sessions, then deletes them in batches, each batch
@@ -1080,7 +1094,8 @@ mod revoke_tests {
         /// `by_owner` gives its first listed session to another user right
         /// after listing (a login finishing while a revoke runs), before the
         /// caller deletes what was listed.
-        ReassignAfterListing,
+        /// (The ids it may be given: listings name sessions by handle.)
+        ReassignAfterListing(Arc<parking_lot::Mutex<Vec<SessionId>>>),
     }
 
     /// A Redis store (as a cluster backend) with a [`Hook`].
@@ -1122,10 +1137,18 @@ mod revoke_tests {
 
     #[async_trait]
     impl QueryStore<Data> for Hooked {
-        fn iter(&self) -> BoxStream<'_, Result<Record<Data>, StoreError>> {
+        fn iter(&self) -> BoxStream<'_, Result<Record<Data, SessionHandle>, StoreError>> {
             self.inner.iter()
         }
-        async fn by_owner(&self, owner: &str) -> Result<Vec<Record<Data>>, StoreError> {
+        async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+            let out = self.inner.delete_handle(handle).await;
+            self.deleted();
+            out
+        }
+        async fn by_owner(
+            &self,
+            owner: &str,
+        ) -> Result<Vec<Record<Data, SessionHandle>>, StoreError> {
             if let Hook::CutOffAfterDeleting {
                 hide_listing: true, ..
             } = &self.hook
@@ -1133,8 +1156,13 @@ mod revoke_tests {
                 return Ok(Vec::new());
             }
             let listed = self.inner.by_owner(owner).await?;
-            if let (Hook::ReassignAfterListing, Some(first)) = (&self.hook, listed.first()) {
-                let mut moved = first.clone();
+            if let (Hook::ReassignAfterListing(ids), Some(first)) = (&self.hook, listed.first()) {
+                let id = *ids
+                    .lock()
+                    .iter()
+                    .find(|id| id.handle() == first.id)
+                    .expect("a session the test made");
+                let mut moved = first.clone().with_id(id);
                 moved.owner = Some("someone-else".into());
                 let changes = crate::store::MetaChanges {
                     owner: true,
@@ -1187,23 +1215,23 @@ mod revoke_tests {
         }
         async fn delete_and_publish(
             &self,
-            ids: &[SessionId],
+            keys: &[KeyHash],
             channel: &str,
             messages: &[Vec<u8>],
         ) -> Result<Vec<bool>, StoreError> {
-            let out = RedisStore::delete_and_publish(&self.inner, ids, channel, messages).await;
+            let out = RedisStore::delete_and_publish(&self.inner, keys, channel, messages).await;
             self.deleted();
             out
         }
         async fn delete_owned_and_publish(
             &self,
-            ids: &[SessionId],
+            keys: &[KeyHash],
             owner: &str,
             channel: &str,
             messages: &[Vec<u8>],
         ) -> Result<Vec<bool>, StoreError> {
             let out =
-                RedisStore::delete_owned_and_publish(&self.inner, ids, owner, channel, messages)
+                RedisStore::delete_owned_and_publish(&self.inner, keys, owner, channel, messages)
                     .await;
             self.deleted();
             out
@@ -1269,10 +1297,11 @@ mod revoke_tests {
         let inner = redis(&server, tag).await;
         let conns = inner.shared_connections();
         let options = ClusterOptions::new([7u8; 32]).channel(format!("inv-{tag}"));
+        let made = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let node = Cached::new(
             Hooked {
                 inner,
-                hook: Hook::ReassignAfterListing,
+                hook: Hook::ReassignAfterListing(made.clone()),
             },
             conns,
             vec![server.url()],
@@ -1285,11 +1314,13 @@ mod revoke_tests {
             node.save(Save::create(&r)).await.unwrap();
             ids.push(r.id);
         }
+        *made.lock() = ids.clone();
         let removed = node.delete_owner("victim").await.unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");
-        let survivors: Vec<Record<Data>> = node.inner.inner.by_owner("someone-else").await.unwrap();
+        let survivors: Vec<Record<Data, SessionHandle>> =
+            node.inner.inner.by_owner("someone-else").await.unwrap();
         assert_eq!(survivors.len(), 1);
-        assert!(ids.contains(&survivors[0].id));
+        assert!(ids.iter().any(|id| id.handle() == survivors[0].id));
         assert!(node
             .inner
             .inner
@@ -1447,9 +1478,11 @@ mod revoke_tests {
                 a.delete_owner(owner).await.map(|_| ())
             } else {
                 let owner = owner.to_owned();
-                a.bulk_delete(&move |r: &Record<Data>| r.owner.as_deref() == Some(&owner))
-                    .await
-                    .map(|_| ())
+                a.bulk_delete(&move |r: &Record<Data, SessionHandle>| {
+                    r.owner.as_deref() == Some(&owner)
+                })
+                .await
+                .map(|_| ())
             };
             // The first command on each killed connection fails; the
             // connection is then made again.

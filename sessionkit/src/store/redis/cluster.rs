@@ -41,7 +41,6 @@ use redis::{Cmd, FromRedisValue, RedisResult, Script};
 
 use super::{RedisStore, RedisStoreBuilder};
 use crate::error::StoreError;
-use crate::id::SessionId;
 use crate::record::SessionData;
 
 /// `delete.lua` followed by `PUBLISH`es, in one script: the clustered
@@ -127,21 +126,21 @@ impl<T: SessionData> RedisStore<T> {
     /// whether it existed.
     pub(crate) async fn delete_and_publish(
         &self,
-        ids: &[SessionId],
+        keys: &[[u8; 32]],
         channel: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
         let mut extra: Vec<&[u8]> = Vec::with_capacity(messages.len() + 1);
         extra.push(channel.as_bytes());
         extra.extend(messages.iter().map(Vec::as_slice));
-        self.run_delete(&DELETE_AND_PUBLISH, ids, &extra).await
+        self.run_delete(&DELETE_AND_PUBLISH, keys, &extra).await
     }
 
     /// [`RedisStore::delete_and_publish`] deleting only sessions still
     /// `owner`'s when the script runs.
     pub(crate) async fn delete_owned_and_publish(
         &self,
-        ids: &[SessionId],
+        keys: &[[u8; 32]],
         owner: &str,
         channel: &str,
         messages: &[Vec<u8>],
@@ -151,7 +150,7 @@ impl<T: SessionData> RedisStore<T> {
         extra.push(owner.as_bytes());
         extra.push(channel.as_bytes());
         extra.extend(messages.iter().map(Vec::as_slice));
-        self.run_delete(&DELETE_OWNED_AND_PUBLISH, ids, &extra)
+        self.run_delete(&DELETE_OWNED_AND_PUBLISH, keys, &extra)
             .await
     }
 

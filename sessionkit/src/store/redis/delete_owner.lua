@@ -3,9 +3,9 @@
 -- (stale entries); the set itself is removed.
 -- KEYS[1] owner set key
 -- ARGV[1] key prefix  ARGV[2] owner hash
--- Returns, per deleted session, its index member (the key's hash, which a
--- clustered store announces even when it cannot decode the value) followed
--- by the deleted value (decoded by the caller to report the id).
+-- Returns the index member of every deleted session: the key's hash, which
+-- is the session's handle (the caller reports and a clustered store
+-- announces it, whether or not it could decode the value).
 local deleted = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. member
@@ -15,7 +15,6 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if owner == ARGV[2] then
       redis.call('DEL', key)
       deleted[#deleted + 1] = member
-      deleted[#deleted + 1] = current
     end
   end
 end

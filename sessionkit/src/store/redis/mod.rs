@@ -117,8 +117,9 @@
 //!
 //! # Payloads
 //! By default a value's payload is the compact record layout: the metadata
-//! (id, deadlines, version, owner) in fixed binary fields and the data and
-//! flash messages as JSON, so `redis-cli GET` still shows the data readably.
+//! (the session's handle, never its id; deadlines, version, owner) in fixed
+//! binary fields and the data and flash messages as JSON, so `redis-cli GET`
+//! still shows the data readably.
 //! Values written as whole-record JSON by earlier releases still load.
 //! [`RedisStoreBuilder::codec`] adds compression and AEAD sealing.
 //!
@@ -167,7 +168,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
 use crate::expiry::{Clock, SystemClock};
-use crate::id::SessionId;
+use crate::frame::Named;
+use crate::id::{SessionHandle, SessionId};
 use crate::record::{Record, SessionData};
 use crate::store::{
     in_passes, Followed, Pass, Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store,
@@ -760,16 +762,39 @@ impl<T: SessionData> RedisStore<T> {
         map_err(e, self.response_timeout)
     }
 
-    /// Decodes a stored value; `expected` guards against a value that does
-    /// not belong to the key it was read from.
-    fn decode(&self, raw: &[u8], expected: Option<&SessionId>) -> Result<Record<T>, StoreError> {
-        let stored = value::parse(raw)?;
-        let mut record: Record<T> = self.payload.decode(stored.payload)?;
-        if expected.is_some_and(|id| *id != record.id) {
+    /// Decodes the value stored for `id` (whose key digest is `digest`),
+    /// refusing one that names another session (a value copied under the
+    /// wrong key).
+    fn decode_loaded(
+        &self,
+        raw: &[u8],
+        id: &SessionId,
+        digest: &[u8; 32],
+    ) -> Result<Record<T>, StoreError> {
+        let record = self.decode_named(raw)?;
+        let belongs = match &record.id {
+            Named::Id(stored) => stored == id,
+            Named::Handle(h) => h.as_bytes() == digest,
+        };
+        if !belongs {
             return Err(StoreError::Decode(
                 "stored session belongs to another id".into(),
             ));
         }
+        Ok(record.with_id(*id))
+    }
+
+    /// Decodes a stored value found by a listing: named by its handle (the
+    /// store may hold no more than that).
+    fn decode_listed(&self, raw: &[u8]) -> Result<Record<T, SessionHandle>, StoreError> {
+        let record = self.decode_named(raw)?;
+        let handle = record.id.handle();
+        Ok(record.with_id(handle))
+    }
+
+    fn decode_named(&self, raw: &[u8]) -> Result<Record<T, Named>, StoreError> {
+        let stored = value::parse(raw)?;
+        let mut record = self.payload.decode(stored.payload)?;
         record.version = stored.version;
         Ok(record)
     }
@@ -792,14 +817,19 @@ impl<T: SessionData> RedisStore<T> {
             SaveKind::Create => 1,
             SaveKind::Update | SaveKind::Regenerate { .. } => next,
         };
-        let stored = self.payload.encode_stored(record, version, &owner)?;
-        if matches!(kind, SaveKind::Create) && record.owner.is_none() {
-            return self.create_anonymous(record, stored, ttl).await;
-        }
         let digest = match announce {
             Some(a) => a.digest,
             None => id_digest(&record.id),
         };
+        let stored = self.payload.encode_stored(
+            record,
+            &SessionHandle::from_bytes(digest),
+            version,
+            &owner,
+        )?;
+        if matches!(kind, SaveKind::Create) && record.owner.is_none() {
+            return self.create_anonymous(&digest, stored, ttl).await;
+        }
         let s = &*SCRIPTS;
         // The `EVALSHA` command built here rather than through redis-rs'
         // `ScriptInvocation`, which keeps every key and argument in a `Vec`
@@ -873,14 +903,14 @@ impl<T: SessionData> RedisStore<T> {
     /// before login), so this is the common `/new` path.
     async fn create_anonymous(
         &self,
-        record: &Record<T>,
+        digest: &[u8; 32],
         stored: Vec<u8>,
         ttl: u64,
     ) -> Result<Reply, StoreError> {
         let mut conn = self.conn();
         let reply: Value = redis::Cmd::with_capacity(6, 64 + self.prefix.len() + stored.len())
             .arg("SET")
-            .arg(KeyArg(&self.prefix, &id_digest(&record.id)))
+            .arg(KeyArg(&self.prefix, digest))
             .arg(stored)
             .arg("PX")
             .arg(ttl)
@@ -974,17 +1004,21 @@ impl<T: SessionData> RedisStore<T> {
     /// Decodes fetched values, skipping missing, expired and undecodable ones
     /// (the last with a warning that names only the key hash, so one bad
     /// value cannot block listing or revoking everything else).
-    fn decode_live(&self, keys: &[String], values: Vec<Option<Vec<u8>>>) -> Vec<Record<T>> {
+    fn decode_live(
+        &self,
+        keys: &[String],
+        values: Vec<Option<Vec<u8>>>,
+    ) -> Vec<Record<T, SessionHandle>> {
         let now = self.clock.now();
         keys.iter()
             .zip(values)
-            .filter_map(|(key, raw)| match self.decode(&raw?, None) {
-                // A value under a key its id does not hash to (a restored
-                // or copied dump) is not that session: a load of its id
-                // would not find it, and a delete by its id would miss it.
+            .filter_map(|(key, raw)| match self.decode_listed(&raw?) {
+                // A value under a key its handle is not (a restored or
+                // copied dump) is not that session: a load of its id would
+                // not find it, and a delete by its handle would miss it.
                 // (`key` is a whole key, or an owner set's member: the
                 // digest ends both.)
-                Ok(r) if !key.ends_with(&*hex_of(&id_digest(&r.id))) => {
+                Ok(r) if !key.ends_with(&*hex_of(r.id.as_bytes())) => {
                     tracing::warn!(key = %key, "skipping a session stored under another id's key");
                     None
                 }
@@ -1172,9 +1206,10 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
         let mut conn = self.conn();
         // Sized up front: `redis::cmd` starts empty and grows twice. The key
         // goes straight into the command (no `String` of its own).
+        let digest = id_digest(&id);
         let raw: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + self.prefix.len() + 64)
             .arg("GET")
-            .arg(KeyArg(&self.prefix, &id_digest(&id)))
+            .arg(KeyArg(&self.prefix, &digest))
             .query_async(&mut conn)
             .await
             .map_err(|e| match e.code() {
@@ -1186,7 +1221,8 @@ impl<T: SessionData> Store<T> for RedisStore<T> {
                 }
                 _ => self.err(e),
             })?;
-        raw.map(|raw| self.decode(&raw, Some(&id))).transpose()
+        raw.map(|raw| self.decode_loaded(&raw, &id, &digest))
+            .transpose()
     }
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
@@ -1268,7 +1304,7 @@ impl<T: SessionData> RedisStore<T> {
                         SaveKind::Regenerate { old } => old,
                         _ => save.record.id,
                     };
-                    let latest = self.decode(&current, Some(&at))?;
+                    let latest = self.decode_loaded(&current, &at, &id_digest(&at))?;
                     expected = latest.version;
                     merged = Some(save.merged_onto(latest));
                 }
@@ -1296,7 +1332,18 @@ impl<T: SessionData> RedisStore<T> {
 
     /// Deletes sessions in one script run; says, per id, whether it existed.
     async fn delete_many(&self, ids: &[SessionId]) -> Result<Vec<bool>, StoreError> {
-        self.run_delete(&SCRIPTS.delete, ids, &[]).await
+        let digests: Vec<[u8; 32]> = ids.iter().map(id_digest).collect();
+        self.run_delete(&SCRIPTS.delete, &digests, &[]).await
+    }
+
+    /// Deletes sessions by handle in one script run; says, per handle,
+    /// whether it existed.
+    pub(crate) async fn delete_handles(
+        &self,
+        handles: &[SessionHandle],
+    ) -> Result<Vec<bool>, StoreError> {
+        let digests: Vec<[u8; 32]> = handles.iter().map(|h| *h.as_bytes()).collect();
+        self.run_delete(&SCRIPTS.delete, &digests, &[]).await
     }
 
     /// Runs `delete_following.lua` for `id`, and with `publish` also
@@ -1327,7 +1374,7 @@ impl<T: SessionData> RedisStore<T> {
                 // deleted. Undecodable here (another version of the data
                 // type, say): `Deleted`, so the event keeps the owner the
                 // logout loaded rather than none.
-                let followed = match self.decode(value, None) {
+                let followed = match self.decode_listed(value) {
                     Ok(record) => Followed::Moved {
                         owner: record.owner,
                     },
@@ -1344,24 +1391,24 @@ impl<T: SessionData> RedisStore<T> {
         }
     }
 
-    /// Runs `delete.lua` (or a script built around it) over `ids`; `extra`
-    /// arguments follow the index members.
+    /// Runs `delete.lua` (or a script built around it) over the sessions
+    /// whose key digests are `digests`; `extra` arguments follow the index
+    /// members.
     async fn run_delete(
         &self,
         script: &Script,
-        ids: &[SessionId],
+        digests: &[[u8; 32]],
         extra: &[&[u8]],
     ) -> Result<Vec<bool>, StoreError> {
-        if ids.is_empty() {
+        if digests.is_empty() {
             return Ok(Vec::new());
         }
         let mut inv = script.prepare_invoke();
-        let digests: Vec<[u8; 32]> = ids.iter().map(id_digest).collect();
-        for digest in &digests {
+        for digest in digests {
             inv.key(self.key_of_digest(digest));
         }
         inv.arg(&self.prefix);
-        for digest in &digests {
+        for digest in digests {
             inv.arg(hex_of(digest));
         }
         for arg in extra {
@@ -1375,7 +1422,7 @@ impl<T: SessionData> RedisStore<T> {
 
 #[async_trait]
 impl<T: SessionData> QueryStore<T> for RedisStore<T> {
-    fn iter(&self) -> BoxStream<'_, Result<Record<T>, StoreError>> {
+    fn iter(&self) -> BoxStream<'_, Result<Record<T, SessionHandle>, StoreError>> {
         // SCAN may return a key twice; `seen` keeps each session once.
         let start = (None::<Scan>, false, HashSet::<String>::new());
         stream::unfold(start, move |(scan, done, mut seen)| async move {
@@ -1434,17 +1481,14 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
             let found = self.find_by(predicate).await?;
             let mut pass = Pass::default();
             for batch in found.chunks(self.scan_batch) {
-                let ids: Vec<SessionId> = batch.iter().map(|r| r.id).collect();
-                let existed = match self.delete_many(&ids).await {
+                let handles: Vec<SessionHandle> = batch.iter().map(|r| r.id).collect();
+                let existed = match self.delete_handles(&handles).await {
                     Ok(existed) => existed,
                     Err(e) => return Err(e.after_removing(pass.removed)),
                 };
                 for (r, existed) in batch.iter().zip(existed) {
                     if existed {
-                        pass.removed.push(Removed {
-                            id: r.id,
-                            owner: r.owner.clone(),
-                        });
+                        pass.removed.push(Removed::new(r.id, r.owner.clone()));
                     } else {
                         pass.missed = true;
                     }
@@ -1455,7 +1499,7 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         .await
     }
 
-    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T>>, StoreError> {
+    async fn by_owner(&self, owner: &str) -> Result<Vec<Record<T, SessionHandle>>, StoreError> {
         let set = self.owner_key_of(owner);
         let mut conn = self.conn();
         // Read as bytes: a member that is not UTF-8 (written by something
@@ -1499,6 +1543,10 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         Ok(self.delete_owner_keyed(owner).await?.0)
     }
+
+    async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError> {
+        Ok(self.delete_handles(std::slice::from_ref(handle)).await? == [true])
+    }
 }
 
 impl<T: SessionData> RedisStore<T> {
@@ -1519,25 +1567,21 @@ impl<T: SessionData> RedisStore<T> {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        let mut removed = Vec::with_capacity(deleted.len() / 2);
-        let mut hashes = Vec::with_capacity(deleted.len() / 2);
-        for pair in deleted.chunks(2) {
-            let [member, raw] = pair else {
-                return Err(StoreError::Backend(
-                    "unexpected reply from a sessionkit script".into(),
-                ));
-            };
+        let mut removed = Vec::with_capacity(deleted.len());
+        let mut hashes = Vec::with_capacity(deleted.len());
+        for member in &deleted {
+            // Reported by its index member, which is its handle: a value
+            // this process cannot decode (another version of the data type)
+            // was deleted and is reported all the same.
             match decode_member(member) {
-                Some(hash) => hashes.push(hash),
+                Some(hash) => {
+                    hashes.push(hash);
+                    removed.push(Removed::new(
+                        SessionHandle::from_bytes(hash),
+                        Some(owner.to_owned()),
+                    ));
+                }
                 None => tracing::warn!("deleted a session whose index member is not a key hash"),
-            }
-            match self.decode(raw, None) {
-                Ok(r) => removed.push(Removed {
-                    id: r.id,
-                    owner: Some(owner.to_owned()),
-                }),
-                // Deleted all the same; only its id cannot be reported.
-                Err(e) => tracing::warn!(error = %e, "deleted an undecodable session of an owner"),
             }
         }
         Ok((removed, hashes))
@@ -1545,22 +1589,11 @@ impl<T: SessionData> RedisStore<T> {
 }
 
 /// An owner index member (the session key's SHA-256, 64 lower-case hex
-/// characters) as bytes; `None` for anything else. By hand: a hex crate for
-/// one fixed-size decode is not worth a dependency.
+/// characters: a [`SessionHandle`]'s text) as bytes; `None` for anything
+/// else.
 fn decode_member(member: &[u8]) -> Option<[u8; 32]> {
-    if member.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in member.chunks(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
+    let handle: SessionHandle = std::str::from_utf8(member).ok()?.parse().ok()?;
+    Some(*handle.as_bytes())
 }
 
 #[cfg(test)]
@@ -1692,5 +1725,118 @@ mod prune_tests {
         let members = server.command(&format!("SMEMBERS {set}")).unwrap();
         assert!(members.contains(&back.id.storage_key()), "{members}");
         assert!(!members.contains(&gone.id.storage_key()), "{members}");
+    }
+
+    /// A value an earlier release wrote (the compact layout naming the
+    /// session by its id, or whole-record JSON) still loads by its cookie,
+    /// lists by its handle and is revoked; one under another session's key
+    /// is refused.
+    #[tokio::test]
+    async fn a_value_naming_its_session_by_id_still_loads_lists_and_revokes() {
+        let server = RedisServer::start().unwrap();
+        let store = RedisStore::<u32>::builder(server.url())
+            .key_prefix("old:")
+            .connect()
+            .await
+            .unwrap();
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        for json in [false, true] {
+            let owner = if json { "json-ann" } else { "frame-ann" };
+            let mut r = Record::new(
+                SessionId::generate(),
+                5,
+                SystemTime::now(),
+                &ExpiryPolicy::default(),
+            );
+            r.owner = Some(owner.into());
+            r.version = 3;
+            let payload = match json {
+                true => serde_json::to_vec(&r).unwrap(),
+                false => {
+                    let mut payload = Vec::new();
+                    crate::frame::write(&r, 3, &mut payload).unwrap();
+                    payload
+                }
+            };
+            let old = value::build(3, &owner_hash(owner), &payload);
+            let _: () = redis::cmd("SET")
+                .arg(store.key_of(&r.id))
+                .arg(&old)
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let _: () = redis::cmd("SADD")
+                .arg(store.owner_key_of(owner))
+                .arg(r.id.storage_key())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+            assert_eq!((loaded.id, loaded.data, loaded.version), (r.id, 5, 3));
+            let listed = store.by_owner(owner).await.unwrap();
+            assert_eq!(listed.len(), 1, "json: {json}");
+            assert_eq!(listed[0].id, r.id.handle());
+            // The same value under another session's key names another session.
+            let other = SessionId::generate();
+            let _: () = redis::cmd("SET")
+                .arg(store.key_of(&other))
+                .arg(&old)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(matches!(
+                store.load(&other.encode()).await,
+                Err(StoreError::Decode(_))
+            ));
+            let _: () = redis::cmd("DEL")
+                .arg(store.key_of(&other))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let removed = store.delete_owner(owner).await.unwrap();
+            assert_eq!(
+                removed.iter().map(Removed::handle).collect::<Vec<_>>(),
+                [r.id.handle()]
+            );
+            assert!(store.load(&r.id.encode()).await.unwrap().is_none());
+        }
+    }
+
+    /// A value written now names its session by handle: loaded under
+    /// another session's key it is refused, as one naming an id is.
+    #[tokio::test]
+    async fn a_value_copied_under_another_key_is_refused() {
+        let server = RedisServer::start().unwrap();
+        let store = RedisStore::<u32>::builder(server.url())
+            .key_prefix("copy:")
+            .connect()
+            .await
+            .unwrap();
+        let r = Record::new(
+            SessionId::generate(),
+            5,
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        store.save(Save::create(&r)).await.unwrap();
+        let other = SessionId::generate();
+        server
+            .command(&format!(
+                "COPY {} {}",
+                store.key_of(&r.id),
+                store.key_of(&other)
+            ))
+            .unwrap();
+        assert!(matches!(
+            store.load(&other.encode()).await,
+            Err(StoreError::Decode(_))
+        ));
+        assert!(store.load(&r.id.encode()).await.unwrap().is_some());
     }
 }

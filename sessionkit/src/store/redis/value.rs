@@ -5,18 +5,20 @@
 //! decoding anything), then the payload [`PayloadCodec::encode_stored`]
 //! writes after it.
 //!
-//! By default the payload is the compact record layout of `crate::frame`:
-//! the raw 32-byte session id, the times and the version as little-endian
-//! integers, owner and binding fingerprint as length-prefixed UTF-8, then
-//! the flash messages and the data as JSON. Nothing in it is encrypted, and
-//! the raw id re-encoded in base64url is a working cookie: a dump of such
-//! values is as sensitive as the cookies themselves. Payloads that start
-//! with `{` are whole-record JSON written by earlier releases; they still
-//! decode. With feature `crypto` the store can use the shared
+//! By default the payload is the compact record layout of `crate::frame`
+//! (layout 2): the session's handle (the id's SHA-256, the key's own
+//! suffix; never the id, so a dump yields no working cookie), the times and
+//! the version as little-endian integers, owner and binding fingerprint as
+//! length-prefixed UTF-8, then the flash messages and the data as JSON.
+//! Nothing in it is encrypted. Layout 1 (the raw id in place of the handle)
+//! and payloads that start with `{` (whole-record JSON) were written by
+//! earlier releases; they still decode. With feature `crypto` the store can use the shared
 //! [`crate::codec::Codec`] instead (compression, AEAD sealing), chosen with
 //! `RedisStoreBuilder::codec`.
 
 use crate::error::StoreError;
+use crate::frame::Named;
+use crate::id::SessionHandle;
 use crate::record::{Record, SessionData};
 
 /// The header's fixed start.
@@ -108,31 +110,37 @@ impl PayloadCodec {
     /// owner's hash or `""`), then the encoded record. Built here, not by
     /// the scripts: a Lua concatenation copied the payload inside Redis on
     /// every save (see `update.lua` for what that cost).
+    ///
+    /// The record names the session by `handle` (the id's SHA-256, as in
+    /// the key), never by its id, with a codec or without: a value read out
+    /// of Redis (a replica, a backup, `MONITOR`) gives away no working
+    /// cookie, even when the codec only compresses.
     pub fn encode_stored<T: SessionData>(
         &self,
         record: &Record<T>,
+        handle: &SessionHandle,
         version: u64,
         owner: &str,
     ) -> Result<Vec<u8>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            let sealed = codec.encode_record_as(record, version)?;
+            let sealed = codec.encode_record_handle_as(record, handle, version)?;
             let mut out = header(version, owner, sealed.len());
             out.extend_from_slice(&sealed);
             return Ok(out);
         }
         // The plain layout is written straight after the header: one buffer.
         let mut out = header(version, owner, 160);
-        crate::frame::write(record, version, &mut out)?;
+        crate::frame::write_handle(record, handle, version, &mut out)?;
         Ok(out)
     }
 
     /// Decodes the payload that [`PayloadCodec::encode_stored`] wrote after
-    /// the header. Errors never quote the value.
-    pub fn decode<T: SessionData>(&self, payload: &[u8]) -> Result<Record<T>, StoreError> {
+    /// the header, or an earlier release wrote. Errors never quote the value.
+    pub fn decode<T: SessionData>(&self, payload: &[u8]) -> Result<Record<T, Named>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            return codec.decode_record(payload);
+            return codec.decode_record_named(payload);
         }
         decode_payload(payload)
     }
@@ -145,28 +153,33 @@ impl PayloadCodec {
 #[cfg(test)]
 pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
     let mut buf = Vec::with_capacity(160);
-    crate::frame::write(record, record.version, &mut buf)?;
+    crate::frame::write_handle(record, &record.id.handle(), record.version, &mut buf)?;
     Ok(buf)
 }
 
 /// Decodes the plain payload ([`PayloadCodec::encode_stored`] without a
-/// codec), or a whole-record JSON payload written by earlier releases (it
-/// starts with `{`, which the compact layout never does). Errors never
-/// quote the value.
-pub(super) fn decode_payload<T: SessionData>(payload: &[u8]) -> Result<Record<T>, StoreError> {
+/// codec: named by handle), one of the compact layout named by id, or a
+/// whole-record JSON payload (both written by earlier releases; JSON starts
+/// with `{`, which the compact layout never does). Errors never quote the
+/// value.
+pub(super) fn decode_payload<T: SessionData>(
+    payload: &[u8],
+) -> Result<Record<T, Named>, StoreError> {
     if payload.first() != Some(&b'{') {
-        return crate::frame::read(payload).map_err(|reason| {
+        return crate::frame::read_named(payload).map_err(|reason| {
             StoreError::Decode(format!("stored session does not decode ({reason})"))
         });
     }
-    serde_json::from_slice(payload).map_err(|e| {
+    let record: Record<T> = serde_json::from_slice(payload).map_err(|e| {
         StoreError::Decode(format!(
             "stored session is not valid JSON for this data type ({:?} error at line {} column {})",
             e.classify(),
             e.line(),
             e.column()
         ))
-    })
+    })?;
+    let id = Named::Id(record.id);
+    Ok(record.with_id(id))
 }
 
 #[cfg(test)]
@@ -214,7 +227,7 @@ mod tests {
         record.owner = Some("ada".into());
         let owner = "b".repeat(64);
         let stored = PayloadCodec::default()
-            .encode_stored(&record, 9, &owner)
+            .encode_stored(&record, &record.id.handle(), 9, &owner)
             .unwrap();
         let s = parse(&stored).unwrap();
         assert_eq!((s.version, s.owner), (9, owner.as_bytes()));
@@ -222,8 +235,8 @@ mod tests {
         let mut written = record.clone();
         written.version = 9;
         assert_eq!(s.payload, encode_payload(&written).unwrap());
-        let back: Record<u32> = PayloadCodec::default().decode(s.payload).unwrap();
-        assert_eq!((back.id, back.data), (record.id, 7));
+        let back: Record<u32, Named> = PayloadCodec::default().decode(s.payload).unwrap();
+        assert_eq!((back.id, back.data), (Named::Handle(record.id.handle()), 7));
     }
 
     #[test]
@@ -283,11 +296,14 @@ mod tests {
         let compact = encode_payload(&record).unwrap();
         let json = serde_json::to_vec(&record).unwrap();
         assert!(compact.len() < json.len());
-        for payload in [compact, json] {
-            let back: Record<Vec<u32>> = decode_payload(&payload).unwrap();
+        // The compact layout of earlier releases named the session by id.
+        let mut by_id = Vec::new();
+        crate::frame::write(&record, record.version, &mut by_id).unwrap();
+        for payload in [compact, json, by_id] {
+            let back: Record<Vec<u32>, Named> = decode_payload(&payload).unwrap();
             assert_eq!(
-                (back.id, back.data, back.owner),
-                (record.id, vec![1, 2], record.owner.clone())
+                (back.id.handle(), back.data, back.owner),
+                (record.id.handle(), vec![1, 2], record.owner.clone())
             );
         }
     }
