@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! byte  0        layout: 1 = the session id follows, 2 = its handle
-//! byte  1        present: bit 0 owner, bit 1 binding, bit 2 flash; others 0
+//! byte  1        present: bit 0 owner, bit 1 binding, bit 2 flash,
+//!                bit 3 write ids; others 0
 //! bytes 2..34    session id (raw 32 bytes), or its handle (the id's SHA-256)
 //! then 5 × u64   created_at, last_access, idle_deadline, absolute_deadline
 //!                (milliseconds since the epoch) and version, little-endian
 //! then           owner, binding: u32 length (little-endian) + UTF-8, if present
+//! then           write ids: u8 count (1 to 4) + that many u64, if present
+//!                (the ids of the record's last writes, newest first; see
+//!                `Save::write_id`; only server-side stores write them)
 //! then           flash: u32 length + JSON array of messages, if present
 //! then           the data as JSON, to the end
 //! ```
@@ -35,56 +39,59 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::expiry::{from_millis, to_millis};
+pub(crate) use crate::id::Named;
 use crate::id::{SessionHandle, SessionId, ID_BYTES};
-use crate::record::Record;
+use crate::record::{Record, WriteIds, WRITE_IDS};
 
 /// The session id in the name field.
 const LAYOUT_ID: u8 = 1;
 /// The session's handle in the name field.
 const LAYOUT_HANDLE: u8 = 2;
 
-/// What a record read back names its session by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Named {
-    /// The session id (layout 1).
-    Id(SessionId),
-    /// Its handle only (layout 2).
-    Handle(SessionHandle),
-}
-
-impl Named {
-    /// The handle, computed from the id where the record carries the id.
-    pub(crate) fn handle(&self) -> SessionHandle {
-        match self {
-            Named::Id(id) => id.handle(),
-            Named::Handle(h) => *h,
-        }
-    }
-}
 const HAS_OWNER: u8 = 0b001;
 const HAS_BINDING: u8 = 0b010;
 const HAS_FLASH: u8 = 0b100;
-const KNOWN: u8 = HAS_OWNER | HAS_BINDING | HAS_FLASH;
+const HAS_WRITES: u8 = 0b1000;
+const KNOWN: u8 = HAS_OWNER | HAS_BINDING | HAS_FLASH | HAS_WRITES;
 
 /// Appends `record` in the compact layout to `buf`, with `version` in place
 /// of `record.version` (a store writing the next version encodes it without
 /// copying the record).
+#[cfg_attr(not(feature = "crypto"), allow(dead_code))] // the codec's
 pub(crate) fn write<T: Serialize>(
     record: &Record<T>,
     version: u64,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    write_named(record, LAYOUT_ID, record.id.as_bytes(), version, buf)
+    write_named(
+        record,
+        LAYOUT_ID,
+        record.id.as_bytes(),
+        version,
+        &WriteIds::default(),
+        buf,
+    )
 }
 
-/// [`write`] with the session's `handle` in place of its id (layout 2).
+/// [`write`] with the session's `handle` in place of its id (layout 2),
+/// and the record's write ids after a write named `write_id` (see
+/// `WriteIds::after`; a cookie never carries them).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis store's
 pub(crate) fn write_handle<T: Serialize>(
     record: &Record<T>,
     handle: &SessionHandle,
     version: u64,
+    write_id: u64,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    write_named(record, LAYOUT_HANDLE, handle.as_bytes(), version, buf)
+    write_named(
+        record,
+        LAYOUT_HANDLE,
+        handle.as_bytes(),
+        version,
+        &record.writes.after(write_id),
+        buf,
+    )
 }
 
 fn write_named<T: Serialize>(
@@ -92,9 +99,14 @@ fn write_named<T: Serialize>(
     layout: u8,
     name: &[u8; ID_BYTES],
     version: u64,
+    writes: &WriteIds,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let mut present = 0;
+    let written = writes.iter().count();
+    if written > 0 {
+        present |= HAS_WRITES;
+    }
     if record.owner.is_some() {
         present |= HAS_OWNER;
     }
@@ -121,6 +133,12 @@ fn write_named<T: Serialize>(
         put_len(buf, text.len())?;
         buf.extend_from_slice(text.as_bytes());
     }
+    if written > 0 {
+        buf.push(written as u8);
+        for id in writes.iter() {
+            buf.extend_from_slice(&id.to_le_bytes());
+        }
+    }
     if !record.flash.is_empty() {
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
@@ -133,6 +151,7 @@ fn write_named<T: Serialize>(
 
 /// Reads what [`write`] wrote; refuses a record that carries only a handle.
 /// The reason on failure quotes no input.
+#[cfg_attr(not(feature = "crypto"), allow(dead_code))] // the codec's
 pub(crate) fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<Record<T>, &'static str> {
     if bytes.first() == Some(&LAYOUT_HANDLE) {
         // Refused before its data is parsed.
@@ -171,6 +190,21 @@ pub(crate) fn read_named<T: DeserializeOwned>(
     let version = r.u64()?;
     let owner = (present & HAS_OWNER != 0).then(|| r.text()).transpose()?;
     let binding = (present & HAS_BINDING != 0).then(|| r.text()).transpose()?;
+    let mut writes = WriteIds::default();
+    if present & HAS_WRITES != 0 {
+        let count = usize::from(r.byte()?);
+        if count == 0 || count > WRITE_IDS {
+            return Err("bad count of write ids");
+        }
+        let mut ids = [0; WRITE_IDS];
+        for slot in &mut ids[..count] {
+            *slot = r.u64()?;
+            if *slot == 0 {
+                return Err("bad write id");
+            }
+        }
+        writes = WriteIds::from_array(ids);
+    }
     let flash = match present & HAS_FLASH != 0 {
         true => {
             serde_json::from_slice(r.sized()?).map_err(|_| "flash messages do not deserialize")?
@@ -189,6 +223,7 @@ pub(crate) fn read_named<T: DeserializeOwned>(
         owner,
         binding,
         version,
+        writes,
     })
 }
 
@@ -312,7 +347,7 @@ mod tests {
         let r = full_record();
         let handle = r.id.handle();
         let mut buf = Vec::new();
-        write_handle(&r, &handle, r.version, &mut buf).unwrap();
+        write_handle(&r, &handle, r.version, 0, &mut buf).unwrap();
         assert!(
             !buf.windows(ID_BYTES).any(|w| w == r.id.as_bytes()),
             "the raw id is nowhere in the bytes"
@@ -331,6 +366,67 @@ mod tests {
         let named = read_named::<Data>(&buf).unwrap().id;
         assert_eq!(named, Named::Id(r.id));
         assert_eq!(named.handle(), handle);
+    }
+
+    #[test]
+    fn write_ids_round_trip_in_layout_2_newest_first_and_never_in_layout_1() {
+        let mut r = full_record();
+        r.writes = WriteIds::from_array([7, 0, 0, 0]);
+        let handle = r.id.handle();
+        let mut buf = Vec::new();
+        write_handle(&r, &handle, r.version, 9, &mut buf).unwrap();
+        assert_eq!(buf[1] & HAS_WRITES, HAS_WRITES);
+        let back = read_named::<Data>(&buf).unwrap();
+        assert_eq!(back.writes, WriteIds::from_array([9, 7, 0, 0]));
+        same(&back.with_id(r.id), &r);
+        // Four kept, the oldest dropped.
+        r.writes = WriteIds::from_array([4, 3, 2, 1]);
+        buf.clear();
+        write_handle(&r, &handle, r.version, 5, &mut buf).unwrap();
+        assert_eq!(
+            read_named::<Data>(&buf).unwrap().writes,
+            WriteIds::from_array([5, 4, 3, 2])
+        );
+        // A write without an id keeps them as they were.
+        buf.clear();
+        write_handle(&r, &handle, r.version, 0, &mut buf).unwrap();
+        assert_eq!(read_named::<Data>(&buf).unwrap().writes, r.writes);
+        // A cookie (layout 1) never carries them.
+        buf.clear();
+        write(&r, r.version, &mut buf).unwrap();
+        assert_eq!(buf[1] & HAS_WRITES, 0);
+        assert_eq!(read::<Data>(&buf).unwrap().writes, WriteIds::default());
+    }
+
+    #[test]
+    fn hostile_write_ids_are_errors() {
+        let mut r = full_record();
+        r.writes = WriteIds::from_array([7, 0, 0, 0]);
+        let mut buf = Vec::new();
+        write_handle(&r, &r.id.handle(), r.version, 0, &mut buf).unwrap();
+        // The count follows owner and binding: find it by its value.
+        let at = buf
+            .windows(9)
+            .position(|w| w == [1, 7, 0, 0, 0, 0, 0, 0, 0])
+            .expect("one write id");
+        for (count, reason) in [
+            (0, "bad count of write ids"),
+            (5, "bad count of write ids"),
+            (255, "bad count of write ids"),
+        ] {
+            let mut b = buf.clone();
+            b[at] = count;
+            assert_eq!(read_named::<Data>(&b).err(), Some(reason));
+        }
+        let mut b = buf.clone();
+        b[at + 1] = 0;
+        assert_eq!(read_named::<Data>(&b).err(), Some("bad write id"));
+        for len in 0..buf.len() {
+            assert!(
+                read_named::<Data>(&buf[..len]).is_err(),
+                "truncated at {len}"
+            );
+        }
     }
 
     #[test]
@@ -383,7 +479,7 @@ mod tests {
         for len in 0..buf.len() {
             assert!(read::<Data>(&buf[..len]).is_err(), "truncated at {len}");
         }
-        for bit in 3..8 {
+        for bit in 4..8 {
             let mut b = buf.clone();
             b[1] |= 1 << bit;
             assert_eq!(read::<Data>(&b).err(), Some("unknown record fields"));
@@ -441,6 +537,7 @@ mod tests {
                 owner,
                 binding,
                 version,
+                writes: WriteIds::default(),
             };
             let mut buf = Vec::new();
             write(&r, r.version, &mut buf).unwrap();

@@ -274,6 +274,25 @@ impl<'de> serde::Deserialize<'de> for SessionHandle {
     }
 }
 
+/// What a record read back names its session by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// The session id (the compact record layout 1).
+    Id(SessionId),
+    /// Its handle only (layout 2).
+    Handle(SessionHandle),
+}
+
+impl Named {
+    /// The handle, computed from the id where the record carries the id.
+    pub(crate) fn handle(&self) -> SessionHandle {
+        match self {
+            Named::Id(id) => id.handle(),
+            Named::Handle(h) => *h,
+        }
+    }
+}
+
 /// A `String` from bytes this module built from an ASCII table.
 fn ascii_string(bytes: &[u8]) -> String {
     std::str::from_utf8(bytes)

@@ -72,6 +72,60 @@ pub struct Record<T, I = SessionId> {
     /// Incremented by the store on every successful write; 0 = never written.
     #[serde(default)]
     pub version: u64,
+    /// The ids of the last writes that carried one ([`crate::store::Save::write_id`]),
+    /// newest first, as a store that can lose a reply keeps them: a repeat
+    /// of a write that landed finds its id here. Not part of the public
+    /// shape (a store of your own may ignore it).
+    #[serde(skip)]
+    pub(crate) writes: WriteIds,
+}
+
+/// The ids of a record's last writes, newest first; 0 marks an empty slot.
+/// Boxed, and absent for records that have none (every record of a store
+/// that keeps none): a `Record` is moved several times per request, and
+/// 32 bytes inline would grow every move for the sake of one store.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub(crate) struct WriteIds(pub(crate) Option<Box<[u64; WRITE_IDS]>>);
+
+/// How many write ids a record keeps: a repeated write is recognised while
+/// fewer than this many other writes landed between its first attempt and
+/// its repeat (the resilience layer repeats within one attempt timeout and
+/// a backoff).
+pub(crate) const WRITE_IDS: usize = 4;
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis store keeps them
+impl WriteIds {
+    /// Ids from an array, newest first (0 for empty slots).
+    pub(crate) fn from_array(ids: [u64; WRITE_IDS]) -> WriteIds {
+        WriteIds((ids != [0; WRITE_IDS]).then(|| Box::new(ids)))
+    }
+
+    /// Whether `id` (non-zero) is among them.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        id != 0 && self.iter().any(|w| w == id)
+    }
+
+    /// The ids after a write carrying `id` (0: a write without one keeps
+    /// them as they are).
+    pub(crate) fn after(&self, id: u64) -> WriteIds {
+        if id == 0 {
+            return self.clone();
+        }
+        let mut out = [0; WRITE_IDS];
+        out[0] = id;
+        if let Some(old) = &self.0 {
+            out[1..].copy_from_slice(&old[..WRITE_IDS - 1]);
+        }
+        WriteIds::from_array(out)
+    }
+
+    /// The non-empty ids, newest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0
+            .iter()
+            .flat_map(|ids| ids.iter().copied())
+            .filter(|&id| id != 0)
+    }
 }
 
 impl<T> Record<T> {
@@ -89,6 +143,7 @@ impl<T> Record<T> {
             owner: None,
             binding: None,
             version: 0,
+            writes: WriteIds::default(),
         }
     }
 
@@ -125,6 +180,7 @@ impl<T, I> Record<T, I> {
             owner,
             binding,
             version,
+            writes,
         } = self;
         let ((id, data), kept) = f(id, data);
         let record = Record {
@@ -138,6 +194,7 @@ impl<T, I> Record<T, I> {
             owner,
             binding,
             version,
+            writes,
         };
         (record, kept)
     }

@@ -1072,12 +1072,7 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
         let mut cell = session.shared.data.write();
         let record = meta.join(std::mem::take(&mut cell.data));
         let started = sampled_timer();
-        let save = Save {
-            record: &record,
-            base: cell.base.as_ref(),
-            kind,
-            changes: changes.borrowed(),
-        };
+        let save = Save::new(&record, cell.base.as_ref(), kind).with_changes(changes.borrowed());
         match self.store.save_now(save) {
             Some(outcome) => {
                 let (data, record) = record.split();
@@ -1161,12 +1156,9 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                     now,
                 } = *p;
                 let started = Instant::now();
-                let save = self.store.save(Save {
-                    record: &record,
-                    base: base.as_ref(),
-                    kind,
-                    changes: changes.borrowed(),
-                });
+                let save = self
+                    .store
+                    .save(Save::new(&record, base.as_ref(), kind).with_changes(changes.borrowed()));
                 let outcome = if tracing::enabled!(tracing::Level::DEBUG) {
                     save.instrument(tracing::debug_span!("sessionkit.store.save"))
                         .await

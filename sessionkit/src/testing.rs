@@ -445,6 +445,7 @@ pub mod server_cases {
                 base: None,
                 kind: SaveKind::Regenerate { old },
                 changes: MetaChanges::NONE,
+                write_id: 0,
             })
             .await
             .unwrap();
@@ -764,6 +765,7 @@ pub mod server_cases {
                     base: Some(&loaded.data),
                     kind: SaveKind::Update,
                     changes,
+                    write_id: 0,
                 })
                 .await
                 .unwrap();
@@ -798,6 +800,7 @@ pub mod server_cases {
                     owner: true,
                     ..MetaChanges::NONE
                 },
+                write_id: 0,
             })
             .await
             .unwrap();
@@ -843,6 +846,7 @@ pub mod server_cases {
                     base: Some(&loaded.data),
                     kind,
                     changes: MetaChanges::NONE,
+                    write_id: 0,
                 })
                 .await
                 .unwrap();
@@ -1094,6 +1098,7 @@ pub mod query_cases {
                     owner: true,
                     ..MetaChanges::NONE
                 },
+                write_id: 0,
             })
             .await
             .unwrap();

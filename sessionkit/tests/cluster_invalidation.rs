@@ -57,12 +57,7 @@ fn record(owner: Option<&str>) -> Record<TestData> {
 
 async fn save(store: &ClusteredStore<TestData>, r: &Record<TestData>, kind: SaveKind) -> String {
     store
-        .save(Save {
-            record: r,
-            base: None,
-            kind,
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
+        .save(Save::new(r, None, kind))
         .await
         .unwrap()
         .cookie_value(&r.id.encode())

@@ -545,12 +545,7 @@ async fn saves_whose_first_attempt_landed_during_a_hang_are_reported_as_saved() 
     record.id = SessionId::generate();
     let resumed = pause_then_resume(&server);
     let moved = store
-        .save(Save {
-            record: &record,
-            base: None,
-            kind: SaveKind::Regenerate { old },
-            changes: sessionkit::store::MetaChanges::NONE,
-        })
+        .save(Save::new(&record, None, SaveKind::Regenerate { old }))
         .await;
     resumed.await.unwrap();
     println!(
@@ -635,4 +630,78 @@ async fn a_dropped_connection_is_retried_and_clients_never_notice() {
     );
     assert!(retries >= 1, "the blinks were absorbed by retries");
     assert_eq!(app.breaker(), BreakerState::Closed);
+}
+
+/// Loses the reply of its first save, after that save landed and another
+/// request saved the same session (`n` set to 5) in the meantime.
+struct LosesFirstReply {
+    inner: RedisStore<Visits>,
+    lost: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store<Visits> for LosesFirstReply {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<Visits>>, StoreError> {
+        self.inner.load(cookie_value).await
+    }
+
+    async fn save(&self, save: Save<'_, Visits>) -> Result<SaveOutcome, StoreError> {
+        let out = self.inner.save(save).await;
+        if self.lost.swap(true, Ordering::SeqCst) {
+            return out;
+        }
+        out?;
+        let mut other = self
+            .inner
+            .load(&save.record.id.encode())
+            .await?
+            .expect("the first attempt landed");
+        let base = other.data.clone();
+        other.data.n = 5;
+        self.inner.save(Save::update(&other, Some(&base))).await?;
+        Err(StoreError::Timeout(Duration::from_millis(150)))
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+/// An update whose first attempt landed but whose reply was lost, repeated
+/// by the decorator after another request saved the session: the repeat
+/// finds its own write id in the stored record and answers "saved" without
+/// writing, so the other request's value stands (reapplied, this update
+/// would have put `n` back to 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_repeated_after_a_lost_reply_keeps_a_write_made_in_between() {
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let redis = RedisStore::<Visits>::builder(server.url())
+        .connect()
+        .await
+        .unwrap();
+    let store = Resilient::new(
+        LosesFirstReply {
+            inner: redis.clone(),
+            lost: AtomicBool::new(false),
+        },
+        ResilienceConfig::builder().build().unwrap(),
+    );
+    let r = Record::new(
+        SessionId::generate(),
+        Visits { n: 0 },
+        std::time::SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+    redis.save(Save::create(&r)).await.unwrap();
+    let loaded = redis.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut mine = loaded.clone();
+    mine.data.n = 1;
+    let out = store
+        .save(Save::update(&mine, Some(&loaded.data)))
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Kept), "{out:?}");
+    let now = redis.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!(now.data.n, 5, "the write made in between stands");
+    assert_eq!(now.version, 3, "nothing written after it");
 }

@@ -216,19 +216,22 @@ impl Codec {
     /// of its id (layout 2: what a server-side store writes, so that not
     /// even a compressed-only value carries the id). Read it back with
     /// [`Codec::decode_record_named`].
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis store's
     pub(crate) fn encode_record_handle_as<T: Serialize>(
         &self,
         record: &Record<T>,
         handle: &crate::id::SessionHandle,
         version: u64,
+        write_id: u64,
     ) -> Result<Vec<u8>, StoreError> {
         self.encode_with(FLAG_RECORD, |buf| {
-            frame::write_handle(record, handle, version, buf)
+            frame::write_handle(record, handle, version, write_id, buf)
         })
     }
 
     /// Decodes a record named by its id or its handle (see
     /// [`Codec::encode_record_handle_as`]).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // the Redis store's
     pub(crate) fn decode_record_named<T: DeserializeOwned>(
         &self,
         bytes: &[u8],

@@ -56,15 +56,17 @@
 //! to repeat. For saves (on by default, [`ResilienceConfigBuilder::retry_saves`]):
 //! - **Update** is safe to repeat: stores apply it with a version check and
 //!   reapply this request's changes onto the latest data on a conflict (see
-//!   [`crate::store::Save::base`]), so a repeated update writes the same data
-//!   again (the version moves twice). One case it gets wrong: when another
-//!   request saves the same session between the attempt that landed (its
-//!   reply lost) and the retry, the retry reapplies this request's changes
-//!   over that later save: a field both changed ends with this request's
-//!   (older) value, and a flash message this request set and the other one
-//!   read is shown again. Telling the retry that its own write landed would
-//!   need a write token kept in the record; not done. The window is one
-//!   attempt timeout plus a backoff, and needs a lost reply.
+//!   [`crate::store::Save::base`]). The decorator names each save it may
+//!   repeat with a random [`crate::store::Save::write_id`]; the Redis and
+//!   clustered stores keep the ids of a session's last four writes in the
+//!   stored record, so a repeat that finds its own id answers "saved"
+//!   without writing, even when another request saved the session between
+//!   the attempt that landed (its reply lost) and the repeat (reapplied,
+//!   this request's changes would have put back the older value of a field
+//!   both changed, and shown again a flash message the other request read).
+//!   With more than three writes by others in that window (one attempt
+//!   timeout plus a backoff) the id is gone and the repeat merges as before.
+//!   A store that keeps no ids (one of your own) merges too.
 //! - **Create** repeated after it succeeded fails as an id collision. When a
 //!   retried create fails that way, the decorator loads the id: if the stored
 //!   session is ours (same id, creation time, owner and data), the save
@@ -457,6 +459,12 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         let (record, kind) = (save.record, save.kind);
+        // Named, so that a store keeping write ids answers a repeat of a
+        // write that landed as done (see "Retrying writes" above).
+        let save = match save.write_id() {
+            0 if self.shared.config.retry_saves => save.with_write_id(random_write_id()),
+            _ => save,
+        };
         let policy = Policy {
             retry: self.shared.config.retry_saves,
             ..Policy::full("save")
@@ -651,6 +659,13 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
             Err(e) => Err(e.after_removing(removed)),
         }
     }
+}
+
+/// A random, non-zero [`crate::store::Save::write_id`].
+fn random_write_id() -> u64 {
+    let mut bytes = [0; 8];
+    crate::rng::fill(&mut bytes);
+    u64::from_le_bytes(bytes).max(1)
 }
 
 #[cfg(test)]

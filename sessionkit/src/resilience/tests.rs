@@ -381,14 +381,9 @@ async fn regenerate_losing_the_reply(
     old: SessionId,
 ) -> SaveOutcome {
     switch.set_for(Fault::LoseReply, 1);
-    s.save(Save {
-        record: moved,
-        base: None,
-        kind: SaveKind::Regenerate { old },
-        changes: crate::store::MetaChanges::NONE,
-    })
-    .await
-    .unwrap()
+    s.save(Save::new(moved, None, SaveKind::Regenerate { old }))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -462,16 +457,13 @@ async fn an_update_that_set_flash_whose_reply_was_lost_sets_it_once() {
     let taken = [note("saved")];
     switch.set_for(Fault::LoseReply, 1);
     let out = s
-        .save(Save {
-            record: &changed,
-            base: None,
-            kind: SaveKind::Update,
-            changes: crate::store::MetaChanges {
+        .save(
+            Save::update(&changed, None).with_changes(crate::store::MetaChanges {
                 flash_taken: &taken,
                 flash_added: 1,
                 ..crate::store::MetaChanges::NONE
-            },
-        })
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(out, SaveOutcome::Kept);
@@ -707,4 +699,51 @@ fn every_delete_through_sessions_is_timed_and_its_failures_counted() {
         }
     }
     assert_eq!((timed, failed), (2, 1));
+}
+
+/// Records the write id of every save it is handed.
+struct SeesWriteIds {
+    inner: MemoryStore<Data>,
+    ids: parking_lot::Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl Store<Data> for SeesWriteIds {
+    async fn load(&self, cookie_value: &str) -> Result<Option<Record<Data>>, StoreError> {
+        self.inner.load(cookie_value).await
+    }
+    async fn save(&self, save: Save<'_, Data>) -> Result<SaveOutcome, StoreError> {
+        self.ids.lock().push(save.write_id());
+        self.inner.save(save).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+/// A save the decorator may repeat carries one random, non-zero write id,
+/// the same on every attempt (so a store can recognise the repeat), a new
+/// one per save; with `retry_saves` off, none.
+#[tokio::test(start_paused = true)]
+async fn every_attempt_of_a_save_carries_its_one_write_id() {
+    for retry in [true, false] {
+        let inner = FaultyStore::new(SeesWriteIds {
+            inner: MemoryStore::new(),
+            ids: Default::default(),
+        });
+        let switch = inner.switch();
+        let s = Resilient::new(inner, config().retry_saves(retry).build().unwrap());
+        let r = record(&["x"]);
+        switch.set_for(Fault::LoseReply, 1);
+        let _ = create(&s, &r).await;
+        let _ = s.save(Save::update(&r, None)).await;
+        let ids = s.inner().inner().ids.lock().clone();
+        if retry {
+            assert_eq!(ids.len(), 3, "{ids:?}");
+            assert!(ids[0] != 0 && ids[0] == ids[1], "{ids:?}");
+            assert!(ids[2] != 0 && ids[2] != ids[0], "{ids:?}");
+        } else {
+            assert_eq!(ids, [0, 0]);
+        }
+    }
 }

@@ -611,12 +611,8 @@ mod tests {
             SystemTime::now(),
             &ExpiryPolicy::default(),
         );
-        let save = |record: &Record<u32>, kind| match store.save_sync(Save {
-            record,
-            base: None,
-            kind,
-            changes: crate::store::MetaChanges::NONE,
-        }) {
+        let save = |record: &Record<u32>, kind| match store.save_sync(Save::new(record, None, kind))
+        {
             Ok(SaveOutcome::Saved(value)) => value,
             other => panic!("save failed: {other:?}"),
         };

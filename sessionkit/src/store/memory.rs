@@ -277,6 +277,8 @@ impl<T: Clone> Stored<T> {
             owner,
             binding,
             version: self.version,
+            // No reply of this store is ever lost: no write ids to keep.
+            writes: Default::default(),
         }
     }
 }
@@ -1276,15 +1278,12 @@ mod tests {
                         let mut rec = store.load_sync(&id.encode()).unwrap();
                         rec.owner = Some(owner.into());
                         start.wait();
-                        let saved = store.save_sync(Save {
-                            record: &rec,
-                            base: None,
-                            kind: SaveKind::Update,
-                            changes: crate::store::MetaChanges {
+                        let saved = store.save_sync(Save::update(&rec, None).with_changes(
+                            crate::store::MetaChanges {
                                 owner: true,
                                 ..crate::store::MetaChanges::NONE
                             },
-                        });
+                        ));
                         assert!(matches!(saved, Ok(SaveOutcome::Kept)), "{saved:?}");
                     });
                 }

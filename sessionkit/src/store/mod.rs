@@ -69,6 +69,8 @@ pub struct Save<'a, T> {
     /// on a version conflict [`Save::merged_onto`] applies only these onto
     /// the latest record. [`MetaChanges::NONE`] for a write that changed none.
     pub changes: MetaChanges<'a>,
+    /// See [`Save::write_id`].
+    pub(crate) write_id: u64,
 }
 
 impl<T> std::fmt::Debug for Save<'_, T> {
@@ -122,6 +124,18 @@ impl MetaChanges<'_> {
 }
 
 impl<'a, T> Save<'a, T> {
+    /// A write of `kind` (what [`Save::create`], [`Save::update`] and
+    /// [`Save::regenerate`] build; a create has no base).
+    pub fn new(record: &'a Record<T>, base: Option<&'a T>, kind: SaveKind) -> Self {
+        Save {
+            record,
+            base,
+            kind,
+            changes: MetaChanges::NONE,
+            write_id: 0,
+        }
+    }
+
     /// The first write of a new session (no base, nothing else changed).
     ///
     /// ```
@@ -141,6 +155,7 @@ impl<'a, T> Save<'a, T> {
             base: None,
             kind: SaveKind::Create,
             changes: MetaChanges::NONE,
+            write_id: 0,
         }
     }
 
@@ -152,6 +167,7 @@ impl<'a, T> Save<'a, T> {
             base,
             kind: SaveKind::Update,
             changes: MetaChanges::NONE,
+            write_id: 0,
         }
     }
 
@@ -162,6 +178,7 @@ impl<'a, T> Save<'a, T> {
             base,
             kind: SaveKind::Regenerate { old },
             changes: MetaChanges::NONE,
+            write_id: 0,
         }
     }
 
@@ -169,6 +186,23 @@ impl<'a, T> Save<'a, T> {
     /// [`MetaChanges::NONE`]).
     pub fn with_changes(mut self, changes: MetaChanges<'a>) -> Self {
         self.changes = changes;
+        self
+    }
+
+    /// A random number naming this write across its repeats (0, the
+    /// default: none). The resilience layer sets one before a save it may
+    /// repeat ([`crate::resilience`]). A store that can lose a reply (the
+    /// Redis and clustered stores) keeps the ids of a session's last few
+    /// writes in the stored record, and answers a repeat that finds its id
+    /// there as already done, instead of reapplying its changes over a
+    /// write made since (which would put back values that write replaced).
+    pub fn write_id(&self) -> u64 {
+        self.write_id
+    }
+
+    /// This save named `id` (see [`Save::write_id`]).
+    pub fn with_write_id(mut self, id: u64) -> Self {
+        self.write_id = id;
         self
     }
 }
@@ -253,6 +287,8 @@ impl<T: SessionData> Save<'_, T> {
                 latest.binding
             },
             version: mine.version,
+            // The latest's: the write this merge makes adds its own id.
+            writes: latest.writes,
         }
     }
 }
@@ -537,7 +573,7 @@ pub type Predicate<'a, T> = &'a (dyn Fn(&Record<T, SessionHandle>) -> bool + Sen
 /// insert into a full store pays no SHA-256 for a listener that counts.
 #[derive(Debug, Clone)]
 pub struct Removed {
-    name: crate::frame::Named,
+    name: crate::id::Named,
     /// Its owner, if it had one.
     pub owner: Option<String>,
 }
@@ -546,7 +582,7 @@ impl Removed {
     /// A removed session named by its handle.
     pub fn new(handle: SessionHandle, owner: Option<String>) -> Self {
         Removed {
-            name: crate::frame::Named::Handle(handle),
+            name: crate::id::Named::Handle(handle),
             owner,
         }
     }
@@ -555,7 +591,7 @@ impl Removed {
     /// ever given out).
     pub fn of_id(id: SessionId, owner: Option<String>) -> Self {
         Removed {
-            name: crate::frame::Named::Id(id),
+            name: crate::id::Named::Id(id),
             owner,
         }
     }

@@ -804,7 +804,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         self.bus.revive();
         let record = save.record;
-        let kind = save.kind;
+        let (kind, write_id) = (save.kind, save.write_id());
         let key = key_hash(&record.id);
         let ticket = self.cache.ticket(&key);
         let keys = match kind {
@@ -872,6 +872,7 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
             // Stored exactly as given: cache it.
             let mut written = record.clone();
             written.version = version;
+            written.writes = written.writes.after(write_id);
             self.cache.fill_written(key, &written, ticket);
         } else {
             // Merged with a concurrent write: what is stored is not `record`.

@@ -168,7 +168,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
 use crate::expiry::{Clock, SystemClock};
-use crate::frame::Named;
+use crate::id::Named;
 use crate::id::{SessionHandle, SessionId};
 use crate::record::{Record, SessionData};
 use crate::store::{
@@ -805,6 +805,7 @@ impl<T: SessionData> RedisStore<T> {
         record: &Record<T>,
         kind: SaveKind,
         expected_version: u64,
+        write_id: u64,
         announce: Option<&Announce<'_>>,
     ) -> Result<Reply, StoreError> {
         let ttl = ttl_millis(record, self.clock.now());
@@ -825,6 +826,7 @@ impl<T: SessionData> RedisStore<T> {
             record,
             &SessionHandle::from_bytes(digest),
             version,
+            write_id,
             &owner,
         )?;
         if matches!(kind, SaveKind::Create) && record.owner.is_none() {
@@ -1257,7 +1259,10 @@ impl<T: SessionData> RedisStore<T> {
         let saved = || SaveOutcome::Saved(save.record.id.encode());
         for _ in 0..=self.max_merge_retries {
             let record = merged.as_ref().unwrap_or(save.record);
-            match self.run_save(record, save.kind, expected, announce).await? {
+            let reply = self
+                .run_save(record, save.kind, expected, save.write_id, announce)
+                .await?;
+            match reply {
                 Reply::Saved(version) => {
                     // An update keeps the id, so the cookie stays as sent.
                     let outcome = match save.kind {
@@ -1305,6 +1310,13 @@ impl<T: SessionData> RedisStore<T> {
                         _ => save.record.id,
                     };
                     let latest = self.decode_loaded(&current, &at, &id_digest(&at))?;
+                    // This very write, repeated after its reply was lost
+                    // (the resilience layer's retry, or the cluster client
+                    // resending): it landed, perhaps with writes since.
+                    // Reapplying it would put back what those replaced.
+                    if save.kind == SaveKind::Update && latest.writes.contains(save.write_id) {
+                        return Ok((SaveOutcome::Kept, Some(latest.version)));
+                    }
                     expected = latest.version;
                     merged = Some(save.merged_onto(latest));
                 }

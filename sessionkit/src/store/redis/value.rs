@@ -17,7 +17,7 @@
 //! `RedisStoreBuilder::codec`.
 
 use crate::error::StoreError;
-use crate::frame::Named;
+use crate::id::Named;
 use crate::id::SessionHandle;
 use crate::record::{Record, SessionData};
 
@@ -120,18 +120,19 @@ impl PayloadCodec {
         record: &Record<T>,
         handle: &SessionHandle,
         version: u64,
+        write_id: u64,
         owner: &str,
     ) -> Result<Vec<u8>, StoreError> {
         #[cfg(feature = "crypto")]
         if let Some(codec) = &self.codec {
-            let sealed = codec.encode_record_handle_as(record, handle, version)?;
+            let sealed = codec.encode_record_handle_as(record, handle, version, write_id)?;
             let mut out = header(version, owner, sealed.len());
             out.extend_from_slice(&sealed);
             return Ok(out);
         }
         // The plain layout is written straight after the header: one buffer.
         let mut out = header(version, owner, 160);
-        crate::frame::write_handle(record, handle, version, &mut out)?;
+        crate::frame::write_handle(record, handle, version, write_id, &mut out)?;
         Ok(out)
     }
 
@@ -153,7 +154,7 @@ impl PayloadCodec {
 #[cfg(test)]
 pub(super) fn encode_payload<T: SessionData>(record: &Record<T>) -> Result<Vec<u8>, StoreError> {
     let mut buf = Vec::with_capacity(160);
-    crate::frame::write_handle(record, &record.id.handle(), record.version, &mut buf)?;
+    crate::frame::write_handle(record, &record.id.handle(), record.version, 0, &mut buf)?;
     Ok(buf)
 }
 
@@ -227,7 +228,7 @@ mod tests {
         record.owner = Some("ada".into());
         let owner = "b".repeat(64);
         let stored = PayloadCodec::default()
-            .encode_stored(&record, &record.id.handle(), 9, &owner)
+            .encode_stored(&record, &record.id.handle(), 9, 0, &owner)
             .unwrap();
         let s = parse(&stored).unwrap();
         assert_eq!((s.version, s.owner), (9, owner.as_bytes()));
