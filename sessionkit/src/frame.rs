@@ -68,7 +68,7 @@ pub(crate) fn write<T: Serialize>(
         LAYOUT_ID,
         record.id.as_bytes(),
         version,
-        &WriteIds::default(),
+        [0; WRITE_IDS],
         buf,
     )
 }
@@ -89,7 +89,7 @@ pub(crate) fn write_handle<T: Serialize>(
         LAYOUT_HANDLE,
         handle.as_bytes(),
         version,
-        &record.writes.after(write_id),
+        record.writes.array_after(write_id),
         buf,
     )
 }
@@ -99,11 +99,11 @@ fn write_named<T: Serialize>(
     layout: u8,
     name: &[u8; ID_BYTES],
     version: u64,
-    writes: &WriteIds,
+    writes: [u64; WRITE_IDS],
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let mut present = 0;
-    let written = writes.iter().count();
+    let written = writes.iter().filter(|&&id| id != 0).count();
     if written > 0 {
         present |= HAS_WRITES;
     }
@@ -135,7 +135,7 @@ fn write_named<T: Serialize>(
     }
     if written > 0 {
         buf.push(written as u8);
-        for id in writes.iter() {
+        for id in writes.iter().filter(|&&id| id != 0) {
             buf.extend_from_slice(&id.to_le_bytes());
         }
     }
@@ -175,7 +175,12 @@ pub(crate) fn read_named<T: DeserializeOwned>(
         return Err("unknown record layout");
     }
     let present = r.byte()?;
-    if present & !KNOWN != 0 {
+    // Write ids are a server-side store's: never in layout 1 (cookies).
+    let known = match layout {
+        LAYOUT_ID => KNOWN & !HAS_WRITES,
+        _ => KNOWN,
+    };
+    if present & !known != 0 {
         return Err("unknown record fields");
     }
     let name = r.array()?;
@@ -479,7 +484,7 @@ mod tests {
         for len in 0..buf.len() {
             assert!(read::<Data>(&buf[..len]).is_err(), "truncated at {len}");
         }
-        for bit in 4..8 {
+        for bit in 3..8 {
             let mut b = buf.clone();
             b[1] |= 1 << bit;
             assert_eq!(read::<Data>(&b).err(), Some("unknown record fields"));

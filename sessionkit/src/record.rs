@@ -72,20 +72,20 @@ pub struct Record<T, I = SessionId> {
     /// Incremented by the store on every successful write; 0 = never written.
     #[serde(default)]
     pub version: u64,
-    /// The ids of the last writes that carried one ([`crate::store::Save::write_id`]),
-    /// newest first, as a store that can lose a reply keeps them: a repeat
-    /// of a write that landed finds its id here. Not part of the public
-    /// shape (a store of your own may ignore it).
+    /// The ids of the session's last writes ([`crate::store::Save::write_id`]),
+    /// newest first, as the Redis and clustered stores keep them: a repeat
+    /// of a write that landed finds its id here. Crate-private (build a
+    /// record with [`Record::new`]); other stores keep none.
     #[serde(skip)]
     pub(crate) writes: WriteIds,
 }
 
 /// The ids of a record's last writes, newest first; 0 marks an empty slot.
-/// Boxed, and absent for records that have none (every record of a store
-/// that keeps none): a `Record` is moved several times per request, and
-/// 32 bytes inline would grow every move for the sake of one store.
-#[derive(Clone, Default, Debug, PartialEq, Eq)]
-pub(crate) struct WriteIds(pub(crate) Option<Box<[u64; WRITE_IDS]>>);
+/// Inline: boxed, every Redis load paid an allocation for them (measured
+/// with callgrind), where 32 more bytes per move of a record cost a few
+/// instructions.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct WriteIds(pub(crate) [u64; WRITE_IDS]);
 
 /// How many write ids a record keeps: a repeated write is recognised while
 /// fewer than this many other writes landed between its first attempt and
@@ -97,34 +97,36 @@ pub(crate) const WRITE_IDS: usize = 4;
 impl WriteIds {
     /// Ids from an array, newest first (0 for empty slots).
     pub(crate) fn from_array(ids: [u64; WRITE_IDS]) -> WriteIds {
-        WriteIds((ids != [0; WRITE_IDS]).then(|| Box::new(ids)))
+        WriteIds(ids)
     }
 
     /// Whether `id` (non-zero) is among them.
     pub(crate) fn contains(&self, id: u64) -> bool {
-        id != 0 && self.iter().any(|w| w == id)
+        id != 0 && self.0.contains(&id)
     }
 
     /// The ids after a write carrying `id` (0: a write without one keeps
     /// them as they are).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the clustered store's cache
     pub(crate) fn after(&self, id: u64) -> WriteIds {
+        WriteIds(self.array_after(id))
+    }
+
+    /// [`WriteIds::after`] as a plain array (0 for empty slots).
+    pub(crate) fn array_after(&self, id: u64) -> [u64; WRITE_IDS] {
         if id == 0 {
-            return self.clone();
+            return self.0;
         }
         let mut out = [0; WRITE_IDS];
         out[0] = id;
-        if let Some(old) = &self.0 {
-            out[1..].copy_from_slice(&old[..WRITE_IDS - 1]);
-        }
-        WriteIds::from_array(out)
+        out[1..].copy_from_slice(&self.0[..WRITE_IDS - 1]);
+        out
     }
 
     /// The non-empty ids, newest first.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0
-            .iter()
-            .flat_map(|ids| ids.iter().copied())
-            .filter(|&id| id != 0)
+        self.0.iter().copied().filter(|&id| id != 0)
     }
 }
 

@@ -60,6 +60,9 @@ use crate::store::{
     MetaChanges, Predicate, QueryStore, Removed, Save, SaveKind, SaveOutcome, Store,
 };
 
+// `Save` is the common variant (every commit that writes): boxing it would
+// allocate on every such request to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     Nothing(bool),
     /// The session to delete (none for a session this request created), its

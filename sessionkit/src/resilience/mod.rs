@@ -59,7 +59,7 @@
 //!   [`crate::store::Save::base`]). The decorator names each save it may
 //!   repeat with a random [`crate::store::Save::write_id`]; the Redis and
 //!   clustered stores keep the ids of a session's last four writes in the
-//!   stored record, so a repeat that finds its own id answers "saved"
+//!   stored record, so a repeated update that finds its own id answers "saved"
 //!   without writing, even when another request saved the session between
 //!   the attempt that landed (its reply lost) and the repeat (reapplied,
 //!   this request's changes would have put back the older value of a field
@@ -462,7 +462,7 @@ impl<T: SessionData, S: Store<T>> Store<T> for Resilient<S> {
         // Named, so that a store keeping write ids answers a repeat of a
         // write that landed as done (see "Retrying writes" above).
         let save = match save.write_id() {
-            0 if self.shared.config.retry_saves => save.with_write_id(random_write_id()),
+            0 if self.shared.config.retry_saves => save.with_write_id(crate::store::new_write_id()),
             _ => save,
         };
         let policy = Policy {
@@ -659,13 +659,6 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
             Err(e) => Err(e.after_removing(removed)),
         }
     }
-}
-
-/// A random, non-zero [`crate::store::Save::write_id`].
-fn random_write_id() -> u64 {
-    let mut bytes = [0; 8];
-    crate::rng::fill(&mut bytes);
-    u64::from_le_bytes(bytes).max(1)
 }
 
 #[cfg(test)]

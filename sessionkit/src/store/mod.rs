@@ -50,6 +50,13 @@ pub enum SaveKind {
     },
 }
 
+/// A random, non-zero [`Save::write_id`].
+pub(crate) fn new_write_id() -> u64 {
+    let mut bytes = [0; 8];
+    crate::rng::fill(&mut bytes);
+    u64::from_le_bytes(bytes).max(1)
+}
+
 /// One write, as the layer hands it to a store.
 ///
 /// `Debug` shows the record's metadata (as [`Record`]'s does), whether a
@@ -191,11 +198,14 @@ impl<'a, T> Save<'a, T> {
 
     /// A random number naming this write across its repeats (0, the
     /// default: none). The resilience layer sets one before a save it may
-    /// repeat ([`crate::resilience`]). A store that can lose a reply (the
-    /// Redis and clustered stores) keeps the ids of a session's last few
-    /// writes in the stored record, and answers a repeat that finds its id
-    /// there as already done, instead of reapplying its changes over a
-    /// write made since (which would put back values that write replaced).
+    /// repeat ([`crate::resilience`]); the Redis store draws one for a save
+    /// without (so a command its cluster client resends is known too). The
+    /// Redis and clustered stores keep the ids of a session's last four
+    /// writes in the stored record, and answer a repeated update that finds
+    /// its id there as already done, instead of reapplying its changes over
+    /// a write made since (which would put back values that write
+    /// replaced). A decorator of your own that builds a new `Save` from
+    /// another must carry the id over ([`Save::with_write_id`]).
     pub fn write_id(&self) -> u64 {
         self.write_id
     }

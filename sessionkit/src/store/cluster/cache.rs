@@ -64,6 +64,9 @@ fn tag(key: &KeyHash) -> u64 {
 }
 
 /// What a lookup found.
+// `Hit` is the common variant (a warm read): boxing it would allocate on
+// every hit to shrink a miss.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Lookup<T> {
     /// A cached record.
     Hit(Record<T>),

@@ -803,6 +803,12 @@ impl<S: ClusterBackend<T>, T: SessionData> Store<T> for Cached<S, T> {
 
     async fn save(&self, save: Save<'_, T>) -> Result<SaveOutcome, StoreError> {
         self.bus.revive();
+        // Named here (the Redis store would draw one otherwise), so that
+        // the record cached below carries the id its stored copy does.
+        let save = match save.write_id() {
+            0 => save.with_write_id(crate::store::new_write_id()),
+            _ => save,
+        };
         let record = save.record;
         let (kind, write_id) = (save.kind, save.write_id());
         let key = key_hash(&record.id);

@@ -1256,11 +1256,17 @@ impl<T: SessionData> RedisStore<T> {
     ) -> Result<(SaveOutcome, Option<u64>), StoreError> {
         let mut expected = save.record.version;
         let mut merged: Option<Record<T>> = None;
+        // Every write is named, so that the last four in the stored record
+        // are the session's last four writes.
+        let write_id = match save.write_id() {
+            0 => crate::store::new_write_id(),
+            id => id,
+        };
         let saved = || SaveOutcome::Saved(save.record.id.encode());
         for _ in 0..=self.max_merge_retries {
             let record = merged.as_ref().unwrap_or(save.record);
             let reply = self
-                .run_save(record, save.kind, expected, save.write_id, announce)
+                .run_save(record, save.kind, expected, write_id, announce)
                 .await?;
             match reply {
                 Reply::Saved(version) => {
@@ -1314,7 +1320,7 @@ impl<T: SessionData> RedisStore<T> {
                     // (the resilience layer's retry, or the cluster client
                     // resending): it landed, perhaps with writes since.
                     // Reapplying it would put back what those replaced.
-                    if save.kind == SaveKind::Update && latest.writes.contains(save.write_id) {
+                    if save.kind == SaveKind::Update && latest.writes.contains(write_id) {
                         return Ok((SaveOutcome::Kept, Some(latest.version)));
                     }
                     expected = latest.version;
@@ -1818,6 +1824,63 @@ mod prune_tests {
             );
             assert!(store.load(&r.id.encode()).await.unwrap().is_none());
         }
+    }
+
+    /// Every write is named, with or without an id from the caller: the
+    /// stored record keeps the last four, newest first, and a repeat of a
+    /// named update that landed (a resend) answers saved without writing.
+    #[tokio::test]
+    async fn the_stored_record_keeps_its_last_four_write_ids() {
+        let server = RedisServer::start().unwrap();
+        let store = RedisStore::<u32>::builder(server.url())
+            .key_prefix("ids:")
+            .connect()
+            .await
+            .unwrap();
+        let r = Record::new(
+            SessionId::generate(),
+            0,
+            SystemTime::now(),
+            &ExpiryPolicy::default(),
+        );
+        store.save(Save::create(&r)).await.unwrap();
+        let stored_ids = || async {
+            let raw: Vec<u8> = redis::cmd("GET")
+                .arg(store.key_of(&r.id))
+                .query_async(&mut store.conn())
+                .await
+                .unwrap();
+            store
+                .decode_loaded(&raw, &r.id, &id_digest(&r.id))
+                .unwrap()
+                .writes
+                .iter()
+                .collect::<Vec<u64>>()
+        };
+        assert_eq!(stored_ids().await.len(), 1);
+        for n in 1..=5 {
+            let mut next = store.load(&r.id.encode()).await.unwrap().unwrap();
+            next.data = n;
+            store.save(Save::update(&next, None)).await.unwrap();
+        }
+        let ids = stored_ids().await;
+        assert_eq!(ids.len(), 4);
+        assert!(ids.iter().all(|&id| id != 0));
+        // A named update, landed, then another write, then the repeat.
+        let loaded = store.load(&r.id.encode()).await.unwrap().unwrap();
+        let mut mine = loaded.clone();
+        mine.data = 100;
+        let save = Save::update(&mine, Some(&loaded.data)).with_write_id(42);
+        store.save(save).await.unwrap();
+        assert_eq!(stored_ids().await[0], 42);
+        let mut other = store.load(&r.id.encode()).await.unwrap().unwrap();
+        let base = other.data;
+        other.data = 7;
+        store.save(Save::update(&other, Some(&base))).await.unwrap();
+        let out = store.save(save).await.unwrap();
+        assert!(matches!(out, SaveOutcome::Kept), "{out:?}");
+        let now = store.load(&r.id.encode()).await.unwrap().unwrap();
+        assert_eq!(now.data, 7, "the repeat wrote nothing over the later write");
     }
 
     /// A value written now names its session by handle: loaded under
