@@ -1826,24 +1826,29 @@ mod prune_tests {
         }
     }
 
-    /// Every write is named, with or without an id from the caller: the
-    /// stored record keeps the last four, newest first, and a repeat of a
-    /// named update that landed (a resend) answers saved without writing.
-    #[tokio::test]
-    async fn the_stored_record_keeps_its_last_four_write_ids() {
+    /// A Redis of its own, a store on it, and one session holding `data`.
+    async fn one_session(data: u32) -> (RedisServer, RedisStore<u32>, Record<u32>) {
         let server = RedisServer::start().unwrap();
         let store = RedisStore::<u32>::builder(server.url())
-            .key_prefix("ids:")
             .connect()
             .await
             .unwrap();
         let r = Record::new(
             SessionId::generate(),
-            0,
+            data,
             SystemTime::now(),
             &ExpiryPolicy::default(),
         );
         store.save(Save::create(&r)).await.unwrap();
+        (server, store, r)
+    }
+
+    /// Every write is named, with or without an id from the caller: the
+    /// stored record keeps the last four, newest first, and a repeat of a
+    /// named update that landed (a resend) answers saved without writing.
+    #[tokio::test]
+    async fn the_stored_record_keeps_its_last_four_write_ids() {
+        let (_server, store, r) = one_session(0).await;
         let stored_ids = || async {
             let raw: Vec<u8> = redis::cmd("GET")
                 .arg(store.key_of(&r.id))
@@ -1887,19 +1892,7 @@ mod prune_tests {
     /// another session's key it is refused, as one naming an id is.
     #[tokio::test]
     async fn a_value_copied_under_another_key_is_refused() {
-        let server = RedisServer::start().unwrap();
-        let store = RedisStore::<u32>::builder(server.url())
-            .key_prefix("copy:")
-            .connect()
-            .await
-            .unwrap();
-        let r = Record::new(
-            SessionId::generate(),
-            5,
-            SystemTime::now(),
-            &ExpiryPolicy::default(),
-        );
-        store.save(Save::create(&r)).await.unwrap();
+        let (server, store, r) = one_session(5).await;
         let other = SessionId::generate();
         server
             .command(&format!(
