@@ -145,14 +145,7 @@ impl SessionId {
     /// SHA-256 of the id, hex encoded: what server-side stores use as a key,
     /// so that a dump of the store yields no usable cookie value.
     pub fn storage_key(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let digest: [u8; 32] = Sha256::digest(self.0).into();
-        let mut out = [0u8; 64];
-        for (i, b) in digest.iter().enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 15) as usize];
-        }
-        ascii_string(&out)
+        self.handle().to_string()
     }
 }
 
