@@ -503,6 +503,62 @@ mod tests {
     const DECODE_ALPHABET: &str =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+    proptest::proptest! {
+        /// A handle's text parses exactly when it is 64 lowercase hex
+        /// digits (checked against a reference decoder), never panics on
+        /// anything else, and round-trips its bytes.
+        #[test]
+        fn handle_text_parses_only_64_lowercase_hex_digits(
+            text in proptest::string::string_regex("[0-9a-fA-F\\-_ é\\x00]{0,70}").unwrap(),
+            raw in proptest::array::uniform32(0u8..),
+        ) {
+            let reference = |t: &str| -> Option<[u8; 32]> {
+                let ok = t.len() == 64
+                    && t.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+                ok.then(|| {
+                    let mut out = [0u8; 32];
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap();
+                    }
+                    out
+                })
+            };
+            let ours = |t: &str| t.parse::<SessionHandle>().ok().map(|h| *h.as_bytes());
+            proptest::prop_assert_eq!(ours(&text), reference(&text));
+            let handle = SessionHandle::from_bytes(raw);
+            let shown = handle.to_string();
+            proptest::prop_assert_eq!(ours(&shown), Some(raw));
+            proptest::prop_assert_eq!(ours(&shown.to_uppercase()), reference(&shown.to_uppercase()));
+            let json = serde_json::to_string(&handle).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<SessionHandle>(&json).unwrap(), handle);
+        }
+    }
+
+    #[test]
+    fn a_handle_of_the_right_length_with_one_bad_digit_is_refused() {
+        let text = SessionId::generate().handle().to_string();
+        for at in [0, 31, 63] {
+            for bad in ["G", "A", "-", " "] {
+                let mut t = text.clone();
+                t.replace_range(at..at + 1, bad);
+                assert_eq!(
+                    t.parse::<SessionHandle>(),
+                    Err(InvalidSessionHandle::Digit),
+                    "{t}"
+                );
+            }
+        }
+        assert_eq!(
+            text[..63].parse::<SessionHandle>(),
+            Err(InvalidSessionHandle::Length(63))
+        );
+        // A multi-byte character: 64 bytes but not 64 digits, and no panic
+        // slicing inside it.
+        let t = format!("é{}", &text[..62]);
+        assert_eq!(t.len(), 64);
+        assert_eq!(t.parse::<SessionHandle>(), Err(InvalidSessionHandle::Digit));
+    }
+
     #[test]
     fn storage_key_is_a_hash_not_the_id() {
         let id = SessionId::generate();
