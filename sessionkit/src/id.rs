@@ -38,8 +38,9 @@ pub struct SessionId([u8; ID_BYTES]);
 /// Why a string is not a session id. Deliberately carries no copy of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSessionId {
-    /// The value does not have the length of an encoded id.
-    #[error("session id must be {ENCODED_ID_LEN} characters, got {0}")]
+    /// The value does not have the length of an encoded id (in bytes: the
+    /// alphabet is ASCII).
+    #[error("session id must be {ENCODED_ID_LEN} characters, got {0} bytes")]
     Length(usize),
     /// The value holds characters outside the base64url alphabet.
     #[error("session id holds characters outside the base64url alphabet")]
@@ -192,8 +193,8 @@ pub struct SessionHandle([u8; 32]);
 /// Why a string is not a [`SessionHandle`]. Carries no copy of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSessionHandle {
-    /// The value is not 64 characters long.
-    #[error("session handle must be 64 hex digits, got {0} characters")]
+    /// The value is not 64 bytes long (64 hex digits are 64 bytes).
+    #[error("session handle must be 64 hex digits, got {0} bytes")]
     Length(usize),
     /// The value holds a character that is not a lowercase hex digit.
     #[error("session handle holds a character that is not a lowercase hex digit")]

@@ -634,13 +634,13 @@ async fn a_dropped_connection_is_retried_and_clients_never_notice() {
 
 /// Loses the reply of its first save, after that save landed and another
 /// request saved the same session (`n` set to 5) in the meantime.
-struct LosesFirstReply {
-    inner: RedisStore<Visits>,
+struct LosesFirstReply<S> {
+    inner: Arc<S>,
     lost: AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl Store<Visits> for LosesFirstReply {
+impl<S: Store<Visits>> Store<Visits> for LosesFirstReply<S> {
     async fn load(&self, cookie_value: &str) -> Result<Option<Record<Visits>>, StoreError> {
         self.inner.load(cookie_value).await
     }
@@ -681,7 +681,7 @@ async fn an_update_repeated_after_a_lost_reply_keeps_a_write_made_in_between() {
         .unwrap();
     let store = Resilient::new(
         LosesFirstReply {
-            inner: redis.clone(),
+            inner: Arc::new(redis.clone()),
             lost: AtomicBool::new(false),
         },
         ResilienceConfig::builder().build().unwrap(),
@@ -704,4 +704,50 @@ async fn an_update_repeated_after_a_lost_reply_keeps_a_write_made_in_between() {
     let now = redis.load(&r.id.encode()).await.unwrap().unwrap();
     assert_eq!(now.data.n, 5, "the write made in between stands");
     assert_eq!(now.version, 3, "nothing written after it");
+}
+
+/// The same through the clustered store: the repeat is recognised, and the
+/// node's cache, asked next, holds what Redis holds (the write made in
+/// between), not this request's record.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_update_repeated_after_a_lost_reply_keeps_a_write_made_in_between() {
+    use sessionkit::store::cluster::{ClusterOptions, ClusteredStore};
+
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let node = Arc::new(
+        ClusteredStore::<Visits>::connect(&server.url(), ClusterOptions::new([7; 32]))
+            .await
+            .unwrap(),
+    );
+    let redis = RedisStore::<Visits>::builder(server.url())
+        .connect()
+        .await
+        .unwrap();
+    let store = Resilient::new(
+        LosesFirstReply {
+            inner: node.clone(),
+            lost: AtomicBool::new(false),
+        },
+        ResilienceConfig::builder().build().unwrap(),
+    );
+    let r = Record::new(
+        SessionId::generate(),
+        Visits { n: 0 },
+        std::time::SystemTime::now(),
+        &ExpiryPolicy::default(),
+    );
+    node.save(Save::create(&r)).await.unwrap();
+    let loaded = node.load(&r.id.encode()).await.unwrap().unwrap();
+    let mut mine = loaded.clone();
+    mine.data.n = 1;
+    let out = store
+        .save(Save::update(&mine, Some(&loaded.data)))
+        .await
+        .unwrap();
+    assert!(matches!(out, SaveOutcome::Kept), "{out:?}");
+    let stored = redis.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!((stored.data.n, stored.version), (5, 3), "Redis");
+    let cached = node.load(&r.id.encode()).await.unwrap().unwrap();
+    assert_eq!((cached.data.n, cached.version), (5, 3), "the node's cache");
 }

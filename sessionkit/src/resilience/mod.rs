@@ -64,8 +64,9 @@
 //!   the attempt that landed (its reply lost) and the repeat (reapplied,
 //!   this request's changes would have put back the older value of a field
 //!   both changed, and shown again a flash message the other request read).
-//!   With more than three writes by others in that window (one attempt
-//!   timeout plus a backoff) the id is gone and the repeat merges as before.
+//!   With more than three writes by others in that window (up to
+//!   `max_attempts` attempt timeouts and the backoffs between them) the id
+//!   is gone and the repeat merges as before.
 //!   A store that keeps no ids (one of your own) merges too.
 //! - **Create** repeated after it succeeded fails as an id collision. When a
 //!   retried create fails that way, the decorator loads the id: if the stored

@@ -211,6 +211,14 @@ impl<'a, T> Save<'a, T> {
     }
 
     /// This save named `id` (see [`Save::write_id`]).
+    ///
+    /// The id must name one logical write: the same for every repeat of
+    /// that write, and drawn at random (64 bits from a good generator) so
+    /// that no other write of the session carries it. A store that finds
+    /// the id among the session's recent writes answers
+    /// [`SaveOutcome::Kept`] without writing: two different updates given
+    /// one id (a counter restarted, a constant) lose the second one's
+    /// changes. `0` means "no id".
     pub fn with_write_id(mut self, id: u64) -> Self {
         self.write_id = id;
         self

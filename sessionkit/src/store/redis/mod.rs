@@ -20,9 +20,11 @@
 //! - A session lives at `<prefix><sha256(id) hex>`, as one string value
 //!   `sk1:<version>:<sha256(owner) hex>:<payload>` with a TTL (`PX`) equal to
 //!   the time it has left (the earlier of its idle and absolute deadlines).
-//!   The key is a hash of the id, so a key listing yields no cookie value. The
-//!   payload does hold the id (query results must name their sessions): turn
-//!   on encryption of stored data when a dump of Redis must yield nothing usable.
+//!   The key is a hash of the id, so a key listing yields no cookie value,
+//!   and the payload names its session by that hash too (its handle, see
+//!   [`crate::SessionHandle`]), so a dump yields no cookie value either. The
+//!   data and the owner's name are readable in a dump unless stored values
+//!   are sealed (feature `crypto`).
 //! - Each owner has a set `<prefix>owner:<sha256(owner) hex>` of its sessions'
 //!   key hashes, written by the same script as the session (so the two never
 //!   disagree for long), expiring with the owner's longest-lived session.
@@ -1321,6 +1323,9 @@ impl<T: SessionData> RedisStore<T> {
                     // resending): it landed, perhaps with writes since.
                     // Reapplying it would put back what those replaced.
                     if save.kind == SaveKind::Update && latest.writes.contains(write_id) {
+                        tracing::debug!(
+                            "an update repeated after a lost reply had landed; not written again"
+                        );
                         return Ok((SaveOutcome::Kept, Some(latest.version)));
                     }
                     expected = latest.version;
