@@ -4,6 +4,11 @@
 //! owner (if the application set one), so an audit log can say "alice was
 //! logged out" without holding anything an attacker could replay.
 //!
+//! Callbacks run inline, inside store operations (a sweep, a revoke, an
+//! eviction): keep them short. One that panics is caught and logged (ERROR)
+//! and the operation goes on, so a faulty audit hook cannot leave a revoke
+//! half done or stop the memory store's sweeper.
+//!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
@@ -147,10 +152,17 @@ impl Callbacks {
         };
         counter.increment(1);
         if let Some(cb) = slot {
-            cb(&SessionEvent {
+            let event = SessionEvent {
                 kind,
                 owner: owner.map(str::to_owned),
-            });
+            };
+            // Callbacks run inside store operations (a revoke walking an
+            // owner's sessions, the sweeper): a panic unwinding through one
+            // would leave it half done.
+            let run = std::panic::AssertUnwindSafe(|| cb(&event));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!(event = ?kind, "a session callback panicked; the operation went on");
+            }
         }
     }
 }

@@ -375,6 +375,13 @@ impl<T: SessionData> Session<T> {
     /// If another request removed the session first (a double-clicked
     /// logout), that one reports it and expires the cookie; this one leaves
     /// the cookie alone (it may carry a parallel login's new id by then).
+    ///
+    /// A request that carried the session cookie more than once (two
+    /// cookies of that name, e.g. one set for a parent domain: the
+    /// [`crate::EventKind::AmbiguousCookie`] event) has no session (neither
+    /// value is trusted), so destroying it ends nothing: revoke by owner
+    /// ([`crate::Sessions::revoke_owner`]) where that matters. The default
+    /// `__Host-` cookie name keeps other hosts from setting a second one.
     pub fn destroy(&self) {
         self.shared.meta.lock().destroyed = true;
         self.check_open();

@@ -1068,7 +1068,9 @@ impl<T: SessionData, S: Store<T>> Engine<T> for Core<T, S> {
                 "a session's data is still borrowed on this thread at commit (a guard from \
                  Session::data() held by a task that outlived its handler?); not saved"
             );
-            return CommitStep::Done(Err(StoreError::Backend(
+            // Not `Backend`: that answers 503 with `Retry-After`, and a
+            // retry fails the same way (a programming error, not an outage).
+            return CommitStep::Done(Err(StoreError::Encode(
                 "the session's data was still borrowed when the response was committed".into(),
             )));
         }

@@ -347,8 +347,13 @@ async fn a_commit_while_this_thread_holds_a_data_guard_fails_instead_of_hanging(
     let guard = s.data();
     let commit = tokio::time::timeout(Duration::from_secs(5), sessions.commit(&s, None));
     let out = commit.await.expect("the commit returned");
-    assert!(out.is_err(), "{out:?}");
+    let err = out.expect_err("the commit fails");
     assert_eq!(guard.n, 1);
+    // A programming error, not an outage: no 503 telling the client to retry.
+    assert!(!err.is_transient(), "{err:?}");
+    use sessionkit::http::{DefaultErrorResponder, ErrorResponder};
+    let answer = DefaultErrorResponder.respond(&err);
+    assert_eq!((answer.status.as_u16(), answer.retry_after), (500, None));
 }
 
 #[tokio::test]
@@ -701,6 +706,68 @@ async fn the_sweeper_removes_expired_sessions_in_the_background() {
         log.lock().unwrap().as_slice(),
         &[EventKind::Deleted(DeleteReason::Evicted)]
     );
+}
+
+/// A callback that panics (a faulty audit hook) is caught: the sweeper
+/// keeps running (a panic ended its task for good), and a revoke that
+/// meets an expired session on its way (removed inline, reported through
+/// the same callback) finishes instead of leaving the rest of the owner's
+/// sessions alive and out of the owner index.
+#[tokio::test]
+async fn a_panicking_callback_stops_neither_the_sweeper_nor_a_revoke() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    let config = Config::builder()
+        .clock(clock.clone())
+        .idle_timeout(Duration::from_secs(600))
+        .on_deleted(move |_| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            panic!("a faulty audit hook");
+        })
+        .build()
+        .unwrap();
+    let store = MemoryStore::<Data>::builder()
+        .clock(clock.clone())
+        .sweep_interval(Duration::from_millis(20))
+        .build();
+    let sessions = Sessions::new(store, config);
+    let swept = || async {
+        for _ in 0..100 {
+            if sessions.store().is_empty() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    for _ in 0..2 {
+        request(&sessions, None, |s| s.data_mut().n = 1).await;
+        clock.advance(Duration::from_secs(601));
+        assert!(swept().await, "the sweeper stopped");
+    }
+    // One of ann's sessions expires unswept, then twenty live ones.
+    let owned = |n: u32| {
+        let sessions = &sessions;
+        async move {
+            let s = sessions.load(None).await.unwrap();
+            s.set_owner(Some("ann"));
+            s.data_mut().n = n;
+            sessions.commit(&s, None).await.unwrap();
+        }
+    };
+    owned(0).await;
+    clock.advance(Duration::from_secs(601));
+    for n in 1..=20 {
+        owned(n).await;
+    }
+    let revoked = sessions.revoke_owner("ann").await.unwrap();
+    assert_eq!(revoked, 20);
+    assert!(
+        sessions.store().is_empty(),
+        "every session of ann's is gone"
+    );
+    assert!(calls.load(std::sync::atomic::Ordering::Relaxed) >= 22);
 }
 
 #[tokio::test]

@@ -46,10 +46,19 @@
 //!   the panic into a `500` response, and whatever the handler changed
 //!   before it panicked is saved (put `CatchPanicLayer` outside the session
 //!   layer to save nothing).
+//! - a handler cut short by a layer inside the session layer that answers
+//!   with a response of its own (tower-http's `TimeoutLayer` answering
+//!   `408`, a `from_fn` around `tokio::time::timeout`): like the panic
+//!   above, what the handler changed before it was dropped is saved, which
+//!   may be half of a change that needed two steps. Put such a layer
+//!   outside the session layer (nothing saved), or make the change in one
+//!   step (one `data_mut()` guard, taken after the last `.await`).
 //! - changes made after the response went out (a `Session` moved into a
 //!   spawned task, a WebSocket, a streaming body) are never saved; each
 //!   such session logs one warning and counts in
-//!   `sessionkit_late_changes_total` (see [`Session::is_committed`]).
+//!   `sessionkit_late_changes_total` (see [`Session::is_committed`]), once
+//!   the layer has committed: a request dropped before its commit (the
+//!   client gone, an outer timeout) commits nothing and warns of nothing.
 
 // Without an adapter feature the edge helpers have no caller yet.
 #![cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
