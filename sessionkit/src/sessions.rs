@@ -474,9 +474,11 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
 
     /// Deletes the session named `handle` only if it is one of `owner`'s
     /// ("sign out that device", with the handle from a form): `false` if
-    /// `owner` has no such session. Lists the owner's sessions first (one
-    /// store call over that owner's index), then deletes: a session handed
-    /// to another owner between the two is deleted all the same.
+    /// `owner` has no such session. O(that owner's sessions), through
+    /// [`QueryStore::delete_handle_of`]: the memory store checks the owner
+    /// under the lock it deletes with; other stores list the owner's
+    /// sessions, then delete, so a session handed to another owner between
+    /// the two is deleted all the same.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
@@ -497,11 +499,14 @@ impl<T: SessionData, S: QueryStore<T>> Sessions<T, S> {
         owner: &str,
         handle: &SessionHandle,
     ) -> Result<bool, StoreError> {
-        let listed = self.by_owner(owner).await?;
-        match listed.iter().find(|r| r.id == *handle) {
-            Some(r) => self.delete_listed(r).await,
-            None => Ok(false),
+        let existed = timed_as_delete(self.inner.store.delete_handle_of(owner, handle)).await?;
+        if existed {
+            self.inner
+                .config
+                .callbacks
+                .emit(EventKind::Deleted(DeleteReason::Destroyed), Some(owner));
         }
+        Ok(existed)
     }
 
     /// [`Sessions::delete_handle`] of a listed session, reporting its owner

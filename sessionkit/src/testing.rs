@@ -1426,6 +1426,22 @@ pub mod query_cases {
             [kept.id.handle()]
         );
         assert!(load(&store, &kept_cookie).await.is_some());
+
+        // By owner and handle ("sign out that device"): under another
+        // owner's name, nothing; nor once the session changed owner.
+        let kept_handle = kept.id.handle();
+        let other = unique_owner();
+        assert!(!store.delete_handle_of(&other, &kept_handle).await.unwrap());
+        let loaded = load(&store, &kept_cookie).await.expect("still there");
+        let mut moved = loaded.clone();
+        moved.owner = Some(other.clone());
+        let out = store.save(Save::update(&moved, Some(&loaded.data))).await;
+        assert!(matches!(out, Ok(SaveOutcome::Kept)), "{out:?}");
+        assert!(!store.delete_handle_of(&owner, &kept_handle).await.unwrap());
+        assert!(load(&store, &kept_cookie).await.is_some());
+        assert!(store.delete_handle_of(&other, &kept_handle).await.unwrap());
+        assert!(load(&store, &kept_cookie).await.is_none());
+        assert!(!store.delete_handle_of(&other, &kept_handle).await.unwrap());
     }
 }
 

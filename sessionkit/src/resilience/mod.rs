@@ -627,6 +627,17 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
         Ok(removed || retried)
     }
 
+    async fn delete_handle_of(
+        &self,
+        owner: &str,
+        handle: &SessionHandle,
+    ) -> Result<bool, StoreError> {
+        let (removed, retried) = self
+            .retried_delete(|| self.inner.delete_handle_of(owner, handle))
+            .await?;
+        Ok(removed || retried)
+    }
+
     /// Retried like the other bounded calls, but an attempt is not cut off
     /// by `attempt_timeout` (a revoke of many sessions runs several store
     /// calls, each bounded by the store's own timeouts): cancelled part-way,

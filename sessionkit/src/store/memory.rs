@@ -1086,6 +1086,33 @@ impl<T: SessionData> QueryStore<T> for MemoryStore<T> {
         Ok(false)
     }
 
+    /// O(that owner's sessions): only the ids in the owner's index are
+    /// hashed; the record is checked (still this owner's, live) and removed
+    /// under one lock.
+    async fn delete_handle_of(
+        &self,
+        owner: &str,
+        handle: &SessionHandle,
+    ) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let ids: Vec<SessionId> = match inner.owner_shard(owner).lock().get(owner) {
+            Some(set) => set.iter().copied().collect(),
+            None => return Ok(false),
+        };
+        let Some(id) = ids.into_iter().find(|id| id.handle() == *handle) else {
+            return Ok(false);
+        };
+        let mut map = inner.shards[inner.shard(&id)].lock();
+        match map.stored(&id) {
+            Some(s) if s.owner() == Some(owner) && !s.expired(inner.clock.now()) => {}
+            _ => return Ok(false),
+        }
+        map.swap_remove(&id);
+        // Under the record's lock, as every index change.
+        inner.index_remove(owner, &id);
+        Ok(true)
+    }
+
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
         let mut removed = Vec::new();
         // Until the owner's set stays empty: a session given this owner

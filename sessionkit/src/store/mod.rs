@@ -696,6 +696,28 @@ pub trait QueryStore<T: SessionData>: Store<T> {
     /// rotation made after the listing (the handle names the old id): list
     /// again, as [`QueryStore::bulk_delete`] does.
     async fn delete_handle(&self, handle: &SessionHandle) -> Result<bool, StoreError>;
+
+    /// Deletes the session named `handle` only if it is one of `owner`'s
+    /// ("sign out that device"); `true` if it was deleted.
+    ///
+    /// The default lists the owner's sessions ([`QueryStore::by_owner`]),
+    /// then deletes the one named `handle` ([`QueryStore::delete_handle`]):
+    /// O(that owner's sessions) plus the delete, and a session handed to
+    /// another owner between the two is deleted all the same. The memory
+    /// store overrides it: it hashes only the owner's ids (its
+    /// `delete_handle` hashes every id) and checks the owner under the lock
+    /// it deletes with.
+    async fn delete_handle_of(
+        &self,
+        owner: &str,
+        handle: &SessionHandle,
+    ) -> Result<bool, StoreError> {
+        if self.by_owner(owner).await?.iter().any(|r| r.id == *handle) {
+            self.delete_handle(handle).await
+        } else {
+            Ok(false)
+        }
+    }
 }
 
 #[cfg(test)]
