@@ -21,6 +21,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::session::Session;
 
+/// The most flash messages a session keeps unread: past it, the oldest
+/// are dropped when the session is saved. A client that never reads its
+/// flash (an API client that does not follow the redirect that would show
+/// it) would otherwise grow the record on every write, until a cookie
+/// store's cookie passes the browser's limit and every save fails.
+pub const FLASH_LIMIT: usize = 32;
+
+/// Drops the oldest messages past [`FLASH_LIMIT`].
+pub(crate) fn keep_newest(flash: &mut Vec<FlashMessage>) {
+    if let Some(excess) = flash.len().checked_sub(FLASH_LIMIT) {
+        flash.drain(..excess);
+    }
+}
+
 /// One flash message: a key (often a level such as `notice`) and a text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlashMessage {
@@ -37,6 +51,7 @@ pub struct Flash<'a, T: crate::SessionData> {
 
 impl<T: crate::SessionData> Flash<'_, T> {
     /// Keeps a message for a later request (readable on the next one that reads flash).
+    /// At most [`FLASH_LIMIT`] unread messages are kept; the oldest go first.
     pub fn set(&self, key: impl Into<String>, value: impl Into<String>) {
         self.session.with_meta(|m| {
             m.record.flash.push(FlashMessage {

@@ -898,6 +898,7 @@ impl<T: SessionData, S: Store<T>> Core<T, S> {
                 binding: m.binding_set,
             };
             flash.append(&mut meta.flash);
+            crate::flash::keep_newest(&mut flash);
             meta.flash = flash;
             let kind = if is_new {
                 SaveKind::Create

@@ -370,6 +370,29 @@ async fn flash_set_now_is_read_on_the_next_request_once() {
     assert!(s.flash().is_empty(), "flash is consumed by reading");
 }
 
+/// A client that never reads its flash (an API client not following the
+/// redirect that would show it) does not grow its session without end: the
+/// newest `FLASH_LIMIT` messages are kept.
+#[tokio::test]
+async fn unread_flash_is_kept_to_the_newest_messages() {
+    let clock = ManualClock::new();
+    let (sessions, _) = setup(&clock);
+    let (mut cookie, _) = request(&sessions, None, |s| s.flash().set("n", "0")).await;
+    for i in 1..40 {
+        let (next, _) = request(&sessions, cookie.as_deref(), |s| {
+            s.flash().set("n", i.to_string())
+        })
+        .await;
+        cookie = next;
+    }
+    let s = sessions.load(cookie.as_deref()).await.unwrap();
+    let values: Vec<_> = s.flash().take_all().into_iter().map(|f| f.value).collect();
+    let newest: Vec<_> = (40 - sessionkit::flash::FLASH_LIMIT..40)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(values, newest);
+}
+
 #[tokio::test]
 async fn overlapping_requests_keep_each_others_flash_and_owner() {
     // Two requests on one session, both loaded before either saved (a page

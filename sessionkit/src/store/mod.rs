@@ -283,6 +283,7 @@ impl<T: SessionData> Save<'_, T> {
         if !flash.ends_with(added) {
             flash.extend_from_slice(added);
         }
+        crate::flash::keep_newest(&mut flash);
         Record {
             id: mine.id,
             data,
