@@ -208,6 +208,12 @@ impl Default for Config {
 
 /// The longest idle timeout or absolute lifetime a configuration accepts:
 /// ten years.
+///
+/// Browsers keep a cookie at most 400 days whatever its `Max-Age` (Chrome;
+/// RFC 6265bis asks for such a cap): with both durations longer than that,
+/// a client idle for 400 days loses its cookie before the server-side
+/// deadline. Every save sends a fresh `Max-Age`, so an active client keeps
+/// it.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 60 * 60);
 
 /// One thing wrong with a configuration.

@@ -582,6 +582,11 @@ pub type RemovalListener = Arc<dyn Fn(&Removed) + Send + Sync>;
 
 /// A predicate over listed records, for [`QueryStore::find_by`] and
 /// [`QueryStore::bulk_delete`].
+///
+/// Keep it a pure test of the record: a store may run it while holding a
+/// lock (the memory store checks each match again under the lock it
+/// deletes with, so that a session changed since the listing is left), and
+/// a predicate that calls the same store there would deadlock.
 pub type Predicate<'a, T> = &'a (dyn Fn(&Record<T, SessionHandle>) -> bool + Send + Sync);
 
 /// A session removed by a bulk operation or evicted (for events).
