@@ -27,8 +27,9 @@
 //! `sessionkit_sessions_total{event}` with event = created, loaded, deleted,
 //! regenerated, expired, binding_mismatch, ambiguous_cookie; `sessionkit_invalid_lookups_total` (a cookie that
 //! names no stored session: unknown, tampered, already removed, or a value
-//! the store cannot decode; one whose session is past its deadline counts
-//! under `expired` instead); `sessionkit_saves_dropped_total` (a request's
+//! the store cannot decode; a session the store still returns past its
+//! deadline counts under `expired` instead, while one a store dropped on
+//! its own, as Redis's TTLs do, is an invalid lookup); `sessionkit_saves_dropped_total` (a request's
 //! changes dropped because its session was gone by the time of the save:
 //! deleted or regenerated away by another request, or past its idle deadline
 //! after a request that ran across it); `sessionkit_store_errors_total{op,kind}`;
