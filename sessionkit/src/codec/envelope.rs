@@ -11,8 +11,9 @@
 //! then         ciphertext, then the 16-byte tag
 //! ```
 //!
-//! The associated data is `SHA-256("sessionkit" ‖ purpose label ‖
-//! length-prefixed context) ‖ header` (the digest is computed once):
+//! The associated data is `SHA-256("sessionkit\0" ‖ purpose label ‖ 0x00 ‖
+//! len(context) as 8 bytes big-endian ‖ context) ‖ header` (the digest is
+//! computed once):
 //! a value sealed for one purpose or context (a cookie name) does not open
 //! under another, and the header (version, algorithm, key id, flags) cannot
 //! be changed without the tag failing. The algorithm must be the one the

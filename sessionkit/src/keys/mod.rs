@@ -22,6 +22,9 @@
 //! zeroize; the codec overwrites its key objects in place with an all-zero
 //! key when the codec is dropped (AES) or the message is done (the
 //! per-message ChaCha20 subkey): best effort, without volatile writes.
+//! The HKDF state each secret is extracted into while its subkeys are
+//! derived (the `hkdf` and `hmac` crates keep it unwiped) is dropped
+//! without being overwritten.
 //!
 //! ```
 //! use sessionkit::keys::{KeyPurpose, KeyRing};

@@ -32,8 +32,10 @@
 //! ```
 //!
 //! # What opening checks
-//! A value longer than the 4096-byte browser limit is refused before it is
-//! decoded; then base64url, the envelope, the key id (it must be in the
+//! A value longer than `max_cookie_len` (the 4096-byte browser limit by
+//! default; a save checks the whole `Set-Cookie` header against it, which
+//! is longer than the value, so whatever is saved opens) is refused before
+//! it is decoded; then base64url, the envelope, the key id (it must be in the
 //! ring), the tag, the gzip size bound and the deadlines inside the sealed
 //! record. A copied cookie replayed after its idle or absolute deadline
 //! fails even if a browser (or an attacker) still sends it: `on_expired`
