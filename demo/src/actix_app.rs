@@ -87,7 +87,11 @@ pub fn routes<S: Store<DemoSession>>(
             .wrap(DefaultHeaders::new().add((CACHE_CONTROL, api::API_CACHE_CONTROL)))
             .wrap(SessionMiddleware::new(&app.sessions).error_responder(api::json_store_error))
             .service(resource("/me").get(session(api::me)))
-            .service(resource("/login").post(login))
+            .service(
+                resource("/login")
+                    .app_data(web::PayloadConfig::new(api::LOGIN_BODY_LIMIT))
+                    .post(login),
+            )
             .service(resource("/logout").post(session(api::logout)))
             .service(resource("/counter").post(session(api::counter)))
             .service(resource("/flash").get(session(api::flash)))

@@ -543,6 +543,11 @@ pub async fn revoke(
 /// `GET /healthz`: never touches the session store.
 pub const HEALTHZ: &str = "ok\n";
 
+/// The largest login body taken, in bytes, on both frameworks (their own
+/// defaults differ: 2 MiB on axum, 256 KiB on actix-web); a username is at
+/// most 64 characters. A larger body answers `413` with a JSON error.
+pub const LOGIN_BODY_LIMIT: usize = 4 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

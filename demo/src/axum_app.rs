@@ -15,6 +15,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
@@ -36,11 +37,17 @@ impl IntoResponse for Reply {
 /// The demo's router: the page, `/healthz` and the JSON API.
 pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
     let api = Router::new()
+        // `GET` only, as on actix-web: axum routes `HEAD` to a route's
+        // `GET` handler unless it has one of its own, and a `HEAD
+        // /api/flash` consumed the messages it did not show.
         .route(
             "/me",
-            get(|s: Session<DemoSession>| async move { api::me(&s) }),
+            get(|s: Session<DemoSession>| async move { api::me(&s) }).head(no_head),
         )
-        .route("/login", post(login))
+        .route(
+            "/login",
+            post(login).layer(DefaultBodyLimit::max(api::LOGIN_BODY_LIMIT)),
+        )
         .route(
             "/logout",
             post(|s: Session<DemoSession>| async move { api::logout(&s) }),
@@ -51,7 +58,7 @@ pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
         )
         .route(
             "/flash",
-            get(|s: Session<DemoSession>| async move { api::flash(&s) }),
+            get(|s: Session<DemoSession>| async move { api::flash(&s) }).head(no_head),
         )
         .route("/admin/revoke/{username}", post(revoke))
         .method_not_allowed_fallback(|| async { api::method_not_allowed() })
@@ -64,6 +71,11 @@ pub fn router<S: Store<DemoSession>>(app: &DemoSessions<S>) -> Router {
         .route("/healthz", get(|| async { api::HEALTHZ }))
         .nest("/api", api)
         .layer(SessionLayer::new(&app.sessions).error_responder(api::json_store_error))
+}
+
+/// `HEAD` on an API route: refused, as on actix-web.
+async fn no_head() -> Reply {
+    api::method_not_allowed()
 }
 
 async fn login(

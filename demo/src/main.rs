@@ -13,7 +13,10 @@ async fn main() -> ExitCode {
     // actix-server logs its own start lines at info; the demo logs one. A
     // `RUST_LOG` that does not parse stops the start, as a typo in any other
     // variable does, rather than quietly logging at the default level.
-    let filter = match std::env::var_os("RUST_LOG") {
+    // Empty counts as unset, as for every other variable (an empty filter
+    // would turn off every line, the ready line and errors included).
+    let set = std::env::var_os("RUST_LOG").filter(|v| !v.to_string_lossy().trim().is_empty());
+    let filter = match set {
         None => EnvFilter::new("info,actix_server=warn"),
         Some(_) => match EnvFilter::try_from_default_env() {
             Ok(filter) => filter,

@@ -594,6 +594,55 @@ async fn hostile_admin_paths_and_oversized_login_bodies_get_json_errors(framewor
     assert!(r.headers().get("set-cookie").is_none());
     let err: serde_json::Value = r.json().await.unwrap();
     assert!(err["error"].as_str().unwrap().contains("username"), "{err}");
+    // One limit on both frameworks (their defaults differ: a 300 KB body
+    // was taken by axum and refused by actix-web).
+    let limit = sessionkit_demo::api::LOGIN_BODY_LIMIT;
+    let padded = |len: usize| {
+        let head = "{\"username\": \"alice\", \"pad\": \"";
+        format!("{head}{}\"}}", "x".repeat(len - head.len() - 2))
+    };
+    for (len, status) in [
+        (limit, StatusCode::OK),
+        (limit + 1, StatusCode::PAYLOAD_TOO_LARGE),
+        (300_000, StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let body = padded(len);
+        assert_eq!(body.len(), len);
+        let r = http
+            .post(format!("{}/api/login", server.url()))
+            .header("content-type", "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "a login body of {len} bytes");
+        assert_eq!(r.headers().get("set-cookie").is_some(), status.is_success());
+    }
+}
+
+/// `HEAD` on the API's `GET` routes is refused on both frameworks (axum's
+/// `get` answered it, and a `HEAD /api/flash` consumed the messages it did
+/// not show).
+async fn head_on_api_routes_is_refused_and_consumes_no_flash(framework: Framework) {
+    let server = start(framework, Config::default()).await;
+    let mut b = Browser::new(&server.url());
+    b.login("alice").await;
+    let http = reqwest::Client::new();
+    let cookie = format!("{COOKIE_NAME}={}", b.cookie.clone().unwrap());
+    for path in ["/api/flash", "/api/me"] {
+        let r = http
+            .head(format!("{}{path}", server.url()))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "HEAD {path}");
+    }
+    assert_eq!(
+        b.flash().await,
+        json!([{ "key": "notice", "value": "Welcome, alice" }])
+    );
 }
 
 async fn unknown_api_routes_and_wrong_methods_get_json_errors_and_no_session(framework: Framework) {
@@ -636,4 +685,5 @@ common::on_each_framework!(
     hostile_admin_paths_and_oversized_login_bodies_get_json_errors,
     cross_site_posts_are_refused_and_change_nothing,
     a_cross_site_flash_read_and_a_foreign_host_name_are_refused,
+    head_on_api_routes_is_refused_and_consumes_no_flash,
 );
