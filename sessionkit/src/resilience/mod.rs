@@ -89,7 +89,11 @@
 //! finds the session gone (most likely the first attempt's doing): the
 //! effect is right, and a session someone else removed in between may be
 //! counted once more in `on_deleted`. A revoke ([`QueryStore::delete_owner`])
-//! keeps what each attempt removed and reports it all.
+//! keeps what each attempt reported removing ([`StoreError::Partial`]) and
+//! reports it all; an attempt whose whole reply was lost (it ran, then timed
+//! out or lost its connection) reported nothing, so the sessions it removed
+//! get no `on_deleted` event and are not in the count (the retry finds them
+//! gone). The sessions are revoked all the same.
 //!
 //! # Query operations
 //! [`QueryStore::by_owner`] (bounded by one owner's sessions) gets the full
@@ -627,16 +631,10 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
         Ok(removed || retried)
     }
 
-    async fn delete_handle_of(
-        &self,
-        owner: &str,
-        handle: &SessionHandle,
-    ) -> Result<bool, StoreError> {
-        let (removed, retried) = self
-            .retried_delete(|| self.inner.delete_handle_of(owner, handle))
-            .await?;
-        Ok(removed || retried)
-    }
+    // `delete_handle_of` is the trait's default on purpose: this decorator's
+    // listing (retried), then its `delete_handle` (retried; `true` when an
+    // attempt that failed may have deleted). Retried as one call, a failed
+    // listing turned the final "not this owner's" into `true`.
 
     /// Retried like the other bounded calls, but an attempt is not cut off
     /// by `attempt_timeout` (a revoke of many sessions runs several store

@@ -747,3 +747,22 @@ async fn every_attempt_of_a_save_carries_its_one_write_id() {
         }
     }
 }
+
+/// "Sign out that device" under another owner's name answers `false`, also
+/// after a failed attempt: a retried delete answers `true` when an earlier
+/// attempt may have deleted, but here that attempt failed in the listing,
+/// before any delete (and the session is not this owner's anyway).
+#[tokio::test(start_paused = true)]
+async fn delete_handle_of_under_another_owner_is_false_after_a_retry() {
+    let (s, switch) = store(config());
+    let mut r = record(&["a"]);
+    r.owner = Some("ada".into());
+    create(&s, &r).await.unwrap();
+    switch.set_for(Fault::Unavailable, 1);
+    let handle = r.id.handle();
+    assert!(!s.delete_handle_of("mallory", &handle).await.unwrap());
+    assert!(s.load(&r.id.encode()).await.unwrap().is_some());
+    switch.set_for(Fault::Unavailable, 1);
+    assert!(s.delete_handle_of("ada", &handle).await.unwrap());
+    assert!(s.load(&r.id.encode()).await.unwrap().is_none());
+}
