@@ -1438,3 +1438,48 @@ async fn a_redis_that_may_evict_sessions_is_reported() {
     let store = store_on(&silent).await;
     assert_eq!(store.eviction_policy().await.unwrap(), None);
 }
+
+/// A Redis busy with a long script (someone else's, past
+/// `busy-reply-threshold`) refuses every command with `BUSY`: a store that
+/// will answer again shortly, so `Unavailable` (retried, counted by the
+/// breaker), not a `Backend` error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_busy_with_a_long_script_is_unavailable() {
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let store = RedisStore::<Wide>::builder(server.url())
+        .response_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg("50")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut blocker = client.get_multiplexed_async_connection().await.unwrap();
+    let busy = tokio::spawn(async move {
+        redis::cmd("EVAL")
+            .arg("while true do end")
+            .arg(0)
+            .query_async::<()>(&mut blocker)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = store.load(&SessionId::generate().encode()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let _: () = redis::cmd("SCRIPT")
+        .arg("KILL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _ = busy.await;
+    assert!(store
+        .load(&SessionId::generate().encode())
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -25,7 +25,9 @@
 //! its own) never runs out of connections and never sends a command through
 //! one whose driving task died with its runtime. A store also outlives the
 //! runtime that connected it: every other runtime has a connection of its
-//! own.
+//! own. (Past 63 live runtimes at once, or if redis-rs refuses to make a
+//! connection, the further runtimes share the first connection, with a
+//! warning, even when the runtime that made it is gone.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -38,8 +38,9 @@ end
 
 -- A session that expires stays in its owner's set: Redis drops the key and
 -- cannot tell the set. So whenever a set gains a member (a login, a new
--- session of a known owner), up to three random other members are checked
--- and dropped if their session is gone. The dead share of a set then stays
+-- session of a known owner), up to three random members are checked (the
+-- new one may be among them, and is skipped) and dropped if their session
+-- is gone. The dead share of a set then stays
 -- around a third or less, however long its owner keeps logging in without
 -- logging out, at a cost of three EXISTS per new member (no cost on the
 -- updates of a session already indexed). Call it after the new member's

@@ -1170,14 +1170,16 @@ fn map_err(e: RedisError, timeout: Duration) -> StoreError {
     // its data after a restart (`LOADING`, seconds to minutes with
     // persistence on), a replica cut off from its master (`MASTERDOWN`),
     // a failover or resharding under way (`READONLY`, `TRYAGAIN`,
-    // `CLUSTERDOWN`). Transient, so `Resilient` retries them and trips its
+    // `CLUSTERDOWN`), a script of someone else's running past
+    // `busy-reply-threshold` (`BUSY`: every command is refused until it ends
+    // or is killed). Transient, so `Resilient` retries them and trips its
     // breaker, as for a refused connection.
     let server_busy = matches!(
         e.kind(),
         ErrorKind::Server(
             K::BusyLoading | K::MasterDown | K::TryAgain | K::ClusterDown | K::ReadOnly
         )
-    );
+    ) || e.code() == Some("BUSY");
     // A wrong password or a missing ACL permission is a setting to fix,
     // not an outage to wait out: not retried (redis-rs counts a failed
     // authentication as unrecoverable, which would read as "unavailable").
