@@ -674,7 +674,12 @@ pub trait QueryStore<T: SessionData>: Store<T> {
     /// A listed session that is gone by the time of its delete may have been
     /// regenerated meanwhile (a login: same data under a new id, which still
     /// matches); the listing then runs again, up to [`BULK_DELETE_PASSES`]
-    /// times in all, so a purge does not miss it.
+    /// times in all, so a purge does not miss it. A session whose id
+    /// rotates *while the listing runs* can still escape: a scan that has
+    /// passed the new id's place and not reached the old one lists neither,
+    /// and no delete fails to tell. Run the purge again after a busy
+    /// period, or revoke by owner ([`QueryStore::delete_owner`]), which
+    /// follows the owner index.
     async fn bulk_delete(&self, predicate: Predicate<'_, T>) -> Result<Vec<Removed>, StoreError> {
         in_passes(|| async move {
             let mut pass = Pass::default();
