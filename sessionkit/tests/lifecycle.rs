@@ -700,6 +700,26 @@ async fn an_admin_delete_by_id_is_reported_under_the_sessions_owner() {
     assert_eq!(*owners.lock().unwrap(), [Some("alice".to_string())]);
 }
 
+/// A memory store on `clock`, swept every 20 ms, behind `config`.
+fn swept_every_20ms(clock: &ManualClock, config: Config) -> Sessions<Data, MemoryStore<Data>> {
+    let store = MemoryStore::<Data>::builder()
+        .clock(clock.clone())
+        .sweep_interval(Duration::from_millis(20))
+        .build();
+    Sessions::new(store, config)
+}
+
+/// Whether the store is empty within two seconds (the sweeper's work).
+async fn emptied(sessions: &Sessions<Data, MemoryStore<Data>>) -> bool {
+    for _ in 0..100 {
+        if sessions.store().is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn the_sweeper_removes_expired_sessions_in_the_background() {
     let clock = ManualClock::new();
@@ -710,21 +730,11 @@ async fn the_sweeper_removes_expired_sessions_in_the_background() {
         .on_deleted(move |e| l.lock().unwrap().push(e.kind))
         .build()
         .unwrap();
-    let store = MemoryStore::<Data>::builder()
-        .clock(clock.clone())
-        .sweep_interval(Duration::from_millis(20))
-        .build();
-    let sessions = Sessions::new(store, config);
+    let sessions = swept_every_20ms(&clock, config);
     request(&sessions, None, |s| s.data_mut().n = 1).await;
     assert_eq!(sessions.store().len(), 1);
     clock.advance(Duration::from_secs(24 * 3600));
-    for _ in 0..100 {
-        if sessions.store().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(sessions.store().is_empty(), "sweeper did not run");
+    assert!(emptied(&sessions).await, "sweeper did not run");
     assert_eq!(
         log.lock().unwrap().as_slice(),
         &[EventKind::Deleted(DeleteReason::Evicted)]
@@ -750,24 +760,11 @@ async fn a_panicking_callback_stops_neither_the_sweeper_nor_a_revoke() {
         })
         .build()
         .unwrap();
-    let store = MemoryStore::<Data>::builder()
-        .clock(clock.clone())
-        .sweep_interval(Duration::from_millis(20))
-        .build();
-    let sessions = Sessions::new(store, config);
-    let swept = || async {
-        for _ in 0..100 {
-            if sessions.store().is_empty() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    };
+    let sessions = swept_every_20ms(&clock, config);
     for _ in 0..2 {
         request(&sessions, None, |s| s.data_mut().n = 1).await;
         clock.advance(Duration::from_secs(601));
-        assert!(swept().await, "the sweeper stopped");
+        assert!(emptied(&sessions).await, "the sweeper stopped");
     }
     // One of ann's sessions expires unswept, then twenty live ones.
     let owned = |n: u32| {

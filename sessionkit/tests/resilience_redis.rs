@@ -679,21 +679,31 @@ async fn an_update_repeated_after_a_lost_reply_keeps_a_write_made_in_between() {
         .connect()
         .await
         .unwrap();
-    let store = Resilient::new(
-        LosesFirstReply {
-            inner: Arc::new(redis.clone()),
-            lost: AtomicBool::new(false),
-        },
-        ResilienceConfig::builder().build().unwrap(),
-    );
+    let id = repeat_an_update_after_its_reply_is_lost(Arc::new(redis.clone())).await;
+    let now = redis.load(&id.encode()).await.unwrap().unwrap();
+    assert_eq!(now.data.n, 5, "the write made in between stands");
+    assert_eq!(now.version, 3, "nothing written after it");
+}
+
+/// Creates a session in `inner`, then updates it through `Resilient` over
+/// `inner` losing the first reply (after another request's write): the
+/// repeat answers `Kept`. The session's id.
+async fn repeat_an_update_after_its_reply_is_lost<S: Store<Visits>>(inner: Arc<S>) -> SessionId {
     let r = Record::new(
         SessionId::generate(),
         Visits { n: 0 },
         std::time::SystemTime::now(),
         &ExpiryPolicy::default(),
     );
-    redis.save(Save::create(&r)).await.unwrap();
-    let loaded = redis.load(&r.id.encode()).await.unwrap().unwrap();
+    inner.save(Save::create(&r)).await.unwrap();
+    let loaded = inner.load(&r.id.encode()).await.unwrap().unwrap();
+    let store = Resilient::new(
+        LosesFirstReply {
+            inner,
+            lost: AtomicBool::new(false),
+        },
+        ResilienceConfig::builder().build().unwrap(),
+    );
     let mut mine = loaded.clone();
     mine.data.n = 1;
     let out = store
@@ -701,9 +711,7 @@ async fn an_update_repeated_after_a_lost_reply_keeps_a_write_made_in_between() {
         .await
         .unwrap();
     assert!(matches!(out, SaveOutcome::Kept), "{out:?}");
-    let now = redis.load(&r.id.encode()).await.unwrap().unwrap();
-    assert_eq!(now.data.n, 5, "the write made in between stands");
-    assert_eq!(now.version, 3, "nothing written after it");
+    r.id
 }
 
 /// The same through the clustered store: the repeat is recognised, and the
@@ -724,30 +732,9 @@ async fn a_clustered_update_repeated_after_a_lost_reply_keeps_a_write_made_in_be
         .connect()
         .await
         .unwrap();
-    let store = Resilient::new(
-        LosesFirstReply {
-            inner: node.clone(),
-            lost: AtomicBool::new(false),
-        },
-        ResilienceConfig::builder().build().unwrap(),
-    );
-    let r = Record::new(
-        SessionId::generate(),
-        Visits { n: 0 },
-        std::time::SystemTime::now(),
-        &ExpiryPolicy::default(),
-    );
-    node.save(Save::create(&r)).await.unwrap();
-    let loaded = node.load(&r.id.encode()).await.unwrap().unwrap();
-    let mut mine = loaded.clone();
-    mine.data.n = 1;
-    let out = store
-        .save(Save::update(&mine, Some(&loaded.data)))
-        .await
-        .unwrap();
-    assert!(matches!(out, SaveOutcome::Kept), "{out:?}");
-    let stored = redis.load(&r.id.encode()).await.unwrap().unwrap();
+    let id = repeat_an_update_after_its_reply_is_lost(node.clone()).await;
+    let stored = redis.load(&id.encode()).await.unwrap().unwrap();
     assert_eq!((stored.data.n, stored.version), (5, 3), "Redis");
-    let cached = node.load(&r.id.encode()).await.unwrap().unwrap();
+    let cached = node.load(&id.encode()).await.unwrap().unwrap();
     assert_eq!((cached.data.n, cached.version), (5, 3), "the node's cache");
 }
