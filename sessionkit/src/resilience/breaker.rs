@@ -250,6 +250,11 @@ impl CircuitBreaker {
         let from = inner.phase.state();
         inner.phase = next;
         inner.generation += 1;
+        // The gauge under the lock, in the order of the transitions: set
+        // in `announce`, after the lock, a thread preempted there could set
+        // a state the breaker had already left, and leave it shown.
+        metrics::gauge!("sessionkit_breaker_state", "breaker" => self.name.to_string())
+            .set(next.state().gauge_value());
         BreakerTransition {
             breaker: self.name.clone(),
             from,
@@ -257,11 +262,10 @@ impl CircuitBreaker {
         }
     }
 
-    /// Metrics, log line and hook for a transition; called with no lock held
-    /// so the hook may look at the breaker.
+    /// Counter, log line and hook for a transition (the gauge is set by
+    /// `move_to`); called with no lock held so the hook may look at the
+    /// breaker.
     fn announce(&self, t: BreakerTransition) {
-        metrics::gauge!("sessionkit_breaker_state", "breaker" => self.name.to_string())
-            .set(t.to.gauge_value());
         metrics::counter!(
             "sessionkit_breaker_transitions_total",
             "breaker" => self.name.to_string(),
