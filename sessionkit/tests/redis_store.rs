@@ -1483,3 +1483,43 @@ async fn a_redis_busy_with_a_long_script_is_unavailable() {
         .unwrap()
         .is_none());
 }
+
+/// An owner's index key holding something other than a set (another tool
+/// wrote under the prefix) lists nothing and is replaced by the owner's
+/// next save: before, every save with that owner wrote its session and then
+/// failed on `WRONGTYPE` (a save that landed answered an error), and the
+/// owner could be neither listed nor revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_index_key_of_another_type_is_replaced_not_an_error() {
+    let server = shared();
+    let store = store_on(server).await;
+    let set = store.owner_key_of("ann");
+    server.command(&format!("SET {set} garbage")).unwrap();
+    assert!(store.by_owner("ann").await.unwrap().is_empty());
+    assert!(store.delete_owner("ann").await.unwrap().is_empty());
+    let r = new_record(Some("ann"));
+    let cookie = create(&store, &r).await;
+    assert_eq!(store.by_owner("ann").await.unwrap().len(), 1);
+
+    server.command(&format!("SET {set} garbage")).unwrap();
+    let loaded = store.load(&cookie).await.unwrap().unwrap();
+    let mut changed = loaded.clone();
+    changed.data.f0 += 1;
+    let out = store.save(Save::update(&changed, Some(&loaded.data))).await;
+    assert!(matches!(out, Ok(SaveOutcome::Kept)), "{out:?}");
+    assert_eq!(
+        store.by_owner("ann").await.unwrap().len(),
+        1,
+        "indexed again"
+    );
+
+    server.command(&format!("SET {set} garbage")).unwrap();
+    let loaded = store.load(&cookie).await.unwrap().unwrap();
+    let mut moved = loaded.clone();
+    moved.id = SessionId::generate();
+    let out = store.save(Save::regenerate(&moved, loaded.id, None)).await;
+    assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
+    let removed = store.delete_owner("ann").await.unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(store.load(&moved.id.encode()).await.unwrap().is_none());
+}

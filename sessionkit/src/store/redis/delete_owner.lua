@@ -7,7 +7,10 @@
 -- is the session's handle (the caller reports and a clustered store
 -- announces it, whether or not it could decode the value).
 local deleted = {}
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+-- A key of another type (see index.lua's index_add) lists no session.
+local members = redis.pcall('SMEMBERS', KEYS[1])
+if members.err then members = {} end
+for _, member in ipairs(members) do
   local key = ARGV[1] .. member
   local current = get_value(key)
   if current then

@@ -59,7 +59,15 @@ end
 local function index_add(prefix, owner, member, ttl_ms)
   if owner == '' then return end
   local key = owner_key(prefix, owner)
-  if redis.call('SADD', key, member) == 1 then
+  local added = redis.pcall('SADD', key, member)
+  if type(added) == 'table' then
+    -- Not a set (something else wrote under the prefix): replaced, so the
+    -- owner's sessions stay listable and revocable, and a save that wrote
+    -- its session does not end in WRONGTYPE.
+    redis.call('DEL', key)
+    added = redis.call('SADD', key, member)
+  end
+  if added == 1 then
     prune_index(prefix, key, member)
   end
   if redis.call('PTTL', key) < tonumber(ttl_ms) then
@@ -69,5 +77,6 @@ end
 
 local function index_remove(prefix, owner, member)
   if owner == nil or owner == '' then return end
-  redis.call('SREM', owner_key(prefix, owner), member)
+  -- pcall: a key of another type (see index_add) holds no member of ours.
+  redis.pcall('SREM', owner_key(prefix, owner), member)
 end

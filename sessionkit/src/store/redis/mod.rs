@@ -1530,11 +1530,20 @@ impl<T: SessionData> QueryStore<T> for RedisStore<T> {
         // Read as bytes: a member that is not UTF-8 (written by something
         // else) is skipped like any other that is no key hash, instead of
         // failing the whole listing.
-        let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+        let members: Vec<Vec<u8>> = match redis::cmd("SMEMBERS")
             .arg(&set)
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.err(e))?;
+        {
+            Ok(members) => members,
+            // Not a set (something else wrote under the prefix): it lists
+            // no session; the next save of this owner's replaces it.
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                tracing::warn!(key = %set, "an owner index key holds no set; listing nothing");
+                Vec::new()
+            }
+            Err(e) => return Err(self.err(e)),
+        };
         let members: Vec<String> = members
             .into_iter()
             .filter_map(|m| String::from_utf8(m).ok())

@@ -31,11 +31,17 @@ if not version then return {4} end
 if version ~= ARGV[6] then return {2, current} end
 redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[3], 'XX')
 if old_owner ~= ARGV[2] and old_owner ~= '' then
-  redis.call('SREM', ARGV[1] .. 'owner:' .. old_owner, ARGV[4])
+  redis.pcall('SREM', ARGV[1] .. 'owner:' .. old_owner, ARGV[4])
 end
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. 'owner:' .. ARGV[2]
-  if redis.call('SADD', key, ARGV[4]) == 1 then
+  local added = redis.pcall('SADD', key, ARGV[4])
+  if type(added) == 'table' then
+    -- index.lua's index_add: a key of another type is replaced.
+    redis.call('DEL', key)
+    added = redis.call('SADD', key, ARGV[4])
+  end
+  if added == 1 then
     -- index.lua's prune_index: a new member checks three others.
     for _, other in ipairs(redis.call('SRANDMEMBER', key, 3)) do
       if other ~= ARGV[4] and redis.call('EXISTS', ARGV[1] .. other) == 0 then
