@@ -104,6 +104,16 @@ impl ResilienceConfig {
 /// The longest `reset_timeout` accepted: a day.
 const MAX_RESET_TIMEOUT: Duration = Duration::from_secs(86_400);
 
+/// The longest backoff cap accepted: a minute. A revoke has no operation
+/// deadline (see [`crate::resilience`]), so a larger cap could hold it for
+/// hours between attempts; for bounded calls a cap past the operation
+/// timeout only means no retry.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The most probes half-open lets through at once: past this, "half-open"
+/// is the full load on a store just recovering.
+const MAX_HALF_OPEN_PROBES: u32 = 1000;
+
 /// One thing wrong with a [`ResilienceConfig`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -135,6 +145,9 @@ pub enum ResilienceProblem {
     /// is no other way to close it).
     #[error("{0} must be at most {1:?}")]
     TooLong(&'static str, Duration),
+    /// A count is larger than makes sense for it.
+    #[error("{0} must be at most {1}")]
+    TooMany(&'static str, u32),
     /// The retry budget ratio is not a number between 0 and 1.
     #[error("retry budget ratio {0} must be between 0.0 and 1.0")]
     BudgetRatio(f64),
@@ -232,7 +245,7 @@ impl ResilienceConfigBuilder {
     }
     /// Exponential backoff between attempts: the n-th retry waits a random
     /// time between zero and `min(max, base × 2ⁿ⁻¹)` ("full jitter"). Both
-    /// must be above zero.
+    /// must be above zero, and `max` at most a minute.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_max = max;
@@ -266,7 +279,8 @@ impl ResilienceConfigBuilder {
         self.breaker.reset_timeout = d;
         self
     }
-    /// How many probe calls half-open lets through; all must succeed to close.
+    /// How many probe calls half-open lets through; all must succeed to
+    /// close. At most 1000.
     pub fn half_open_probes(mut self, n: u32) -> Self {
         self.breaker.half_open_probes = n;
         self
@@ -321,6 +335,15 @@ impl ResilienceConfigBuilder {
             problems.push(ResilienceProblem::TooLong(
                 "reset_timeout",
                 MAX_RESET_TIMEOUT,
+            ));
+        }
+        if self.backoff_max > MAX_BACKOFF {
+            problems.push(ResilienceProblem::TooLong("backoff maximum", MAX_BACKOFF));
+        }
+        if self.breaker.half_open_probes > MAX_HALF_OPEN_PROBES {
+            problems.push(ResilienceProblem::TooMany(
+                "half_open_probes",
+                MAX_HALF_OPEN_PROBES,
             ));
         }
         if self.attempt_timeout > self.operation_timeout {
@@ -437,6 +460,26 @@ mod tests {
         assert!(p.contains(&ResilienceProblem::ZeroDuration("backoff base")));
         assert!(ResilienceConfig::builder()
             .reset_timeout(MAX_RESET_TIMEOUT)
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_backoff_of_hours_and_a_flood_of_probes_are_rejected() {
+        let err = ResilienceConfig::builder()
+            .backoff(Duration::from_secs(1), Duration::from_secs(86_400))
+            .half_open_probes(u32::MAX)
+            .build()
+            .unwrap_err();
+        let p = err.problems();
+        assert!(p.contains(&ResilienceProblem::TooLong("backoff maximum", MAX_BACKOFF)));
+        assert!(p.contains(&ResilienceProblem::TooMany(
+            "half_open_probes",
+            MAX_HALF_OPEN_PROBES
+        )));
+        assert!(ResilienceConfig::builder()
+            .backoff(Duration::from_secs(1), MAX_BACKOFF)
+            .half_open_probes(MAX_HALF_OPEN_PROBES)
             .build()
             .is_ok());
     }

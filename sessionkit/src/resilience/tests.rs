@@ -477,7 +477,8 @@ async fn bounds_too_large_to_represent_mean_no_bound_not_a_panic() {
         config()
             .attempt_timeout(Duration::MAX)
             .operation_timeout(Duration::MAX)
-            .backoff(Duration::from_millis(5), Duration::MAX),
+            // The largest cap accepted (a larger one is a config error).
+            .backoff(Duration::from_millis(5), Duration::from_secs(60)),
     );
     switch.set_for(Fault::Unavailable, 2);
     let r = record(&["a"]);
