@@ -233,7 +233,9 @@ impl ResilienceConfigBuilder {
         self
     }
     /// The bound of a whole operation, every attempt and backoff included:
-    /// no store call made through the decorator takes longer.
+    /// no load, save, delete or owner listing made through the decorator
+    /// takes longer. Scans (`iter`, `find_by`, `count`, `bulk_delete`) and
+    /// revokes (`delete_owner`) are not cut off (see [`crate::resilience`]).
     pub fn operation_timeout(mut self, d: Duration) -> Self {
         self.operation_timeout = d;
         self
