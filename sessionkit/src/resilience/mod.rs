@@ -90,10 +90,11 @@
 //! effect is right, and a session someone else removed in between may be
 //! counted once more in `on_deleted`. A revoke ([`QueryStore::delete_owner`])
 //! keeps what each attempt reported removing ([`StoreError::Partial`]) and
-//! reports it all; an attempt whose whole reply was lost (it ran, then timed
-//! out or lost its connection) reported nothing, so the sessions it removed
-//! get no `on_deleted` event and are not in the count (the retry finds them
-//! gone). The sessions are revoked all the same.
+//! reports it all. It lists the owner's sessions first: when an attempt
+//! failed with its outcome unknown (it may have run, its reply lost), the
+//! listed sessions no attempt reported are reported too (a session removed
+//! or handed to another owner by someone else in between may then be
+//! reported once too often, as with a retried delete).
 //!
 //! # Query operations
 //! [`QueryStore::by_owner`] (bounded by one owner's sessions) gets the full
@@ -644,8 +645,17 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
     /// reported with the final answer, so no revoked session goes without
     /// its event. (As a call without a time bound it is never the half-open
     /// probe, like the scans.)
+    ///
+    /// The owner's sessions are listed first (one bounded call; a revoke
+    /// goes on without the list if it fails): an attempt whose whole reply
+    /// was lost (it ran, then timed out or lost its connection) reports
+    /// nothing, and the retry finds those sessions gone. When an attempt
+    /// failed that way, the listed sessions no attempt reported are
+    /// reported too, as a retried delete answers `true`.
     async fn delete_owner(&self, owner: &str) -> Result<Vec<Removed>, StoreError> {
+        let listed = self.by_owner(owner).await.ok();
         let earlier = parking_lot::Mutex::new(Vec::new());
+        let unknown = std::sync::atomic::AtomicBool::new(false);
         let policy = Policy {
             timeout: false,
             ..Policy::full("delete_owner")
@@ -656,6 +666,9 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
                 self.inner.delete_owner(owner).await.map_err(|e| {
                     let (removed, e) = e.take_removed();
                     earlier.lock().extend(removed);
+                    if e.is_transient() {
+                        unknown.store(true, Ordering::Relaxed);
+                    }
                     e
                 })
             })
@@ -664,6 +677,16 @@ impl<T: SessionData, S: QueryStore<T>> QueryStore<T> for Resilient<S> {
         match result {
             Ok(rest) => {
                 removed.extend(rest);
+                if let (true, Some(listed)) = (unknown.into_inner(), listed) {
+                    let reported: std::collections::HashSet<SessionHandle> =
+                        removed.iter().map(Removed::handle).collect();
+                    removed.extend(
+                        listed
+                            .into_iter()
+                            .filter(|r| !reported.contains(&r.id))
+                            .map(|r| Removed::new(r.id, r.owner)),
+                    );
+                }
                 Ok(removed)
             }
             Err(e) => Err(e.after_removing(removed)),

@@ -767,3 +767,26 @@ async fn delete_handle_of_under_another_owner_is_false_after_a_retry() {
     assert!(s.delete_handle_of("ada", &handle).await.unwrap());
     assert!(s.load(&r.id.encode()).await.unwrap().is_none());
 }
+
+/// A revoke whose first attempt ran but lost its whole reply (no partial
+/// list to keep): the retry finds nothing, and the sessions the lost attempt
+/// removed are still reported, from the listing made first.
+#[tokio::test(start_paused = true)]
+async fn a_revoke_whose_reply_was_lost_reports_the_sessions_it_removed() {
+    let (s, switch) = store(config());
+    for _ in 0..3 {
+        let mut r = record(&["x"]);
+        r.owner = Some("alice".into());
+        create(&s, &r).await.unwrap();
+    }
+    let mut other = record(&["y"]);
+    other.owner = Some("bob".into());
+    create(&s, &other).await.unwrap();
+    // The listing answers, the first revoke runs and loses its reply.
+    switch.set_after(&[Fault::None, Fault::LoseReply], Fault::None);
+    let removed = s.delete_owner("alice").await.unwrap();
+    assert_eq!(removed.len(), 3);
+    assert!(removed.iter().all(|r| r.owner.as_deref() == Some("alice")));
+    assert!(s.by_owner("alice").await.unwrap().is_empty());
+    assert_eq!(s.by_owner("bob").await.unwrap().len(), 1);
+}
